@@ -1,0 +1,79 @@
+# SupportDesk — the two commands of the README, and a few more.
+#   make run     a working desk on http://127.0.0.1:8000 (SQLite, no other service needed)
+#   make test    the whole test suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
+#   make worker  a Celery worker (production mode)
+#   make bench   the benchmarks under bench/
+
+SHELL := /bin/bash
+PORT ?= 8000
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+# The newest Python >= 3.12 on PATH or under pyenv (Django 6 needs 3.12+).
+PYTHON ?= $(shell for v in 3.14 3.13 3.12; do \
+	  for c in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python3 2>/dev/null | sort -V -r) \
+	           /usr/local/bin/python$$v /usr/bin/python$$v "$$(command -v python$$v 2>/dev/null)"; do \
+	    if [ -n "$$c" ] && [ -x "$$c" ] && "$$c" -c 'import venv' >/dev/null 2>&1; then echo "$$c"; exit 0; fi; \
+	  done; done; \
+	  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v python3; fi)
+
+.PHONY: run test worker bench lint typecheck messages clean venv
+
+$(VENV)/.created:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "SupportDesk needs Python 3.12 or newer and none was found."; \
+	  echo "Install it (e.g. 'apt-get install python3.12 python3.12-venv', or 'pyenv install 3.13')"; \
+	  echo "or point to one with: make PYTHON=/path/to/python3.12 run"; exit 1; fi
+	@echo ">> creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@touch $@
+
+$(VENV)/.runtime: requirements.txt $(VENV)/.created
+	@echo ">> installing requirements.txt"
+	$(PIP) install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.created
+	@echo ">> installing requirements-dev.txt"
+	$(PIP) install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime
+
+venv: $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	@export DEBUG=$${DEBUG:-true}; \
+	$(PY) manage.py migrate --no-input && \
+	$(PY) manage.py seed_demo && \
+	echo "" && \
+	echo "  SupportDesk is running on http://127.0.0.1:$(PORT)/" && \
+	echo "    console : http://127.0.0.1:$(PORT)/        (agente1@suporte.com / Agente@123)" && \
+	echo "    admin   : http://127.0.0.1:$(PORT)/admin/  (admin@suporte.com / Admin@123)" && \
+	echo "    API docs: http://127.0.0.1:$(PORT)/api/v1/docs" && \
+	echo "    sandbox : http://127.0.0.1:$(PORT)/sandbox/ (chat as a customer)" && \
+	echo "" && \
+	exec $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: $(VENV)/.dev
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy .
+
+worker: $(VENV)/.runtime
+	$(VENV)/bin/celery -A supportdesk worker --loglevel=INFO
+
+bench: $(VENV)/.dev
+	@for b in bench/*.py; do echo ">> $$b"; $(PY) $$b || exit 1; done
+
+messages: $(VENV)/.runtime
+	DEBUG=true $(PY) manage.py makemessages -l pt_BR -l en --ignore=.venv
+	DEBUG=true $(PY) manage.py compilemessages --ignore=.venv
+
+clean:
+	rm -rf $(VENV) db.sqlite3 media staticfiles .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,152 @@
+from typing import Any, ClassVar
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from supportdesk.models import TimeStampedModel
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", _("Admin")
+    SUPERVISOR = "supervisor", _("Supervisor")
+    AGENT = "agent", _("Agent")
+
+
+# What a supervisor may do in the back office: look at everything about conversations and the
+# WhatsApp channel, and act on conversations (close, transfer). No user/department/bot admin.
+SUPERVISOR_PERMISSIONS = frozenset(
+    {
+        "conversations.view_customer",
+        "conversations.change_customer",
+        "conversations.view_conversation",
+        "conversations.change_conversation",
+        "conversations.view_message",
+        "conversations.view_conversationtransfer",
+        "conversations.view_conversationevent",
+        "departments.view_department",
+        "accounts.view_user",
+        "whatsapp.view_whatsappaccount",
+        "whatsapp.view_webhookevent",
+    }
+)
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(
+        self, email: str, password: str | None = None, **extra_fields: Any
+    ) -> "User":
+        if not email:
+            raise ValueError("An e-mail address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra_fields: Any) -> "User":
+        extra_fields["role"] = Role.ADMIN
+        extra_fields["is_superuser"] = True
+        extra_fields.setdefault("name", email.split("@")[0])
+        return self.create_user(email, password, **extra_fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
+    """A person who works the desk. Logs in by e-mail; what they may do follows from ``role``."""
+
+    email = models.EmailField(_("e-mail"), unique=True)
+    name = models.CharField(_("name"), max_length=150)
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices, default=Role.AGENT)
+    departments = models.ManyToManyField(
+        "departments.Department",
+        through="UserDepartment",
+        related_name="members",
+        blank=True,
+        verbose_name=_("departments"),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
+
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: ClassVar[list[str]] = ["name"]
+
+    class Meta:
+        ordering = ["name", "email"]
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        indexes: ClassVar = [models.Index(fields=["role", "is_active"], name="user_role_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+    def get_full_name(self) -> str:
+        return self.name
+
+    def get_short_name(self) -> str:
+        return self.name.split(" ")[0] if self.name else self.email
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role == Role.SUPERVISOR
+
+    @property
+    def is_agent(self) -> bool:
+        return self.role == Role.AGENT
+
+    @property
+    def sees_everything(self) -> bool:
+        """Admins and supervisors see every conversation; agents only their departments'."""
+        return self.role in (Role.ADMIN, Role.SUPERVISOR)
+
+    @property
+    def is_staff(self) -> bool:  # the Django admin is for admins and supervisors
+        return self.is_active and self.sees_everything
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
+        if not self.is_active:
+            return False
+        if self.role == Role.ADMIN or self.is_superuser:
+            return True
+        if self.role == Role.SUPERVISOR:
+            return perm in SUPERVISOR_PERMISSIONS
+        return False
+
+    def has_module_perms(self, app_label: str) -> bool:
+        if not self.is_active:
+            return False
+        if self.role == Role.ADMIN or self.is_superuser:
+            return True
+        if self.role == Role.SUPERVISOR:
+            return any(p.startswith(f"{app_label}.") for p in SUPERVISOR_PERMISSIONS)
+        return False
+
+
+class UserDepartment(models.Model):
+    """Which departments' queues a user works (the seed's ``user_departments``)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    department = models.ForeignKey(
+        "departments.Department", on_delete=models.CASCADE, related_name="memberships"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "user_departments"
+        ordering = ["department__name"]
+        verbose_name = _("department membership")
+        verbose_name_plural = _("department memberships")
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["user", "department"], name="user_department_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ∈ {self.department_id}"

@@ -1,0 +1,293 @@
+from datetime import timedelta
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from supportdesk.models import TimeStampedModel
+
+# Meta's customer-service window: free-form messages only within 24 h of the customer's last one.
+SERVICE_WINDOW = timedelta(hours=24)
+
+
+class Customer(TimeStampedModel):
+    """Someone who writes to one of our WhatsApp numbers.
+
+    ``wa_id`` is WhatsApp's canonical identity; ``bsuid`` the business-scoped user id Meta sends for
+    customers who hide their number behind a username. ``phone`` is E.164 (``+5511987650002``).
+    """
+
+    wa_id = models.CharField(_("WhatsApp id"), max_length=32, null=True, blank=True)
+    bsuid = models.CharField(_("business-scoped user id"), max_length=64, null=True, blank=True)
+    phone = models.CharField(_("phone (E.164)"), max_length=20, blank=True, db_index=True)
+    name = models.CharField(_("profile name"), max_length=200, blank=True)
+    notes = models.TextField(_("notes"), blank=True)
+
+    class Meta:
+        ordering = ["name", "phone"]
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["wa_id"], condition=Q(wa_id__isnull=False), name="customer_wa_id_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["bsuid"], condition=Q(bsuid__isnull=False), name="customer_bsuid_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.phone or self.wa_id or self.bsuid or f"#{self.pk}"
+
+
+class ConversationStatus(models.TextChoices):
+    BOT = "bot", _("With the bot")
+    PENDING = "pending", _("Waiting in queue")
+    OPEN = "open", _("Open")
+    CLOSED = "closed", _("Closed")
+
+
+class Conversation(TimeStampedModel):
+    status = models.CharField(
+        _("status"), max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.BOT
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("customer")
+    )
+    whatsapp_account = models.ForeignKey(
+        "whatsapp.WhatsAppAccount",
+        on_delete=models.PROTECT,
+        related_name="conversations",
+        verbose_name=_("WhatsApp number"),
+    )
+    department = models.ForeignKey(
+        "departments.Department",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        verbose_name=_("department"),
+    )
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+        verbose_name=_("assigned to"),
+    )
+    first_response_at = models.DateTimeField(_("first response"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    last_inbound_at = models.DateTimeField(_("last customer message"), null=True, blank=True)
+    last_message_at = models.DateTimeField(_("last activity"), null=True, blank=True)
+    unread_count = models.PositiveIntegerField(_("unread"), default=0)
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+        constraints: ClassVar = [
+            # A customer has at most one conversation in progress per business number.
+            models.UniqueConstraint(
+                fields=["customer", "whatsapp_account"],
+                condition=~Q(status="closed"),
+                name="conversation_one_active_per_customer_number",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(
+                fields=["status", "department", "-last_message_at"], name="conv_queue_idx"
+            ),
+            models.Index(
+                fields=["assigned_to", "status", "-last_message_at"], name="conv_assignee_idx"
+            ),
+            models.Index(fields=["-last_message_at", "-id"], name="conv_activity_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.customer}"
+
+    @property
+    def window_expires_at(self):  # type: ignore[no-untyped-def]
+        return self.last_inbound_at + SERVICE_WINDOW if self.last_inbound_at else None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status == ConversationStatus.CLOSED
+
+
+class Direction(models.TextChoices):
+    IN = "in", _("Inbound")
+    OUT = "out", _("Outbound")
+
+
+class SenderKind(models.TextChoices):
+    CUSTOMER = "customer", _("Customer")
+    BOT = "bot", _("Bot")
+    AGENT = "agent", _("Agent")
+    SYSTEM = "system", _("System")
+
+
+class MessageType(models.TextChoices):
+    TEXT = "text", _("Text")
+    IMAGE = "image", _("Image")
+    AUDIO = "audio", _("Audio")
+    VIDEO = "video", _("Video")
+    DOCUMENT = "document", _("Document")
+    STICKER = "sticker", _("Sticker")
+    LOCATION = "location", _("Location")
+    CONTACTS = "contacts", _("Contacts")
+    INTERACTIVE = "interactive", _("Interactive")
+    BUTTON = "button", _("Button")
+    REACTION = "reaction", _("Reaction")
+    TEMPLATE = "template", _("Template")
+    UNSUPPORTED = "unsupported", _("Unsupported")
+
+
+class MessageStatus(models.TextChoices):
+    RECEIVED = "received", _("Received")
+    QUEUED = "queued", _("Queued")
+    SENT = "sent", _("Sent")
+    DELIVERED = "delivered", _("Delivered")
+    READ = "read", _("Read")
+    FAILED = "failed", _("Failed")
+
+
+class Message(TimeStampedModel):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages", verbose_name=_("conversation")
+    )
+    direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
+    sender = models.CharField(_("sender"), max_length=10, choices=SenderKind.choices)
+    sender_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="sent_messages",
+        verbose_name=_("sent by"),
+    )
+    type = models.CharField(
+        _("type"), max_length=12, choices=MessageType.choices, default=MessageType.TEXT
+    )
+    body = models.TextField(_("text"), blank=True)
+    media_id = models.CharField(_("WhatsApp media id"), max_length=128, blank=True)
+    media_file = models.FileField(_("media file"), upload_to="media/%Y/%m/%d/", blank=True)
+    media_mime_type = models.CharField(_("media type"), max_length=100, blank=True)
+    media_filename = models.CharField(_("file name"), max_length=255, blank=True)
+    media_size = models.PositiveBigIntegerField(_("media size"), null=True, blank=True)
+    media_sha256 = models.CharField(_("media sha256"), max_length=100, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=MessageStatus.choices, default=MessageStatus.QUEUED
+    )
+    error = models.TextField(_("error"), blank=True)
+    error_code = models.IntegerField(_("error code"), null=True, blank=True)
+    wa_message_id = models.CharField(_("WhatsApp message id"), max_length=128, null=True, blank=True)
+    reply_to = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="replies",
+        verbose_name=_("reply to"),
+    )
+    raw_payload = models.JSONField(_("raw payload"), null=True, blank=True)
+    wa_timestamp = models.DateTimeField(_("WhatsApp timestamp"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read by an agent at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["wa_message_id"],
+                condition=Q(wa_message_id__isnull=False),
+                name="message_wa_message_id_unique",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["conversation", "created_at", "id"], name="msg_conversation_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.type}: {self.body[:50]}"
+
+
+class ConversationTransfer(models.Model):
+    """A hand-over between agents and/or departments (the seed's ``conversation_transfers``)."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="transfers"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    from_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    to_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    from_department = models.ForeignKey(
+        "departments.Department", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    to_department = models.ForeignKey(
+        "departments.Department", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("transfer")
+        verbose_name_plural = _("transfers")
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id}: {self.from_user_id} → {self.to_user_id}/{self.to_department_id}"
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created", _("Created")
+    TAKEN_OVER = "taken_over", _("Taken over")
+    ASSIGNED = "assigned", _("Assigned")
+    TRANSFERRED = "transferred", _("Transferred")
+    CLOSED = "closed", _("Closed")
+    REOPENED = "reopened", _("Reopened")
+    READ = "read", _("Marked read")
+    QUEUED = "queued", _("Sent to queue")
+    FIRST_RESPONSE = "first_response", _("First response")
+
+
+class ConversationEvent(models.Model):
+    """Who did what to a conversation, and when: history, audit trail and metrics source."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=EventKind.choices)
+    before = models.JSONField(_("before"), default=dict, blank=True)
+    after = models.JSONField(_("after"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("conversation event")
+        verbose_name_plural = _("conversation events")
+        indexes: ClassVar = [
+            models.Index(fields=["conversation", "created_at"], name="conv_event_idx"),
+            models.Index(fields=["kind", "created_at"], name="conv_event_kind_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} {self.kind}"

@@ -1,0 +1,98 @@
+"""Reads about conversations, always scoped to what the asking user may see (contract §4 "Roles")."""
+
+from django.db.models import Q, QuerySet
+
+from accounts.models import User
+
+from .models import Conversation, ConversationEvent, ConversationStatus, Message
+
+
+def conversation_visibility_q(*, user: User) -> Q:
+    """The filter that limits conversations to those ``user`` may see.
+
+    Admins and supervisors see every conversation; agents see the queues of their departments and
+    whatever is assigned to them; an inactive or anonymous user sees nothing.
+    """
+    if not user.is_authenticated or not user.is_active:
+        return Q(pk__in=[])
+    if user.sees_everything:
+        return Q()
+    return Q(department__in=user.departments.values("pk")) | Q(assigned_to=user)
+
+
+def conversation_list_visible_to(*, user: User) -> QuerySet[Conversation]:
+    return (
+        Conversation.objects.filter(conversation_visibility_q(user=user))
+        .select_related("customer", "department", "assigned_to", "whatsapp_account")
+        .order_by("-last_message_at", "-id")
+    )
+
+
+def conversation_get_visible(*, user: User, pk: int) -> Conversation:
+    """The conversation ``pk`` if ``user`` may see it; ``Conversation.DoesNotExist`` otherwise."""
+    return conversation_list_visible_to(user=user).get(pk=pk)
+
+
+def conversation_is_visible_to(*, user: User, conversation: Conversation) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.sees_everything:
+        return True
+    if conversation.assigned_to_id == user.pk:
+        return True
+    return (
+        conversation.department_id is not None
+        and user.departments.filter(pk=conversation.department_id).exists()
+    )
+
+
+def user_can_reply(*, user: User, conversation: Conversation) -> bool:
+    """Only the assignee writes to the customer (admins may always step in)."""
+    if conversation.is_closed or not user.is_active:
+        return False
+    return user.is_admin or conversation.assigned_to_id == user.pk
+
+
+def user_can_take_over(*, user: User, conversation: Conversation) -> bool:
+    if conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+        return False
+    if user.sees_everything:
+        return True
+    # An agent claims what is waiting (bot or queue) or unassigned, never a colleague's conversation.
+    return conversation.assigned_to_id in (None, user.pk)
+
+
+def user_can_transfer(*, user: User, conversation: Conversation) -> bool:
+    if conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+        return False
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
+def user_can_close(*, user: User, conversation: Conversation) -> bool:
+    if conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+        return False
+    return user.sees_everything or conversation.assigned_to_id == user.pk
+
+
+def user_can_reopen(*, user: User, conversation: Conversation) -> bool:
+    if not conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+        return False
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
+def conversation_list_messages(*, conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.select_related("sender_user", "reply_to").order_by("created_at", "id")
+
+
+def conversation_list_events(*, conversation: Conversation) -> QuerySet[ConversationEvent]:
+    return conversation.events.select_related("actor").order_by("created_at", "id")
+
+
+def conversation_get_active_for_customer(
+    *, customer_id: int, whatsapp_account_id: int
+) -> Conversation | None:
+    return (
+        Conversation.objects.filter(customer_id=customer_id, whatsapp_account_id=whatsapp_account_id)
+        .exclude(status=ConversationStatus.CLOSED)
+        .first()
+    )

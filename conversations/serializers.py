@@ -1,0 +1,91 @@
+"""The JSON shapes of contract §4, shared by the REST API and the WebSocket events."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from .models import Conversation, Customer, Message
+
+
+class CustomerSummarySerializer(serializers.ModelSerializer[Customer]):
+    class Meta:
+        model = Customer
+        fields = ("id", "phone", "name")
+
+
+class NamedRefSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class ConversationSerializer(serializers.ModelSerializer[Conversation]):
+    customer = CustomerSummarySerializer(read_only=True)
+    department = NamedRefSerializer(read_only=True, allow_null=True)
+    assigned_to = NamedRefSerializer(read_only=True, allow_null=True)
+    window_expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Conversation
+        fields = (
+            "id",
+            "status",
+            "customer",
+            "department",
+            "assigned_to",
+            "last_message_at",
+            "unread_count",
+            "created_at",
+            "closed_at",
+            "first_response_at",
+            "window_expires_at",
+        )
+        read_only_fields = fields
+
+
+class MediaSerializer(serializers.Serializer[Any]):
+    url = serializers.CharField(allow_null=True)
+    mime_type = serializers.CharField()
+    filename = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+
+
+class MessageSerializer(serializers.ModelSerializer[Message]):
+    media = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = (
+            "id",
+            "conversation",
+            "direction",
+            "sender",
+            "sender_user",
+            "type",
+            "body",
+            "media",
+            "status",
+            "error",
+            "error_code",
+            "wa_message_id",
+            "reply_to",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def get_media(self, obj: Message) -> dict[str, Any] | None:
+        if not (obj.media_file or obj.media_id):
+            return None
+        return {
+            "url": f"/media/messages/{obj.pk}" if obj.media_file else None,
+            "mime_type": obj.media_mime_type,
+            "filename": obj.media_filename,
+            "size": obj.media_size,
+        }
+
+
+def conversation_payload(conversation: Conversation) -> dict[str, Any]:
+    return dict(ConversationSerializer(conversation).data)
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    return dict(MessageSerializer(message).data)

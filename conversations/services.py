@@ -1,0 +1,444 @@
+"""Every change to a conversation goes through here.
+
+Each service is atomic, locks the conversation row it changes (``_lock``), checks the actor's
+right to act, writes a :class:`ConversationEvent`, and broadcasts after commit.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import User
+from departments.models import Department
+from supportdesk import realtime
+from supportdesk.exceptions import NotPermitted, ServiceError
+
+from . import selectors
+from .models import (
+    Conversation,
+    ConversationEvent,
+    ConversationStatus,
+    ConversationTransfer,
+    Customer,
+    Direction,
+    EventKind,
+    Message,
+    MessageStatus,
+    MessageType,
+    SenderKind,
+)
+from .serializers import conversation_payload, message_payload
+
+
+def _lock(conversation: Conversation) -> Conversation:
+    """Re-read the conversation under a row lock; all read-then-write flows start here."""
+    return (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("customer", "department", "assigned_to")
+        .get(pk=conversation.pk)
+    )
+
+
+def _state(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "status": conversation.status,
+        "department": conversation.department_id,
+        "assigned_to": conversation.assigned_to_id,
+    }
+
+
+def _record(
+    *,
+    conversation: Conversation,
+    actor: User | None,
+    kind: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> ConversationEvent:
+    return ConversationEvent.objects.create(
+        conversation=conversation, actor=actor, kind=kind, before=before or {}, after=after or {}
+    )
+
+
+def _audience(conversation: Conversation, *extra_user_ids: int) -> list[str]:
+    return realtime.conversation_audience(
+        department_id=conversation.department_id,
+        assigned_to_id=conversation.assigned_to_id,
+        extra_user_ids=extra_user_ids,
+    )
+
+
+def _broadcast_update(conversation: Conversation, *extra_groups: str, extra_user_ids: tuple[int, ...] = ()) -> None:
+    realtime.broadcast_on_commit(
+        event="conversation_update",
+        data=conversation_payload(conversation),
+        groups=[*_audience(conversation, *extra_user_ids), *extra_groups],
+    )
+
+
+def _require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise NotPermitted(message)
+
+
+@transaction.atomic
+def conversation_take_over(*, conversation: Conversation, actor: User) -> Conversation:
+    """The actor claims the conversation: assigned to them, status ``open``."""
+    conversation = _lock(conversation)
+    _require(
+        selectors.user_can_take_over(user=actor, conversation=conversation),
+        _("You cannot take over this conversation."),
+    )
+    before = _state(conversation)
+    previous_assignee = conversation.assigned_to_id
+    conversation.assigned_to = actor
+    conversation.status = ConversationStatus.OPEN
+    if conversation.department_id is None:
+        conversation.department = actor.departments.order_by("name").first()
+    conversation.save(update_fields=["assigned_to", "status", "department", "updated_at"])
+    _record(
+        conversation=conversation, actor=actor, kind=EventKind.TAKEN_OVER, before=before,
+        after=_state(conversation),
+    )
+    realtime.broadcast_on_commit(
+        event="conversation_assigned",
+        data={"conversationId": conversation.pk, "userId": actor.pk},
+        groups=_audience(conversation, *([previous_assignee] if previous_assignee else [])),
+    )
+    _broadcast_update(conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ())
+    return conversation
+
+
+@transaction.atomic
+def conversation_assign(*, conversation: Conversation, actor: User, to_user: User) -> Conversation:
+    """A supervisor or admin gives the conversation to an agent."""
+    conversation = _lock(conversation)
+    _require(
+        actor.sees_everything and not conversation.is_closed,
+        _("Only supervisors and admins assign conversations."),
+    )
+    if not to_user.is_active:
+        raise ServiceError(_("That user is inactive."), code="inactive_user")
+    before = _state(conversation)
+    previous_assignee = conversation.assigned_to_id
+    conversation.assigned_to = to_user
+    conversation.status = ConversationStatus.OPEN
+    conversation.save(update_fields=["assigned_to", "status", "updated_at"])
+    _record(
+        conversation=conversation, actor=actor, kind=EventKind.ASSIGNED, before=before,
+        after=_state(conversation),
+    )
+    realtime.broadcast_on_commit(
+        event="conversation_assigned",
+        data={"conversationId": conversation.pk, "userId": to_user.pk},
+        groups=_audience(conversation, *([previous_assignee] if previous_assignee else [])),
+    )
+    _broadcast_update(conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ())
+    return conversation
+
+
+@transaction.atomic
+def conversation_transfer(
+    *,
+    conversation: Conversation,
+    actor: User,
+    to_user: User | None = None,
+    to_department: Department | None = None,
+    note: str = "",
+) -> Conversation:
+    """Hand the conversation to another agent and/or department, with an optional note.
+
+    To a department only: it goes back to that department's queue (``pending``, unassigned).
+    To an agent: it is assigned to them and ``open``.
+    """
+    if to_user is None and to_department is None:
+        raise ServiceError(_("Choose an agent or a department to transfer to."), code="no_target")
+    if to_user is not None and not to_user.is_active:
+        raise ServiceError(_("That user is inactive."), code="inactive_user")
+    if to_department is not None and not to_department.is_active:
+        raise ServiceError(_("That department is inactive."), code="inactive_department")
+    if (
+        to_user is not None
+        and to_department is not None
+        and to_user.is_agent
+        and not to_user.departments.filter(pk=to_department.pk).exists()
+    ):
+        raise ServiceError(
+            _("%(user)s does not work in %(department)s.")
+            % {"user": to_user.name, "department": to_department.name},
+            code="user_not_in_department",
+        )
+    conversation = _lock(conversation)
+    _require(
+        selectors.user_can_transfer(user=actor, conversation=conversation),
+        _("You cannot transfer this conversation."),
+    )
+    before = _state(conversation)
+    from_user_id, from_department_id = conversation.assigned_to_id, conversation.department_id
+    if to_department is not None:
+        conversation.department = to_department
+    if to_user is not None:
+        conversation.assigned_to = to_user
+        conversation.status = ConversationStatus.OPEN
+        if to_department is None and to_user.is_agent and not (
+            conversation.department_id
+            and to_user.departments.filter(pk=conversation.department_id).exists()
+        ):
+            conversation.department = to_user.departments.order_by("name").first() or conversation.department
+    else:
+        conversation.assigned_to = None
+        conversation.status = ConversationStatus.PENDING
+    conversation.save(update_fields=["department", "assigned_to", "status", "updated_at"])
+    ConversationTransfer.objects.create(
+        conversation=conversation,
+        actor=actor,
+        from_user_id=from_user_id,
+        to_user=to_user,
+        from_department_id=from_department_id,
+        to_department=conversation.department,
+        note=note,
+    )
+    _record(
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.TRANSFERRED,
+        before=before,
+        after={**_state(conversation), "note": note},
+    )
+    old_groups = realtime.conversation_audience(
+        department_id=from_department_id, assigned_to_id=from_user_id
+    )
+    realtime.broadcast_on_commit(
+        event="conversation_transferred",
+        data={
+            "conversationId": conversation.pk,
+            "fromUserId": from_user_id,
+            "toUserId": conversation.assigned_to_id,
+            "toDepartmentId": conversation.department_id,
+        },
+        groups=[*old_groups, *_audience(conversation)],
+    )
+    _broadcast_update(conversation, *old_groups)
+    return conversation
+
+
+@transaction.atomic
+def conversation_close(*, conversation: Conversation, actor: User | None) -> Conversation:
+    conversation = _lock(conversation)
+    if actor is not None:
+        _require(
+            selectors.user_can_close(user=actor, conversation=conversation),
+            _("You cannot close this conversation."),
+        )
+    elif conversation.is_closed:
+        return conversation
+    before = _state(conversation)
+    conversation.status = ConversationStatus.CLOSED
+    conversation.closed_at = timezone.now()
+    conversation.unread_count = 0
+    conversation.save(update_fields=["status", "closed_at", "unread_count", "updated_at"])
+    _record(
+        conversation=conversation, actor=actor, kind=EventKind.CLOSED, before=before,
+        after=_state(conversation),
+    )
+    _broadcast_update(conversation)
+    return conversation
+
+
+@transaction.atomic
+def conversation_reopen(*, conversation: Conversation, actor: User) -> Conversation:
+    """Reopen a closed conversation: back to its assignee, or to its department's queue.
+
+    Refused when the customer already has another conversation in progress on that number.
+    """
+    conversation = _lock(conversation)
+    _require(
+        selectors.user_can_reopen(user=actor, conversation=conversation),
+        _("You cannot reopen this conversation."),
+    )
+    before = _state(conversation)
+    conversation.status = (
+        ConversationStatus.OPEN if conversation.assigned_to_id else ConversationStatus.PENDING
+    )
+    conversation.closed_at = None
+    try:
+        with transaction.atomic():
+            conversation.save(update_fields=["status", "closed_at", "updated_at"])
+    except IntegrityError as exc:
+        raise ServiceError(
+            _("This customer already has a conversation in progress on this number."),
+            code="conversation_in_progress",
+        ) from exc
+    _record(
+        conversation=conversation, actor=actor, kind=EventKind.REOPENED, before=before,
+        after=_state(conversation),
+    )
+    _broadcast_update(conversation)
+    return conversation
+
+
+@transaction.atomic
+def conversation_mark_read(*, conversation: Conversation, actor: User) -> Conversation:
+    """The actor has read the conversation: unread count back to zero, inbound messages read."""
+    conversation = _lock(conversation)
+    _require(
+        selectors.conversation_is_visible_to(user=actor, conversation=conversation),
+        _("You cannot read this conversation."),
+    )
+    now = timezone.now()
+    marked = conversation.messages.filter(direction=Direction.IN, read_at__isnull=True).update(
+        read_at=now
+    )
+    if not marked and not conversation.unread_count:
+        return conversation
+    before = {"unread_count": conversation.unread_count}
+    conversation.unread_count = 0
+    conversation.save(update_fields=["unread_count", "updated_at"])
+    _record(
+        conversation=conversation, actor=actor, kind=EventKind.READ, before=before,
+        after={"unread_count": 0, "messages": marked},
+    )
+    _broadcast_update(conversation)
+    return conversation
+
+
+# --- Messages --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def conversation_open_for_customer(
+    *, customer: Customer, whatsapp_account_id: int, actor: User | None = None
+) -> tuple[Conversation, bool]:
+    """The customer's conversation in progress on that number, or a new one with the bot.
+
+    Safe under concurrency: the partial unique index decides, the loser reads the winner's row.
+    """
+    existing = selectors.conversation_get_active_for_customer(
+        customer_id=customer.pk, whatsapp_account_id=whatsapp_account_id
+    )
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            conversation = Conversation.objects.create(
+                customer=customer,
+                whatsapp_account_id=whatsapp_account_id,
+                status=ConversationStatus.BOT,
+                last_message_at=timezone.now(),
+            )
+    except IntegrityError:
+        existing = selectors.conversation_get_active_for_customer(
+            customer_id=customer.pk, whatsapp_account_id=whatsapp_account_id
+        )
+        if existing is None:
+            raise
+        return existing, False
+    _record(conversation=conversation, actor=actor, kind=EventKind.CREATED, after=_state(conversation))
+    _broadcast_update(conversation)
+    return conversation, True
+
+
+@transaction.atomic
+def message_record_inbound(
+    *,
+    conversation: Conversation,
+    type: str = MessageType.TEXT,  # noqa: A002 - the contract's field name
+    body: str = "",
+    wa_message_id: str | None = None,
+    wa_timestamp: datetime | None = None,
+    raw_payload: dict[str, Any] | None = None,
+    reply_to: Message | None = None,
+    **media: Any,
+) -> tuple[Message, bool]:
+    """Store a customer's message once (``wa_message_id`` is unique) and bump the conversation."""
+    if wa_message_id:
+        existing = Message.objects.filter(wa_message_id=wa_message_id).first()
+        if existing is not None:
+            return existing, False
+    conversation = _lock(conversation)
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation=conversation,
+                direction=Direction.IN,
+                sender=SenderKind.CUSTOMER,
+                type=type,
+                body=body,
+                status=MessageStatus.RECEIVED,
+                wa_message_id=wa_message_id,
+                wa_timestamp=wa_timestamp,
+                raw_payload=raw_payload,
+                reply_to=reply_to,
+                **media,
+            )
+    except IntegrityError:
+        if wa_message_id:
+            return Message.objects.get(wa_message_id=wa_message_id), False
+        raise
+    moment = wa_timestamp or message.created_at
+    conversation.last_inbound_at = max(filter(None, [conversation.last_inbound_at, moment]))
+    conversation.last_message_at = max(filter(None, [conversation.last_message_at, moment]))
+    conversation.unread_count += 1
+    conversation.save(update_fields=["last_inbound_at", "last_message_at", "unread_count", "updated_at"])
+    _broadcast_message(message, conversation)
+    return message, True
+
+
+@transaction.atomic
+def message_create_outbound(
+    *,
+    conversation: Conversation,
+    actor: User | None,
+    body: str = "",
+    type: str = MessageType.TEXT,  # noqa: A002 - the contract's field name
+    sender: str | None = None,
+    reply_to: Message | None = None,
+    **media: Any,
+) -> Message:
+    """Record a message to the customer as ``queued``; the WhatsApp sender delivers it.
+
+    ``actor`` None means the bot or the system is writing.
+    """
+    conversation = _lock(conversation)
+    if actor is not None:
+        _require(
+            selectors.user_can_reply(user=actor, conversation=conversation),
+            _("Only the agent assigned to this conversation can reply."),
+        )
+    elif conversation.is_closed:
+        raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+    if not body.strip() and not media:
+        raise ServiceError(_("A message needs text or an attachment."), code="empty_message")
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender=sender or (SenderKind.AGENT if actor else SenderKind.BOT),
+        sender_user=actor,
+        type=type,
+        body=body,
+        status=MessageStatus.QUEUED,
+        reply_to=reply_to,
+        **media,
+    )
+    conversation.last_message_at = message.created_at
+    fields = ["last_message_at", "updated_at"]
+    if actor is not None and conversation.first_response_at is None:
+        conversation.first_response_at = message.created_at
+        fields.append("first_response_at")
+        _record(
+            conversation=conversation, actor=actor, kind=EventKind.FIRST_RESPONSE,
+            after={"message": message.pk},
+        )
+    conversation.save(update_fields=fields)
+    _broadcast_message(message, conversation)
+    return message
+
+
+def _broadcast_message(message: Message, conversation: Conversation) -> None:
+    realtime.broadcast_on_commit(
+        event="new_message", data=message_payload(message), groups=_audience(conversation)
+    )
+    _broadcast_update(conversation)

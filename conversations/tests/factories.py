@@ -1,0 +1,45 @@
+import factory
+from django.utils import timezone
+
+from conversations.models import (
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Direction,
+    Message,
+    MessageStatus,
+    SenderKind,
+)
+from whatsapp.tests.factories import WhatsAppAccountFactory
+
+
+class CustomerFactory(factory.django.DjangoModelFactory[Customer]):
+    class Meta:
+        model = Customer
+
+    wa_id = factory.Sequence(lambda n: f"55119876{n:05d}")
+    phone = factory.LazyAttribute(lambda o: f"+{o.wa_id}")
+    name = factory.Faker("name", locale="pt_BR")
+
+
+class ConversationFactory(factory.django.DjangoModelFactory[Conversation]):
+    class Meta:
+        model = Conversation
+
+    customer = factory.SubFactory(CustomerFactory)
+    whatsapp_account = factory.SubFactory(WhatsAppAccountFactory)
+    status = ConversationStatus.PENDING
+    last_message_at = factory.LazyFunction(timezone.now)
+    last_inbound_at = factory.LazyFunction(timezone.now)
+
+
+class MessageFactory(factory.django.DjangoModelFactory[Message]):
+    class Meta:
+        model = Message
+
+    conversation = factory.SubFactory(ConversationFactory)
+    direction = Direction.IN
+    sender = SenderKind.CUSTOMER
+    body = factory.Faker("sentence", locale="pt_BR")
+    status = MessageStatus.RECEIVED
+    wa_message_id = factory.Sequence(lambda n: f"wamid.TEST{n:08d}")

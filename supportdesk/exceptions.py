@@ -1,0 +1,18 @@
+"""Errors raised by services; every interface (API, console, admin) turns them into a clear answer."""
+
+
+class ServiceError(Exception):
+    """A requested change cannot be made; ``message`` is safe to show to the user."""
+
+    default_code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class NotPermitted(ServiceError):
+    """The actor may see the object but not perform this action on it."""
+
+    default_code = "permission_denied"

@@ -1,0 +1,60 @@
+"""Live updates: group names and the one helper that broadcasts after a transaction commits.
+
+Services call :func:`broadcast_on_commit`; the WebSocket consumer (``conversations.consumers``)
+joins the groups named here and forwards ``{"type": ..., "data": ...}`` frames to the browser.
+"""
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+# Admins and supervisors see every conversation: they share one group.
+ALL_CONVERSATIONS_GROUP = "conversations.all"
+
+
+def department_group(department_id: int) -> str:
+    return f"department.{department_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def conversation_audience(
+    *, department_id: int | None, assigned_to_id: int | None, extra_user_ids: Iterable[int] = ()
+) -> list[str]:
+    """Every group whose members may see a conversation with this department and assignee."""
+    groups = [ALL_CONVERSATIONS_GROUP]
+    if department_id:
+        groups.append(department_group(department_id))
+    user_ids = {uid for uid in (assigned_to_id, *extra_user_ids) if uid}
+    groups.extend(user_group(uid) for uid in sorted(user_ids))
+    return groups
+
+
+def broadcast(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "desk.event", "event": event, "data": data}
+    for group in dict.fromkeys(groups):
+        try:
+            async_to_sync(layer.group_send)(group, message)
+        except Exception:  # a broadcast must never undo a committed change
+            logger.exception("broadcast of %s to %s failed", event, group)
+
+
+def broadcast_on_commit(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:
+    """Send ``event`` to ``groups`` once the surrounding transaction commits (at once if none)."""
+    group_list = list(groups)
+    transaction.on_commit(lambda: broadcast(event=event, data=data, groups=group_list))

@@ -1,0 +1,21 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from .health import health
+
+admin.site.site_header = "SupportDesk"
+admin.site.site_title = "SupportDesk"
+admin.site.index_title = "Back office"
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("health/", health),
+    path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
