@@ -12,6 +12,7 @@ urlpatterns = [
     path("health", health, name="health"),
     path("health/", health),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("supportdesk.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
 

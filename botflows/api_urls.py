@@ -1,0 +1,5 @@
+"""``/api/v1/bot/...`` (contract §4)."""
+
+from typing import Any
+
+urlpatterns: list[Any] = []
