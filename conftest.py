@@ -4,12 +4,7 @@ Tests run on whatever ``DATABASE_URL``/``REDIS_URL`` say: SQLite and in-memory l
 and Redis in CI. Celery runs eagerly unless a test starts a real worker.
 """
 
-import os
-
 import pytest
-
-# The test process is never production: a secret is needed to import settings at all.
-os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,11 @@
+"""Settings for the test suite: the real settings, with a throwaway secret key.
+
+Everything else (database, Redis) still comes from the environment, so CI runs on PostgreSQL and
+Redis while a laptop runs on SQLite and in-memory layers.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789abcdef")
+
+from .settings import *  # noqa: E402, F403
