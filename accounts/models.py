@@ -36,9 +36,7 @@ SUPERVISOR_PERMISSIONS = frozenset(
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def create_user(
-        self, email: str, password: str | None = None, **extra_fields: Any
-    ) -> "User":
+    def create_user(self, email: str, password: str | None = None, **extra_fields: Any) -> "User":
         if not email:
             raise ValueError("An e-mail address is required.")
         user = self.model(email=self.normalize_email(email).lower(), **extra_fields)
@@ -46,10 +44,12 @@ class UserManager(BaseUserManager["User"]):
         user.save(using=self._db)
         return user
 
-    def create_superuser(self, email: str, password: str | None = None, **extra_fields: Any) -> "User":
+    def create_superuser(
+        self, email: str, password: str | None = None, **extra_fields: Any
+    ) -> "User":
         extra_fields["role"] = Role.ADMIN
         extra_fields["is_superuser"] = True
-        extra_fields.setdefault("name", email.split("@")[0])
+        extra_fields.setdefault("name", email.split("@", maxsplit=1)[0])
         return self.create_user(email, password, **extra_fields)
 
 
@@ -79,7 +79,9 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
         ordering = ["name", "email"]
         verbose_name = _("user")
         verbose_name_plural = _("users")
-        indexes: ClassVar = [models.Index(fields=["role", "is_active"], name="user_role_active_idx")]
+        indexes: ClassVar = [
+            models.Index(fields=["role", "is_active"], name="user_role_active_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"

@@ -51,7 +51,10 @@ class ConversationStatus(models.TextChoices):
 
 class Conversation(TimeStampedModel):
     status = models.CharField(
-        _("status"), max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.BOT
+        _("status"),
+        max_length=10,
+        choices=ConversationStatus.choices,
+        default=ConversationStatus.BOT,
     )
     customer = models.ForeignKey(
         Customer, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("customer")
@@ -157,7 +160,10 @@ class MessageStatus(models.TextChoices):
 
 class Message(TimeStampedModel):
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages", verbose_name=_("conversation")
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("conversation"),
     )
     direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
     sender = models.CharField(_("sender"), max_length=10, choices=SenderKind.choices)
@@ -184,7 +190,9 @@ class Message(TimeStampedModel):
     )
     error = models.TextField(_("error"), blank=True)
     error_code = models.IntegerField(_("error code"), null=True, blank=True)
-    wa_message_id = models.CharField(_("WhatsApp message id"), max_length=128, null=True, blank=True)
+    wa_message_id = models.CharField(
+        _("WhatsApp message id"), max_length=128, null=True, blank=True
+    )
     reply_to = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -246,7 +254,8 @@ class ConversationTransfer(models.Model):
         verbose_name_plural = _("transfers")
 
     def __str__(self) -> str:
-        return f"#{self.conversation_id}: {self.from_user_id} → {self.to_user_id}/{self.to_department_id}"
+        target = f"{self.to_user_id}/{self.to_department_id}"
+        return f"#{self.conversation_id}: {self.from_user_id} → {target}"
 
 
 class EventKind(models.TextChoices):
@@ -264,9 +273,7 @@ class EventKind(models.TextChoices):
 class ConversationEvent(models.Model):
     """Who did what to a conversation, and when: history, audit trail and metrics source."""
 
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="events"
-    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

@@ -1,4 +1,4 @@
-"""Reads about conversations, always scoped to what the asking user may see (contract §4 "Roles")."""
+"""Reads about conversations, scoped to what the asking user may see (contract §4 "Roles")."""
 
 from django.db.models import Q, QuerySet
 
@@ -54,34 +54,44 @@ def user_can_reply(*, user: User, conversation: Conversation) -> bool:
 
 
 def user_can_take_over(*, user: User, conversation: Conversation) -> bool:
-    if conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+    if conversation.is_closed or not conversation_is_visible_to(
+        user=user, conversation=conversation
+    ):
         return False
     if user.sees_everything:
         return True
-    # An agent claims what is waiting (bot or queue) or unassigned, never a colleague's conversation.
+    # An agent claims what waits (bot or queue) or is unassigned, never a colleague's conversation.
     return conversation.assigned_to_id in (None, user.pk)
 
 
 def user_can_transfer(*, user: User, conversation: Conversation) -> bool:
-    if conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+    if conversation.is_closed or not conversation_is_visible_to(
+        user=user, conversation=conversation
+    ):
         return False
     return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
 
 
 def user_can_close(*, user: User, conversation: Conversation) -> bool:
-    if conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+    if conversation.is_closed or not conversation_is_visible_to(
+        user=user, conversation=conversation
+    ):
         return False
     return user.sees_everything or conversation.assigned_to_id == user.pk
 
 
 def user_can_reopen(*, user: User, conversation: Conversation) -> bool:
-    if not conversation.is_closed or not conversation_is_visible_to(user=user, conversation=conversation):
+    if not conversation.is_closed or not conversation_is_visible_to(
+        user=user, conversation=conversation
+    ):
         return False
     return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
 
 
 def conversation_list_messages(*, conversation: Conversation) -> QuerySet[Message]:
-    return conversation.messages.select_related("sender_user", "reply_to").order_by("created_at", "id")
+    return conversation.messages.select_related("sender_user", "reply_to").order_by(
+        "created_at", "id"
+    )
 
 
 def conversation_list_events(*, conversation: Conversation) -> QuerySet[ConversationEvent]:
@@ -92,7 +102,9 @@ def conversation_get_active_for_customer(
     *, customer_id: int, whatsapp_account_id: int
 ) -> Conversation | None:
     return (
-        Conversation.objects.filter(customer_id=customer_id, whatsapp_account_id=whatsapp_account_id)
+        Conversation.objects.filter(
+            customer_id=customer_id, whatsapp_account_id=whatsapp_account_id
+        )
         .exclude(status=ConversationStatus.CLOSED)
         .first()
     )

@@ -71,7 +71,9 @@ def _audience(conversation: Conversation, *extra_user_ids: int) -> list[str]:
     )
 
 
-def _broadcast_update(conversation: Conversation, *extra_groups: str, extra_user_ids: tuple[int, ...] = ()) -> None:
+def _broadcast_update(
+    conversation: Conversation, *extra_groups: str, extra_user_ids: tuple[int, ...] = ()
+) -> None:
     realtime.broadcast_on_commit(
         event="conversation_update",
         data=conversation_payload(conversation),
@@ -100,7 +102,10 @@ def conversation_take_over(*, conversation: Conversation, actor: User) -> Conver
         conversation.department = actor.departments.order_by("name").first()
     conversation.save(update_fields=["assigned_to", "status", "department", "updated_at"])
     _record(
-        conversation=conversation, actor=actor, kind=EventKind.TAKEN_OVER, before=before,
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.TAKEN_OVER,
+        before=before,
         after=_state(conversation),
     )
     realtime.broadcast_on_commit(
@@ -108,7 +113,9 @@ def conversation_take_over(*, conversation: Conversation, actor: User) -> Conver
         data={"conversationId": conversation.pk, "userId": actor.pk},
         groups=_audience(conversation, *([previous_assignee] if previous_assignee else [])),
     )
-    _broadcast_update(conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ())
+    _broadcast_update(
+        conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ()
+    )
     return conversation
 
 
@@ -128,7 +135,10 @@ def conversation_assign(*, conversation: Conversation, actor: User, to_user: Use
     conversation.status = ConversationStatus.OPEN
     conversation.save(update_fields=["assigned_to", "status", "updated_at"])
     _record(
-        conversation=conversation, actor=actor, kind=EventKind.ASSIGNED, before=before,
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.ASSIGNED,
+        before=before,
         after=_state(conversation),
     )
     realtime.broadcast_on_commit(
@@ -136,7 +146,9 @@ def conversation_assign(*, conversation: Conversation, actor: User, to_user: Use
         data={"conversationId": conversation.pk, "userId": to_user.pk},
         groups=_audience(conversation, *([previous_assignee] if previous_assignee else [])),
     )
-    _broadcast_update(conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ())
+    _broadcast_update(
+        conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ()
+    )
     return conversation
 
 
@@ -183,11 +195,17 @@ def conversation_transfer(
     if to_user is not None:
         conversation.assigned_to = to_user
         conversation.status = ConversationStatus.OPEN
-        if to_department is None and to_user.is_agent and not (
-            conversation.department_id
-            and to_user.departments.filter(pk=conversation.department_id).exists()
+        if (
+            to_department is None
+            and to_user.is_agent
+            and not (
+                conversation.department_id
+                and to_user.departments.filter(pk=conversation.department_id).exists()
+            )
         ):
-            conversation.department = to_user.departments.order_by("name").first() or conversation.department
+            conversation.department = (
+                to_user.departments.order_by("name").first() or conversation.department
+            )
     else:
         conversation.assigned_to = None
         conversation.status = ConversationStatus.PENDING
@@ -241,7 +259,10 @@ def conversation_close(*, conversation: Conversation, actor: User | None) -> Con
     conversation.unread_count = 0
     conversation.save(update_fields=["status", "closed_at", "unread_count", "updated_at"])
     _record(
-        conversation=conversation, actor=actor, kind=EventKind.CLOSED, before=before,
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.CLOSED,
+        before=before,
         after=_state(conversation),
     )
     _broadcast_update(conversation)
@@ -273,7 +294,10 @@ def conversation_reopen(*, conversation: Conversation, actor: User) -> Conversat
             code="conversation_in_progress",
         ) from exc
     _record(
-        conversation=conversation, actor=actor, kind=EventKind.REOPENED, before=before,
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.REOPENED,
+        before=before,
         after=_state(conversation),
     )
     _broadcast_update(conversation)
@@ -298,7 +322,10 @@ def conversation_mark_read(*, conversation: Conversation, actor: User) -> Conver
     conversation.unread_count = 0
     conversation.save(update_fields=["unread_count", "updated_at"])
     _record(
-        conversation=conversation, actor=actor, kind=EventKind.READ, before=before,
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.READ,
+        before=before,
         after={"unread_count": 0, "messages": marked},
     )
     _broadcast_update(conversation)
@@ -336,7 +363,9 @@ def conversation_open_for_customer(
         if existing is None:
             raise
         return existing, False
-    _record(conversation=conversation, actor=actor, kind=EventKind.CREATED, after=_state(conversation))
+    _record(
+        conversation=conversation, actor=actor, kind=EventKind.CREATED, after=_state(conversation)
+    )
     _broadcast_update(conversation)
     return conversation, True
 
@@ -345,7 +374,7 @@ def conversation_open_for_customer(
 def message_record_inbound(
     *,
     conversation: Conversation,
-    type: str = MessageType.TEXT,  # noqa: A002 - the contract's field name
+    type: str = MessageType.TEXT,
     body: str = "",
     wa_message_id: str | None = None,
     wa_timestamp: datetime | None = None,
@@ -382,7 +411,9 @@ def message_record_inbound(
     conversation.last_inbound_at = max(filter(None, [conversation.last_inbound_at, moment]))
     conversation.last_message_at = max(filter(None, [conversation.last_message_at, moment]))
     conversation.unread_count += 1
-    conversation.save(update_fields=["last_inbound_at", "last_message_at", "unread_count", "updated_at"])
+    conversation.save(
+        update_fields=["last_inbound_at", "last_message_at", "unread_count", "updated_at"]
+    )
     _broadcast_message(message, conversation)
     return message, True
 
@@ -393,7 +424,7 @@ def message_create_outbound(
     conversation: Conversation,
     actor: User | None,
     body: str = "",
-    type: str = MessageType.TEXT,  # noqa: A002 - the contract's field name
+    type: str = MessageType.TEXT,
     sender: str | None = None,
     reply_to: Message | None = None,
     **media: Any,
@@ -429,7 +460,9 @@ def message_create_outbound(
         conversation.first_response_at = message.created_at
         fields.append("first_response_at")
         _record(
-            conversation=conversation, actor=actor, kind=EventKind.FIRST_RESPONSE,
+            conversation=conversation,
+            actor=actor,
+            kind=EventKind.FIRST_RESPONSE,
             after={"message": message.pk},
         )
     conversation.save(update_fields=fields)

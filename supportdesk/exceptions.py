@@ -1,4 +1,4 @@
-"""Errors raised by services; every interface (API, console, admin) turns them into a clear answer."""
+"""Errors raised by services; each interface (API, console, admin) turns them into clear answers."""
 
 
 class ServiceError(Exception):
@@ -12,7 +12,7 @@ class ServiceError(Exception):
         self.code = code or self.default_code
 
 
-class NotPermitted(ServiceError):
+class NotPermitted(ServiceError):  # noqa: N818 - reads better at call sites
     """The actor may see the object but not perform this action on it."""
 
     default_code = "permission_denied"

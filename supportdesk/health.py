@@ -28,7 +28,7 @@ def _check_database() -> dict[str, Any]:
 def _check_redis() -> dict[str, Any]:
     if not settings.REDIS_URL:
         return {"status": "not_configured", "mode": "in-memory"}
-    import redis
+    import redis  # noqa: PLC0415 - only needed when Redis is configured
 
     started = time.perf_counter()
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)

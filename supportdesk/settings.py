@@ -162,7 +162,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SupportDesk API",
-    "DESCRIPTION": "WhatsApp customer-support desk: conversations, messages, users, departments, bot.",
+    "DESCRIPTION": "WhatsApp customer-support desk: conversations, messages, users, departments.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }

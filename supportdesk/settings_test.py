@@ -8,4 +8,4 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789abcdef")
 
-from .settings import *  # noqa: E402, F403
+from .settings import *  # noqa: F403

@@ -16,7 +16,9 @@ class WhatsAppAccount(TimeStampedModel):
     access_token = models.TextField(
         _("access token"),
         blank=True,
-        help_text=_("Leave empty to use WHATSAPP_ACCESS_TOKEN (or the sandbox when that is unset)."),
+        help_text=_(
+            "Leave empty to use WHATSAPP_ACCESS_TOKEN (or the sandbox when that is unset)."
+        ),
     )
     is_active = models.BooleanField(_("active"), default=True)
 

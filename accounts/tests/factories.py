@@ -4,7 +4,7 @@ import factory
 
 from accounts.models import Role, User
 
-DEFAULT_PASSWORD = "Senha-Forte-123"  # noqa: S105 - test fixture
+DEFAULT_PASSWORD = "Senha-Forte-123"
 
 
 class UserFactory(factory.django.DjangoModelFactory[User]):

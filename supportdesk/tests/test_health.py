@@ -58,7 +58,11 @@ def test_health_with_the_database_server_really_down(tmp_path) -> None:
     }
     env.pop("REDIS_URL", None)
     result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False,
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=60,
     )
     assert result.stdout.startswith("503"), result.stderr[-2000:]

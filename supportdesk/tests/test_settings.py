@@ -35,7 +35,11 @@ def _settings_with(**env: str) -> dict:
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
     clean.update({"DJANGO_SETTINGS_MODULE": "supportdesk.settings", **env})
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], env=clean, cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-c", PROBE],
+        env=clean,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -78,7 +82,11 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
     env["DJANGO_SETTINGS_MODULE"] = "supportdesk.settings"
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-c", PROBE],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode != 0
@@ -89,7 +97,11 @@ def test_debug_gives_a_development_secret_key() -> None:
     env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     env.update({"DJANGO_SETTINGS_MODULE": "supportdesk.settings", "DEBUG": "true"})
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-c", PROBE],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
