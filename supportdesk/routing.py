@@ -1,5 +1,12 @@
-"""WebSocket routes. The live consumer arrives with the console (contract §6)."""
+"""WebSocket routes (contract §6). ``supportdesk.asgi`` wraps them in the origin check and the
+session auth stack; the token middleware here adds ``?token=<access JWT>`` for API clients."""
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from conversations.consumers import DeskConsumer, QueryStringTokenAuthMiddleware
+
+websocket_urlpatterns: list[Any] = [
+    path("ws/", QueryStringTokenAuthMiddleware(DeskConsumer.as_asgi())),
+]

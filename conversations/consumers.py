@@ -1,0 +1,284 @@
+"""The live console socket at ``/ws/`` (contract §6).
+
+One connection per browser tab or API client. On connect the user joins the groups whose events it
+may see (``supportdesk.realtime``): every conversation for admins and supervisors, each of their
+departments' queues and their own ``user.<id>`` group for agents. Services broadcast
+``{"type": "desk.event", "event": ..., "data": ...}`` to those groups after commit; this consumer
+forwards them as ``{"type": event, "data": data}`` frames.
+
+Visibility: a conversation can change department or assignee between the moment a service picks
+the audience groups and the moment this consumer forwards the event (a transfer also notifies the
+*old* audience so admins of the old queue hear about it). Group membership alone would therefore
+leak events to an agent who just lost sight of a conversation, so for agents every
+conversation-scoped event is re-checked against the database (one indexed ``EXISTS`` query through
+``conversations.selectors``) right before it is forwarded. Admins and supervisors see everything and
+skip the check.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth.models import AnonymousUser
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts import presence
+from accounts.models import User
+from supportdesk import realtime
+
+from . import selectors
+from .models import Conversation
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+HEARTBEAT_SECONDS = 30
+# A socket in several audience groups (its department and its own user group, say) receives the
+# same broadcast once per group; identical frames within this many seconds are sent once.
+DUPLICATE_WINDOW_SECONDS = 2.0
+
+# Events about one conversation, and where in their data its id is.
+_CONVERSATION_ID_KEYS = {
+    "new_message": "conversation",
+    "conversation_update": "id",
+    "conversation_assigned": "conversationId",
+    "conversation_transferred": "conversationId",
+    "user_typing": "conversationId",
+}
+
+
+def _conversation_id(event: str, data: dict[str, Any]) -> int | None:
+    key = _CONVERSATION_ID_KEYS.get(event)
+    if key is None:
+        return None
+    value = data.get(key)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@database_sync_to_async
+def _user_from_token(raw: str) -> User | None:
+    try:
+        token = AccessToken(raw)  # type: ignore[arg-type]
+    except TokenError:
+        return None
+    user_id = token.get(api_settings.USER_ID_CLAIM)
+    if user_id is None:
+        return None
+    return User.objects.filter(pk=user_id, is_active=True).first()
+
+
+class QueryStringTokenAuthMiddleware:
+    """``/ws/?token=<access JWT>`` for API clients; a logged-in session still wins."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        user = scope.get("user")
+        authenticated = bool(user is not None and getattr(user, "is_authenticated", False))
+        if not authenticated:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            tokens = query.get("token")
+            if tokens:
+                found = await _user_from_token(tokens[0])
+                scope = {**scope, "user": found or AnonymousUser()}
+        return await self.inner(scope, receive, send)
+
+
+@database_sync_to_async
+def _department_ids(user: User) -> list[int]:
+    return list(user.departments.filter(is_active=True).values_list("pk", flat=True))
+
+
+@database_sync_to_async
+def _is_visible(user: User, conversation_id: int) -> bool:
+    return (
+        Conversation.objects.filter(pk=conversation_id)
+        .filter(selectors.conversation_visibility_q(user=user))
+        .exists()
+    )
+
+
+@database_sync_to_async
+def _refresh_user(user_id: int) -> User | None:
+    return User.objects.filter(pk=user_id, is_active=True).first()
+
+
+class DeskConsumer(AsyncJsonWebsocketConsumer):
+    """Forwards desk events to one console tab and relays typing between agents."""
+
+    user: User
+    groups_joined: set[str]
+    subscriptions: set[int]
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.groups_joined = set()
+        self.subscriptions = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._online = False
+        self._recent: deque[tuple[float, str]] = deque(maxlen=64)
+        if user is None or not user.is_authenticated or not user.is_active:
+            # Accept first: a close before the handshake is an HTTP 403 without our code.
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        await self._join_audience_groups()
+        await self.accept()
+        self._online = True
+        if await database_sync_to_async(presence.presence_connect)(user_id=user.pk):
+            await self._broadcast_presence(online=True)
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def disconnect(self, code: int) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._heartbeat
+        for group in list(self.groups_joined):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined.clear()
+        if self._online:
+            self._online = False
+            if await database_sync_to_async(presence.presence_disconnect)(user_id=self.user.pk):
+                await self._broadcast_presence(online=False)
+
+    # --- groups -------------------------------------------------------------------------------
+
+    async def _join(self, group: str) -> None:
+        if group not in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.add(group)
+
+    async def _leave(self, group: str) -> None:
+        if group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.groups_joined.discard(group)
+
+    def _audience_groups(self, department_ids: list[int]) -> set[str]:
+        wanted = {realtime.user_group(self.user.pk)}
+        if self.user.sees_everything:
+            wanted.add(realtime.ALL_CONVERSATIONS_GROUP)
+        wanted.update(realtime.department_group(pk) for pk in department_ids)
+        return wanted
+
+    async def _join_audience_groups(self) -> None:
+        wanted = self._audience_groups(await _department_ids(self.user))
+        subscribed = {realtime.conversation_group(pk) for pk in self.subscriptions}
+        for group in self.groups_joined - wanted - subscribed:
+            await self._leave(group)
+        for group in wanted:
+            await self._join(group)
+
+    async def _broadcast_presence(self, *, online: bool) -> None:
+        message = {
+            "type": "desk.event",
+            "event": "online_status",
+            "data": {"userId": self.user.pk, "online": online},
+        }
+        department_ids = await _department_ids(self.user)
+        groups = [realtime.ALL_CONVERSATIONS_GROUP]
+        groups += [realtime.department_group(pk) for pk in department_ids]
+        for group in groups:
+            await self.channel_layer.group_send(group, message)
+
+    async def _beat(self) -> None:
+        """Keep the presence counter alive and follow department/role changes."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                fresh = await _refresh_user(self.user.pk)
+                if fresh is None:
+                    await self.close(code=CLOSE_UNAUTHENTICATED)
+                    return
+                self.user = fresh
+                await database_sync_to_async(presence.presence_heartbeat)(user_id=fresh.pk)
+                await self._join_audience_groups()
+            except Exception:  # the heartbeat must survive a hiccup of the cache or database
+                logger.exception("websocket heartbeat failed for user %s", self.user.pk)
+
+    # --- client → server ----------------------------------------------------------------------
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        data = content.get("data") or {}
+        if not isinstance(data, dict):
+            return
+        try:
+            conversation_id = int(data.get("conversationId"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            conversation_id = None
+        if kind == "ping":
+            await self.send_json({"type": "pong", "data": {}})
+        elif kind == "subscribe:conversation" and conversation_id:
+            if await self._may_see(conversation_id):
+                self.subscriptions.add(conversation_id)
+                await self._join(realtime.conversation_group(conversation_id))
+        elif kind == "unsubscribe:conversation" and conversation_id:
+            self.subscriptions.discard(conversation_id)
+            await self._leave(realtime.conversation_group(conversation_id))
+        elif kind == "typing" and conversation_id in self.subscriptions:
+            if not await self._may_see(conversation_id):
+                return
+            await self.channel_layer.group_send(
+                realtime.conversation_group(conversation_id),
+                {
+                    "type": "desk.event",
+                    "event": "user_typing",
+                    "data": {
+                        "conversationId": conversation_id,
+                        "userId": self.user.pk,
+                        "name": self.user.get_short_name(),
+                        "isTyping": bool(data.get("isTyping", True)),
+                    },
+                },
+            )
+
+    async def _may_see(self, conversation_id: int) -> bool:
+        if self.user.sees_everything:
+            return True
+        return await _is_visible(self.user, conversation_id)
+
+    # --- server → client ----------------------------------------------------------------------
+
+    async def desk_event(self, message: dict[str, Any]) -> None:
+        event = message.get("event")
+        data = message.get("data") or {}
+        if not isinstance(event, str):
+            return
+        if event == "user_typing" and data.get("userId") == self.user.pk:
+            return  # nobody needs to see themselves typing
+        conversation_id = _conversation_id(event, data)
+        if conversation_id is not None and not await self._may_see(conversation_id):
+            if conversation_id in self.subscriptions:
+                self.subscriptions.discard(conversation_id)
+                await self._leave(realtime.conversation_group(conversation_id))
+            return
+        if self._is_duplicate(event, data):
+            return
+        await self.send_json({"type": event, "data": data})
+
+    def _is_duplicate(self, event: str, data: dict[str, Any]) -> bool:
+        now = time.monotonic()
+        fingerprint = event + json.dumps(data, sort_keys=True, default=str)
+        while self._recent and now - self._recent[0][0] > DUPLICATE_WINDOW_SECONDS:
+            self._recent.popleft()
+        if any(seen == fingerprint for _, seen in self._recent):
+            return True
+        self._recent.append((now, fingerprint))
+        return False

@@ -1,0 +1,342 @@
+"""The live socket at /ws/ (contract §6), driven through the real ASGI application."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.tests.factories import UserFactory
+from conversations import services
+from conversations.consumers import CLOSE_UNAUTHENTICATED
+from conversations.models import ConversationStatus
+from conversations.tests.factories import ConversationFactory
+from supportdesk.asgi import application
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@database_sync_to_async
+def _session_cookie(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return f"{name}={client.cookies[name].value}".encode()
+
+
+async def _connect_session(user: Any) -> WebsocketCommunicator:
+    cookie = await _session_cookie(user)
+    communicator = WebsocketCommunicator(application, "/ws/", headers=[ORIGIN, (b"cookie", cookie)])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def _frames(communicator: WebsocketCommunicator, timeout: float = 0.4) -> list[dict]:
+    """Every frame that arrives until the socket stays quiet for ``timeout`` seconds."""
+    frames = []
+    # receive_nothing() waits without cancelling the application (a receive timeout would)
+    while not await communicator.receive_nothing(timeout=timeout):
+        frames.append(await communicator.receive_json_from(timeout=1))
+    return frames
+
+
+def _types(frames: list[dict]) -> list[str]:
+    return [f["type"] for f in frames]
+
+
+async def _settle(*communicators: WebsocketCommunicator) -> None:
+    """Drop the presence frames that follow a connection."""
+    for communicator in communicators:
+        await _frames(communicator, timeout=0.2)
+
+
+@database_sync_to_async
+def _run(fn: Any, /, **kwargs: Any) -> Any:
+    return fn(**kwargs)
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+
+async def test_anonymous_socket_is_closed_with_4401() -> None:
+    communicator = WebsocketCommunicator(application, "/ws/", headers=[ORIGIN])
+    await communicator.connect()
+    closing = await communicator.receive_output(timeout=1)
+    assert closing == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
+
+
+async def test_bad_token_is_closed_with_4401() -> None:
+    communicator = WebsocketCommunicator(application, "/ws/?token=not-a-jwt", headers=[ORIGIN])
+    await communicator.connect()
+    closing = await communicator.receive_output(timeout=1)
+    assert closing["code"] == CLOSE_UNAUTHENTICATED
+
+
+async def test_inactive_users_token_is_refused(support) -> None:
+    user = await database_sync_to_async(UserFactory)(is_active=False, departments=[support])
+    token = str(AccessToken.for_user(user))
+    communicator = WebsocketCommunicator(application, f"/ws/?token={token}", headers=[ORIGIN])
+    await communicator.connect()
+    assert (await communicator.receive_output(timeout=1))["code"] == CLOSE_UNAUTHENTICATED
+
+
+async def test_foreign_origin_is_rejected(agent) -> None:
+    cookie = await _session_cookie(agent)
+    communicator = WebsocketCommunicator(
+        application, "/ws/", headers=[(b"origin", b"https://evil.example"), (b"cookie", cookie)]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_session_user_receives_events_of_its_department(agent, support) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    communicator = await _connect_session(agent)
+    await _settle(communicator)
+
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="Olá", wa_message_id="w1"
+    )
+
+    frames = await _frames(communicator)
+    assert _types(frames).count("new_message") == 1  # once, though it is in several groups
+    message = next(f for f in frames if f["type"] == "new_message")["data"]
+    assert message["body"] == "Olá"
+    assert message["conversation"] == conversation.pk
+    update = next(f for f in frames if f["type"] == "conversation_update")["data"]
+    assert update["id"] == conversation.pk
+    assert update["unread_count"] == 1
+    await communicator.disconnect()
+
+
+async def test_token_user_receives_events(agent, support) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    token = str(AccessToken.for_user(agent))
+    communicator = WebsocketCommunicator(application, f"/ws/?token={token}", headers=[ORIGIN])
+    connected, _ = await communicator.connect()
+    assert connected
+    await _settle(communicator)
+
+    await _run(services.conversation_take_over, conversation=conversation, actor=agent)
+
+    frames = await _frames(communicator)
+    assert {
+        "type": "conversation_assigned",
+        "data": {"conversationId": conversation.pk, "userId": agent.pk},
+    } in frames
+    await communicator.disconnect()
+
+
+# --- visibility ---------------------------------------------------------------------------------
+
+
+async def test_agent_of_another_department_hears_nothing(agent, other_agent, support) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    outsider = await _connect_session(other_agent)
+    await _settle(outsider)
+
+    await _run(
+        services.message_record_inbound,
+        conversation=conversation,
+        body="secret",
+        wa_message_id="w2",
+    )
+    await _run(services.conversation_take_over, conversation=conversation, actor=agent)
+
+    assert await _frames(outsider) == []
+    await outsider.disconnect()
+
+
+async def test_supervisor_hears_every_department(supervisor, support, sales) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(department=sales)
+    communicator = await _connect_session(supervisor)
+    await _settle(communicator)
+
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="oi", wa_message_id="w3"
+    )
+
+    assert "new_message" in _types(await _frames(communicator))
+    await communicator.disconnect()
+
+
+async def test_transfer_away_stops_events_for_the_old_department(
+    agent, other_agent, support, sales
+) -> None:
+    colleague = await database_sync_to_async(UserFactory)(departments=[support])
+    conversation = await database_sync_to_async(ConversationFactory)(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    old_side = await _connect_session(colleague)
+    new_side = await _connect_session(other_agent)
+    await _settle(old_side, new_side)
+
+    # when: the conversation moves to Vendas, then the customer writes again
+    await _run(
+        services.conversation_transfer,
+        conversation=conversation,
+        actor=agent,
+        to_department=sales,
+        note="pedido de compra",
+    )
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="e aí?", wa_message_id="w4"
+    )
+
+    # then: Vendas hears the transfer and the message; Suporte's colleague hears nothing at all,
+    # although the service also notified the old department's group.
+    new_frames = await _frames(new_side)
+    transferred = next(f for f in new_frames if f["type"] == "conversation_transferred")
+    assert transferred["data"] == {
+        "conversationId": conversation.pk,
+        "fromUserId": agent.pk,
+        "toUserId": None,
+        "toDepartmentId": sales.pk,
+    }
+    assert "new_message" in _types(new_frames)
+    assert await _frames(old_side) == []
+    await old_side.disconnect()
+    await new_side.disconnect()
+
+
+async def test_transfer_to_an_agent_reaches_them_and_the_supervisor(
+    agent, supervisor, support
+) -> None:
+    second = await database_sync_to_async(UserFactory)(departments=[support], name="Carla")
+    conversation = await database_sync_to_async(ConversationFactory)(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    target = await _connect_session(second)
+    boss = await _connect_session(supervisor)
+    await _settle(target, boss)
+
+    await _run(
+        services.conversation_transfer, conversation=conversation, actor=agent, to_user=second
+    )
+
+    for communicator in (target, boss):
+        frames = await _frames(communicator)
+        transferred = [f for f in frames if f["type"] == "conversation_transferred"]
+        assert len(transferred) == 1
+        assert transferred[0]["data"]["toUserId"] == second.pk
+        update = next(f for f in frames if f["type"] == "conversation_update")
+        assert update["data"]["assigned_to"]["id"] == second.pk
+        await communicator.disconnect()
+
+
+async def test_cannot_subscribe_to_an_invisible_conversation(agent, other_agent, support) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    spy = await _connect_session(other_agent)
+    writer = await _connect_session(agent)
+    await _settle(spy, writer)
+
+    await spy.send_json_to(
+        {"type": "subscribe:conversation", "data": {"conversationId": conversation.pk}}
+    )
+    await writer.send_json_to(
+        {"type": "subscribe:conversation", "data": {"conversationId": conversation.pk}}
+    )
+    await asyncio.sleep(0.1)
+    await writer.send_json_to(
+        {"type": "typing", "data": {"conversationId": conversation.pk, "isTyping": True}}
+    )
+    # the spy cannot even send typing into it
+    await spy.send_json_to(
+        {"type": "typing", "data": {"conversationId": conversation.pk, "isTyping": True}}
+    )
+
+    assert await _frames(spy) == []
+    assert await _frames(writer) == []  # not its own typing, and nothing from the spy
+    await spy.disconnect()
+    await writer.disconnect()
+
+
+# --- typing and presence ------------------------------------------------------------------------
+
+
+async def test_typing_reaches_other_subscribers_only(agent, supervisor, support) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    typist = await _connect_session(agent)
+    watcher = await _connect_session(supervisor)
+    bystander = await _connect_session(await database_sync_to_async(UserFactory)(role="admin"))
+    await _settle(typist, watcher, bystander)
+    for communicator in (typist, watcher):
+        await communicator.send_json_to(
+            {"type": "subscribe:conversation", "data": {"conversationId": conversation.pk}}
+        )
+    await asyncio.sleep(0.1)
+
+    await typist.send_json_to(
+        {"type": "typing", "data": {"conversationId": conversation.pk, "isTyping": True}}
+    )
+
+    frames = await _frames(watcher)
+    assert len(frames) == 1
+    assert frames[0]["type"] == "user_typing"
+    assert frames[0]["data"]["conversationId"] == conversation.pk
+    assert frames[0]["data"]["userId"] == agent.pk
+    assert frames[0]["data"]["isTyping"] is True
+    assert await _frames(typist) == []
+    assert await _frames(bystander) == []  # not subscribed to that conversation
+
+    await watcher.send_json_to(
+        {"type": "unsubscribe:conversation", "data": {"conversationId": conversation.pk}}
+    )
+    await asyncio.sleep(0.1)
+    await typist.send_json_to(
+        {"type": "typing", "data": {"conversationId": conversation.pk, "isTyping": False}}
+    )
+    assert await _frames(watcher) == []
+    for communicator in (typist, watcher, bystander):
+        await communicator.disconnect()
+
+
+async def test_presence_counts_tabs_and_tells_the_supervisor(agent, supervisor) -> None:
+    from accounts.presence import is_online
+
+    boss = await _connect_session(supervisor)
+    await _settle(boss)
+
+    first_tab = await _connect_session(agent)
+    assert await _frames(boss) == [
+        {"type": "online_status", "data": {"userId": agent.pk, "online": True}}
+    ]
+    second_tab = await _connect_session(agent)
+    assert await _frames(boss) == []  # already online
+
+    await first_tab.disconnect()
+    assert await _frames(boss) == []  # still one tab open
+    assert await database_sync_to_async(is_online)(user_id=agent.pk)
+
+    await second_tab.disconnect()
+    assert await _frames(boss) == [
+        {"type": "online_status", "data": {"userId": agent.pk, "online": False}}
+    ]
+    assert not await database_sync_to_async(is_online)(user_id=agent.pk)
+    await boss.disconnect()
+
+
+async def test_close_and_reopen_updates_reach_the_assignee(agent, support) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    communicator = await _connect_session(agent)
+    await _settle(communicator)
+
+    await _run(services.conversation_close, conversation=conversation, actor=agent)
+    await _run(services.conversation_reopen, conversation=conversation, actor=agent)
+
+    statuses = [
+        f["data"]["status"]
+        for f in await _frames(communicator)
+        if f["type"] == "conversation_update"
+    ]
+    assert statuses == ["closed", "open"]
+    await communicator.disconnect()
