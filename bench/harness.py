@@ -1,0 +1,292 @@
+"""Shared machinery for the benchmarks: a fresh PostgreSQL database, our real servers and workers
+as subprocesses, and an asyncio HTTP/1.1 load generator with keep-alive connections.
+
+Everything runs on this machine (127.0.0.1 only); every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+PG_HOST_URL = PG_ADMIN_URL.rsplit("/", 1)[0]
+REDIS_BASE = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+APP_SECRET = "bench-app-secret"  # noqa: S105 - benchmark only
+PHONE_NUMBER_ID = "100000000000001"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_env(database: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "PYTHONPATH": str(ROOT),
+            "DEBUG": "false",
+            "SECRET_KEY": "bench-" + "x" * 50,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "DATABASE_URL": f"{PG_HOST_URL}/{database}",
+            "REDIS_URL": REDIS_BASE,
+            "WHATSAPP_APP_SECRET": APP_SECRET,
+            "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+            "WHATSAPP_ACCESS_TOKEN": "",
+            "LOG_LEVEL": "WARNING",
+            "DB_POOL_MAX_SIZE": extra.pop("DB_POOL_MAX_SIZE", "16"),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def fresh_database(database: str) -> None:
+    """Drop and create ``database``, migrate it, flush the bench Redis db."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}"')
+    env = bench_env(database)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    import redis
+
+    redis.Redis.from_url(REDIS_BASE).flushdb()
+
+
+def query(database: str, sql: str, *params: object) -> list[tuple]:
+    with psycopg.connect(f"{PG_HOST_URL}/{database}") as conn:
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
+    log = open(ROOT / "bench" / f".{name}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    if kind == "daphne":
+        return [
+            str(VENV_BIN / "daphne"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--access-log",
+            os.devnull,
+            "supportdesk.asgi:application",
+        ]
+    if kind.startswith("uvicorn"):
+        workers = kind.rsplit("x", maxsplit=1)[-1] if "x" in kind else "2"
+        return [
+            str(VENV_BIN / "uvicorn"),
+            "supportdesk.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            workers,
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    raise ValueError(kind)
+
+
+def worker_command(concurrency: int = 2) -> list[str]:
+    return [
+        str(VENV_BIN / "celery"),
+        "-A",
+        "supportdesk",
+        "worker",
+        "-c",
+        str(concurrency),
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def wait_http(port: int, path: str = "/health", timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=2) as s,
+        ):
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+            )
+            if s.recv(64).startswith(b"HTTP/1.1 200"):
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"server on :{port} did not become healthy")
+
+
+def sign(body: bytes) -> str:
+    return "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def text_delivery(wa_id: str, wamid: str, text: str, ts: int) -> bytes:
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "WABA-BENCH",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550001111",
+                                "phone_number_id": PHONE_NUMBER_ID,
+                            },
+                            "contacts": [
+                                {"profile": {"name": f"Cliente {wa_id[-4:]}"}, "wa_id": wa_id}
+                            ],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": wamid,
+                                    "timestamp": str(ts),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.duration if self.duration else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+    def line(self, label: str) -> str:
+        errs = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
+        return (
+            f"{label:<34} {self.rate:8.1f} req/s  p50 {self.pct(0.50):7.1f} ms  "
+            f"p99 {self.pct(0.99):7.1f} ms  ok {self.ok}/{self.sent}  errors {errs}"
+        )
+
+
+async def _connection(port: int, jobs: asyncio.Queue, result: LoadResult, path: str) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            try:
+                body = jobs.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-Hub-Signature-256: {sign(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            started = time.perf_counter()
+            result.sent += 1
+            writer.write(head.encode() + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            length, close = 0, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "connection" and "close" in value.lower():
+                    close = True
+            if length:
+                await reader.readexactly(length)
+            elapsed = time.perf_counter() - started
+            status = status_line.split(b" ")[1].decode() if status_line else "eof"
+            if status == "200":
+                result.ok += 1
+                result.latencies.append(elapsed)
+            else:
+                result.errors[status] = result.errors.get(status, 0) + 1
+            if close or not status_line:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, bodies: list[bytes], concurrency: int, path: str) -> LoadResult:
+    jobs: asyncio.Queue = asyncio.Queue()
+    for body in bodies:
+        jobs.put_nowait(body)
+    result = LoadResult()
+    started = time.perf_counter()
+    await asyncio.wait_for(
+        asyncio.gather(*(_connection(port, jobs, result, path) for _ in range(concurrency))),
+        timeout=600,
+    )
+    result.duration = time.perf_counter() - started
+    return result
+
+
+def run_load(port: int, bodies: list[bytes], *, concurrency: int = 32, path: str) -> LoadResult:
+    return asyncio.run(_load(port, bodies, concurrency, path))
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")

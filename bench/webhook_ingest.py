@@ -1,0 +1,137 @@
+"""Webhook ingest benchmark (issue 4).
+
+PostgreSQL + Redis + our ASGI server + a real Celery worker, all on this machine. N signed
+deliveries from many customers (5% of them delivered twice, as Meta does) at 32 concurrent
+connections. Prints acknowledged deliveries/s, ack latency p50/p99, processed messages/s, the
+backlog when the load ends, lost and duplicated messages — and, in the same run, the floor: the
+same server answering a bare view that checks the HMAC and inserts one row.
+
+    .venv/bin/python bench/webhook_ingest.py [--deliveries 3000] [--servers daphne,uvicornx2]
+"""
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness
+
+DATABASE = "supportdesk_bench_ingest"
+WEBHOOK = "/api/v1/webhooks/whatsapp"
+
+
+def deliveries(count: int, customers: int, seed: int = 7) -> tuple[list[bytes], int]:
+    rng = random.Random(seed)
+    base_ts = int(time.time()) - 3600
+    bodies = [
+        harness.text_delivery(
+            wa_id=f"55119{rng.randrange(customers) + 10_000_000:08d}",
+            wamid=f"wamid.BENCH.{i:07d}",
+            text=f"Olá, preciso de ajuda com o pedido {i}",
+            ts=base_ts + i,
+        )
+        for i in range(count)
+    ]
+    duplicates = [bodies[i] for i in rng.sample(range(count), count // 20)]
+    mixed = bodies + duplicates
+    rng.shuffle(mixed)
+    return mixed, count
+
+
+def provision_number() -> None:
+    code = (
+        "from whatsapp.models import WhatsAppAccount;"
+        f"WhatsAppAccount.objects.get_or_create(phone_number_id='{harness.PHONE_NUMBER_ID}',"
+        "defaults={'name': 'Bench'})"
+    )
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=harness.ROOT,
+        env=harness.bench_env(DATABASE),
+        check=True,
+    )
+
+
+def run(server: str, count: int, customers: int, concurrency: int) -> None:
+    harness.fresh_database(DATABASE)
+    provision_number()
+    env = harness.bench_env(DATABASE)
+    port = harness.free_port()
+    bodies, unique = deliveries(count, customers)
+    floor_bodies = [
+        harness.text_delivery("5511900000000", f"wamid.FLOOR.{i}", "x", 0) for i in range(count)
+    ]
+    with (
+        harness.process(harness.worker_command(), env, f"worker-{server}"),
+        harness.process(harness.server_command(server, port), env, f"server-{server}"),
+    ):
+        harness.wait_http(port)
+        harness.run_load(port, floor_bodies[:200], concurrency=concurrency, path="/bench/floor")
+        floor = harness.run_load(port, floor_bodies, concurrency=concurrency, path="/bench/floor")
+
+        started = time.monotonic()
+        load = harness.run_load(port, bodies, concurrency=concurrency, path=WEBHOOK)
+        backlog = harness.query(
+            DATABASE, "SELECT count(*) FROM whatsapp_webhookevent WHERE status = 'received'"
+        )[0][0]
+        deadline = started + max(2 * load.duration, 5)
+        stored = 0
+        while time.monotonic() < deadline + 60:
+            stored = harness.query(
+                DATABASE,
+                "SELECT count(*) FROM conversations_message "
+                "WHERE wa_message_id LIKE 'wamid.BENCH.%%'",
+            )[0][0]
+            if stored >= unique:
+                break
+            time.sleep(0.25)
+        processed_after = time.monotonic() - started
+        rows, distinct = harness.query(
+            DATABASE,
+            "SELECT count(*), count(DISTINCT wa_message_id) FROM conversations_message "
+            "WHERE wa_message_id LIKE 'wamid.BENCH.%%'",
+        )[0]
+        open_twice = harness.query(
+            DATABASE,
+            "SELECT count(*) FROM (SELECT customer_id FROM conversations_conversation "
+            "WHERE status <> 'closed' GROUP BY customer_id, whatsapp_account_id "
+            "HAVING count(*) > 1) AS t",
+        )[0][0]
+
+    ratio = load.rate / floor.rate if floor.rate else float("nan")
+    print(
+        f"\n== {server}: {len(bodies)} deliveries ({unique} unique messages, "
+        f"{customers} customers), {concurrency} connections"
+    )
+    print(floor.line("floor (HMAC + one INSERT)"))
+    print(load.line("webhook (store + queue)"))
+    print(f"{'ack rate vs floor':<34} {ratio:8.2f} x   (target >= 0.90)")
+    within = processed_after <= 2 * load.duration
+    print(f"{'backlog when the load ended':<34} {backlog} deliveries")
+    print(
+        f"{'processed':<34} {stored}/{unique} messages in {processed_after:.1f} s "
+        f"({stored / processed_after:.1f} msg/s); load took {load.duration:.1f} s; "
+        f"within 2x load: {'yes' if within else 'NO'}"
+    )
+    print(f"{'lost / duplicated messages':<34} {unique - distinct} / {rows - distinct}")
+    print(f"{'customers with 2 open conversations':<34} {open_twice}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--deliveries", type=int, default=3000)
+    parser.add_argument("--customers", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--servers", default="daphne,uvicornx2")
+    args = parser.parse_args()
+    for server in args.servers.split(","):
+        run(server, args.deliveries, args.customers, args.concurrency)
+
+
+if __name__ == "__main__":
+    main()
