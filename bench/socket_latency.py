@@ -1,0 +1,183 @@
+"""Webhook → browser-socket latency benchmark (issue 5).
+
+PostgreSQL + Redis + daphne + a real Celery worker on this machine. 50 agents of one department hold
+a console socket each (``/ws/?token=<JWT>``); signed webhooks bring customer messages into that
+department's conversations, and every socket times the ``new_message`` frame from the moment the
+webhook was posted. Prints p50/p95/max over all (message, socket) pairs and any frame that never
+arrived.
+
+    .venv/bin/python bench/socket_latency.py [--sockets 50] [--messages 200] [--rate 20]
+"""
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import websockets
+
+from bench import harness
+
+DATABASE = "supportdesk_bench_socket"
+
+SETUP = """
+import json
+from rest_framework_simplejwt.tokens import AccessToken
+from accounts.models import User
+from conversations.models import Conversation, Customer
+from departments.models import Department
+from whatsapp.models import WhatsAppAccount
+dept, _ = Department.objects.get_or_create(name="Suporte")
+account, _ = WhatsAppAccount.objects.get_or_create(
+    phone_number_id="{phone}", defaults={{"name": "Bench"}})
+tokens = []
+for i in range({sockets}):
+    email = f"agent{{i}}@bench.local"
+    user = User.objects.create_user(email, "Bench-Pass-123", name=f"Agent {{i}}")
+    user.departments.add(dept)
+    tokens.append(str(AccessToken.for_user(user)))
+wa_ids = []
+for i in range({customers}):
+    wa_id = f"5511955{{i:06d}}"
+    customer = Customer.objects.create(wa_id=wa_id, phone="+" + wa_id, name=f"Cliente {{i}}")
+    Conversation.objects.create(customer=customer, whatsapp_account=account, department=dept,
+                                status="pending")
+    wa_ids.append(wa_id)
+print(json.dumps({{"tokens": tokens, "wa_ids": wa_ids}}))
+"""
+
+
+async def listen(  # noqa: PLR0917
+    url: str,
+    token: str,
+    arrivals: dict[str, list[float]],
+    ready: asyncio.Event,
+    counter: list[int],
+    total: int,
+    stop: asyncio.Event,
+) -> None:
+    async with websockets.connect(
+        f"{url}?token={token}", origin="http://127.0.0.1", open_timeout=30, max_size=2**22
+    ) as ws:
+        counter[0] += 1
+        if counter[0] == total:
+            ready.set()
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            now = time.perf_counter()
+            frame = json.loads(raw)
+            if frame.get("type") == "new_message":
+                wamid = frame["data"].get("wa_message_id") or ""
+                if wamid.startswith("wamid.SOCK."):
+                    arrivals.setdefault(wamid, []).append(now)
+
+
+async def post(port: int, body: bytes) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"POST /api/v1/webhooks/whatsapp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nX-Hub-Signature-256: {harness.sign(body)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    await writer.drain()
+    status = int((await reader.readline()).split(b" ")[1])
+    writer.close()
+    return status
+
+
+async def measure(
+    port: int, tokens: list[str], wa_ids: list[str], messages: int, rate: float
+) -> None:
+    url = f"ws://127.0.0.1:{port}/ws/"
+    arrivals: dict[str, list[float]] = {}
+    ready, stop = asyncio.Event(), asyncio.Event()
+    counter = [0]
+    listeners = [
+        asyncio.create_task(listen(url, t, arrivals, ready, counter, len(tokens), stop))
+        for t in tokens
+    ]
+    await asyncio.wait_for(ready.wait(), timeout=60)
+    await asyncio.sleep(1)
+    sent_at: dict[str, float] = {}
+    statuses: dict[int, int] = {}
+    base_ts = int(time.time())
+    for i in range(messages):
+        wamid = f"wamid.SOCK.{i:06d}"
+        body = harness.text_delivery(wa_ids[i % len(wa_ids)], wamid, f"mensagem {i}", base_ts + i)
+        sent_at[wamid] = time.perf_counter()
+        status = await post(port, body)
+        statuses[status] = statuses.get(status, 0) + 1
+        await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - sent_at[wamid])))
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline:
+        if sum(len(v) for v in arrivals.values()) >= messages * len(tokens):
+            break
+        await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*listeners, return_exceptions=True)
+
+    latencies = sorted(
+        (t - sent_at[w]) * 1000 for w, times in arrivals.items() for t in times if w in sent_at
+    )
+    expected = messages * len(tokens)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
+
+    print(
+        f"\n== daphne + Celery worker: {len(tokens)} agent sockets, {messages} webhooks "
+        f"at {rate:g}/s (HTTP statuses {statuses})"
+    )
+    print(
+        f"frames received        {len(latencies)}/{expected} (missing {expected - len(latencies)})"
+    )
+    print(
+        f"webhook -> socket      p50 {pct(0.50):7.1f} ms   p95 {pct(0.95):7.1f} ms   "
+        f"max {latencies[-1] if latencies else 0:7.1f} ms   (target p95 < 250 ms)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sockets", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0, help="webhooks per second")
+    parser.add_argument("--customers", type=int, default=40)
+    args = parser.parse_args()
+
+    harness.fresh_database(DATABASE)
+    env = harness.bench_env(DATABASE)
+    setup = SETUP.format(
+        phone=harness.PHONE_NUMBER_ID, sockets=args.sockets, customers=args.customers
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", setup],
+        cwd=harness.ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    port = harness.free_port()
+    with (
+        harness.process(harness.worker_command(), env, "worker-socket"),
+        harness.process(harness.server_command("daphne", port), env, "server-socket"),
+    ):
+        harness.wait_http(port)
+        asyncio.run(measure(port, data["tokens"], data["wa_ids"], args.messages, args.rate))
+
+
+if __name__ == "__main__":
+    main()
