@@ -68,8 +68,10 @@ typecheck: $(VENV)/.dev
 worker: $(VENV)/.runtime
 	$(VENV)/bin/celery -A supportdesk worker --loglevel=INFO
 
+# Needs PostgreSQL and Redis on 127.0.0.1 (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL to change them).
+BENCHES := bench/webhook_ingest.py bench/socket_latency.py
 bench: $(VENV)/.dev
-	@for b in bench/*.py; do echo ">> $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCHES); do echo ">> $$b"; $(PY) $$b || exit 1; done
 
 messages: $(VENV)/.runtime
 	DEBUG=true $(PY) manage.py makemessages -l pt_BR -l en --ignore=.venv
