@@ -1,0 +1,151 @@
+"""Back office for the people who work the desk.
+
+Our ``User`` logs in by e-mail and has no ``username``, ``is_staff`` or groups: what a user may do
+follows from ``role`` (see ``User.has_perm``). The forms below are Django's ``UserAdmin`` forms
+adapted to that model: the same password handling (set at creation, changed through the separate
+"change password" page, never shown), plus the user's departments.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import (
+    BaseUserCreationForm,
+    ReadOnlyPasswordHashField,
+    SetUnusablePasswordMixin,
+)
+from django.contrib.auth.models import Group
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from departments.models import Department
+
+from .models import User
+
+
+def _departments_field() -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        label=_("departments"),
+        queryset=Department.objects.order_by("name"),
+        required=False,
+        widget=FilteredSelectMultiple(_("departments"), is_stacked=False),
+        help_text=_("The queues this user works. Admins and supervisors see every queue anyway."),
+    )
+
+
+class DepartmentsFormMixin(forms.ModelForm):  # type: ignore[type-arg]
+    """The user's departments as a two-box picker.
+
+    ``User.departments`` goes through ``UserDepartment``, which the admin will not render itself,
+    so the form carries a plain field (``member_of``) and saves it with the other relations.
+    """
+
+    member_of = _departments_field()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and "member_of" not in self.initial:
+            self.initial["member_of"] = list(self.instance.departments.all())
+
+    def _save_m2m(self) -> None:
+        super()._save_m2m()  # type: ignore[misc]
+        if "member_of" in self.cleaned_data:
+            self.instance.departments.set(self.cleaned_data["member_of"])
+
+
+class UserCreationForm(  # type: ignore[misc]
+    SetUnusablePasswordMixin, DepartmentsFormMixin, BaseUserCreationForm
+):
+    """Django's admin user-creation form for a user that logs in by e-mail."""
+
+    usable_password = SetUnusablePasswordMixin.create_usable_password_field()
+
+    class Meta:
+        model = User
+        fields = ("email", "name", "role")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["password1"].required = False
+        self.fields["password2"].required = False
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(
+                _("A user with this e-mail address already exists."), code="unique"
+            )
+        return email
+
+
+class UserChangeForm(DepartmentsFormMixin):
+    """Edits everything but the password, which has its own page (as in Django's UserAdmin)."""
+
+    password = ReadOnlyPasswordHashField(
+        label=_("Password"),
+        help_text=_("Raw passwords are not stored, so there is no way to see the user’s password."),  # noqa: RUF001 (Django's own msgid)
+    )
+
+    class Meta:
+        model = User
+        fields = ("email", "name", "role", "is_active")
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        others = User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk)
+        if others.exists():
+            raise forms.ValidationError(
+                _("A user with this e-mail address already exists."), code="unique"
+            )
+        return email
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
+    form = UserChangeForm
+    add_form = UserCreationForm
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        (_("Profile"), {"fields": ("name", "role", "member_of", "is_active")}),
+        (_("Activity"), {"fields": ("last_login", "last_seen_at", "created_at", "updated_at")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": (
+                    "email",
+                    "name",
+                    "role",
+                    "member_of",
+                    "usable_password",
+                    "password1",
+                    "password2",
+                ),
+            },
+        ),
+    )
+    readonly_fields = ("last_login", "last_seen_at", "created_at", "updated_at")
+    list_display = ("email", "name", "role", "is_active", "department_names", "last_seen_at")
+    list_display_links = ("email", "name")
+    list_filter = ("role", "is_active", "departments")
+    search_fields = ("email", "name")
+    ordering = ("name", "email")
+    filter_horizontal = ()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).prefetch_related("departments")
+
+    @admin.display(description=_("departments"))
+    def department_names(self, obj: User) -> str:
+        # Uses the prefetched departments: one query for the whole page, not one per row.
+        return ", ".join(sorted(d.name for d in obj.departments.all())) or "—"
+
+
+# Permissions follow from the role (``User.has_perm``); groups would only mislead.
+admin.site.unregister(Group)

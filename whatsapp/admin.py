@@ -1,0 +1,138 @@
+"""Back office for the WhatsApp channel: business numbers and the raw deliveries from Meta."""
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+
+from .models import WebhookEvent, WhatsAppAccount
+
+
+class WhatsAppAccountForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The access token is write-only: never shown again, kept when the field is left empty."""
+
+    access_token = forms.CharField(
+        label=_("access token"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text=_(
+            "Write-only. Leave empty to keep the current token. Without a token here the "
+            "number uses WHATSAPP_ACCESS_TOKEN (or the sandbox when that is unset)."
+        ),
+    )
+    clear_access_token = forms.BooleanField(label=_("remove the stored token"), required=False)
+
+    class Meta:
+        model = WhatsAppAccount
+        fields = (
+            "name",
+            "phone_number_id",
+            "display_phone_number",
+            "waba_id",
+            "access_token",
+            "is_active",
+        )
+
+    def clean_access_token(self) -> str:
+        token: str = self.cleaned_data.get("access_token", "")
+        if not token and self.instance.pk:
+            return self.instance.access_token  # left empty: keep what is stored
+        return token
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("clear_access_token"):
+            cleaned["access_token"] = ""
+        return cleaned
+
+
+@admin.register(WhatsAppAccount)
+class WhatsAppAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = WhatsAppAccountForm
+    list_display = (
+        "name",
+        "phone_number_id",
+        "display_phone_number",
+        "waba_id",
+        "has_own_token",
+        "is_active",
+    )
+    list_filter = ("is_active",)
+    search_fields = ("name", "phone_number_id", "display_phone_number", "waba_id")
+    readonly_fields = ("has_own_token", "created_at", "updated_at")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = [
+            "name",
+            "phone_number_id",
+            "display_phone_number",
+            "waba_id",
+            "has_own_token",
+            "access_token",
+            "clear_access_token",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        if obj is None:
+            fields = [f for f in fields if f not in ("clear_access_token", "has_own_token")]
+        if not self.has_change_permission(request, obj) and obj is not None:
+            # Read-only viewers (supervisors) never see the secret, not even rendered as text.
+            fields = [f for f in fields if f not in ("access_token", "clear_access_token")]
+        return fields
+
+    @admin.display(description=_("own access token"), boolean=True)
+    def has_own_token(self, obj: WhatsAppAccount) -> bool:
+        return bool(obj.access_token)
+
+
+def _pretty(value: Any) -> SafeString | str:
+    if value in (None, ""):
+        return "—"
+    return format_html(
+        '<pre class="readonly-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)
+    )
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Meta's deliveries exactly as they arrived: evidence, never edited."""
+
+    list_display = ("id", "received_at", "status", "phone_number_id", "attempts", "processed_at")
+    list_filter = ("status", "phone_number_id", "received_at")
+    search_fields = ("=id", "phone_number_id", "error")
+    fields = (
+        "status",
+        "phone_number_id",
+        "received_at",
+        "processed_at",
+        "attempts",
+        "error",
+        "signature",
+        "payload_pretty",
+        "raw_body_pre",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("payload"))
+    def payload_pretty(self, obj: WebhookEvent) -> SafeString | str:
+        return _pretty(obj.payload)
+
+    @admin.display(description=_("raw body"))
+    def raw_body_pre(self, obj: WebhookEvent) -> SafeString:
+        return format_html('<pre class="readonly-raw">{}</pre>', obj.raw_body)
