@@ -332,6 +332,35 @@ def conversation_mark_read(*, conversation: Conversation, actor: User) -> Conver
     return conversation
 
 
+@transaction.atomic
+def conversation_route_to_department(
+    *,
+    conversation: Conversation,
+    department: Department | None,
+    actor: User | None = None,
+    reason: str = "",
+) -> Conversation:
+    """Put the conversation in a queue (``pending``, unassigned); ``department`` None: the general
+    queue that supervisors see. Used by the bot (``actor`` None) when it hands over."""
+    conversation = _lock(conversation)
+    if conversation.is_closed:
+        raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+    before = _state(conversation)
+    conversation.department = department
+    conversation.assigned_to = None
+    conversation.status = ConversationStatus.PENDING
+    conversation.save(update_fields=["department", "assigned_to", "status", "updated_at"])
+    _record(
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.QUEUED,
+        before=before,
+        after={**_state(conversation), "reason": reason},
+    )
+    _broadcast_update(conversation)
+    return conversation
+
+
 # --- Messages --------------------------------------------------------------------------------
 
 
