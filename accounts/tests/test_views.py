@@ -1,0 +1,83 @@
+"""Signing in and out of the console, changing the password, switching the language."""
+
+import pytest
+
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings):
+    settings.SECURE_SSL_REDIRECT = False
+
+
+def test_login_with_email_and_password_opens_the_console(client, agent) -> None:
+    page = client.get("/login/")
+    assert page.status_code == 200
+    assert 'name="username"' in page.content.decode()
+
+    response = client.post(
+        "/login/?next=/", {"username": agent.email, "password": DEFAULT_PASSWORD}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+
+def test_wrong_password_is_refused_with_a_message(client, agent) -> None:
+    response = client.post("/login/", {"username": agent.email, "password": "nope"})
+    assert response.status_code == 200
+    assert 'class="alert alert-error"' in response.content.decode()
+    assert client.get("/").status_code == 302
+
+
+def test_inactive_user_cannot_log_in(client) -> None:
+    user = UserFactory(is_active=False)
+    client.post("/login/", {"username": user.email, "password": DEFAULT_PASSWORD})
+    assert client.get("/").status_code == 302
+
+
+def test_logout_needs_a_post_and_ends_the_session(client, agent) -> None:
+    client.force_login(agent)
+    response = client.post("/logout/")
+    assert response.status_code == 302
+    assert response["Location"] == "/login/"
+    assert client.get("/").status_code == 302
+
+
+def test_password_change(client, agent) -> None:
+    client.force_login(agent)
+    response = client.post(
+        "/password/",
+        {
+            "old_password": DEFAULT_PASSWORD,
+            "new_password1": "Outra-Senha-456!",
+            "new_password2": "Outra-Senha-456!",
+        },
+    )
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200  # still signed in here
+    agent.refresh_from_db()
+    assert agent.check_password("Outra-Senha-456!")
+
+
+def test_language_switch_is_remembered(client, agent) -> None:
+    client.force_login(agent)
+    response = client.post("/language/", {"language": "en", "next": "/board/"})
+    assert response.status_code == 302
+    assert response["Location"] == "/board/"
+    cookie = response.cookies["django_language"]
+    assert cookie.value == "en"
+    assert int(cookie["max-age"]) >= 30 * 24 * 3600
+    html = client.get("/").content.decode()
+    assert '<html lang="en">' in html
+
+    client.post("/language/", {"language": "pt-br"})
+    assert '<html lang="pt-br">' in client.get("/").content.decode()
+
+
+def test_language_switch_never_redirects_off_site(client) -> None:
+    response = client.post("/language/", {"language": "en", "next": "https://evil.example/"})
+    assert response["Location"] == "/"

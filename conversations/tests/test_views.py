@@ -1,0 +1,327 @@
+"""The console (contract §7): what an agent sees and can do in the browser, over plain HTTP."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.tests.factories import UserFactory
+from conversations.models import (
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    MessageStatus,
+    MessageType,
+    SenderKind,
+)
+from conversations.tests.factories import ConversationFactory, CustomerFactory, MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings):
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
+def agent_client(client, agent):
+    client.force_login(agent)
+    return client
+
+
+def test_anonymous_visitor_is_sent_to_the_login_form(client) -> None:
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+def test_inbox_lists_the_queue_and_my_conversations_most_recent_first(
+    agent_client, agent, support, sales
+) -> None:
+    now = timezone.now()
+    older = ConversationFactory(
+        department=support, customer__name="Older Queue", last_message_at=now - timedelta(hours=2)
+    )
+    mine = ConversationFactory(
+        department=support,
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        customer__name="Mine Open",
+        last_message_at=now - timedelta(minutes=5),
+    )
+    ConversationFactory(department=sales, customer__name="Sales Secret")
+    ConversationFactory(
+        department=support, status=ConversationStatus.CLOSED, customer__name="Closed One"
+    )
+
+    html = agent_client.get("/").content.decode()
+
+    assert "Sales Secret" not in html
+    assert "Closed One" not in html
+    assert html.index("Mine Open") < html.index("Older Queue")
+    assert f'data-conversation-id="{mine.pk}"' in html
+    assert f'data-conversation-id="{older.pk}"' in html
+
+
+def test_tabs_show_counts_and_filter(agent_client, agent, support) -> None:
+    ConversationFactory(department=support, customer__name="Waiting")
+    ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN, customer__name="Mn"
+    )
+    ConversationFactory(department=support, status=ConversationStatus.BOT, customer__name="Botty")
+    ConversationFactory(department=support, status=ConversationStatus.CLOSED, customer__name="Done")
+
+    html = agent_client.get("/inbox/?tab=queue", **HTMX).content.decode()
+    assert "Waiting" in html and "Mn" not in html.split('id="conversation-list"')[1]
+    assert '<span class="count" data-count="queue">1</span>' in html
+    assert '<span class="count" data-count="mine">1</span>' in html
+    assert '<span class="count" data-count="bot">1</span>' in html
+    assert '<span class="count" data-count="closed">1</span>' in html
+    assert '<span class="count" data-count="all">3</span>' in html
+
+    closed = agent_client.get("/inbox/?tab=closed", **HTMX).content.decode()
+    assert "Done" in closed and "Waiting" not in closed.split('id="conversation-list"')[1]
+
+
+def test_search_by_name_phone_and_message_text(agent_client, support) -> None:
+    by_name = ConversationFactory(department=support, customer__name="Joana Prado")
+    by_phone = ConversationFactory(
+        department=support, customer__name="X", customer__phone="+5511912340000"
+    )
+    by_text = ConversationFactory(department=support, customer__name="Y")
+    MessageFactory(conversation=by_text, body="meu boleto venceu")
+
+    def found(q: str) -> set[int]:
+        html = agent_client.get("/inbox/", {"tab": "all", "q": q}, **HTMX).content.decode()
+        return {
+            c.pk for c in (by_name, by_phone, by_text) if f'data-conversation-id="{c.pk}"' in html
+        }
+
+    assert found("joana") == {by_name.pk}
+    assert found("91234") == {by_phone.pk}
+    assert found("boleto") == {by_text.pk}
+
+
+def test_empty_inbox_says_what_to_do(agent_client) -> None:
+    html = agent_client.get("/").content.decode()
+    assert "The queue is empty." in html
+
+
+def test_unread_badge_and_pagination(agent_client, support) -> None:
+    for n in range(30):
+        ConversationFactory(
+            department=support,
+            unread_count=n % 3,
+            last_message_at=timezone.now() - timedelta(minutes=n),
+            customer__name=f"Cliente {n:02d}",
+        )
+    first = agent_client.get("/inbox/?tab=queue", **HTMX).content.decode()
+    assert "Cliente 00" in first and "Cliente 29" not in first
+    assert 'class="badge badge-unread"' in first
+    assert "tab=queue&amp;page=2" in first or "tab=queue&page=2" in first
+    second = agent_client.get("/inbox/?tab=queue&page=2", **HTMX).content.decode()
+    assert "Cliente 29" in second and "Cliente 00" not in second
+
+
+def test_inbox_query_count_does_not_grow_with_rows(agent_client, support, sales) -> None:
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert agent_client.get("/inbox/?tab=all", **HTMX).status_code == 200
+        return len(ctx.captured_queries)
+
+    ConversationFactory.create_batch(2, department=support)
+    few = count()
+    for conversation in ConversationFactory.create_batch(20, department=support):
+        MessageFactory(conversation=conversation)
+    assert count() == few
+    # session, user, tab counts, page of rows, departments and agents for the filters
+    assert few <= 6
+
+
+def test_conversation_of_another_department_is_404_everywhere(agent_client, sales) -> None:
+    foreign = ConversationFactory(department=sales)
+    for url in (f"/c/{foreign.pk}/", f"/c/{foreign.pk}/messages/", f"/c/{foreign.pk}/header/"):
+        assert agent_client.get(url).status_code == 404
+    for action in ("take-over", "close", "reopen", "transfer", "send", "read"):
+        assert agent_client.post(f"/c/{foreign.pk}/{action}/", {"body": "x"}).status_code == 404
+    foreign.refresh_from_db()
+    assert foreign.assigned_to_id is None
+    assert not foreign.messages.exists()
+
+
+def test_inbound_script_is_shown_as_text(agent_client, support) -> None:
+    conversation = ConversationFactory(department=support)
+    MessageFactory(conversation=conversation, body="<script>alert('x')</script>")
+    html = agent_client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+
+
+def test_every_message_type_renders(agent_client, support, agent) -> None:
+    conversation = ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    target = MessageFactory(conversation=conversation, body="Quero pagar")
+    payloads = {
+        MessageType.LOCATION: {"location": {"latitude": -23.5, "longitude": -46.6, "name": "Loja"}},
+        MessageType.CONTACTS: {
+            "contacts": [{"name": {"formatted_name": "Maria"}, "phones": [{"phone": "+5511"}]}]
+        },
+    }
+    for kind in MessageType.values:
+        MessageFactory(
+            conversation=conversation,
+            type=kind,
+            body="👍" if kind == MessageType.REACTION else f"body-{kind}",
+            reply_to=target if kind == MessageType.REACTION else None,
+            raw_payload=payloads.get(kind),
+            media_filename="nota.pdf" if kind == MessageType.DOCUMENT else "",
+        )
+    MessageFactory(
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender=SenderKind.AGENT,
+        sender_user=agent,
+        status=MessageStatus.FAILED,
+        error="Message undeliverable",
+        error_code=131026,
+        body="falhou",
+        wa_message_id=None,
+    )
+    MessageFactory(
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender=SenderKind.BOT,
+        status=MessageStatus.READ,
+        body="Olá, sou o bot",
+        reply_to=target,
+        wa_message_id=None,
+    )
+
+    html = agent_client.get(f"/c/{conversation.pk}/").content.decode()
+
+    assert "Loja" in html and "openstreetmap.org/?mlat=-23.5" in html
+    assert "Maria" in html
+    assert "nota.pdf" in html
+    assert "Unsupported message type" in html
+    assert 'class="msg-reactions"' in html and "👍" in html
+    assert "Message undeliverable" in html and "131026" in html
+    assert "tick-read" in html
+    assert agent.name in html
+    assert "Bot" in html
+    assert 'class="msg-quote"' in html
+    assert 'class="day-separator"' in html
+    assert "24-hour window" in html
+
+
+def test_take_over_reply_transfer_close_reopen(agent_client, agent, support) -> None:
+    colleague = UserFactory(departments=[support], name="Carla Colega")
+    conversation = ConversationFactory(department=support)
+    url = f"/c/{conversation.pk}/"
+
+    html = agent_client.post(url + "take-over/", **HTMX).content.decode()
+    conversation.refresh_from_db()
+    assert conversation.assigned_to_id == agent.pk
+    assert 'id="composer-body"' in html
+
+    agent_client.post(url + "send/", {"body": "Bom dia!"}, **HTMX)
+    sent = Message.objects.get(conversation=conversation, direction=Direction.OUT)
+    assert sent.body == "Bom dia!"
+    assert sent.sender_user_id == agent.pk
+
+    agent_client.post(url + "close/", **HTMX)
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.CLOSED
+    agent_client.post(url + "reopen/", **HTMX)
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.OPEN
+
+    agent_client.post(url + "transfer/", {"to_user": colleague.pk, "note": "cliente VIP"}, **HTMX)
+    conversation.refresh_from_db()
+    assert conversation.assigned_to_id == colleague.pk
+    assert conversation.transfers.get().note == "cliente VIP"
+
+
+def test_service_errors_are_shown_clearly(agent_client, support) -> None:
+    colleague = UserFactory(departments=[support])
+    conversation = ConversationFactory(
+        department=support, assigned_to=colleague, status=ConversationStatus.OPEN
+    )
+    html = agent_client.post(f"/c/{conversation.pk}/close/", **HTMX).content.decode()
+    assert "You cannot close this conversation." in html
+    html = agent_client.post(f"/c/{conversation.pk}/send/", {"body": "oi"}, **HTMX).content
+    assert "Only the agent assigned to this conversation can reply." in html.decode()
+    html = agent_client.post(f"/c/{conversation.pk}/transfer/", {}, **HTMX).content.decode()
+    assert "Choose an agent or a department to transfer to." in html
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.OPEN
+
+
+def test_transfer_to_another_department_leaves_the_agents_view(agent_client, agent, support, sales):
+    conversation = ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    html = agent_client.post(
+        f"/c/{conversation.pk}/transfer/", {"to_department": sales.pk}, **HTMX
+    ).content.decode()
+    assert "The conversation was handed over." in html
+    assert agent_client.get(f"/c/{conversation.pk}/").status_code == 404
+
+
+def test_closed_window_replaces_the_composer(agent_client, agent, support) -> None:
+    conversation = ConversationFactory(
+        department=support,
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        last_inbound_at=timezone.now() - timedelta(hours=30),
+    )
+    html = agent_client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "The 24-hour window has closed" in html
+    assert 'id="composer-body"' not in html
+
+
+def test_forms_require_csrf(agent, support) -> None:
+    conversation = ConversationFactory(department=support)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(agent)
+    assert client.post(f"/c/{conversation.pk}/take-over/").status_code == 403
+    page = client.get(f"/c/{conversation.pk}/")
+    token = page.cookies["csrftoken"].value
+    response = client.post(f"/c/{conversation.pk}/take-over/", HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 200
+    assert Conversation.objects.get(pk=conversation.pk).assigned_to_id == agent.pk
+
+
+def test_mark_read_clears_the_unread_badge(agent_client, support) -> None:
+    conversation = ConversationFactory(department=support, unread_count=2)
+    MessageFactory(conversation=conversation)
+    assert agent_client.post(f"/c/{conversation.pk}/read/").status_code == 204
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 0
+
+
+def test_customer_panel_lists_past_conversations(agent_client, support) -> None:
+    customer = CustomerFactory(name="Paula", notes="prefere e-mail")
+    past = ConversationFactory(
+        customer=customer, department=support, status=ConversationStatus.CLOSED
+    )
+    current = ConversationFactory(customer=customer, department=support)
+    html = agent_client.get(f"/c/{current.pk}/").content.decode()
+    assert f"#{past.pk}" in html
+    assert "prefere e-mail" in html
+
+
+def test_board_is_for_supervisors(agent_client, client, supervisor, agent, support) -> None:
+    assert agent_client.get("/board/").status_code == 403
+    ConversationFactory(department=support)
+    client.force_login(supervisor)
+    html = client.get("/board/").content.decode()
+    assert "Suporte" in html
+    assert agent.name in html

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from . import views
+
+app_name = "conversations"
+
+urlpatterns = [
+    path("", views.console, name="console"),
+    path("inbox/", views.inbox, name="inbox"),
+    path("board/", views.board, name="board"),
+    path("c/<int:pk>/", views.conversation_detail, name="detail"),
+    path("c/<int:pk>/messages/", views.conversation_messages, name="messages"),
+    path("c/<int:pk>/header/", views.conversation_header, name="header"),
+    path("c/<int:pk>/read/", views.conversation_read, name="read"),
+    path("c/<int:pk>/send/", views.conversation_send, name="send"),
+    path("c/<int:pk>/take-over/", views.conversation_take_over, name="take_over"),
+    path("c/<int:pk>/transfer/", views.conversation_transfer, name="transfer"),
+    path("c/<int:pk>/close/", views.conversation_close, name="close"),
+    path("c/<int:pk>/reopen/", views.conversation_reopen, name="reopen"),
+]

@@ -1,0 +1,293 @@
+/* SupportDesk console: one WebSocket per tab (contract §6) that keeps the htmx fragments fresh.
+ *
+ * The server renders everything; this file only decides *when* to refetch a fragment:
+ *  - new_message for the open conversation   -> refetch #message-list (and mark it read)
+ *  - any conversation event                  -> refetch #inbox (tabs, counts, list), debounced
+ *  - a change of state of the open one        -> refetch its header/pane
+ *  - user_typing                              -> "Ana is typing…" under the messages
+ *  - online_status                            -> presence dots / supervisor board
+ * After a dropped connection it reconnects with exponential backoff and refetches every visible
+ * fragment, so nothing that happened while it was offline is missed.
+ */
+(function () {
+  "use strict";
+
+  var root = document.getElementById("console");
+  if (!root || !window.htmx) return;
+
+  var socket = null;
+  var attempts = 0;
+  var everConnected = false;
+  var subscribed = null;
+  var typingTimer = null;
+  var lastTypingSent = 0;
+  var inboxTimer = null;
+  var boardTimer = null;
+  var stateEl = document.getElementById("connection");
+
+  function setState(state, label) {
+    if (!stateEl) return;
+    stateEl.dataset.state = state;
+    var text = stateEl.querySelector(".connection-label");
+    if (text) text.textContent = label;
+  }
+
+  function pane() {
+    var el = document.getElementById("conversation-pane");
+    return el && el.dataset.conversationId ? el : null;
+  }
+
+  function currentId() {
+    var el = pane();
+    return el ? Number(el.dataset.conversationId) : null;
+  }
+
+  function send(type, data) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: type, data: data || {} }));
+    }
+  }
+
+  // --- fragment refreshes ------------------------------------------------------------------
+
+  function refreshInbox() {
+    var inbox = document.getElementById("inbox");
+    if (!inbox) return;
+    clearTimeout(inboxTimer);
+    inboxTimer = setTimeout(function () {
+      var search = document.getElementById("q");
+      if (search && document.activeElement === search) return; // don't fight the typist
+      htmx.ajax("GET", inbox.dataset.refreshUrl, { target: "#inbox", swap: "outerHTML" });
+    }, 250);
+  }
+
+  function refreshBoard() {
+    if (!root.dataset.boardUrl) return;
+    clearTimeout(boardTimer);
+    boardTimer = setTimeout(function () {
+      htmx.ajax("GET", root.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
+    }, 300);
+  }
+
+  function nearBottom(el) {
+    return el.scrollHeight - el.scrollTop - el.clientHeight < 120;
+  }
+
+  function scrollMessages(force) {
+    var list = document.getElementById("message-list");
+    if (list && (force || list.dataset.stick !== "false")) list.scrollTop = list.scrollHeight;
+  }
+
+  function refreshMessages() {
+    var el = pane();
+    if (!el) return;
+    var list = document.getElementById("message-list");
+    var stick = !list || nearBottom(list);
+    htmx
+      .ajax("GET", el.dataset.messagesUrl, { target: "#message-list", swap: "outerHTML" })
+      .then(function () {
+        if (stick) scrollMessages(true);
+      });
+    markRead();
+  }
+
+  function refreshPane() {
+    var el = pane();
+    if (!el) return;
+    var draft = document.getElementById("composer-body");
+    var text = draft ? draft.value : "";
+    var url = window.location.pathname.indexOf("/c/") === 0 ? window.location.pathname : null;
+    if (!url) return;
+    htmx.ajax("GET", url, { target: "#conversation-pane", swap: "outerHTML" }).then(function () {
+      var again = document.getElementById("composer-body");
+      if (again && text) again.value = text;
+    });
+  }
+
+  function markRead() {
+    var el = pane();
+    if (!el || document.visibilityState !== "visible") return;
+    htmx.ajax("POST", el.dataset.readUrl, { swap: "none", target: "#conversation-pane" });
+  }
+
+  function highlightActive() {
+    var id = currentId();
+    document.querySelectorAll(".conversation-row").forEach(function (row) {
+      row.classList.toggle("is-active", Number(row.dataset.conversationId) === id);
+    });
+  }
+
+  function resubscribe() {
+    var id = currentId();
+    if (subscribed && subscribed !== id) {
+      send("unsubscribe:conversation", { conversationId: subscribed });
+      subscribed = null;
+    }
+    if (id && subscribed !== id) {
+      send("subscribe:conversation", { conversationId: id });
+      subscribed = id;
+    }
+  }
+
+  // --- events from the server ---------------------------------------------------------------
+
+  function showTyping(data) {
+    var box = document.getElementById("typing");
+    if (!box || data.conversationId !== currentId()) return;
+    clearTimeout(typingTimer);
+    if (data.isTyping === false) {
+      box.textContent = "";
+      return;
+    }
+    box.textContent = (data.name || "") + " " + (box.dataset.label || "is typing…");
+    typingTimer = setTimeout(function () { box.textContent = ""; }, 5000);
+  }
+
+  function setPresence(data) {
+    document.querySelectorAll('[data-presence-user="' + data.userId + '"]').forEach(function (el) {
+      el.classList.toggle("is-online", !!data.online);
+    });
+    refreshBoard();
+  }
+
+  function handle(frame) {
+    var data = frame.data || {};
+    var open = currentId();
+    switch (frame.type) {
+      case "new_message":
+        if (data.conversation === open) {
+          refreshMessages();
+          var box = document.getElementById("typing");
+          if (box) box.textContent = "";
+        }
+        refreshInbox();
+        refreshBoard();
+        break;
+      case "conversation_update":
+        refreshInbox();
+        refreshBoard();
+        if (data.id === open) {
+          var el = pane();
+          var assigned = data.assigned_to ? String(data.assigned_to.id) : "";
+          if (el && (el.dataset.status !== data.status || el.dataset.assigned !== assigned)) {
+            refreshPane();
+          }
+        }
+        break;
+      case "conversation_assigned":
+      case "conversation_transferred":
+        refreshInbox();
+        refreshBoard();
+        break;
+      case "user_typing":
+        showTyping(data);
+        break;
+      case "online_status":
+        setPresence(data);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // --- the socket ---------------------------------------------------------------------------
+
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    setState("connecting", stateEl ? stateEl.dataset.connecting || "…" : "");
+    socket = new WebSocket(scheme + window.location.host + (root.dataset.wsUrl || "/ws/"));
+    socket.onopen = function () {
+      var reconnected = everConnected;
+      everConnected = true;
+      attempts = 0;
+      subscribed = null;
+      setState("online", stateEl ? stateEl.dataset.online || "Live" : "");
+      resubscribe();
+      if (reconnected) {
+        // whatever happened while we were away: fetch the visible fragments again
+        refreshInbox();
+        refreshMessages();
+        refreshBoard();
+      }
+    };
+    socket.onmessage = function (event) {
+      try {
+        handle(JSON.parse(event.data));
+      } catch (err) {
+        if (window.console) console.error(err);
+      }
+    };
+    socket.onclose = function (event) {
+      socket = null;
+      if (event.code === 4401) {
+        window.location.reload(); // the session is gone: the server sends us to the login form
+        return;
+      }
+      setState("offline", stateEl ? stateEl.dataset.offline || "Offline" : "");
+      attempts += 1;
+      var delay = Math.min(30000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
+      setTimeout(connect, delay);
+    };
+  }
+
+  // --- the composer -------------------------------------------------------------------------
+
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (target && target.id === "composer-body" && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (target.value.trim()) htmx.trigger(target.form, "submit");
+    }
+  });
+
+  document.addEventListener("input", function (event) {
+    var id = currentId();
+    if (!id || !event.target || event.target.id !== "composer-body") return;
+    var now = Date.now();
+    if (now - lastTypingSent > 2500) {
+      lastTypingSent = now;
+      send("typing", { conversationId: id, isTyping: true });
+    }
+  });
+
+  function tickWindow() {
+    document.querySelectorAll(".window[data-expires]").forEach(function (el) {
+      var left = new Date(el.dataset.expires).getTime() - Date.now();
+      el.classList.toggle("is-closing", left < 3600 * 1000);
+      if (left <= 0) refreshPane();
+    });
+  }
+
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (!target) return;
+    if (target.id === "conversation-pane" || (target.closest && target.closest("#conversation-pane"))) {
+      resubscribe();
+      highlightActive();
+      if (target.id === "conversation-pane") {
+        scrollMessages(true);
+        markRead();
+        var body = document.getElementById("composer-body");
+        if (body && body.hasAttribute("autofocus")) body.focus();
+      }
+    }
+    if (target.id === "inbox") highlightActive();
+  });
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") {
+      refreshInbox();
+      markRead();
+    }
+  });
+
+  // A safety net for what the socket cannot tell us (a conversation leaving our view).
+  setInterval(function () {
+    if (document.visibilityState === "visible") refreshInbox();
+    tickWindow();
+  }, 60000);
+
+  scrollMessages(true);
+  if (pane()) markRead();
+  connect();
+})();
