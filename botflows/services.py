@@ -175,44 +175,77 @@ def flow_publish(*, flow: Flow, actor: User | None) -> FlowVersion:
 DEMO_DEPARTMENTS = ("Suporte", "Vendas", "Financeiro")
 
 
+def _demo_texts() -> dict[str, Any]:
+    """Greeting and menu texts: the ``greeting``/``menu`` bot settings when present (``seed_demo``
+    stores them), else the translated defaults."""
+    stored = dict(
+        BotConfiguration.objects.filter(key__in=["greeting", "menu"]).values_list("key", "value")
+    )
+    menu = stored.get("menu") if isinstance(stored.get("menu"), dict) else {}
+    options = [
+        (str(o.get("label") or o.get("department")), str(o.get("department") or o.get("label")))
+        for o in (menu.get("options") or [])
+        if isinstance(o, dict) and (o.get("label") or o.get("department"))
+    ]
+    greeting = stored.get("greeting")
+    return {
+        "greeting": greeting
+        if isinstance(greeting, str) and greeting.strip()
+        else _("Hello! Welcome to our customer service."),
+        "prompt": str(menu.get("text") or "")
+        or _("How can we help you? Choose an option or type its number:"),
+        "button": str(menu.get("button") or "")[:20] or _("Options")[:20],
+        "options": options[:10] or [(name, name) for name in DEMO_DEPARTMENTS],
+    }
+
+
 @transaction.atomic
 def flow_ensure_demo() -> Flow:
-    """The demo flow: a greeting, then ``1`` Suporte, ``2`` Vendas, ``3`` Financeiro.
+    """The demo flow of contract §3: a greeting, then ``1`` Suporte, ``2`` Vendas,
+    ``3`` Financeiro (reply buttons; the numbers work as plain text too).
 
-    Idempotent: creates what is missing and publishes only when something changed.
+    Idempotent: creates only what is missing and publishes only when something changed.
     """
     with translation.override(settings.LANGUAGE_CODE):
-        departments = [Department.objects.get_or_create(name=name)[0] for name in DEMO_DEPARTMENTS]
+        texts = _demo_texts()
         flow = Flow.objects.filter(is_default=True).first()
         if flow is None:
             flow = Flow.objects.create(name=_("Main menu"), is_default=True)
         menu, created = FlowNode.objects.get_or_create(
             flow=flow,
-            key="welcome",
+            key="menu",
             defaults={
                 "kind": NodeKind.MENU,
-                "position": 0,
-                "text": _(
-                    "Hello! Welcome to our support. How can we help you? "
-                    "Choose an option or type its number."
-                ),
-                "error_text": _("Please choose one of the options: 1, 2 or 3."),
-                "menu_button": _("Options")[:20],
+                "position": 1,
+                "text": texts["prompt"],
+                "error_text": _("Sorry, I did not understand. Please choose one of the options."),
+                "menu_button": texts["button"],
             },
         )
         if created or not menu.options.exists():
-            for number, department in enumerate(departments, start=1):
+            for number, (label, department_name) in enumerate(texts["options"], start=1):
+                department = Department.objects.get_or_create(name=department_name)[0]
                 MenuOption.objects.get_or_create(
                     node=menu,
                     number=number,
                     defaults={
-                        "title": department.name,
+                        "title": label[:24],
                         "action": OptionAction.DEPARTMENT,
                         "department": department,
                     },
                 )
+        greeting, _created = FlowNode.objects.get_or_create(
+            flow=flow,
+            key="greeting",
+            defaults={
+                "kind": NodeKind.MESSAGE,
+                "position": 0,
+                "text": texts["greeting"],
+                "next_node": menu,
+            },
+        )
         if flow.start_node_id is None:
-            flow.start_node = menu
+            flow.start_node = greeting
             flow.save(update_fields=["start_node", "updated_at"])
         flow_publish(flow=flow, actor=None)
     return flow

@@ -169,3 +169,4 @@ def fake_openai(settings) -> Iterator[FakeModel]:
 def _ai_off_by_default(settings) -> None:
     """Tests opt in to AI through ``fake_openai``; a developer's .env must not switch it on."""
     settings.OPENAI_API_KEY = ""
+    settings.SECURE_SSL_REDIRECT = False  # the admin and API over plain http in tests

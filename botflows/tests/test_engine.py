@@ -36,8 +36,9 @@ def _button(reply_id: str, title: str) -> dict:
 def test_first_message_gets_the_greeting_menu_as_reply_buttons(demo_flow, chat):
     replies = chat.say("Olá")
 
-    assert len(replies) == 1
-    menu = replies[0]
+    assert len(replies) == 2
+    assert replies[0].body == "Hello! Welcome to our customer service."
+    menu = replies[1]
     assert menu.type == "interactive"
     assert menu.sender == "bot"
     assert menu.status == "queued"
@@ -55,15 +56,15 @@ def test_first_message_gets_the_greeting_menu_as_reply_buttons(demo_flow, chat):
     [
         ("2", None, "Vendas"),
         (" 3. ", None, "Financeiro"),
-        ("Suporte", _button("welcome:1", "Suporte"), "Suporte"),
-        ("", _button("welcome:3", "Financeiro"), "Financeiro"),
+        ("Suporte", _button("menu:1", "Suporte"), "Suporte"),
+        ("", _button("menu:3", "Financeiro"), "Financeiro"),
         (
             "",
             {
                 "type": "interactive",
                 "interactive": {
                     "type": "list_reply",
-                    "list_reply": {"id": "welcome:2", "title": "Vendas"},
+                    "list_reply": {"id": "menu:2", "title": "Vendas"},
                 },
             },
             "Vendas",
@@ -108,7 +109,7 @@ def test_invalid_answer_gets_a_friendly_retry_then_the_human_queue(demo_flow, ch
 
     retry = chat.say("7")
     assert len(retry) == 1
-    assert retry[0].body.startswith("Please choose one of the options")
+    assert retry[0].body.startswith("Sorry, I did not understand.")
     assert retry[0].type == "interactive"  # the menu comes again
     assert chat.conversation.status == ConversationStatus.BOT
 
@@ -150,7 +151,7 @@ def test_the_same_message_is_answered_once(demo_flow, chat):
     bot_handle_message.delay(message.pk)
     engine.bot_handle_inbound(message_id=message.pk)
 
-    assert chat.outbound().count() == 1
+    assert chat.outbound().count() == 2  # greeting and menu, once
     assert BotTurn.objects.filter(inbound_message=message).count() == 1
 
 
@@ -161,7 +162,7 @@ def test_an_older_message_arriving_late_is_not_answered(demo_flow, chat):
     chat.say("oi")  # handled first
     engine.bot_handle_inbound(message_id=late.pk)
 
-    assert chat.outbound().count() == 1
+    assert chat.outbound().count() == 2
     assert BotTurn.objects.get(inbound_message=late).outcome == "stale"
     assert chat.conversation.status == ConversationStatus.BOT
 
@@ -302,7 +303,7 @@ def test_a_flow_per_whatsapp_number(demo_flow, departments, conversation):
 
     assert [m.body for m in Chat(conversation).say("oi")] == ["Welcome to the shop"]
     other = Chat(ConversationFactory(status="bot"))
-    assert other.say("oi")[0].type == "interactive"  # the default flow
+    assert other.say("oi")[-1].type == "interactive"  # the default flow
 
 
 @pytest.mark.parametrize(
@@ -397,6 +398,26 @@ def test_demo_flow_is_idempotent(departments):
     assert MenuOption.objects.filter(node__flow=first).count() == 3
 
 
+def test_demo_flow_uses_the_seeded_greeting_and_menu(departments, chat, admin_user):
+    services.bot_config_set(key="greeting", value="Olá! Bem-vindo.", actor=admin_user)
+    menu = {
+        "text": "Como podemos ajudar?",
+        "button": "Ver opções",
+        "options": [
+            {"id": "1", "label": "Suporte", "department": "Suporte"},
+            {"id": "2", "label": "Vendas", "department": "Vendas"},
+            {"id": "3", "label": "Financeiro", "department": "Financeiro"},
+        ],
+    }
+    services.bot_config_set(key="menu", value=menu, actor=admin_user)
+    services.flow_ensure_demo()
+
+    greeting, menu_message = chat.say("oi")
+
+    assert greeting.body == "Olá! Bem-vindo."
+    assert menu_message.body == "Como podemos ajudar?\n\n1. Suporte\n2. Vendas\n3. Financeiro"
+
+
 def test_publishing_refuses_broken_flows(departments):
     from supportdesk.exceptions import ServiceError
 
@@ -413,4 +434,4 @@ def test_publishing_refuses_broken_flows(departments):
 
 def test_now_can_be_passed(demo_flow, chat):
     replies = chat.say("oi", now=datetime(2026, 11, 24, 12, tzinfo=UTC))
-    assert len(replies) == 1
+    assert len(replies) == 2
