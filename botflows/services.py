@@ -181,7 +181,8 @@ def _demo_texts() -> dict[str, Any]:
     stored = dict(
         BotConfiguration.objects.filter(key__in=["greeting", "menu"]).values_list("key", "value")
     )
-    menu = stored.get("menu") if isinstance(stored.get("menu"), dict) else {}
+    stored_menu = stored.get("menu")
+    menu: dict[str, Any] = stored_menu if isinstance(stored_menu, dict) else {}
     options = [
         (str(o.get("label") or o.get("department")), str(o.get("department") or o.get("label")))
         for o in (menu.get("options") or [])
