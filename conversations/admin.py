@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, re_path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -411,11 +411,14 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     # -- the same actions from a conversation's own page -----------------------------------
 
+    OPERATIONS = ("take-over", "transfer", "close", "reopen")
+
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name
+        operations = "|".join(self.OPERATIONS)
         return [
-            path(
-                "<path:object_id>/<slug:operation>/",
+            re_path(
+                rf"^(?P<object_id>.+)/(?P<operation>{operations})/$",
                 self.admin_site.admin_view(self.operation_view),
                 name="{}_{}_operation".format(*info),
             ),
