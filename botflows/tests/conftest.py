@@ -152,7 +152,7 @@ def fake_openai(settings) -> Iterator[FakeModel]:
     model = FakeModel()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(model))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     model.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     settings.OPENAI_API_KEY = "sk-test"
