@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 def _english(settings):  # type: ignore[no-untyped-def]
     settings.LANGUAGE_CODE = "en"
     settings.SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users
 
 
 def _client_for(user: User) -> Client:

@@ -42,6 +42,7 @@ def _debug(settings):  # type: ignore[no-untyped-def]
     settings.WHATSAPP_PHONE_NUMBER_ID = ""
     settings.WHATSAPP_ACCESS_TOKEN = ""
     settings.SECURE_SSL_REDIRECT = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users
 
 
 def _seed(*args: str) -> str:

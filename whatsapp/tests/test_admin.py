@@ -16,6 +16,7 @@ SECRET = "EAAG-very-secret-token-123"
 def _english(settings):  # type: ignore[no-untyped-def]
     settings.LANGUAGE_CODE = "en"
     settings.SECURE_SSL_REDIRECT = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users
 
 
 def _client_for(user) -> Client:  # type: ignore[no-untyped-def]
