@@ -1,12 +1,13 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from .health import health
 
 admin.site.site_header = "SupportDesk"
 admin.site.site_title = "SupportDesk"
-admin.site.index_title = "Back office"
+admin.site.index_title = _("Back office")
 
 urlpatterns = [
     path("health", health, name="health"),
