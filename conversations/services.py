@@ -11,7 +11,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import User
+from accounts.models import AuditAction, User
+from accounts.services import audit_log_record
 from departments.models import Department
 from supportdesk import realtime
 from supportdesk.exceptions import NotPermitted, ServiceError
@@ -223,6 +224,13 @@ def conversation_transfer(
         conversation=conversation,
         actor=actor,
         kind=EventKind.TRANSFERRED,
+        before=before,
+        after={**_state(conversation), "note": note},
+    )
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.TRANSFER,
+        target=conversation,
         before=before,
         after={**_state(conversation), "note": note},
     )

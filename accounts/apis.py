@@ -1,0 +1,392 @@
+"""``/api/v1/auth/...`` and ``/api/v1/users/...`` (contract §4)."""
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import update_last_login
+from django.utils.translation import gettext_lazy as _
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import exceptions, serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from departments.models import Department
+from supportdesk.api import (
+    IsAdminRole,
+    LoginAccountThrottle,
+    LoginIpThrottle,
+    error_body,
+)
+
+from . import selectors, services
+from .authentication import token_is_current
+from .models import AuditAction, Role, User
+from .presence import is_online, online_user_ids
+
+ERROR = inline_serializer(
+    name="Error",
+    fields={"detail": serializers.CharField(), "code": serializers.CharField()},
+)
+VALIDATION_ERROR = inline_serializer(
+    name="ValidationError",
+    fields={
+        "detail": serializers.CharField(),
+        "code": serializers.CharField(),
+        "errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
+    },
+)
+USER_EXAMPLE = {
+    "id": 3,
+    "email": "agente1@suporte.com",
+    "name": "Ana",
+    "role": "agent",
+    "departments": [{"id": 1, "name": "Suporte"}],
+    "is_active": True,
+    "online": False,
+}
+
+
+# --- Serializers -------------------------------------------------------------------------------
+
+
+class DepartmentRefSerializer(serializers.ModelSerializer[Department]):
+    class Meta:
+        model = Department
+        fields = ("id", "name")
+
+
+class UserSerializer(serializers.ModelSerializer[User]):
+    """A user as every endpoint shows it; ``online`` comes from the presence counters."""
+
+    departments = DepartmentRefSerializer(many=True, read_only=True)
+    online = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ("id", "email", "name", "role", "departments", "is_active", "online")
+        read_only_fields = fields
+
+    def get_online(self, obj: User) -> bool:
+        online_ids = self.context.get("online_ids")
+        if online_ids is not None:
+            return obj.pk in online_ids
+        return is_online(user_id=obj.pk)
+
+
+class UserUpdateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=150, required=False)
+    email = serializers.EmailField(required=False)
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    departments = serializers.PrimaryKeyRelatedField(
+        queryset=Department.objects.all(), many=True, required=False
+    )
+    is_active = serializers.BooleanField(required=False)
+
+
+class LoginSerializer(serializers.Serializer[Any]):
+    email = serializers.EmailField()
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class TokensSerializer(serializers.Serializer[Any]):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class LoginResponseSerializer(TokensSerializer):
+    user = UserSerializer()
+
+
+class RefreshSerializer(serializers.Serializer[Any]):
+    refresh = serializers.CharField()
+
+
+class DeskTokenRefreshSerializer(TokenRefreshSerializer):
+    """Rotation with blacklist (simplejwt), refusing tokens of deactivated users and tokens issued
+    before the user's last password change."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        refresh = RefreshToken(attrs["refresh"])  # expired or blacklisted: TokenError
+        user = _token_user(refresh)
+        if user is None or not token_is_current(token=refresh, user=user):
+            raise exceptions.AuthenticationFailed(
+                _("This token was revoked."), code="token_revoked"
+            )
+        return super().validate(attrs)
+
+
+def _token_user(token: RefreshToken) -> User | None:
+    user_id = str(token.payload.get("user_id", ""))
+    return User.objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
+
+
+def _users_payload(users: list[User], *, many: bool = True) -> Any:
+    online = online_user_ids(candidates=[u.pk for u in users])
+    return UserSerializer(users, many=many, context={"online_ids": online}).data
+
+
+def _user_payload(user: User) -> dict[str, Any]:
+    return dict(UserSerializer(user).data)
+
+
+# --- Auth --------------------------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Log in with e-mail and password",
+    request=LoginSerializer,
+    responses={
+        200: LoginResponseSerializer,
+        400: VALIDATION_ERROR,
+        401: ERROR,
+        429: OpenApiResponse(ERROR, description="Too many attempts; see Retry-After."),
+    },
+    auth=[],
+    examples=[
+        OpenApiExample(
+            "Credentials",
+            value={"email": "agente1@suporte.com", "password": "Agente@123"},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "Tokens",
+            value={"access": "eyJhbGciOi...", "refresh": "eyJhbGciOi...", "user": USER_EXAMPLE},
+            response_only=True,
+        ),
+    ],
+)
+class LoginApi(APIView):
+    permission_classes = (AllowAny,)
+    authentication_classes = ()
+    throttle_classes = (LoginIpThrottle, LoginAccountThrottle)
+
+    def post(self, request: Request) -> Response:
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        email = serializer.validated_data["email"].strip().lower()
+        user = authenticate(
+            request._request, email=email, password=serializer.validated_data["password"]
+        )  # a failure sends user_login_failed: the audit log records it (accounts.signals)
+        if not isinstance(user, User):
+            for throttle in self.get_throttles():
+                if isinstance(throttle, LoginAccountThrottle):
+                    throttle.record_failure(request, self)
+            return Response(
+                error_body(_("Invalid e-mail or password."), "invalid_credentials"),
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        refresh = RefreshToken.for_user(user)
+        update_last_login(None, user)  # type: ignore[arg-type]
+        services.audit_log_record(
+            actor=user, action=AuditAction.LOGIN_SUCCEEDED, target=user, after={"via": "api"}
+        )
+        return Response(
+            {
+                "access": str(refresh.access_token),
+                "refresh": str(refresh),
+                "user": _user_payload(user),
+            }
+        )
+
+    def get_throttles(self) -> list[Any]:
+        if not hasattr(self, "_throttles"):
+            self._throttles = super().get_throttles()
+        return self._throttles
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Exchange a refresh token for new tokens (the old refresh stops working)",
+    request=RefreshSerializer,
+    responses={200: TokensSerializer, 400: VALIDATION_ERROR, 401: ERROR},
+    auth=[],
+    examples=[
+        OpenApiExample("Refresh", value={"refresh": "eyJhbGciOi..."}, request_only=True),
+        OpenApiExample(
+            "Rotated",
+            value={"access": "eyJhbGciOi...", "refresh": "eyJhbGciOi..."},
+            response_only=True,
+        ),
+    ],
+)
+class RefreshTokenApi(APIView):
+    permission_classes = (AllowAny,)
+    authentication_classes = ()
+
+    def post(self, request: Request) -> Response:
+        serializer = DeskTokenRefreshSerializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        return Response(serializer.validated_data)
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Log out: the given refresh token stops working",
+    request=RefreshSerializer,
+    responses={204: None, 400: VALIDATION_ERROR, 401: ERROR},
+    auth=[],
+    examples=[OpenApiExample("Refresh", value={"refresh": "eyJhbGciOi..."}, request_only=True)],
+)
+class LogoutApi(APIView):
+    permission_classes = (AllowAny,)
+    authentication_classes = ()
+
+    def post(self, request: Request) -> Response:
+        serializer = RefreshSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            refresh = RefreshToken(serializer.validated_data["refresh"])
+            refresh.blacklist()
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        user = _token_user(refresh)
+        services.audit_log_record(actor=user, action=AuditAction.LOGOUT, target=user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="The signed-in user",
+    responses={200: UserSerializer, 401: ERROR},
+    examples=[OpenApiExample("Me", value=USER_EXAMPLE, response_only=True)],
+)
+class MeApi(APIView):
+    permission_classes = (IsAuthenticated,)
+
+    def get(self, request: Request) -> Response:
+        user = selectors.user_get_visible(user=request.user, pk=request.user.pk)  # type: ignore[arg-type]
+        return Response(_user_payload(user))
+
+
+# --- Users -------------------------------------------------------------------------------------
+
+
+class UserFilter(filters.FilterSet):
+    role = filters.ChoiceFilter(choices=Role.choices)
+    department = filters.NumberFilter(field_name="departments", distinct=True)
+    is_active = filters.BooleanFilter()
+
+    class Meta:
+        model = User
+        fields = ("role", "department", "is_active")
+
+
+class UserListApi(ListAPIView[User]):
+    serializer_class = UserSerializer
+    filterset_class = UserFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.user_list_visible_to(user=self.request.user)  # type: ignore[arg-type]
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(_users_payload(list(page or [])))
+
+    @extend_schema(
+        tags=["users"],
+        summary="Users (admins and supervisors: all; agents: active colleagues)",
+        responses={200: UserSerializer(many=True), 401: ERROR},
+        examples=[
+            OpenApiExample(
+                "Page",
+                value={"count": 1, "next": None, "previous": None, "results": [USER_EXAMPLE]},
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class UserOnlineApi(UserListApi):
+    filterset_class = None  # type: ignore[assignment]
+
+    def get_queryset(self) -> Any:
+        return selectors.user_list_online(user=self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        tags=["users"],
+        summary="Users with the console open right now",
+        responses={200: UserSerializer(many=True), 401: ERROR},
+        examples=[
+            OpenApiExample(
+                "Page",
+                value={
+                    "count": 1,
+                    "next": None,
+                    "previous": None,
+                    "results": [{**USER_EXAMPLE, "online": True}],
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class UserDetailApi(APIView):
+    """Read anyone in reach; admins change and deactivate; anyone may rename themselves."""
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "DELETE":
+            return [IsAuthenticated(), IsAdminRole()]
+        return [IsAuthenticated()]
+
+    def _get(self, request: Request, pk: int) -> User:
+        return selectors.user_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
+
+    @extend_schema(
+        tags=["users"],
+        summary="One user",
+        responses={200: UserSerializer, 401: ERROR, 404: ERROR},
+        examples=[OpenApiExample("User", value=USER_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(_user_payload(self._get(request, pk)))
+
+    @extend_schema(
+        tags=["users"],
+        summary="Change a user (admins; others only their own name). Role changes are audited.",
+        request=UserUpdateSerializer,
+        responses={200: UserSerializer, 400: VALIDATION_ERROR, 403: ERROR, 404: ERROR},
+        examples=[
+            OpenApiExample(
+                "Promote", value={"role": "supervisor", "departments": [1, 2]}, request_only=True
+            ),
+            OpenApiExample("User", value=USER_EXAMPLE, response_only=True),
+        ],
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        user = self._get(request, pk)
+        serializer = UserUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update(user=user, actor=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        return Response(_user_payload(selectors.user_get_visible(user=request.user, pk=user.pk)))  # type: ignore[arg-type]
+
+    @extend_schema(
+        tags=["users"],
+        summary="Deactivate a user (admins): no more logins, their tokens stop working",
+        responses={204: None, 400: ERROR, 403: ERROR, 404: ERROR},
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        user = self._get(request, pk)
+        services.user_deactivate(user=user, actor=request.user)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)

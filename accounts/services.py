@@ -1,0 +1,159 @@
+"""Writes about the people who work the desk, and the audit log every app writes to."""
+
+from typing import Any
+
+from django.contrib.auth.password_validation import validate_password
+from django.db import models, transaction
+from django.utils.translation import gettext as _
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from departments.models import Department
+from supportdesk.exceptions import NotPermitted, ServiceError
+
+from .middleware import current_ip
+from .models import AuditAction, AuditLogEntry, Role, User
+
+
+def audit_log_record(
+    *,
+    actor: User | None,
+    action: str,
+    target: models.Model | None = None,
+    target_repr: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditLogEntry:
+    """Append one entry to the audit log; ``ip`` defaults to the current request's client IP."""
+    target_type = target_id = ""
+    if target is not None:
+        target_type = target._meta.label_lower
+        target_id = str(target.pk)
+        target_repr = target_repr or str(target)
+    return AuditLogEntry.objects.create(
+        actor=actor if actor is not None and actor.pk else None,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        target_repr=target_repr[:255],
+        before=before or {},
+        after=after or {},
+        ip=ip if ip is not None else current_ip.get(),
+    )
+
+
+def _user_state(user: User) -> dict[str, Any]:
+    return {
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "is_active": user.is_active,
+        "departments": sorted(user.departments.values_list("pk", flat=True)),
+    }
+
+
+def user_revoke_tokens(*, user: User) -> int:
+    """Blacklist every refresh token the user still holds; returns how many."""
+    outstanding = OutstandingToken.objects.filter(user=user).exclude(
+        pk__in=BlacklistedToken.objects.values("token_id")
+    )
+    BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+    )
+    return len(outstanding)
+
+
+def _check_user_update(*, user: User, actor: User, role: str | None, admin_only: bool) -> None:
+    if not actor.is_admin and (user.pk != actor.pk or admin_only):
+        raise NotPermitted(_("Only administrators can change users."))
+    if role is not None and role not in Role.values:
+        raise ServiceError(_("Unknown role."), code="invalid_role")
+
+
+def _audit_user_update(
+    *, user: User, actor: User, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    if before["role"] != after["role"]:
+        audit_log_record(
+            actor=actor,
+            action=AuditAction.ROLE_CHANGED,
+            target=user,
+            before={"role": before["role"]},
+            after={"role": after["role"]},
+        )
+    if before["is_active"] and not after["is_active"]:
+        audit_log_record(actor=actor, action=AuditAction.USER_DEACTIVATED, target=user)
+    changed = sorted(k for k in after if before[k] != after[k] and k not in {"role", "is_active"})
+    if changed:
+        audit_log_record(
+            actor=actor,
+            action=AuditAction.USER_UPDATED,
+            target=user,
+            before={k: before[k] for k in changed},
+            after={k: after[k] for k in changed},
+        )
+
+
+@transaction.atomic
+def user_update(
+    *,
+    user: User,
+    actor: User,
+    name: str | None = None,
+    email: str | None = None,
+    role: str | None = None,
+    departments: list[Department] | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Change a user. Only admins change other users, e-mails, roles, departments or activity;
+    anyone may change their own name. Nobody changes their own role or deactivates themselves.
+    Deactivating revokes the user's tokens; role changes and deactivations are audited."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    _check_user_update(
+        user=user,
+        actor=actor,
+        role=role,
+        admin_only=any(v is not None for v in (role, departments, is_active, email)),
+    )
+    if user.pk == actor.pk and ((role is not None and role != user.role) or is_active is False):
+        raise ServiceError(
+            _("You cannot change your own role or deactivate yourself."), code="self_change"
+        )
+    if email is not None:
+        email = email.strip().lower()
+        if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+            raise ServiceError(_("Another user already has this e-mail."), code="email_taken")
+    before = _user_state(user)
+    changes = {"name": name, "email": email, "role": role, "is_active": is_active}
+    fields = [field for field, value in changes.items() if value is not None]
+    for field in fields:
+        setattr(user, field, changes[field])
+    user.save(update_fields=[*fields, "updated_at"])
+    if departments is not None:
+        user.departments.set(departments)
+    after = _user_state(user)
+    if before["is_active"] and not after["is_active"]:
+        user_revoke_tokens(user=user)
+    _audit_user_update(user=user, actor=actor, before=before, after=after)
+    return user
+
+
+def user_deactivate(*, user: User, actor: User) -> User:
+    """Deactivate (never delete) a user: they can no longer log in and their tokens stop working."""
+    return user_update(user=user, actor=actor, is_active=False)
+
+
+@transaction.atomic
+def user_set_password(*, user: User, actor: User | None, password: str) -> User:
+    """Set a new password (validated). Every token issued before stops working."""
+    validate_password(password, user=user)
+    user.set_password(password)
+    user.save(update_fields=["password", "updated_at"])
+    user_revoke_tokens(user=user)
+    audit_log_record(
+        actor=actor or user,
+        action=AuditAction.USER_UPDATED,
+        target=user,
+        after={"password": "changed"},
+    )
+    return user

@@ -1,0 +1,36 @@
+from supportdesk.api import api_path
+
+from . import apis
+
+urlpatterns = [
+    *api_path("conversations", apis.ConversationListApi.as_view(), "api-conversations"),
+    *api_path("conversations/stats", apis.ConversationStatsApi.as_view(), "api-conversation-stats"),
+    *api_path("conversations/<int:pk>", apis.ConversationDetailApi.as_view(), "api-conversation"),
+    *api_path(
+        "conversations/<int:pk>/takeover",
+        apis.ConversationTakeOverApi.as_view(),
+        "api-conversation-takeover",
+    ),
+    *api_path(
+        "conversations/<int:pk>/transfer",
+        apis.ConversationTransferApi.as_view(),
+        "api-conversation-transfer",
+    ),
+    *api_path(
+        "conversations/<int:pk>/close",
+        apis.ConversationCloseApi.as_view(),
+        "api-conversation-close",
+    ),
+    *api_path(
+        "conversations/<int:pk>/reopen",
+        apis.ConversationReopenApi.as_view(),
+        "api-conversation-reopen",
+    ),
+    *api_path(
+        "conversations/<int:pk>/history",
+        apis.ConversationHistoryApi.as_view(),
+        "api-conversation-history",
+    ),
+    *api_path("messages", apis.MessageListApi.as_view(), "api-messages"),
+    *api_path("messages/<int:pk>/read", apis.MessageReadApi.as_view(), "api-message-read"),
+]

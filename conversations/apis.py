@@ -1,0 +1,566 @@
+"""``/api/v1/conversations/...`` and ``/api/v1/messages/...`` (contract §4).
+
+Interfaces only: every read goes through ``selectors`` (an object out of reach is a 404), every
+change through ``services`` (a refused action is a 403/400 with the service's message).
+"""
+
+import mimetypes
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.apis import ERROR, VALIDATION_ERROR
+from accounts.models import User
+from departments.models import Department
+from supportdesk.api import IsSupervisorOrAdmin
+
+from . import selectors, services
+from .filters import ConversationFilter
+from .metrics import conversation_stats
+from .models import Conversation, ConversationEvent, EventKind, Message, MessageType
+from .serializers import ConversationSerializer, MessageSerializer
+
+CONVERSATION_EXAMPLE = {
+    "id": 42,
+    "status": "open",
+    "customer": {"id": 7, "phone": "+5511987650002", "name": "Maria"},
+    "department": {"id": 1, "name": "Suporte"},
+    "assigned_to": {"id": 3, "name": "Ana"},
+    "last_message_at": "2026-11-24T10:15:00-03:00",
+    "unread_count": 0,
+    "created_at": "2026-11-24T10:00:00-03:00",
+    "closed_at": None,
+    "first_response_at": "2026-11-24T10:02:00-03:00",
+    "window_expires_at": "2026-11-25T10:15:00-03:00",
+}
+MESSAGE_EXAMPLE = {
+    "id": 901,
+    "conversation": 42,
+    "direction": "out",
+    "sender": "agent",
+    "sender_user": 3,
+    "type": "text",
+    "body": "Olá Maria, como posso ajudar?",
+    "media": None,
+    "status": "queued",
+    "error": "",
+    "error_code": None,
+    "wa_message_id": None,
+    "reply_to": None,
+    "created_at": "2026-11-24T10:02:00-03:00",
+}
+
+
+def _page(results: list[Any]) -> dict[str, Any]:
+    return {"count": len(results), "next": None, "previous": None, "results": results}
+
+
+def _visible_conversation(request: Request, pk: int) -> Conversation:
+    return selectors.conversation_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
+
+
+def _conversation_response(conversation: Conversation) -> Response:
+    return Response(ConversationSerializer(conversation).data)
+
+
+# --- Conversations -----------------------------------------------------------------------------
+
+
+class ConversationListApi(ListAPIView[Conversation]):
+    serializer_class = ConversationSerializer
+    filterset_class = ConversationFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.conversation_list_visible_to(user=self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        tags=["conversations"],
+        summary="Conversations the caller may see, most recent activity first",
+        responses={200: ConversationSerializer(many=True), 400: VALIDATION_ERROR, 401: ERROR},
+        examples=[
+            OpenApiExample(
+                "Page", value=_page([CONVERSATION_EXAMPLE]), response_only=True, status_codes=[200]
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class ConversationDetailApi(APIView):
+    @extend_schema(
+        tags=["conversations"],
+        summary="One conversation",
+        responses={200: ConversationSerializer, 401: ERROR, 404: ERROR},
+        examples=[OpenApiExample("Conversation", value=CONVERSATION_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return _conversation_response(_visible_conversation(request, pk))
+
+
+def _action_schema(summary: str, request: Any = None, examples: Any = ()) -> Any:
+    return extend_schema(
+        tags=["conversations"],
+        summary=summary,
+        request=request,
+        responses={
+            200: ConversationSerializer,
+            400: VALIDATION_ERROR,
+            401: ERROR,
+            403: ERROR,
+            404: ERROR,
+        },
+        examples=[
+            *examples,
+            OpenApiExample("Conversation", value=CONVERSATION_EXAMPLE, response_only=True),
+        ],
+    )
+
+
+class ConversationTakeOverApi(APIView):
+    @_action_schema("Take the conversation: assigned to the caller, status open")
+    def post(self, request: Request, pk: int) -> Response:
+        conversation = services.conversation_take_over(
+            conversation=_visible_conversation(request, pk),
+            actor=request.user,  # type: ignore[arg-type]
+        )
+        return _conversation_response(conversation)
+
+
+class TransferSerializer(serializers.Serializer[Any]):
+    to_user = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
+    )
+    to_department = serializers.PrimaryKeyRelatedField(
+        queryset=Department.objects.filter(is_active=True), required=False, allow_null=True
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("to_user") and not attrs.get("to_department"):
+            raise serializers.ValidationError(
+                {"to_user": [_("Choose an agent or a department to transfer to.")]},
+                code="no_target",
+            )
+        return attrs
+
+
+class ConversationTransferApi(APIView):
+    @_action_schema(
+        "Transfer to an agent and/or a department, with an optional note",
+        request=TransferSerializer,
+        examples=[
+            OpenApiExample(
+                "To a department's queue",
+                value={"to_department": 2, "note": "Quer comprar o plano anual"},
+                request_only=True,
+            ),
+            OpenApiExample("To an agent", value={"to_user": 4}, request_only=True),
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        conversation = _visible_conversation(request, pk)
+        serializer = TransferSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        conversation = services.conversation_transfer(
+            conversation=conversation,
+            actor=request.user,  # type: ignore[arg-type]
+            to_user=data.get("to_user"),
+            to_department=data.get("to_department"),
+            note=data.get("note", ""),
+        )
+        return _conversation_response(conversation)
+
+
+class ConversationCloseApi(APIView):
+    @_action_schema("Close the conversation")
+    def post(self, request: Request, pk: int) -> Response:
+        conversation = services.conversation_close(
+            conversation=_visible_conversation(request, pk),
+            actor=request.user,  # type: ignore[arg-type]
+        )
+        return _conversation_response(conversation)
+
+
+class ConversationReopenApi(APIView):
+    @_action_schema("Reopen a closed conversation")
+    def post(self, request: Request, pk: int) -> Response:
+        conversation = services.conversation_reopen(
+            conversation=_visible_conversation(request, pk),
+            actor=request.user,  # type: ignore[arg-type]
+        )
+        return _conversation_response(conversation)
+
+
+class ActorSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class EventSerializer(serializers.ModelSerializer[ConversationEvent]):
+    actor = ActorSerializer(allow_null=True, read_only=True)
+    before = serializers.DictField(read_only=True)
+    after = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = ConversationEvent
+        fields = ("id", "kind", "actor", "before", "after", "created_at")
+        read_only_fields = fields
+
+
+class HistoryItemSerializer(serializers.Serializer[Any]):
+    kind = serializers.ChoiceField(choices=["message", "event"])
+    created_at = serializers.DateTimeField()
+    message = MessageSerializer(allow_null=True)
+    event = EventSerializer(allow_null=True)
+
+
+class ConversationHistoryApi(ListAPIView[Any]):
+    """Messages and events (take-overs, transfers with their notes, closings...) in order."""
+
+    serializer_class = HistoryItemSerializer
+    filter_backends = ()
+
+    def get_queryset(self) -> Any:
+        conversation = _visible_conversation(self.request, self.kwargs["pk"])
+        items: list[dict[str, Any]] = [
+            {"kind": "message", "created_at": m.created_at, "message": m, "event": None}
+            for m in selectors.conversation_list_messages(conversation=conversation)
+        ]
+        items += [
+            {"kind": "event", "created_at": e.created_at, "message": None, "event": e}
+            for e in selectors.conversation_list_events(conversation=conversation).exclude(
+                kind=EventKind.READ
+            )
+        ]
+        items.sort(key=lambda item: (item["created_at"], item["kind"] == "message"))
+        return items
+
+    @extend_schema(
+        tags=["conversations"],
+        summary="Messages and events (transfers, take-overs, closing...) in order",
+        responses={200: HistoryItemSerializer(many=True), 401: ERROR, 404: ERROR},
+        examples=[
+            OpenApiExample(
+                "Page",
+                value=_page(
+                    [
+                        {
+                            "kind": "message",
+                            "created_at": "2026-11-24T10:00:00-03:00",
+                            "message": {**MESSAGE_EXAMPLE, "direction": "in", "sender": "customer"},
+                            "event": None,
+                        },
+                        {
+                            "kind": "event",
+                            "created_at": "2026-11-24T10:05:00-03:00",
+                            "message": None,
+                            "event": {
+                                "id": 12,
+                                "kind": "transferred",
+                                "actor": {"id": 3, "name": "Ana"},
+                                "before": {"status": "open", "department": 1, "assigned_to": 3},
+                                "after": {
+                                    "status": "pending",
+                                    "department": 2,
+                                    "assigned_to": None,
+                                    "note": "Vendas",
+                                },
+                                "created_at": "2026-11-24T10:05:00-03:00",
+                            },
+                        },
+                    ]
+                ),
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class StatsQuerySerializer(serializers.Serializer[Any]):
+    # ``from``/``to``: ISO dates (whole days in the desk's time zone) or datetimes.
+    date_from = serializers.CharField(required=False, allow_blank=True)
+    date_to = serializers.CharField(required=False, allow_blank=True)
+
+    def _parse(self, value: str, *, end: bool) -> datetime:
+        moment = parse_datetime(value)
+        if moment is None:
+            day = parse_date(value)
+            if day is None:
+                raise serializers.ValidationError(_("Use a date (YYYY-MM-DD) or an ISO datetime."))
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        return moment
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        now = timezone.now()
+        errors: dict[str, Any] = {}
+        result: dict[str, datetime] = {}
+        for key, end in (("date_from", False), ("date_to", True)):
+            if attrs.get(key):
+                try:
+                    result[key] = self._parse(attrs[key], end=end)
+                except (serializers.ValidationError, ValueError) as exc:
+                    detail = getattr(exc, "detail", [str(exc)])
+                    errors[key.removeprefix("date_")] = detail
+        if errors:
+            raise serializers.ValidationError(errors)
+        result.setdefault("date_to", now)
+        result.setdefault("date_from", result["date_to"] - timedelta(days=30))
+        if result["date_from"] >= result["date_to"]:
+            raise serializers.ValidationError({"from": [_("'from' must be before 'to'.")]})
+        return result
+
+
+_STATUS_COUNTS = inline_serializer(
+    name="StatusCounts",
+    fields={value: serializers.IntegerField() for value in ("bot", "pending", "open", "closed")},
+)
+
+
+def _group_fields(**extra: Any) -> dict[str, Any]:
+    return {
+        **extra,
+        "total": serializers.IntegerField(),
+        "by_status": _STATUS_COUNTS,
+        "first_response_seconds_avg": serializers.FloatField(allow_null=True),
+        "handling_seconds_avg": serializers.FloatField(allow_null=True),
+    }
+
+
+STATS_RESPONSE = inline_serializer(
+    name="ConversationStats",
+    fields={
+        "from": serializers.DateTimeField(),
+        "to": serializers.DateTimeField(),
+        **_group_fields(),
+        "csat": serializers.FloatField(allow_null=True, help_text="Not collected yet: null."),
+        "by_department": inline_serializer(
+            name="DepartmentStats",
+            many=True,
+            fields=_group_fields(
+                department=inline_serializer(
+                    name="StatsDepartment",
+                    fields={"id": serializers.IntegerField(), "name": serializers.CharField()},
+                    allow_null=True,
+                )
+            ),
+        ),
+        "by_agent": inline_serializer(
+            name="AgentStats",
+            many=True,
+            fields=_group_fields(agent=ActorSerializer()),
+        ),
+    },
+)
+
+
+class ConversationStatsApi(APIView):
+    permission_classes = (IsSupervisorOrAdmin,)
+
+    @extend_schema(
+        tags=["conversations"],
+        summary="Desk metrics (supervisors and admins)",
+        description=(
+            "Over conversations created in [from, to) (default: the last 30 days): counts by "
+            "status, average first-response time (creation → first agent message) and handling "
+            "time (creation → closing) in seconds, per department and per assigned agent. CSAT is "
+            "not collected yet (null)."
+        ),
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.STR, description="YYYY-MM-DD or ISO datetime"),
+            OpenApiParameter("to", OpenApiTypes.STR, description="YYYY-MM-DD (inclusive) or ISO"),
+        ],
+        responses={200: STATS_RESPONSE, 400: VALIDATION_ERROR, 401: ERROR, 403: ERROR},
+        examples=[
+            OpenApiExample(
+                "Stats",
+                response_only=True,
+                value={
+                    "from": "2026-11-01T00:00:00-03:00",
+                    "to": "2026-12-01T00:00:00-03:00",
+                    "total": 2,
+                    "by_status": {"bot": 0, "pending": 0, "open": 1, "closed": 1},
+                    "first_response_seconds_avg": 95.0,
+                    "handling_seconds_avg": 1800.0,
+                    "csat": None,
+                    "by_department": [],
+                    "by_agent": [],
+                },
+            )
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        query = StatsQuerySerializer(
+            data={
+                "date_from": request.query_params.get("from", ""),
+                "date_to": request.query_params.get("to", ""),
+            }
+        )
+        query.is_valid(raise_exception=True)
+        stats = conversation_stats(
+            queryset=selectors.conversation_list_visible_to(user=request.user),  # type: ignore[arg-type]
+            date_from=query.validated_data["date_from"],
+            date_to=query.validated_data["date_to"],
+        )
+        return Response(stats)
+
+
+# --- Messages ----------------------------------------------------------------------------------
+
+
+def _message_type_for(mime_type: str) -> str:
+    major = mime_type.split("/", 1)[0]
+    return {
+        "image": MessageType.IMAGE,
+        "audio": MessageType.AUDIO,
+        "video": MessageType.VIDEO,
+    }.get(major, MessageType.DOCUMENT)
+
+
+class MessageListQuerySerializer(serializers.Serializer[Any]):
+    conversation = serializers.IntegerField(min_value=1)
+
+
+class MessageCreateSerializer(serializers.Serializer[Any]):
+    conversation = serializers.IntegerField(min_value=1)
+    body = serializers.CharField(
+        required=False, allow_blank=True, max_length=4096, trim_whitespace=False, default=""
+    )
+    file = serializers.FileField(required=False, allow_empty_file=False, max_length=255)
+
+    def validate_file(self, value: UploadedFile) -> UploadedFile:
+        limit = settings.API_UPLOAD_MAX_BYTES
+        if value.size is not None and value.size > limit:
+            raise serializers.ValidationError(
+                _("The file is larger than %(mb)s MB.") % {"mb": round(limit / 1024 / 1024, 1)},
+                code="file_too_large",
+            )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("body", "").strip() and not attrs.get("file"):
+            raise serializers.ValidationError(
+                {"body": [_("A message needs text or a file.")]}, code="empty_message"
+            )
+        return attrs
+
+
+class MessageListApi(ListAPIView[Message]):
+    serializer_class = MessageSerializer
+    filter_backends = ()
+    parser_classes = (JSONParser, MultiPartParser, FormParser)
+
+    def get_queryset(self) -> Any:
+        query = MessageListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        conversation = _visible_conversation(self.request, query.validated_data["conversation"])
+        return selectors.conversation_list_messages(conversation=conversation)
+
+    @extend_schema(
+        tags=["messages"],
+        summary="Messages of a conversation, oldest first",
+        parameters=[
+            OpenApiParameter("conversation", OpenApiTypes.INT, required=True),
+        ],
+        responses={200: MessageSerializer(many=True), 400: VALIDATION_ERROR, 404: ERROR},
+        examples=[OpenApiExample("Page", value=_page([MESSAGE_EXAMPLE]), response_only=True)],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["messages"],
+        summary="Send a message to the customer (text, or a file as multipart)",
+        description=(
+            "Only the assignee (or an admin) writes to the customer. The message is recorded "
+            "`queued` and delivered to WhatsApp in the background. Files: multipart field "
+            "`file` (up to API_UPLOAD_MAX_BYTES), optional `body` as caption."
+        ),
+        request={
+            "application/json": MessageCreateSerializer,
+            "multipart/form-data": MessageCreateSerializer,
+        },
+        responses={201: MessageSerializer, 400: VALIDATION_ERROR, 403: ERROR, 404: ERROR},
+        examples=[
+            OpenApiExample("Text", value={"conversation": 42, "body": "Olá!"}, request_only=True),
+            OpenApiExample("Sent", value=MESSAGE_EXAMPLE, response_only=True),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = MessageCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        conversation = _visible_conversation(request, data["conversation"])
+        media: dict[str, Any] = {}
+        upload: UploadedFile | None = data.get("file")
+        kind: str = MessageType.TEXT
+        if upload is not None:
+            filename = (upload.name or "file").rsplit("/", 1)[-1][:255]
+            mime_type = (
+                upload.content_type
+                or mimetypes.guess_type(filename)[0]
+                or "application/octet-stream"
+            )[:100]
+            kind = _message_type_for(mime_type)
+            media = {
+                "media_file": upload,
+                "media_mime_type": mime_type,
+                "media_filename": filename,
+                "media_size": upload.size,
+            }
+        message = services.message_create_outbound(
+            conversation=conversation,
+            actor=request.user,  # type: ignore[arg-type]
+            body=data.get("body", ""),
+            type=kind,
+            **media,
+        )
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class MessageReadApi(APIView):
+    @extend_schema(
+        tags=["messages"],
+        summary="Mark read: the message and the rest of its conversation (unread count 0)",
+        request=None,
+        responses={200: MessageSerializer, 401: ERROR, 404: ERROR},
+        examples=[OpenApiExample("Message", value=MESSAGE_EXAMPLE, response_only=True)],
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        message = (
+            Message.objects.filter(
+                pk=pk,
+                conversation__in=selectors.conversation_list_visible_to(user=request.user),  # type: ignore[arg-type]
+            )
+            .select_related("conversation")
+            .first()
+        )
+        if message is None:
+            raise NotFound()
+        services.conversation_mark_read(conversation=message.conversation, actor=request.user)  # type: ignore[arg-type]
+        message.refresh_from_db()
+        return Response(MessageSerializer(message).data)

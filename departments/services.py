@@ -1,0 +1,107 @@
+"""Writes about departments. Every change is a configuration change: it goes to the audit log."""
+
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from accounts.models import AuditAction, User
+from accounts.services import audit_log_record
+from supportdesk.exceptions import NotPermitted, ServiceError
+
+from .models import Department
+
+
+def _state(department: Department) -> dict[str, Any]:
+    return {
+        "name": department.name,
+        "description": department.description,
+        "is_active": department.is_active,
+    }
+
+
+def _require_admin(actor: User) -> None:
+    if not (actor.is_active and actor.is_admin):
+        raise NotPermitted(_("Only administrators can change departments."))
+
+
+@transaction.atomic
+def department_create(
+    *, actor: User, name: str, description: str = "", is_active: bool = True
+) -> Department:
+    _require_admin(actor)
+    name = name.strip()
+    if Department.objects.filter(name__iexact=name).exists():
+        raise ServiceError(_("A department with this name already exists."), code="name_taken")
+    department = Department.objects.create(name=name, description=description, is_active=is_active)
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.CONFIG_CHANGED,
+        target=department,
+        after={"created": _state(department)},
+    )
+    return department
+
+
+@transaction.atomic
+def department_update(
+    *,
+    department: Department,
+    actor: User,
+    name: str | None = None,
+    description: str | None = None,
+    is_active: bool | None = None,
+) -> Department:
+    _require_admin(actor)
+    department = Department.objects.select_for_update().get(pk=department.pk)
+    before = _state(department)
+    if name is not None:
+        name = name.strip()
+        if Department.objects.filter(name__iexact=name).exclude(pk=department.pk).exists():
+            raise ServiceError(_("A department with this name already exists."), code="name_taken")
+        department.name = name
+    if description is not None:
+        department.description = description
+    if is_active is not None:
+        department.is_active = is_active
+    after = _state(department)
+    if before != after:
+        department.save()
+        changed = sorted(k for k in after if before[k] != after[k])
+        audit_log_record(
+            actor=actor,
+            action=AuditAction.CONFIG_CHANGED,
+            target=department,
+            before={k: before[k] for k in changed},
+            after={k: after[k] for k in changed},
+        )
+    return department
+
+
+@transaction.atomic
+def department_delete(*, department: Department, actor: User) -> bool:
+    """Remove a department that never had a conversation; one with conversations is deactivated
+    instead (its history keeps pointing at it). Returns True when the row was deleted."""
+    _require_admin(actor)
+    department = Department.objects.select_for_update().get(pk=department.pk)
+    if department.conversations.exists():
+        if department.is_active:
+            department.is_active = False
+            department.save(update_fields=["is_active", "updated_at"])
+            audit_log_record(
+                actor=actor,
+                action=AuditAction.CONFIG_CHANGED,
+                target=department,
+                before={"is_active": True},
+                after={"is_active": False, "reason": "delete requested; has conversations"},
+            )
+        return False
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.CONFIG_CHANGED,
+        target=department,
+        before=_state(department),
+        after={"deleted": True},
+    )
+    department.delete()
+    return True

@@ -1,0 +1,322 @@
+"""Cross-app pieces of the REST API (``/api/v1``): errors, pagination, throttles, permissions.
+
+Every API view of every app uses these, so contract §4 holds in one place:
+
+- errors are ``{"detail": "...", "code": "..."}`` with the right 4xx status; validation errors add
+  ``"errors": {"field": ["message", ...]}``; unexpected failures are a JSON 500 without a trace;
+- lists are ``{"count", "next", "previous", "results"}`` (:class:`DeskPagination`);
+- the whole API is rate-limited per user (or per IP for anonymous callers), and logins per IP and
+  per account (``RATE_LIMIT_*`` settings, 429 with ``Retry-After``);
+- role checks are the permission classes below (:class:`IsAdminRole`,
+  :class:`IsSupervisorOrAdmin`, :class:`AdminWriteAuthenticatedRead`).
+"""
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern, path
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions, permissions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+from supportdesk.exceptions import NotPermitted, ServiceError
+
+if TYPE_CHECKING:  # rest_framework.views reads DEFAULT_THROTTLE_CLASSES (this module) on import
+    from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+
+
+# --- Errors ------------------------------------------------------------------------------------
+
+
+def _first_message(errors: Any) -> str:
+    """The first human message in a DRF error structure (dict/list/str, nested)."""
+    if isinstance(errors, dict):
+        for value in errors.values():
+            return _first_message(value)
+        return ""
+    if isinstance(errors, list):
+        return _first_message(errors[0]) if errors else ""
+    return str(errors)
+
+
+def _first_code(codes: Any) -> str:
+    if isinstance(codes, dict):
+        for value in codes.values():
+            return _first_code(value)
+        return "invalid"
+    if isinstance(codes, list):
+        return _first_code(codes[0]) if codes else "invalid"
+    return str(codes)
+
+
+def error_body(detail: Any, code: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": str(detail), "code": code, **extra}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF ``EXCEPTION_HANDLER``: every failure becomes ``{"detail", "code"}`` JSON."""
+    if isinstance(exc, NotPermitted):
+        exc = exceptions.PermissionDenied(exc.message, code=exc.code)
+    elif isinstance(exc, ServiceError):
+        exc = ServiceRefused(exc.message, code=exc.code)
+    elif isinstance(exc, Http404 | ObjectDoesNotExist):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError(_("The request was rejected."), code="bad_request")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    from rest_framework.views import exception_handler  # noqa: PLC0415 - see TYPE_CHECKING
+
+    response = exception_handler(exc, context)
+    if response is None:
+        # Not an API exception: log it with its trace, answer without one.
+        logger.exception("Unhandled API error", exc_info=exc)
+        return Response(
+            error_body(_("Server error."), "server_error"),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    if not isinstance(exc, exceptions.APIException):  # Django's Http404/PermissionDenied
+        exc = (
+            exceptions.NotFound() if response.status_code == 404 else exceptions.PermissionDenied()
+        )
+    detail = exc.detail
+    if isinstance(exc, exceptions.ValidationError) and isinstance(detail, dict | list):
+        errors = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        response.data = error_body(
+            _first_message(errors) or _("Invalid input."),
+            _first_code(exc.get_codes()),
+            errors=errors,
+        )
+    else:
+        code = _first_code(exc.get_codes()) if not isinstance(detail, str) else None
+        if isinstance(detail, exceptions.ErrorDetail):
+            code = detail.code
+        response.data = error_body(_first_message(detail), code or exc.default_code)
+    return response
+
+
+class ServiceRefused(exceptions.APIException):
+    """A service said no (``ServiceError``): its message is safe to show."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("This change cannot be made.")
+    default_code = "invalid"
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The request is too large.")
+    default_code = "request_too_large"
+
+
+def _json_error(status_code: int, detail: Any, code: str) -> JsonResponse:
+    return JsonResponse(error_body(detail, code), status=status_code)
+
+
+class ApiJsonErrorsMiddleware:
+    """Below ``/api/``, errors outside DRF views are JSON too (unknown path: 404, crash: 500).
+
+    Django would otherwise answer with its HTML error pages (or a debug page with a trace).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith(API_PREFIX) or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code == 404:
+            return _json_error(404, exceptions.NotFound.default_detail, "not_found")
+        if response.status_code == 400 and not response.get("Content-Type", "").startswith(
+            "text/plain"
+        ):
+            return _json_error(400, _("Bad request."), "bad_request")
+        if response.status_code >= 500:
+            return _json_error(response.status_code, _("Server error."), "server_error")
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if isinstance(exception, Http404):
+            return _json_error(404, exceptions.NotFound.default_detail, "not_found")
+        if isinstance(exception, RequestDataTooBig):
+            return _json_error(413, RequestTooLarge.default_detail, "request_too_large")
+        if isinstance(exception, SuspiciousOperation):
+            return _json_error(400, _("Bad request."), "bad_request")
+        logger.exception("Unhandled API error on %s", request.path, exc_info=exception)
+        return _json_error(500, _("Server error."), "server_error")
+
+
+# --- Pagination --------------------------------------------------------------------------------
+
+
+class DeskPagination(PageNumberPagination):
+    """``?page=N&page_size=M`` (at most 100) → ``{"count", "next", "previous", "results"}``."""
+
+    page_size = 25
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+# --- Throttles ---------------------------------------------------------------------------------
+
+
+class _LiveRateThrottle(SimpleRateThrottle):
+    """Reads its rate from settings at every request (so tests and reloads see changes)."""
+
+    def get_rate(self) -> str | None:
+        rates: dict[str, str | None] = getattr(api_settings, "DEFAULT_THROTTLE_RATES", None) or {}
+        return rates.get(str(self.scope))
+
+    def __init__(self) -> None:
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)  # type: ignore[assignment]
+
+
+class ApiUserRateThrottle(_LiveRateThrottle):
+    """The whole API: per user once authenticated (``RATE_LIMIT_USER``)."""
+
+    scope = "user"
+
+    def get_cache_key(self, request: Request, view: "APIView") -> str | None:
+        if not (request.user and request.user.is_authenticated):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class ApiAnonRateThrottle(_LiveRateThrottle):
+    """The whole API: per client IP for anonymous callers (``RATE_LIMIT_ANON``)."""
+
+    scope = "anon"
+
+    def get_cache_key(self, request: Request, view: "APIView") -> str | None:
+        if request.user and request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginIpThrottle(_LiveRateThrottle):
+    """Login attempts per client IP (``RATE_LIMIT_LOGIN_IP``), successful or not."""
+
+    scope = "login_ip"
+
+    def get_cache_key(self, request: Request, view: "APIView") -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginAccountThrottle(_LiveRateThrottle):
+    """Failed logins per account e-mail (``RATE_LIMIT_LOGIN_ACCOUNT``), whatever the IP.
+
+    Only failures count: :meth:`allow_request` checks, :meth:`record_failure` counts one.
+    """
+
+    scope = "login_account"
+
+    def get_cache_key(self, request: Request, view: "APIView") -> str | None:
+        try:
+            data = request.data
+        except exceptions.ParseError:
+            return None
+        email = str(data.get("email", "")).strip().lower() if isinstance(data, dict) else ""
+        if not email:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": email[:254]}
+
+    def allow_request(self, request: Request, view: "APIView") -> bool:
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - (self.duration or 0):
+            self.history.pop()
+        return len(self.history) < (self.num_requests or 0)
+
+    def record_failure(self, request: Request, view: "APIView") -> None:
+        if self.rate is None or not getattr(self, "key", None):
+            return
+        self.history.insert(0, self.now)
+        self.cache.set(self.key, self.history, self.duration)
+
+
+# --- Permissions -------------------------------------------------------------------------------
+
+
+class IsAdminRole(permissions.BasePermission):
+    """Only active users with the admin role."""
+
+    message = _("Only administrators can do this.")
+
+    def has_permission(self, request: Request, view: "APIView") -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.is_admin)
+
+
+class IsSupervisorOrAdmin(permissions.BasePermission):
+    """Admins and supervisors (they see every conversation and the metrics)."""
+
+    message = _("Only supervisors and administrators can do this.")
+
+    def has_permission(self, request: Request, view: "APIView") -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.sees_everything)
+
+
+class AdminWriteAuthenticatedRead(permissions.BasePermission):
+    """Everyone signed in reads; only admins write (departments, bot configuration)."""
+
+    message = IsAdminRole.message
+
+    def has_permission(self, request: Request, view: "APIView") -> bool:
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        return request.method in permissions.SAFE_METHODS or user.is_admin
+
+
+def client_ip(request: HttpRequest | Request) -> str | None:
+    """The caller's IP as the throttles see it (honours ``NUM_PROXIES``)."""
+    ident = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
+    try:
+        return str(ipaddress.ip_address(ident.strip()))
+    except (ValueError, AttributeError):
+        return None
+
+
+# --- Routes ------------------------------------------------------------------------------------
+
+
+def api_path(route: str, view: Any, name: str) -> list[URLPattern]:
+    """``route`` answered with and without a trailing slash (contract §4); only the bare one is
+    named and appears in the schema."""
+    route = route.rstrip("/")
+    return [path(route, view, name=name), path(f"{route}/", view)]
+
+
+def schema_without_slash_twins(endpoints: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """drf-spectacular preprocessing hook: drop the ``.../`` twin of every ``...`` path."""
+    bare = {endpoint[0] for endpoint in endpoints}
+    return [e for e in endpoints if not (e[0].endswith("/") and e[0].rstrip("/") in bare)]

@@ -1,0 +1,272 @@
+"""The role matrix of contract §4: every endpoint x {admin, supervisor, agent of the department,
+agent of another department, anonymous} → the status each one gets."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from conversations.models import ConversationStatus
+from conversations.tests.factories import ConversationFactory, MessageFactory
+from supportdesk.tests.api_support import api_env, bearer
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]
+
+ROLES = ("admin", "supervisor", "agent", "other_agent", "anonymous")
+
+
+class World:
+    """A Suporte conversation (with one inbound message) and the people of the matrix."""
+
+    def __init__(self, request: pytest.FixtureRequest, conversation_state: str) -> None:
+        self.admin = request.getfixturevalue("admin_user")
+        self.supervisor = request.getfixturevalue("supervisor")
+        self.agent = request.getfixturevalue("agent")
+        self.other_agent = request.getfixturevalue("other_agent")
+        self.support = request.getfixturevalue("support")
+        self.sales = request.getfixturevalue("sales")
+        kwargs: dict[str, Any] = {"department": self.support}
+        if conversation_state == "closed":
+            kwargs["status"] = ConversationStatus.CLOSED
+        elif conversation_state == "assigned":
+            kwargs.update(status=ConversationStatus.OPEN, assigned_to=self.agent)
+        self.conversation = ConversationFactory(**kwargs)
+        self.message = MessageFactory(conversation=self.conversation)
+
+    def user(self, role: str) -> Any:
+        return None if role == "anonymous" else getattr(self, role)
+
+
+Call = Callable[[Any, World], Any]
+
+# (name, state of the conversation, call, {role: status})
+MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
+    (
+        "me",
+        "pending",
+        lambda c, w: c.get("/api/v1/auth/me"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "conversation list",
+        "pending",
+        lambda c, w: c.get("/api/v1/conversations"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "conversation detail",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/conversations/{w.conversation.pk}"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "take over",
+        "pending",
+        lambda c, w: c.post(f"/api/v1/conversations/{w.conversation.pk}/takeover"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "take over a colleague's",
+        "assigned",
+        lambda c, w: c.post(f"/api/v1/conversations/{w.conversation.pk}/takeover"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "transfer",
+        "pending",
+        lambda c, w: c.post(
+            f"/api/v1/conversations/{w.conversation.pk}/transfer",
+            {"to_department": w.sales.pk, "note": "vendas"},
+            format="json",
+        ),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "close an unassigned one",
+        "pending",
+        lambda c, w: c.post(f"/api/v1/conversations/{w.conversation.pk}/close"),
+        {"admin": 200, "supervisor": 200, "agent": 403, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "close own",
+        "assigned",
+        lambda c, w: c.post(f"/api/v1/conversations/{w.conversation.pk}/close"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "reopen",
+        "closed",
+        lambda c, w: c.post(f"/api/v1/conversations/{w.conversation.pk}/reopen"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "history",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/conversations/{w.conversation.pk}/history"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "stats",
+        "pending",
+        lambda c, w: c.get("/api/v1/conversations/stats"),
+        {"admin": 200, "supervisor": 200, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "message list",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/messages?conversation={w.conversation.pk}"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "send a message (assigned to the agent)",
+        "assigned",
+        lambda c, w: c.post(
+            "/api/v1/messages", {"conversation": w.conversation.pk, "body": "Olá"}, format="json"
+        ),
+        {"admin": 201, "supervisor": 403, "agent": 201, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "send a message (waiting in the queue)",
+        "pending",
+        lambda c, w: c.post(
+            "/api/v1/messages", {"conversation": w.conversation.pk, "body": "Olá"}, format="json"
+        ),
+        {"admin": 201, "supervisor": 403, "agent": 403, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "mark a message read",
+        "pending",
+        lambda c, w: c.patch(f"/api/v1/messages/{w.message.pk}/read"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "user list",
+        "pending",
+        lambda c, w: c.get("/api/v1/users"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "users online",
+        "pending",
+        lambda c, w: c.get("/api/v1/users/online"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "user detail",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/users/{w.agent.pk}"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "change a user's role",
+        "pending",
+        lambda c, w: c.patch(f"/api/v1/users/{w.agent.pk}", {"role": "supervisor"}, format="json"),
+        {"admin": 200, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "deactivate a user",
+        "pending",
+        lambda c, w: c.delete(f"/api/v1/users/{w.agent.pk}"),
+        {"admin": 204, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "department list",
+        "pending",
+        lambda c, w: c.get("/api/v1/departments"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "department detail",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/departments/{w.support.pk}"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "create a department",
+        "pending",
+        lambda c, w: c.post("/api/v1/departments", {"name": "Financeiro"}, format="json"),
+        {"admin": 201, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "change a department",
+        "pending",
+        lambda c, w: c.patch(
+            f"/api/v1/departments/{w.support.pk}", {"description": "Ajuda"}, format="json"
+        ),
+        {"admin": 200, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "delete a department",
+        "pending",
+        lambda c, w: c.delete(f"/api/v1/departments/{w.sales.pk}"),
+        {"admin": 204, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+]
+
+CASES = [
+    pytest.param(state, call, role, expected[role], id=f"{name} / {role}")
+    for name, state, call, expected in MATRIX
+    for role in ROLES
+]
+
+
+@pytest.mark.parametrize(("state", "call", "role", "expected"), CASES)
+def test_role_matrix(
+    request: pytest.FixtureRequest, state: str, call: Call, role: str, expected: int
+) -> None:
+    # given
+    world = World(request, state)
+    # when
+    response = call(bearer(world.user(role)), world)
+    # then
+    assert response.status_code == expected, response.content[:300]
+    if expected >= 400:
+        body = response.json()
+        assert set(body) >= {"detail", "code"}
+        # a 404 never carries data about the hidden object
+        if expected == 404:
+            assert body["code"] == "not_found"
+            assert str(world.conversation.customer.phone) not in response.content.decode()
+
+
+def test_every_documented_operation_is_in_the_matrix() -> None:
+    """A new endpoint must get its row: the schema's operations minus auth flows are covered."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operations = {
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/v1/") and not path.startswith(("/api/v1/bot", "/api/v1/webhooks"))
+        for method in item
+    }
+    not_in_matrix = {
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/logout"),
+        ("POST", "/api/v1/auth/refresh-token"),
+    }
+    covered = {
+        ("GET", "/api/v1/auth/me"),
+        ("GET", "/api/v1/conversations"),
+        ("GET", "/api/v1/conversations/{id}"),
+        ("POST", "/api/v1/conversations/{id}/takeover"),
+        ("POST", "/api/v1/conversations/{id}/transfer"),
+        ("POST", "/api/v1/conversations/{id}/close"),
+        ("POST", "/api/v1/conversations/{id}/reopen"),
+        ("GET", "/api/v1/conversations/{id}/history"),
+        ("GET", "/api/v1/conversations/stats"),
+        ("GET", "/api/v1/messages"),
+        ("POST", "/api/v1/messages"),
+        ("PATCH", "/api/v1/messages/{id}/read"),
+        ("GET", "/api/v1/users"),
+        ("GET", "/api/v1/users/online"),
+        ("GET", "/api/v1/users/{id}"),
+        ("PATCH", "/api/v1/users/{id}"),
+        ("DELETE", "/api/v1/users/{id}"),
+        ("GET", "/api/v1/departments"),
+        ("POST", "/api/v1/departments"),
+        ("GET", "/api/v1/departments/{id}"),
+        ("PATCH", "/api/v1/departments/{id}"),
+        ("DELETE", "/api/v1/departments/{id}"),
+    }
+    assert operations - not_in_matrix == covered
