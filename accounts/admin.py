@@ -29,10 +29,10 @@ from .models import User
 
 def _departments_field() -> forms.ModelMultipleChoiceField:
     return forms.ModelMultipleChoiceField(
-        label=_("departments"),
+        label=_("Departments"),
         queryset=Department.objects.order_by("name"),
         required=False,
-        widget=FilteredSelectMultiple(_("departments"), is_stacked=False),
+        widget=FilteredSelectMultiple(_("Departments"), is_stacked=False),
         help_text=_("The queues this user works. Admins and supervisors see every queue anyway."),
     )
 

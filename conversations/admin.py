@@ -143,17 +143,25 @@ class UserChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
 
 class TransferForm(forms.Form):
     to_department = forms.ModelChoiceField(
-        label=_("to department"),
+        label=_("To department"),
         queryset=Department.objects.filter(is_active=True).order_by("name"),
         required=False,
+        empty_label=_("— unchanged —"),
     )
     to_user = UserChoiceField(
-        label=_("to agent"),
+        label=_("To agent"),
         queryset=User.objects.filter(is_active=True).order_by("name", "email"),
         required=False,
+        empty_label=_("— nobody: the department's queue —"),
+        help_text=_(
+            "Choose a department, an agent, or both. With a department only, the conversation "
+            "waits in that department's queue."
+        ),
     )
     note = forms.CharField(
-        label=_("note"), widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False
+        label=_("Note for the next agent"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        required=False,
     )
 
     def clean(self) -> dict[str, Any]:
