@@ -6,6 +6,9 @@ and Redis in CI. Celery runs eagerly unless a test starts a real worker.
 
 import pytest
 
+# The fake Meta Graph API (``fake_graph``) and ``signed_webhook``: see whatsapp/tests/fake_graph.py.
+pytest_plugins = ["whatsapp.tests.fake_graph"]
+
 
 @pytest.fixture(autouse=True)
 def _eager_celery(settings):  # type: ignore[no-untyped-def]

@@ -147,6 +147,7 @@ class MessageType(models.TextChoices):
     REACTION = "reaction", _("Reaction")
     TEMPLATE = "template", _("Template")
     UNSUPPORTED = "unsupported", _("Unsupported")
+    SYSTEM = "system", _("System notice")
 
 
 class MessageStatus(models.TextChoices):
@@ -155,6 +156,7 @@ class MessageStatus(models.TextChoices):
     SENT = "sent", _("Sent")
     DELIVERED = "delivered", _("Delivered")
     READ = "read", _("Read")
+    PLAYED = "played", _("Played")
     FAILED = "failed", _("Failed")
 
 
@@ -190,6 +192,14 @@ class Message(TimeStampedModel):
     )
     error = models.TextField(_("error"), blank=True)
     error_code = models.IntegerField(_("error code"), null=True, blank=True)
+    # Meta's error object as received (code, title, message, error_data.details, href).
+    error_data = models.JSONField(_("error details"), null=True, blank=True)
+    # Every status Meta reported, in arrival order, with notes for those not applied.
+    status_history = models.JSONField(_("status history"), default=list, blank=True)
+    media_error = models.CharField(_("media download error"), max_length=255, blank=True)
+    send_attempts = models.PositiveSmallIntegerField(_("send attempts"), default=0)
+    # Set while a request to Meta is in flight: a redelivered task never sends twice.
+    sending_since = models.DateTimeField(_("sending since"), null=True, blank=True)
     wa_message_id = models.CharField(
         _("WhatsApp message id"), max_length=128, null=True, blank=True
     )
@@ -222,6 +232,28 @@ class Message(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()} {self.type}: {self.body[:50]}"
+
+
+class MessageReaction(TimeStampedModel):
+    """An emoji put on a message by the customer or by the desk; one per side, replaceable."""
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="reactions", verbose_name=_("message")
+    )
+    sender = models.CharField(_("sender"), max_length=10, choices=SenderKind.choices)
+    emoji = models.CharField(_("emoji"), max_length=32)
+    wa_timestamp = models.DateTimeField(_("WhatsApp timestamp"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("reaction")
+        verbose_name_plural = _("reactions")
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["message", "sender"], name="reaction_one_per_sender"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} on #{self.message_id}"
 
 
 class ConversationTransfer(models.Model):

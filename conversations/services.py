@@ -27,6 +27,7 @@ from .models import (
     Direction,
     EventKind,
     Message,
+    MessageReaction,
     MessageStatus,
     MessageType,
     SenderKind,
@@ -326,6 +327,12 @@ def conversation_mark_read(*, conversation: Conversation, actor: User) -> Conver
     )
     if not marked and not conversation.unread_count:
         return conversation
+    if marked:
+        # The customer sees the blue ticks: WhatsApp's mark-as-read covers earlier messages too.
+        from whatsapp.services.outbound import outbound_queue_mark_read  # noqa: PLC0415
+
+        conversation_id = conversation.pk
+        transaction.on_commit(lambda: outbound_queue_mark_read(conversation_id=conversation_id))
     before = {"unread_count": conversation.unread_count}
     conversation.unread_count = 0
     conversation.save(update_fields=["unread_count", "updated_at"])
@@ -444,6 +451,10 @@ def message_record_inbound(
         if wa_message_id:
             return Message.objects.get(wa_message_id=wa_message_id), False
         raise
+    if wa_timestamp is not None and wa_timestamp < message.created_at:
+        # Order follows WhatsApp's timestamps, also for a delivery Meta retried hours later.
+        message.created_at = wa_timestamp
+        Message.objects.filter(pk=message.pk).update(created_at=wa_timestamp)
     moment = wa_timestamp or message.created_at
     conversation.last_inbound_at = max(filter(None, [conversation.last_inbound_at, moment]))
     conversation.last_message_at = max(filter(None, [conversation.last_message_at, moment]))
@@ -480,6 +491,9 @@ def message_create_outbound(
         raise ServiceError(_("This conversation is closed."), code="conversation_closed")
     if not body.strip() and not media:
         raise ServiceError(_("A message needs text or an attachment."), code="empty_message")
+    from whatsapp.services.outbound import outbound_validate  # noqa: PLC0415
+
+    outbound_validate(conversation=conversation, type=type, body=body, media=media)
     message = Message.objects.create(
         conversation=conversation,
         direction=Direction.OUT,
@@ -504,7 +518,160 @@ def message_create_outbound(
         )
     conversation.save(update_fields=fields)
     _broadcast_message(message, conversation)
+    _queue_delivery(message)
     return message
+
+
+def _queue_delivery(message: Message) -> None:
+    """Once the ``queued`` row is committed, the WhatsApp sender delivers it (exactly once)."""
+    from whatsapp.services.outbound import outbound_queue  # noqa: PLC0415
+
+    transaction.on_commit(lambda: outbound_queue(message_id=message.pk))
+
+
+# Meta's statuses in the order they happen; ``failed`` is handled apart.
+_STATUS_RANK = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.PLAYED: 4,
+}
+
+
+@transaction.atomic
+def message_update_status(
+    *,
+    message: Message,
+    status: str,
+    timestamp: datetime | None = None,
+    error: dict[str, Any] | None = None,
+    note: str = "",
+) -> Message:
+    """Apply a delivery status reported by WhatsApp; statuses never go backwards.
+
+    ``sent < delivered < read < played``; a late ``delivered`` after ``read`` is recorded in the
+    history only. ``failed`` keeps Meta's code, title and details; a ``delivered`` arriving after
+    it (another device) is kept as a note, not a regression. Redeliveries change nothing.
+    """
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    when = timestamp.isoformat() if timestamp else None
+    if any(h.get("status") == status and h.get("at") == when for h in message.status_history):
+        return message  # the same status delivered again
+    current = message.status
+    applied = False
+    if status == MessageStatus.FAILED:
+        if current not in (MessageStatus.READ, MessageStatus.PLAYED):
+            applied = True
+            error = error or {}
+            details = (error.get("error_data") or {}).get("details", "")
+            code = error.get("code")
+            message.error_code = code if isinstance(code, int) else None
+            message.error = " — ".join(
+                str(p) for p in (error.get("title") or error.get("message"), details) if p
+            ) or str(_("Meta reported a failure."))
+            message.error_data = error or None
+        else:
+            note = note or "failed reported after the message was read"
+    elif status in _STATUS_RANK:
+        if current == MessageStatus.FAILED:
+            note = note or f"{status} reported after the failure (another device)"
+        elif _STATUS_RANK[MessageStatus(status)] > _STATUS_RANK.get(MessageStatus(current), -1):
+            applied = True
+        else:
+            note = note or f"late {status} after {current}"
+    else:
+        note = note or f"unknown status {status!r}"
+    entry: dict[str, Any] = {"status": status, "at": when, "applied": applied}
+    if note:
+        entry["note"] = note
+    message.status_history = [*message.status_history, entry]
+    fields = ["status_history", "updated_at"]
+    if applied:
+        message.status = status
+        fields += ["status", "error", "error_code", "error_data"]
+    message.save(update_fields=fields)
+    if applied:
+        realtime.broadcast_on_commit(
+            event="message_update",
+            data=message_payload(message),
+            groups=_audience(message.conversation),
+        )
+    return message
+
+
+@transaction.atomic
+def message_react(
+    *,
+    message: Message,
+    sender: str,
+    emoji: str,
+    wa_timestamp: datetime | None = None,
+    actor: User | None = None,
+) -> MessageReaction | None:
+    """Put (or, with an empty ``emoji``, remove) the ``sender`` side's reaction on ``message``.
+
+    A reaction row with an empty ``emoji`` is a removal (kept to order late deliveries).
+
+    Customer reactions come from WhatsApp (``wa_timestamp`` keeps the newest when Meta delivers
+    out of order). A desk reaction (``actor``) is also sent to the customer.
+    """
+    if actor is not None:
+        conversation = _lock(message.conversation)
+        _require(
+            selectors.user_can_reply(user=actor, conversation=conversation),
+            _("Only the agent assigned to this conversation can reply."),
+        )
+        if not message.wa_message_id:
+            raise ServiceError(
+                _("This message has not reached WhatsApp yet."), code="not_on_whatsapp"
+            )
+    existing = (
+        MessageReaction.objects.select_for_update().filter(message=message, sender=sender).first()
+    )
+    if (
+        existing is not None
+        and wa_timestamp is not None
+        and existing.wa_timestamp is not None
+        and existing.wa_timestamp > wa_timestamp
+    ):
+        return existing  # an older reaction delivered late
+    reaction: MessageReaction | None
+    if not emoji and wa_timestamp is not None:
+        # Removed on WhatsApp: keep an empty tombstone with the time, so that the older reaction
+        # delivered late does not come back.
+        reaction, _created = MessageReaction.objects.update_or_create(
+            message=message,
+            sender=sender,
+            defaults={"emoji": "", "wa_timestamp": wa_timestamp},
+        )
+    elif not emoji:
+        if existing is not None:
+            existing.delete()
+        reaction = None
+    elif existing is None:
+        reaction = MessageReaction.objects.create(
+            message=message, sender=sender, emoji=emoji, wa_timestamp=wa_timestamp
+        )
+    else:
+        existing.emoji, existing.wa_timestamp = emoji, wa_timestamp
+        existing.save(update_fields=["emoji", "wa_timestamp", "updated_at"])
+        reaction = existing
+    if actor is not None:
+        message_create_outbound(
+            conversation=message.conversation,
+            actor=actor,
+            body=emoji,
+            type=MessageType.REACTION,
+            raw_payload={"reaction": {"message_id": message.wa_message_id, "emoji": emoji}},
+        )
+    realtime.broadcast_on_commit(
+        event="message_update",
+        data={**message_payload(message), "reactions": {sender: emoji}},
+        groups=_audience(message.conversation),
+    )
+    return reaction
+
 
 
 def _broadcast_message(message: Message, conversation: Conversation) -> None:

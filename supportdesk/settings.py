@@ -231,6 +231,22 @@ WHATSAPP_ACCESS_TOKEN = env.str("WHATSAPP_ACCESS_TOKEN", default="")
 WHATSAPP_APP_SECRET = env.str("WHATSAPP_APP_SECRET", default="")
 WEBHOOK_VERIFY_TOKEN = env.str("WEBHOOK_VERIFY_TOKEN", default="")
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
+# Hosts media is ever downloaded from, besides WHATSAPP_API_URL's (no SSRF through payload URLs).
+WHATSAPP_MEDIA_HOSTS = env.list("WHATSAPP_MEDIA_HOSTS", default=["lookaside.fbsbx.com"])
+# Per-type download caps in bytes (Meta's limits); override with e.g. WHATSAPP_MEDIA_MAX_IMAGE.
+WHATSAPP_MEDIA_MAX_BYTES = {
+    kind: env.int(f"WHATSAPP_MEDIA_MAX_{kind.upper()}", default=default)
+    for kind, default in {
+        "image": 5 * 1024 * 1024,
+        "video": 16 * 1024 * 1024,
+        "audio": 16 * 1024 * 1024,
+        "document": 100 * 1024 * 1024,
+        "sticker": 500 * 1024,
+    }.items()
+}
+WHATSAPP_WEBHOOK_MAX_BODY = env.int("WHATSAPP_WEBHOOK_MAX_BODY", default=3 * 1024 * 1024)
+WHATSAPP_CONNECT_TIMEOUT = env.float("WHATSAPP_CONNECT_TIMEOUT", default=5.0)
+WHATSAPP_READ_TIMEOUT = env.float("WHATSAPP_READ_TIMEOUT", default=30.0)
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")

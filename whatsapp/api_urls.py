@@ -1,5 +1,10 @@
-"""``/api/v1/webhooks/whatsapp`` (contract §5)."""
+"""``/api/v1/webhooks/whatsapp`` (contract §5), with and without the trailing slash."""
 
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from .apis import whatsapp_webhook
+
+urlpatterns = [
+    path("webhooks/whatsapp", whatsapp_webhook, name="whatsapp-webhook"),
+    path("webhooks/whatsapp/", whatsapp_webhook),
+]

@@ -1,0 +1,63 @@
+"""``/api/v1/webhooks/whatsapp`` (contract §5): Meta's verification and deliveries.
+
+A plain Django view, not DRF: the signature is checked on the raw bytes before anything parses them.
+"""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from whatsapp.services.intake import PayloadError, SignatureError, webhook_receive
+
+logger = logging.getLogger(__name__)
+
+# Meta's deliveries reach 3 MB; Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is bypassed here only.
+DEFAULT_MAX_BODY = 3 * 1024 * 1024
+
+
+def _verify(request: HttpRequest) -> HttpResponse:
+    token = settings.WEBHOOK_VERIFY_TOKEN
+    if (
+        token
+        and request.GET.get("hub.mode") == "subscribe"
+        and constant_time_compare(request.GET.get("hub.verify_token", ""), token)
+    ):
+        return HttpResponse(request.GET.get("hub.challenge", ""), content_type="text/plain")
+    return HttpResponse("forbidden", status=403, content_type="text/plain")
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes | None:
+    """The raw body up to ``limit`` bytes, None when larger (read from the stream directly)."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _verify(request)
+    limit = int(getattr(settings, "WHATSAPP_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
+    raw_body = _read_body(request, limit)
+    if raw_body is None:
+        return HttpResponse("payload too large", status=413, content_type="text/plain")
+    try:
+        event = webhook_receive(
+            raw_body=raw_body, signature=request.headers.get("X-Hub-Signature-256", "")
+        )
+    except SignatureError:
+        return HttpResponse("invalid signature", status=403, content_type="text/plain")
+    except PayloadError:
+        return HttpResponse("invalid JSON", status=400, content_type="text/plain")
+    except Exception:
+        # Database (or pool) unavailable: not stored, so Meta must deliver it again.
+        logger.exception("could not store a webhook delivery")
+        return HttpResponse("temporarily unavailable", status=503, content_type="text/plain")
+    return HttpResponse(f"ok {event.pk}", content_type="text/plain")

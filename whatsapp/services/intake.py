@@ -1,0 +1,87 @@
+"""Webhook intake: check the signature on the raw bytes, store the delivery, queue processing.
+
+Only what is strictly needed happens in the request (HMAC, JSON check, one INSERT): Meta wants a
+fast ``200``; the work happens in :func:`whatsapp.tasks.webhook_process`.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from django.db import transaction
+
+from whatsapp.models import WebhookEvent
+
+from .accounts import app_secret
+
+logger = logging.getLogger(__name__)
+
+
+class SignatureError(Exception):
+    """Missing or wrong ``X-Hub-Signature-256``: refuse, store nothing."""
+
+
+class PayloadError(Exception):
+    """Signed, but not a JSON object."""
+
+
+def sign(raw_body: bytes, *, secret: str | None = None) -> str:
+    """The ``X-Hub-Signature-256`` header value Meta would send for ``raw_body``."""
+    key = (secret if secret is not None else app_secret()).encode()
+    return "sha256=" + hmac.new(key, raw_body, hashlib.sha256).hexdigest()
+
+
+def signature_is_valid(raw_body: bytes, header: str) -> bool:
+    secret = app_secret()
+    if not secret or not header:
+        return False
+    return hmac.compare_digest(sign(raw_body, secret=secret).encode(), header.strip().encode())
+
+
+def _first_phone_number_id(payload: dict[str, Any]) -> str:
+    for entry in payload.get("entry") or []:
+        for change in (entry or {}).get("changes") or [] if isinstance(entry, dict) else []:
+            value = (change or {}).get("value") if isinstance(change, dict) else None
+            if isinstance(value, dict):
+                metadata = value.get("metadata") or {}
+                if isinstance(metadata, dict) and metadata.get("phone_number_id"):
+                    return str(metadata["phone_number_id"])[:64]
+    return ""
+
+
+def webhook_receive(*, raw_body: bytes, signature: str) -> WebhookEvent:
+    """Verify and durably store one delivery; processing is queued when the row is committed.
+
+    Raises :class:`SignatureError` (nothing stored) or :class:`PayloadError` (nothing stored).
+    Database errors propagate: the view answers 503 so that Meta delivers again.
+    """
+    if not signature_is_valid(raw_body, signature):
+        raise SignatureError
+    try:
+        payload = json.loads(raw_body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(str(exc)) from exc
+    if not isinstance(payload, dict):
+        raise PayloadError("the body is not a JSON object")
+    with transaction.atomic():
+        event = WebhookEvent.objects.create(
+            raw_body=raw_body.decode("utf-8"),
+            payload=payload,
+            signature=signature[:100],
+            phone_number_id=_first_phone_number_id(payload),
+        )
+        transaction.on_commit(lambda: _queue(event.pk))
+    return event
+
+
+def _queue(event_id: int) -> None:
+    """Hand the event to a worker. A broker outage must not lose it: the row stays ``received``
+    and ``manage.py replay_webhooks --status received`` picks it up."""
+    from whatsapp.tasks import webhook_process  # noqa: PLC0415 - tasks import services
+
+    try:
+        webhook_process.delay(event_id)
+    except Exception:
+        logger.exception("could not queue webhook event %s; it stays 'received'", event_id)

@@ -1,0 +1,518 @@
+"""The one sender: every outbound message goes to Meta from here, exactly once.
+
+``conversations.services.message_create_outbound`` writes the row (``queued``) and, on commit,
+:func:`outbound_queue` hands its id to the ``whatsapp.tasks.message_send`` task, which calls
+:func:`message_deliver`. The row is claimed under a lock (``sending_since``) before the HTTP call,
+so a redelivered or duplicated task never sends twice; the wamid Meta returns is recorded and the
+status moves on with Meta's webhooks.
+
+Content convention: ``type="interactive"`` carries Meta's ``interactive`` object in
+``raw_payload["interactive"]``, ``type="template"`` Meta's ``template`` object in
+``raw_payload["template"]``, ``type="reaction"`` ``raw_payload["reaction"]``; ``body`` is the
+human-readable text the console shows.
+"""
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.core.mail import mail_admins
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversations.models import (
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    MessageType,
+)
+from conversations.serializers import message_payload
+from supportdesk import realtime
+from supportdesk.exceptions import ServiceError
+from whatsapp.client import ErrorKind, GraphClient, GraphError
+from whatsapp.models import ChannelError, ChannelErrorKind
+
+from .accounts import account_token
+from .inbound import pending_statuses_apply
+
+logger = logging.getLogger(__name__)
+
+MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
+CAPTION_TYPES = frozenset({"image", "video", "document"})
+# Only these may be sent outside the 24-hour customer-service window.
+WINDOW_FREE_TYPES = frozenset({MessageType.TEMPLATE})
+MAX_SEND_ATTEMPTS = 6
+# A claim older than this means the worker died mid-request: Meta may have the message.
+STALE_CLAIM = timedelta(minutes=5)
+
+
+@dataclass
+class RetryLater(Exception):  # noqa: N818 - a signal to the task, not an error
+    countdown: float
+    reason: str = ""
+
+
+def _text_limit(value: Any, limit: int, what: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ServiceError(_("%(what)s is required.") % {"what": what}, code="invalid_interactive")
+    if len(value) > limit:
+        raise ServiceError(
+            _("%(what)s is longer than %(limit)s characters.") % {"what": what, "limit": limit},
+            code="invalid_interactive",
+        )
+
+
+def _optional_limit(container: dict[str, Any], key: str, limit: int, what: str) -> None:
+    value = container.get(key)
+    if value is None:
+        return
+    if isinstance(value, dict):  # header {"type": "text", "text": ...}, footer {"text": ...}
+        value = value.get("text", "")
+    if isinstance(value, str) and len(value) > limit:
+        raise ServiceError(
+            _("%(what)s is longer than %(limit)s characters.") % {"what": what, "limit": limit},
+            code="invalid_interactive",
+        )
+
+
+def interactive_validate(interactive: Any) -> None:  # noqa: PLR0912 - one check per rule
+    """Meta's limits for reply buttons and lists, as clear errors before anything is sent."""
+    if not isinstance(interactive, dict):
+        raise ServiceError(
+            _("An interactive message needs its content."), code="invalid_interactive"
+        )
+    kind = interactive.get("type")
+    body = (interactive.get("body") or {}).get("text")
+    action = interactive.get("action") or {}
+    _optional_limit(interactive, "header", 60, _("The header"))
+    _optional_limit(interactive, "footer", 60, _("The footer"))
+    if kind == "button":
+        _text_limit(body, 1024, _("The text"))
+        buttons = action.get("buttons") or []
+        if not 1 <= len(buttons) <= 3:
+            raise ServiceError(_("Use 1 to 3 buttons."), code="invalid_interactive")
+        ids = set()
+        for button in buttons:
+            reply = (button or {}).get("reply") or {}
+            _text_limit(reply.get("title"), 20, _("A button title"))
+            _text_limit(reply.get("id"), 256, _("A button id"))
+            ids.add(reply["id"])
+        if len(ids) != len(buttons):
+            raise ServiceError(_("Button ids must be unique."), code="invalid_interactive")
+    elif kind == "list":
+        _text_limit(body, 4096, _("The text"))
+        _text_limit(action.get("button"), 20, _("The list button label"))
+        sections = action.get("sections") or []
+        if not 1 <= len(sections) <= 10:
+            raise ServiceError(_("Use 1 to 10 sections."), code="invalid_interactive")
+        rows = 0
+        for section in sections:
+            if len(sections) > 1 or section.get("title"):
+                _text_limit(section.get("title"), 24, _("A section title"))
+            for row in section.get("rows") or []:
+                rows += 1
+                _text_limit(row.get("id"), 200, _("A row id"))
+                _text_limit(row.get("title"), 24, _("A row title"))
+                if row.get("description") is not None and len(str(row["description"])) > 72:
+                    raise ServiceError(
+                        _("A row description is longer than 72 characters."),
+                        code="invalid_interactive",
+                    )
+        if not 1 <= rows <= 10:
+            raise ServiceError(_("A list has 1 to 10 rows in all."), code="invalid_interactive")
+    else:
+        raise ServiceError(
+            _("Interactive messages are reply buttons or lists."), code="invalid_interactive"
+        )
+
+
+def window_is_open(conversation: Conversation) -> bool:
+    expires = conversation.window_expires_at
+    return expires is not None and expires > timezone.now()
+
+
+def outbound_validate(
+    *, conversation: Conversation, type: str, body: str, media: dict[str, Any]
+) -> None:
+    """Refuse, before the row is written, what WhatsApp would refuse."""
+    raw = media.get("raw_payload") or {}
+    if type not in WINDOW_FREE_TYPES and not window_is_open(conversation):
+        raise ServiceError(
+            _(
+                "More than 24 hours have passed since the customer's last message: WhatsApp only "
+                "accepts an approved template now."
+            ),
+            code="window_closed",
+        )
+    if type == MessageType.TEXT and len(body) > 4096:
+        raise ServiceError(_("A message has at most 4096 characters."), code="too_long")
+    if type in CAPTION_TYPES and len(body) > 1024:
+        raise ServiceError(_("A caption has at most 1024 characters."), code="too_long")
+    if type == MessageType.INTERACTIVE:
+        interactive_validate(raw.get("interactive"))
+    if type == MessageType.TEMPLATE:
+        template = raw.get("template")
+        if not isinstance(template, dict) or not template.get("name"):
+            raise ServiceError(_("A template message needs the template's name."), code="invalid")
+        if not (template.get("language") or {}).get("code"):
+            raise ServiceError(_("A template message needs a language."), code="invalid")
+    if type == MessageType.REACTION and not isinstance(raw.get("reaction"), dict):
+        raise ServiceError(_("A reaction needs the message it reacts to."), code="invalid")
+
+
+# --- Queueing --------------------------------------------------------------------------------
+
+
+def outbound_queue(*, message_id: int, countdown: float | None = None) -> None:
+    """Hand a queued message to the sender task; a broker outage leaves it ``queued``."""
+    from whatsapp.tasks import message_send  # noqa: PLC0415 - tasks import services
+
+    try:
+        if countdown:
+            message_send.apply_async((message_id,), countdown=countdown)
+        else:
+            message_send.delay(message_id)
+    except Exception:
+        logger.exception("could not queue message %s for sending; it stays queued", message_id)
+
+
+def outbound_queue_mark_read(*, conversation_id: int) -> None:
+    from whatsapp.tasks import conversation_mark_read_on_whatsapp  # noqa: PLC0415
+
+    try:
+        conversation_mark_read_on_whatsapp.delay(conversation_id)
+    except Exception:
+        logger.exception("could not queue mark-as-read for conversation %s", conversation_id)
+
+
+# --- Payloads --------------------------------------------------------------------------------
+
+
+def _recipient(conversation: Conversation) -> dict[str, str]:
+    customer = conversation.customer
+    if customer.wa_id:
+        return {"to": customer.wa_id}
+    if customer.bsuid:
+        return {"recipient": customer.bsuid}
+    raise GraphError("the customer has neither a WhatsApp id nor a user id")
+
+
+def build_payload(message: Message) -> dict[str, Any]:
+    """Meta's ``/messages`` body for one of our outbound messages."""
+    payload: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        **_recipient(message.conversation),
+    }
+    raw = message.raw_payload or {}
+    kind = message.type
+    if kind == MessageType.TEXT:
+        payload.update(type="text", text={"preview_url": False, "body": message.body})
+    elif kind in MEDIA_TYPES:
+        media: dict[str, Any] = {"id": message.media_id}
+        if kind in CAPTION_TYPES and message.body:
+            media["caption"] = message.body
+        if kind == MessageType.DOCUMENT and message.media_filename:
+            media["filename"] = message.media_filename
+        payload.update({"type": kind, kind: media})
+    elif kind == MessageType.INTERACTIVE:
+        payload.update(type="interactive", interactive=raw["interactive"])
+    elif kind == MessageType.TEMPLATE:
+        payload.update(type="template", template=raw["template"])
+    elif kind == MessageType.REACTION:
+        payload.update(type="reaction", reaction=raw["reaction"])
+        return payload  # a reaction carries no reply context
+    else:
+        raise GraphError(f"messages of type {kind!r} cannot be sent")
+    if message.reply_to_id and message.reply_to and message.reply_to.wa_message_id:
+        payload["context"] = {"message_id": message.reply_to.wa_message_id}
+    return payload
+
+
+# --- Sending ---------------------------------------------------------------------------------
+
+
+def _backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter (``attempt`` starts at 1)."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+def _pair_key(conversation: Conversation) -> str:
+    return f"wa:pair-limit:{conversation.customer_id}"
+
+
+def _fail(message_id: int, *, error: str, code: int | None = None, data: Any = None) -> Message:
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        message.status = MessageStatus.FAILED
+        message.error = error[:2000]
+        message.error_code = code
+        message.error_data = data or None
+        message.sending_since = None
+        message.status_history = [
+            *message.status_history,
+            {"status": "failed", "at": timezone.now().isoformat(), "applied": True, "note": error},
+        ]
+        message.save(
+            update_fields=[
+                "status",
+                "error",
+                "error_code",
+                "error_data",
+                "sending_since",
+                "status_history",
+                "updated_at",
+            ]
+        )
+        _broadcast(message)
+    return message
+
+
+def _broadcast(message: Message) -> None:
+    conversation = message.conversation
+    realtime.broadcast_on_commit(
+        event="message_update",
+        data=message_payload(message),
+        groups=realtime.conversation_audience(
+            department_id=conversation.department_id, assigned_to_id=conversation.assigned_to_id
+        ),
+    )
+
+
+def _claim(message_id: int, *, respect_backoff: bool) -> Message | None:
+    """Lock the row and mark a send in flight; None when there is nothing (more) to send."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("conversation__customer", "conversation__whatsapp_account", "reply_to")
+            .get(pk=message_id)
+        )
+        if (
+            message.direction != Direction.OUT
+            or message.status != MessageStatus.QUEUED
+            or message.wa_message_id
+        ):
+            return None
+        if message.sending_since is not None:
+            if timezone.now() - message.sending_since < STALE_CLAIM:
+                return None  # another worker is sending it right now
+            raise _Interrupted
+        if message.type not in WINDOW_FREE_TYPES and not window_is_open(message.conversation):
+            raise _WindowClosed
+        if respect_backoff:
+            blocked_until = cache.get(_pair_key(message.conversation))
+            remaining = (blocked_until or 0) - timezone.now().timestamp()
+            if remaining > 0:
+                raise RetryLater(remaining + random.uniform(0, 1), "pair rate limit")  # noqa: S311
+        message.sending_since = timezone.now()
+        message.send_attempts += 1
+        message.save(update_fields=["sending_since", "send_attempts"])
+    return message
+
+
+class _Interrupted(Exception):  # noqa: N818
+    pass
+
+
+class _WindowClosed(Exception):  # noqa: N818
+    pass
+
+
+def _record_sent(message_id: int, *, wa_message_id: str) -> Message:
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        message.wa_message_id = wa_message_id[:128]
+        message.status = MessageStatus.SENT
+        message.sending_since = None
+        message.error, message.error_code, message.error_data = "", None, None
+        message.status_history = [
+            *message.status_history,
+            {"status": "sent", "at": timezone.now().isoformat(), "applied": True},
+        ]
+        message.save(
+            update_fields=[
+                "wa_message_id",
+                "status",
+                "sending_since",
+                "error",
+                "error_code",
+                "error_data",
+                "status_history",
+                "updated_at",
+            ]
+        )
+        _broadcast(message)
+        pending_statuses_apply(message=message)
+    return message
+
+
+def _release(message_id: int, *, note: str) -> None:
+    """A retryable answer: the message stays queued, free to be claimed again."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        message.sending_since = None
+        message.status_history = [
+            *message.status_history,
+            {"status": "retry", "at": timezone.now().isoformat(), "applied": False, "note": note},
+        ]
+        message.save(update_fields=["sending_since", "status_history"])
+
+
+def _alert_admins(error: GraphError, message: Message) -> None:
+    account = message.conversation.whatsapp_account
+    ChannelError.objects.create(
+        kind=ChannelErrorKind.TOKEN,
+        account=account,
+        code=error.code,
+        title=error.reason[:255],
+        details=error.details,
+        data=error.data or None,
+    )
+    logger.error("WhatsApp token/permission error for %s: %s", account, error)
+    try:
+        mail_admins(
+            f"WhatsApp: access token or permission error on {account}",
+            f"Meta refused a message with code {error.code}: {error.reason}\n"
+            "Renew the access token (WhatsApp numbers in the admin, or WHATSAPP_ACCESS_TOKEN).",
+            fail_silently=True,
+        )
+    except Exception:
+        logger.exception("could not e-mail the admins")
+
+
+def _upload_if_needed(client: GraphClient, message: Message) -> None:
+    if message.type not in MEDIA_TYPES or message.media_id:
+        return
+    if not message.media_file:
+        raise GraphError("no file to send", kind=ErrorKind.FAIL)
+    with message.media_file.open("rb") as handle:
+        content = handle.read()
+    media_id = client.upload_media(
+        phone_number_id=message.conversation.whatsapp_account.phone_number_id,
+        content=content,
+        mime_type=message.media_mime_type or "application/octet-stream",
+        filename=message.media_filename or str(message.media_file.name).rsplit("/", 1)[-1],
+    )
+    # Kept at once: a retry sends by this id instead of uploading again.
+    Message.objects.filter(pk=message.pk).update(media_id=media_id)
+    message.media_id = media_id
+
+
+def message_deliver(  # noqa: PLR0911 - every outcome returns the message
+    *, message_id: int, respect_backoff: bool = True
+) -> Message | None:
+    """Send one queued outbound message to WhatsApp, at most once.
+
+    Raises :class:`RetryLater` for retryable answers (the task schedules the retry); everything
+    else ends with the message ``sent`` (wamid recorded) or ``failed`` (Meta's code and reason).
+    """
+    try:
+        message = _claim(message_id, respect_backoff=respect_backoff)
+    except _Interrupted:
+        return _fail(
+            message_id,
+            error=_(
+                "Sending was interrupted before Meta answered; the message may or may not have "
+                "been delivered, so it is not sent again."
+            ),
+        )
+    except _WindowClosed:
+        return _fail(
+            message_id,
+            error=_("The 24-hour window closed before the message could be sent."),
+            code=131047,
+        )
+    if message is None:
+        return None
+    account = message.conversation.whatsapp_account
+    token = account_token(account)
+    if not token:
+        # Sandbox transport: no Meta account needed to see the whole flow.
+        return _record_sent(message_id, wa_message_id=f"wamid.SANDBOX.{uuid.uuid4().hex}")
+    client = GraphClient(token=token)
+    try:
+        _upload_if_needed(client, message)
+        answer = client.send(
+            phone_number_id=account.phone_number_id, payload=build_payload(message)
+        )
+        wa_message_id = str(((answer.get("messages") or [{}])[0] or {}).get("id") or "")
+        if not wa_message_id:
+            return _fail(message_id, error=_("Meta accepted the message without returning an id."))
+        return _record_sent(message_id, wa_message_id=wa_message_id)
+    except GraphError as error:
+        return _handle_error(message, error)
+    except RetryLater:
+        raise
+    except Exception as exc:  # a bug or a storage error: never leave the claim dangling
+        logger.exception("sending message %s failed unexpectedly", message_id)
+        return _fail(message_id, error=f"{type(exc).__name__}: {exc}")
+
+
+def _handle_error(message: Message, error: GraphError) -> Message:
+    attempts = message.send_attempts
+    if error.kind in (ErrorKind.RETRY, ErrorKind.PAIR) and attempts < MAX_SEND_ATTEMPTS:
+        if error.kind == ErrorKind.PAIR:
+            # Meta's advice for the pair limit: wait 4^n seconds before the next message to them.
+            delay = float(4**attempts) + random.uniform(0, 1)  # noqa: S311
+            cache.set(
+                _pair_key(message.conversation), timezone.now().timestamp() + delay, int(delay) + 1
+            )
+        else:
+            delay = _backoff(attempts)
+        _release(message.pk, note=f"{error.code}: {error.reason}")
+        raise RetryLater(delay, str(error))
+    if error.kind == ErrorKind.TOKEN:
+        _alert_admins(error, message)
+    if error.kind == ErrorKind.AMBIGUOUS:
+        reason = _(
+            "Meta did not answer; the message may or may not have been delivered, so it is not "
+            "sent again."
+        )
+    elif error.kind == ErrorKind.WINDOW:
+        reason = _(
+            "More than 24 hours have passed since the customer's last message: send an approved "
+            "template instead."
+        )
+    else:
+        reason = error.reason or str(error)
+    return _fail(message.pk, error=reason, code=error.code, data=error.data)
+
+
+def conversation_mark_read_on_whatsapp(*, conversation_id: int) -> bool:
+    """Tell WhatsApp the desk has read the customer's messages (blue ticks, earlier ones too)."""
+    latest = (
+        Message.objects.filter(
+            conversation_id=conversation_id,
+            direction=Direction.IN,
+            wa_message_id__isnull=False,
+        )
+        .select_related("conversation__whatsapp_account")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if latest is None or not latest.wa_message_id:
+        return False
+    account = latest.conversation.whatsapp_account
+    token = account_token(account)
+    if not token:
+        return True  # sandbox: nothing to tell
+    payload = {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": latest.wa_message_id,
+    }
+    try:
+        GraphClient(token=token).send(phone_number_id=account.phone_number_id, payload=payload)
+    except GraphError as error:
+        if error.kind == ErrorKind.RETRY:
+            raise
+        logger.warning("mark-as-read refused for conversation %s: %s", conversation_id, error)
+        return False
+    return True

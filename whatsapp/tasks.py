@@ -1,0 +1,60 @@
+"""Celery tasks of the WhatsApp channel: interfaces only (ids in, one service call).
+
+All are idempotent, ``acks_late`` and retry a bounded number of times with backoff and jitter.
+"""
+
+import logging
+
+from celery import shared_task
+
+from whatsapp.client import GraphError
+from whatsapp.services import inbound, media, outbound
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(inbound.ProcessingError,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def webhook_process(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Process a stored delivery (every message and status in it)."""
+    inbound.webhook_event_process(event_id=event_id)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=30)
+def message_send(self, message_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Send a queued outbound message; retryable Meta answers are retried with backoff."""
+    try:
+        outbound.message_deliver(message_id=message_id, respect_backoff=not self.request.is_eager)
+    except outbound.RetryLater as later:
+        logger.info("message %s: retry in %.1fs (%s)", message_id, later.countdown, later.reason)
+        raise self.retry(countdown=later.countdown) from None
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(GraphError,),
+    retry_backoff=2,
+    retry_jitter=True,
+    max_retries=3,
+)
+def conversation_mark_read_on_whatsapp(self, conversation_id: int) -> None:  # type: ignore[no-untyped-def]
+    outbound.conversation_mark_read_on_whatsapp(conversation_id=conversation_id)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
+def media_download(self, message_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Fetch an inbound message's media from Meta at once (its URL expires in minutes)."""
+    try:
+        media.media_download(message_id=message_id, final=self.request.retries >= self.max_retries)
+    except media.MediaRetry as retry:
+        raise self.retry(countdown=retry.countdown) from None
