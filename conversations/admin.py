@@ -234,6 +234,18 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        # The change page and the actions read these too, not only the list.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("customer", "department", "assigned_to", "whatsapp_account")
+        )
+
+    # Their history is the audit trail and the source of the metrics: closed, never deleted.
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
     def save_model(self, request: HttpRequest, obj: Conversation, form: Any, change: bool) -> None:
         """Nothing on the form is editable; state changes go through the actions (services)."""
 

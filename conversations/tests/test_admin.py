@@ -190,6 +190,42 @@ def test_change_form_is_read_only_with_messages_transfers_and_events(
         assert f"/{conversation.pk}/{operation}/" in content
 
 
+def test_change_form_query_count_does_not_grow_with_history(
+    admin_browser, admin_user, agent, other_agent, sales
+) -> None:
+    from conversations import services
+
+    conversation = ConversationFactory(department=sales, status="pending")
+    url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
+
+    def page_queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin_browser.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    MessageFactory(conversation=conversation, sender_user=agent)
+    services.conversation_transfer(conversation=conversation, actor=admin_user, to_user=agent)
+    short = page_queries()
+    for target in (other_agent, agent, other_agent):
+        MessageFactory(conversation=conversation, sender_user=UserFactory())
+        services.conversation_transfer(conversation=conversation, actor=admin_user, to_user=target)
+        services.conversation_transfer(
+            conversation=conversation, actor=admin_user, to_department=sales
+        )
+
+    assert page_queries() == short
+
+
+def test_conversations_are_never_deleted_from_the_back_office(admin_browser) -> None:
+    conversation = ConversationFactory()
+    url = reverse("admin:conversations_conversation_delete", args=[conversation.pk])
+
+    assert admin_browser.post(url, {"post": "yes"}).status_code == 403
+    assert Conversation.objects.filter(pk=conversation.pk).exists()
+    changelist = admin_browser.get(reverse(CHANGELIST)).content.decode()
+    assert 'value="delete_selected"' not in changelist
+
+
 def test_change_form_shows_only_the_latest_messages(admin_browser) -> None:
     conversation = ConversationFactory()
     MessageFactory.create_batch(MESSAGE_INLINE_LIMIT + 5, conversation=conversation)
