@@ -1,5 +1,11 @@
 """``/api/v1/bot/...`` (contract §4)."""
 
-from typing import Any
+from supportdesk.api import api_path
 
-urlpatterns: list[Any] = []
+from . import apis
+
+urlpatterns = [
+    *api_path("bot/config", apis.BotConfigListApi.as_view(), "api-bot-config"),
+    *api_path("bot/config/<slug:key>", apis.BotConfigDetailApi.as_view(), "api-bot-config-key"),
+    *api_path("bot/flows", apis.BotFlowListApi.as_view(), "api-bot-flows"),
+]

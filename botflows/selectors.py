@@ -115,7 +115,9 @@ def flow_list() -> QuerySet[Flow]:
                 .prefetch_related("options__target_node", "options__department")
                 .order_by("position", "id"),
             ),
-            Prefetch("versions", queryset=FlowVersion.objects.order_by("-number")),
+            Prefetch(
+                "versions", queryset=FlowVersion.objects.defer("definition").order_by("-number")
+            ),
         )
         .order_by("-is_default", "name", "id")
     )

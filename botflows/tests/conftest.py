@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.utils import translation
 
 from botflows import engine, services
 from conversations.models import ConversationStatus, Direction, Message
@@ -163,6 +164,14 @@ def fake_openai(settings) -> Iterator[FakeModel]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _english(settings) -> Iterator[None]:
+    """Assertions read the English texts; one test checks the pt-BR catalogue on purpose."""
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -435,3 +435,14 @@ def test_publishing_refuses_broken_flows(departments):
 def test_now_can_be_passed(demo_flow, chat):
     replies = chat.say("oi", now=datetime(2026, 11, 24, 12, tzinfo=UTC))
     assert len(replies) == 2
+
+
+def test_the_bot_speaks_the_desk_language(demo_flow, chat):
+    from django.utils import translation
+
+    chat.say("oi")
+    with translation.override("pt-br"):
+        replies = chat.say("2")
+
+    assert "Vendas" in replies[0].body
+    assert "na fila" in replies[0].body
