@@ -6,25 +6,32 @@ adapted to that model: the same password handling (set at creation, changed thro
 "change password" page, never shown), plus the user's departments.
 """
 
+from contextvars import ContextVar
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import (
+    AdminPasswordChangeForm,
     BaseUserCreationForm,
     ReadOnlyPasswordHashField,
     SetUnusablePasswordMixin,
 )
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
 from departments.models import Department
+from supportdesk.exceptions import ServiceError
 
 from .models import User
+from .services import user_revoke_tokens, user_set_password, user_update
+
+# Who is changing a password on the admin's password page (the form only knows the user).
+_password_actor: ContextVar[User | None] = ContextVar("admin_password_actor", default=None)
 
 
 def _departments_field() -> forms.ModelMultipleChoiceField:
@@ -104,10 +111,28 @@ class UserChangeForm(DepartmentsFormMixin):
         return email
 
 
+class PasswordChangeForm(AdminPasswordChangeForm):
+    """Django's admin password form, saving through ``user_set_password`` (tokens revoked)."""
+
+    def save(self, commit: bool = True) -> User:
+        if self.cleaned_data["set_usable_password"]:
+            return user_set_password(
+                user=self.user,
+                actor=_password_actor.get(),
+                password=self.cleaned_data["password1"],
+            )
+        user: User = super().save(commit=commit)  # password login disabled
+        user_revoke_tokens(user=user)
+        return user
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
+    """Users are created by Django's form; changes go through ``accounts.services``."""
+
     form = UserChangeForm
     add_form = UserCreationForm
+    change_password_form = PasswordChangeForm
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         (_("Profile"), {"fields": ("name", "role", "member_of", "is_active")}),
@@ -140,6 +165,53 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).prefetch_related("departments")
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        try:
+            user_update(
+                user=obj,
+                actor=request.user,  # type: ignore[arg-type]
+                name=data["name"],
+                email=data["email"],
+                role=data["role"],
+                departments=list(data["member_of"]),
+                is_active=data["is_active"],
+            )
+        except ServiceError as exc:
+            # Nothing was written; the change view answers with the error instead of "changed".
+            request.user_admin_error = exc.message  # type: ignore[attr-defined]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if change:  # ``user_update`` has set the departments already
+            for formset in formsets:
+                self.save_formset(request, form, formset, change=change)
+            return
+        super().save_related(request, form, formsets, change)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if getattr(request, "user_admin_error", None):
+            return None
+        return super().log_change(request, obj, message)
+
+    def response_change(self, request: HttpRequest, obj: User) -> HttpResponse:
+        error = getattr(request, "user_admin_error", None)
+        if error:
+            self.message_user(request, error, messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        token = _password_actor.set(request.user)  # type: ignore[arg-type]
+        try:
+            return super().user_change_password(request, id, form_url)
+        finally:
+            _password_actor.reset(token)
 
     @admin.display(description=_("departments"))
     def department_names(self, obj: User) -> str:

@@ -188,6 +188,65 @@ def test_admin_sets_a_new_password_on_the_password_page(admin_browser, agent) ->
     assert agent.check_password("Nova-Senha-2026!")
 
 
+def _refresh_token_for(user: User) -> str:
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    return str(RefreshToken.for_user(user))
+
+
+def _token_still_works(token: str) -> bool:
+    from rest_framework_simplejwt.exceptions import TokenError
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    try:
+        RefreshToken(token).check_blacklist()
+    except TokenError:
+        return False
+    return True
+
+
+def test_deactivating_in_the_admin_revokes_the_users_tokens(admin_browser, agent) -> None:
+    token = _refresh_token_for(agent)
+    url = reverse("admin:accounts_user_change", args=[agent.pk])
+
+    admin_browser.post(url, {"email": agent.email, "name": agent.name, "role": Role.AGENT})
+
+    agent.refresh_from_db()
+    assert agent.is_active is False
+    assert not _token_still_works(token)
+
+
+def test_a_new_password_from_the_admin_revokes_the_users_tokens(admin_browser, agent) -> None:
+    token = _refresh_token_for(agent)
+
+    admin_browser.post(
+        reverse("admin:auth_user_password_change", args=[agent.pk]),
+        {
+            "usable_password": "true",
+            "password1": "Nova-Senha-2026!",
+            "password2": "Nova-Senha-2026!",
+        },
+    )
+
+    assert not _token_still_works(token)
+
+
+def test_admins_cannot_demote_or_deactivate_themselves(admin_browser, admin_user) -> None:
+    url = reverse("admin:accounts_user_change", args=[admin_user.pk])
+
+    response = admin_browser.post(
+        url,
+        {"email": admin_user.email, "name": "Novo Nome", "role": Role.AGENT, "is_active": "on"},
+        follow=True,
+    )
+
+    assert "You cannot change your own role or deactivate yourself." in [
+        str(m) for m in response.context["messages"]
+    ]
+    admin_user.refresh_from_db()
+    assert (admin_user.role, admin_user.name) == (Role.ADMIN, "Admin")
+
+
 def test_change_form_never_shows_the_password_hash_as_editable(admin_browser, agent) -> None:
     content = admin_browser.get(reverse("admin:accounts_user_change", args=[agent.pk])).content
     assert b'name="password"' not in content
