@@ -50,6 +50,27 @@
 
   // --- fragment refreshes ------------------------------------------------------------------
 
+  // htmx drops a request for an element that already has one in flight, so a refresh asked for
+  // meanwhile would be lost: run one at a time per fragment and repeat once if asked again.
+  var running = {};
+  var again = {};
+  function coalesce(key, run) {
+    if (running[key]) {
+      again[key] = run;
+      return;
+    }
+    running[key] = true;
+    Promise.resolve()
+      .then(run)
+      .catch(function () {})
+      .then(function () {
+        running[key] = false;
+        var next = again[key];
+        again[key] = null;
+        if (next) coalesce(key, next);
+      });
+  }
+
   function refreshInbox() {
     var inbox = document.getElementById("inbox");
     if (!inbox) return;
@@ -57,7 +78,11 @@
     inboxTimer = setTimeout(function () {
       var search = document.getElementById("q");
       if (search && document.activeElement === search) return; // don't fight the typist
-      htmx.ajax("GET", inbox.dataset.refreshUrl, { target: "#inbox", swap: "outerHTML" });
+      coalesce("inbox", function () {
+        var current = document.getElementById("inbox");
+        if (!current) return null;
+        return htmx.ajax("GET", current.dataset.refreshUrl, { target: "#inbox", swap: "outerHTML" });
+      });
     }, 250);
   }
 
@@ -65,7 +90,9 @@
     if (!root.dataset.boardUrl) return;
     clearTimeout(boardTimer);
     boardTimer = setTimeout(function () {
-      htmx.ajax("GET", root.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
+      coalesce("board", function () {
+        return htmx.ajax("GET", root.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
+      });
     }, 300);
   }
 
@@ -79,15 +106,17 @@
   }
 
   function refreshMessages() {
-    var el = pane();
-    if (!el) return;
-    var list = document.getElementById("message-list");
-    var stick = !list || nearBottom(list);
-    htmx
-      .ajax("GET", el.dataset.messagesUrl, { target: "#message-list", swap: "outerHTML" })
-      .then(function () {
-        if (stick) scrollMessages(true);
-      });
+    coalesce("messages", function () {
+      var el = pane();
+      if (!el) return null;
+      var list = document.getElementById("message-list");
+      var stick = !list || nearBottom(list);
+      return htmx
+        .ajax("GET", el.dataset.messagesUrl, { target: "#message-list", swap: "outerHTML" })
+        .then(function () {
+          if (stick) scrollMessages(true);
+        });
+    });
     markRead();
   }
 
@@ -98,16 +127,23 @@
     var text = draft ? draft.value : "";
     var url = window.location.pathname.indexOf("/c/") === 0 ? window.location.pathname : null;
     if (!url) return;
-    htmx.ajax("GET", url, { target: "#conversation-pane", swap: "outerHTML" }).then(function () {
-      var again = document.getElementById("composer-body");
-      if (again && text) again.value = text;
+    coalesce("pane", function () {
+      return htmx
+        .ajax("GET", url, { target: "#conversation-pane", swap: "outerHTML" })
+        .then(function () {
+          var body = document.getElementById("composer-body");
+          if (body && text && !body.value) body.value = text;
+        });
     });
   }
 
   function markRead() {
     var el = pane();
     if (!el || document.visibilityState !== "visible") return;
-    htmx.ajax("POST", el.dataset.readUrl, { swap: "none", target: "#conversation-pane" });
+    var url = el.dataset.readUrl;
+    coalesce("read", function () {
+      return htmx.ajax("POST", url, { swap: "none", source: "#typing" });
+    });
   }
 
   function highlightActive() {

@@ -1,0 +1,413 @@
+"""End to end: real agents in headless Chromium against a live daphne server (contract §6, §7).
+
+The server runs in a thread of the test process (daphne's Twisted reactor on its own event loop),
+so it shares the test database and, without ``REDIS_URL``, the in-memory channel layer. Anything
+the test itself changes goes through :meth:`LiveServer.call`, which runs the service inside the
+server's loop exactly like a view would, so its after-commit broadcasts reach the browsers' sockets
+on either channel layer.
+
+Set ``UPDATE_SCREENSHOTS=1`` to refresh ``docs/screenshots/*.png``.
+"""
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.db.backends.signals import connection_created
+from django.test import override_settings
+from django.utils import timezone
+
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from conversations import services
+from conversations.models import Conversation, ConversationStatus, Direction, Message
+from conversations.tests.factories import CustomerFactory
+from departments.tests.factories import DepartmentFactory
+from whatsapp.tests.factories import WhatsAppAccountFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
+WAIT_MS = 10_000
+# Test instrumentation, injected before the page's scripts: lets the test cut every WebSocket and
+# keep new ones from reaching the server (they go to a closed port) until it is lifted.
+SOCKET_CUTTER = """
+(() => {
+  const Native = window.WebSocket;
+  const sockets = [];
+  let cut = false;
+  function Cuttable(url, protocols) {
+    const ws = new Native(cut ? "ws://127.0.0.1:9/" : url, protocols);
+    sockets.push(ws);
+    return ws;
+  }
+  Cuttable.prototype = Native.prototype;
+  for (const k of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) Cuttable[k] = Native[k];
+  window.WebSocket = Cuttable;
+  window.__cutSockets = (on) => {
+    cut = on;
+    if (on) sockets.forEach((ws) => ws.close());
+  };
+})();
+"""
+
+
+class LiveServer:
+    def __init__(
+        self, url: str, loop: asyncio.AbstractEventLoop, gate: asyncio.Lock | None
+    ) -> None:
+        self.url = url
+        self.loop = loop
+        self.gate = gate
+
+    def call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """Run ``fn`` in the server, as a request would (its broadcasts reach the sockets)."""
+
+        def run() -> Any:
+            try:
+                return fn(**kwargs)
+            finally:
+                close_old_connections()
+
+        async def in_server() -> Any:
+            if self.gate is None:
+                return await sync_to_async(run)()
+            async with self.gate:
+                return await sync_to_async(run)()
+
+        return asyncio.run_coroutine_threadsafe(in_server(), self.loop).result(timeout=30)
+
+
+def _sqlite_read_uncommitted(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA read_uncommitted = true")
+
+
+@pytest.fixture(scope="module")
+def live_server_e2e(django_db_setup: Any, django_db_blocker: Any) -> Iterator[LiveServer]:
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    # Plain HTTP on 127.0.0.1: no HTTPS redirect, cookies without the Secure flag.
+    overrides = override_settings(
+        SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False
+    )
+    overrides.enable()
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server, twisted_loop
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.asgi import get_asgi_application
+    from twisted.internet import reactor
+
+    from supportdesk.asgi import application as project_application
+
+    http = ASGIStaticFilesHandler(get_asgi_application())  # built after the overrides
+    websocket = project_application.application_mapping["websocket"]
+    # pytest-django's SQLite test database lives in memory with a shared cache, where two
+    # threads writing at once get "table is locked" at once (no busy wait). With SQLite the
+    # live server therefore handles one HTTP request at a time, and the sockets' reads skip
+    # the table locks. PostgreSQL runs fully concurrent.
+    sqlite = connection.vendor == "sqlite"
+    gate = asyncio.Lock() if sqlite else None
+    if sqlite:
+        connection_created.connect(_sqlite_read_uncommitted)
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket":
+            return await websocket(scope, receive, send)
+        if gate is None:
+            return await http(scope, receive, send)
+        async with gate:
+            return await http(scope, receive, send)
+
+    server = Server(
+        application=application,
+        endpoints=build_endpoint_description_strings(host="127.0.0.1", port=0),
+        signal_handlers=False,
+    )
+    thread = threading.Thread(target=server.run, name="daphne-e2e", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.listening_addresses and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.listening_addresses, "daphne did not start"
+    port = server.listening_addresses[0][1]
+    yield LiveServer(f"http://127.0.0.1:{port}", twisted_loop, gate)
+    reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
+    thread.join(timeout=10)
+    connection_created.disconnect(_sqlite_read_uncommitted)
+    overrides.disable()
+
+
+@pytest.fixture(scope="module")
+def browser(live_server_e2e: LiveServer) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread, which Django's ORM guard
+    # takes for an async context; the test's own ORM calls are plain synchronous code.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            args=CHROMIUM_ARGS,
+        )
+        yield chromium
+        chromium.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def open_console(browser: Any, live_server_e2e: LiveServer) -> Iterator[Callable[..., Any]]:
+    """Log a user in, in a browser context of their own, and return the page on ``path``."""
+    contexts = []
+
+    def login(user: Any, path: str = "/", language: str = "en", init_script: str = "") -> Any:
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
+        context.add_cookies(
+            [{"name": "django_language", "value": language, "url": live_server_e2e.url}]
+        )
+        contexts.append(context)
+        page = context.new_page()
+        if init_script:
+            page.add_init_script(init_script)
+        page.set_default_timeout(WAIT_MS)
+        page.goto(live_server_e2e.url + path)
+        page.fill("input[name=username]", user.email)
+        page.fill("input[name=password]", DEFAULT_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"**{path}")
+        page.wait_for_selector('#connection[data-state="online"]')
+        return page
+
+    yield login
+    for context in contexts:
+        context.close()
+
+
+def _customer_writes(
+    *, account: Any, department: Any, name: str, body: str, wa_id: str
+) -> Conversation:
+    """What the webhook + bot do for a new customer: conversation, message, hand-over."""
+    customer = CustomerFactory(name=name, wa_id=wa_id, phone=f"+{wa_id}")
+    conversation, _ = services.conversation_open_for_customer(
+        customer=customer, whatsapp_account_id=account.pk
+    )
+    services.message_record_inbound(
+        conversation=conversation, body=body, wa_message_id=f"wamid.{wa_id}"
+    )
+    return services.conversation_route_to_department(
+        conversation=conversation, department=department, reason="menu"
+    )
+
+
+def test_agents_work_a_conversation_live(live_server_e2e: LiveServer, open_console: Any) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    sales = DepartmentFactory(name="Vendas")
+    ana = UserFactory(name="Ana Agente", email="ana@example.com", departments=[support])
+    carla = UserFactory(name="Carla Costa", email="carla@example.com", departments=[support])
+    bruno = UserFactory(name="Bruno Vendas", email="bruno@example.com", departments=[sales])
+    account = WhatsAppAccountFactory()
+
+    ana_page = open_console(ana, "/?tab=queue")
+    carla_page = open_console(carla, "/?tab=mine")
+    bruno_page = open_console(bruno, "/?tab=all")
+    bruno_frames: list[str] = []
+    # Bruno's socket is already open; listen on a second tab of his to record every frame.
+    spy = bruno_page.context.new_page()
+    spy.on("websocket", lambda ws: ws.on("framereceived", lambda f: bruno_frames.append(f)))  # noqa: PLW0108 - Playwright needs a Python function
+    spy.goto(live_server_e2e.url + "/?tab=all")
+    spy.wait_for_selector('#connection[data-state="online"]')
+    expect(ana_page.locator(".empty-state")).to_contain_text("The queue is empty.")
+
+    # given: a customer writes (with markup in the message) and the bot hands over to Suporte
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=account,
+        department=support,
+        name="Cliente Teste",
+        body="<script>window.__pwned = 1</script><b>Olá</b>, preciso de ajuda",
+        wa_id="5511987650002",
+    )
+
+    # then: it appears in Ana's queue without a reload, with a live count and unread badge
+    row = ana_page.locator(f'.conversation-row[data-conversation-id="{conversation.pk}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".badge-unread")).to_have_text("1")
+    expect(ana_page.locator('[data-count="queue"]')).to_have_text("1")
+
+    # when: Ana opens it, the markup is shown as text and never runs
+    row.click()
+    message = ana_page.locator("#message-list .msg-in .msg-text").first
+    expect(message).to_have_text("<script>window.__pwned = 1</script><b>Olá</b>, preciso de ajuda")
+    assert ana_page.evaluate("window.__pwned") is None
+    assert ana_page.locator("#message-list b").count() == 0
+
+    # when: she takes it over and replies with Enter
+    ana_page.get_by_role("button", name="Take over").click()
+    composer = ana_page.locator("#composer-body")
+    expect(composer).to_be_visible()
+    composer.fill("Bom dia! Já vou verificar.")
+    composer.press("Shift+Enter")
+    composer.type("Um momento, por favor.")
+    composer.press("Enter")
+    reply = ana_page.locator("#message-list .msg-out").last
+    expect(reply).to_contain_text("Bom dia! Já vou verificar.")
+    expect(reply.locator(".msg-sender")).to_have_text("Ana Agente")
+    sent = Message.objects.get(conversation=conversation, direction=Direction.OUT)
+    assert sent.body == "Bom dia! Já vou verificar.\nUm momento, por favor."
+    assert sent.sender_user_id == ana.pk
+
+    # when: a new customer message arrives, it shows in the open conversation at once
+    live_server_e2e.call(
+        services.message_record_inbound,
+        conversation=conversation,
+        body="Obrigado!",
+        wa_message_id="wamid.second",
+    )
+    expect(ana_page.locator("#message-list .msg-in").last).to_contain_text("Obrigado!")
+
+    # when: Ana transfers it to Carla with a note
+    ana_page.locator("#transfer-popover summary").click()
+    ana_page.select_option("#t-user", str(carla.pk))
+    ana_page.fill("#t-note", "Cliente quer segunda via do boleto")
+    ana_page.locator("#transfer-popover button[type=submit]").click()
+
+    # then: Carla's open "Mine" tab shows it arrive, without a reload
+    carla_row = carla_page.locator(f'.conversation-row[data-conversation-id="{conversation.pk}"]')
+    expect(carla_row).to_be_visible()
+    expect(carla_page.locator('[data-count="mine"]')).to_have_text("1")
+    conversation.refresh_from_db()
+    assert conversation.assigned_to_id == carla.pk
+    assert conversation.transfers.get().note == "Cliente quer segunda via do boleto"
+
+    # and Bruno, of another department, never saw any of it
+    time.sleep(0.5)
+    assert "Cliente Teste" not in bruno_page.content()
+    assert "Cliente Teste" not in spy.content()
+    leaked = [f for f in bruno_frames if str(conversation.pk) in f and "conversation" in f.lower()]
+    assert leaked == [], leaked
+    response = bruno_page.request.get(f"{live_server_e2e.url}/c/{conversation.pk}/")
+    assert response.status == 404
+
+
+def test_console_catches_up_after_the_socket_drops(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana2@example.com", departments=[support])
+    account = WhatsAppAccountFactory()
+    page = open_console(ana, "/?tab=queue", init_script=SOCKET_CUTTER)
+
+    # the connection drops and stays down for a while; meanwhile a customer writes
+    page.evaluate("() => window.__cutSockets(true)")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=account,
+        department=support,
+        name="Cliente Offline",
+        body="Alguém aí?",
+        wa_id="5511987650099",
+    )
+    row = page.locator(f'.conversation-row[data-conversation-id="{conversation.pk}"]')
+    page.wait_for_timeout(1000)
+    expect(row).to_have_count(0)  # nothing can reach the page while it is offline
+    page.evaluate("() => window.__cutSockets(false)")
+
+    # then: after reconnecting, the console fetches what it missed
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=20_000)
+    expect(row).to_be_visible()
+
+
+def test_screenshots_of_the_console(
+    live_server_e2e: LiveServer, open_console: Any, tmp_path: Path
+) -> None:
+    """A realistic desk, photographed; the pictures go to docs/ with UPDATE_SCREENSHOTS=1."""
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    sales = DepartmentFactory(name="Vendas")
+    ana = UserFactory(name="Ana Souza", email="ana3@example.com", departments=[support, sales])
+    UserFactory(name="Carlos Lima", email="carlos@example.com", departments=[support])
+    account = WhatsAppAccountFactory()
+    people = [
+        ("Mariana Alves", "Oi! Meu pedido 4821 ainda não chegou, podem verificar?"),
+        ("João Pereira", "Gostaria de saber o valor do plano empresarial."),
+        ("Fernanda Rocha", "A segunda via do boleto está vindo com valor errado."),
+        ("Ricardo Gomes", "Vocês atendem aos sábados?"),
+        ("Patrícia Nunes", "Consigo trocar o produto depois de 30 dias?"),
+        ("Lucas Martins", "O aplicativo não abre desde ontem."),
+    ]
+    conversations = []
+    for n, (name, body) in enumerate(people):
+        conversations.append(
+            live_server_e2e.call(
+                _customer_writes,
+                account=account,
+                department=support if n % 3 else sales,
+                name=name,
+                body=body,
+                wa_id=f"55119876510{n:02d}",
+            )
+        )
+    featured = conversations[0]
+    live_server_e2e.call(services.conversation_take_over, conversation=featured, actor=ana)
+    live_server_e2e.call(
+        services.message_create_outbound,
+        conversation=featured,
+        actor=ana,
+        body="Olá, Mariana! Sou a Ana. Vou verificar o pedido 4821 agora mesmo.",
+    )
+    live_server_e2e.call(
+        services.message_record_inbound,
+        conversation=featured,
+        body="Obrigada! Comprei no dia 12 e o prazo era de 5 dias úteis.",
+        wa_message_id="wamid.shot-2",
+    )
+    Message.objects.filter(conversation=featured, direction=Direction.OUT).update(status="read")
+    Conversation.objects.filter(pk=featured.pk).update(
+        created_at=timezone.now() - timedelta(minutes=20)
+    )
+
+    page = open_console(ana, "/")
+    expect(page.locator(".conversation-row")).to_have_count(len(people))
+    target = (
+        SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else Path(settings.BASE_DIR) / ".e2e"
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / "inbox.png"))
+
+    page.locator(f'.conversation-row[data-conversation-id="{featured.pk}"]').click()
+    expect(page.locator("#composer-body")).to_be_visible()
+    page.locator("#composer-body").fill("Encontrei: a transportadora registrou")
+    page.screenshot(path=str(target / "conversation.png"))
+    assert Path(target / "conversation.png").stat().st_size > 10_000
+    assert Conversation.objects.get(pk=featured.pk).status == ConversationStatus.OPEN
