@@ -33,6 +33,7 @@ from conversations.models import (
     Direction,
     Message,
     MessageType,
+    SenderKind,
 )
 from departments.models import Department
 
@@ -428,6 +429,31 @@ def _looks_like_free_text(text: str) -> bool:
     return len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
 
 
+def _first_waiting_node(run: _Run) -> str:
+    """The key of the first node of the flow that waits for the customer."""
+    key = run.start
+    for _hop in range(MAX_HOPS):
+        node = run.nodes.get(key)
+        if node is None or node["kind"] != NodeKind.MESSAGE or not node.get("next"):
+            return key
+        key = node["next"]
+    return key
+
+
+def _menu_already_shown(run: _Run, message: Message) -> bool:
+    if run.session.node_key or run.session.turns.exists():
+        return False
+    node = run.nodes.get(_first_waiting_node(run))
+    if node is None or node["kind"] != NodeKind.MENU:
+        return False
+    return Message.objects.filter(
+        conversation=run.conversation,
+        direction=Direction.OUT,
+        sender=SenderKind.BOT,
+        pk__lt=message.pk,
+    ).exists()
+
+
 def _advance(run: _Run, message: Message) -> None:  # noqa: PLR0912
     reply_id, reply_title = _reply(message)
     text = message.body or reply_title
@@ -439,6 +465,11 @@ def _advance(run: _Run, message: Message) -> None:  # noqa: PLR0912
         return
     key = run.session.node_key
     node = run.nodes.get(key) if key else None
+    if node is None and _menu_already_shown(run, message):
+        # The customer answers a menu sent before this session existed (e.g. demo data).
+        key = _first_waiting_node(run)
+        node = run.nodes.get(key)
+        run.session.node_key = key
     if node is None:  # a new conversation (or one whose node vanished): greet from the start
         _enter(run, run.start)
         return

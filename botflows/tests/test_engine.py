@@ -446,3 +446,17 @@ def test_the_bot_speaks_the_desk_language(demo_flow, chat):
 
     assert "Vendas" in replies[0].body
     assert "na fila" in replies[0].body
+
+
+def test_an_answer_to_a_menu_sent_before_the_bot_session_existed(demo_flow, conversation):
+    """seed_demo writes the greeting and menu itself; the customer's "1" must still route."""
+    from conversations.services import message_create_outbound
+
+    message_create_outbound(conversation=conversation, actor=None, body="1 - Suporte ...")
+    chat = Chat(conversation)
+
+    replies = chat.say("1")
+
+    assert chat.conversation.status == ConversationStatus.PENDING
+    assert chat.conversation.department.name == "Suporte"
+    assert len(replies) == 1
