@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import (
@@ -21,11 +21,11 @@ from django.contrib.auth.forms import (
 )
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
 from departments.models import Department
-from supportdesk.exceptions import ServiceError
+from supportdesk.admin import ServiceBackedAdminMixin
 
 from .models import User
 from .services import user_revoke_tokens, user_set_password, user_update
@@ -127,7 +127,7 @@ class PasswordChangeForm(AdminPasswordChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
+class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-arg]
     """Users are created by Django's form; changes go through ``accounts.services``."""
 
     form = UserChangeForm
@@ -171,38 +171,22 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
             super().save_model(request, obj, form, change)
             return
         data = form.cleaned_data
-        try:
-            user_update(
-                user=obj,
-                actor=request.user,  # type: ignore[arg-type]
-                name=data["name"],
-                email=data["email"],
-                role=data["role"],
-                departments=list(data["member_of"]),
-                is_active=data["is_active"],
-            )
-        except ServiceError as exc:
-            # Nothing was written; the change view answers with the error instead of "changed".
-            request.user_admin_error = exc.message  # type: ignore[attr-defined]
+        self.run_service(
+            request,
+            user_update,
+            user=obj,
+            actor=request.user,
+            name=data["name"],
+            email=data["email"],
+            role=data["role"],
+            departments=list(data["member_of"]),
+            is_active=data["is_active"],
+        )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         if change:  # ``user_update`` has set the departments already
-            for formset in formsets:
-                self.save_formset(request, form, formset, change=change)
             return
         super().save_related(request, form, formsets, change)
-
-    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        if getattr(request, "user_admin_error", None):
-            return None
-        return super().log_change(request, obj, message)
-
-    def response_change(self, request: HttpRequest, obj: User) -> HttpResponse:
-        error = getattr(request, "user_admin_error", None)
-        if error:
-            self.message_user(request, error, messages.ERROR)
-            return HttpResponseRedirect(request.path)
-        return super().response_change(request, obj)
 
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from departments.models import BusinessHours, BusinessSchedule, Holiday
+from supportdesk.admin import ServiceBackedAdminMixin
 from supportdesk.exceptions import ServiceError
 
 from . import services
@@ -25,18 +26,34 @@ from .models import (
 
 
 @admin.register(BotConfiguration)
-class BotConfigurationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BotConfigurationAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Settings are written by ``bot_config_set``, which checks the value's type per key."""
+
     list_display = ("key", "description", "updated_at", "updated_by")
     list_select_related = ("updated_by",)
     search_fields = ("key", "description")
     fields = ("key", "description", "value", "updated_by", "updated_at")
     readonly_fields = ("updated_by", "updated_at")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A key is what the bot looks up: renaming would silently drop the setting.
+        return ("key", *self.readonly_fields) if obj is not None else tuple(self.readonly_fields)
+
     def save_model(
         self, request: HttpRequest, obj: BotConfiguration, form: Any, change: bool
     ) -> None:
-        obj.updated_by = request.user  # type: ignore[assignment]
-        super().save_model(request, obj, form, change)
+        row = self.run_service(
+            request,
+            services.bot_config_set,
+            key=obj.key,
+            value=form.cleaned_data["value"],
+            actor=request.user,
+            description=form.cleaned_data["description"],
+        )
+        if row is not None:
+            obj.pk, obj.updated_by, obj.updated_at = row.pk, row.updated_by, row.updated_at
+            obj._state.adding = False
+            obj._state.db = row._state.db
 
 
 # --- Flows (the bot issue) ---------------------------------------------------------------------

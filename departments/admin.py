@@ -1,10 +1,16 @@
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import UserDepartment
+from supportdesk.admin import ServiceBackedAdminMixin
 
+from . import services
 from .models import Department
 
 
@@ -22,7 +28,10 @@ class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Department)
-class DepartmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Departments are created, changed and removed through ``departments.services`` (audited;
+    a department with conversations is deactivated rather than deleted)."""
+
     list_display = ("name", "is_active", "member_count", "description")
     list_filter = ("is_active",)
     search_fields = ("name", "description")
@@ -36,3 +45,48 @@ class DepartmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description=_("members"), ordering="_member_count")
     def member_count(self, obj: Department) -> int:
         return getattr(obj, "_member_count", 0)
+
+    def save_model(self, request: HttpRequest, obj: Department, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        fields = {
+            "name": data["name"],
+            "description": data["description"],
+            "is_active": data["is_active"],
+        }
+        if change:
+            self.run_service(
+                request, services.department_update, department=obj, actor=request.user, **fields
+            )
+            return
+        created = self.run_service(
+            request, services.department_create, actor=request.user, **fields
+        )
+        if created is not None:  # the admin carries on with ``obj`` (inlines, log, redirect)
+            obj.pk = created.pk
+            obj.created_at, obj.updated_at = created.created_at, created.updated_at
+            obj._state.adding = False
+            obj._state.db = created._state.db
+
+    def delete_model(self, request: HttpRequest, obj: Department) -> None:
+        deleted = self.run_service(
+            request, services.department_delete, department=obj, actor=request.user
+        )
+        if deleted is False:
+            self.message_user(
+                request,
+                gettext("%(name)s has conversations: it was deactivated instead of deleted.")
+                % {"name": obj.name},
+                messages.WARNING,
+            )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Department]) -> None:
+        for department in queryset:
+            self.delete_model(request, department)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        if Department.objects.filter(pk=obj_id).exists():  # deactivated or refused, not deleted
+            error = self.service_error(request)
+            if error:
+                self.message_user(request, error, messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:departments_department_changelist"))
+        return super().response_delete(request, obj_display, obj_id)
