@@ -190,6 +190,7 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display_links = ("id", "customer_display")
     list_filter = ("status", "department", "assigned_to", "whatsapp_account", "created_at")
     list_select_related = ("customer", "department", "assigned_to")
+    show_full_result_count = False
     search_fields = ("customer__name", "customer__phone", "messages__body")
     search_help_text = _("Customer name, phone or message text")
     actions = ("take_over_selected", "transfer_selected", "close_selected", "reopen_selected")
@@ -531,6 +532,8 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-a
     )
     list_filter = ("direction", "sender", "type", "status")
     list_select_related = ("conversation__customer",)
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False  # one COUNT(*) over the whole table is enough
     search_fields = ("body", "wa_message_id", "conversation__customer__phone")
     fieldsets = (
         (
@@ -590,6 +593,8 @@ class ConversationTransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: 
         "to_department",
     )
     list_filter = ("to_department",)
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
     list_select_related = (
         "conversation__customer",
         "actor",
@@ -605,6 +610,8 @@ class ConversationTransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: 
 class ConversationEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("created_at", "conversation", "kind", "actor")
     list_filter = ("kind",)
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
     list_select_related = ("conversation__customer", "actor")
     search_fields = ("conversation__customer__name", "conversation__customer__phone")
     fields = ("conversation", "kind", "actor", "created_at", "before_pretty", "after_pretty")

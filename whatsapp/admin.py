@@ -106,6 +106,7 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     list_display = ("id", "received_at", "status", "phone_number_id", "attempts", "processed_at")
     list_filter = ("status", "phone_number_id", "received_at")
+    show_full_result_count = False
     search_fields = ("=id", "phone_number_id", "error")
     fields = (
         "status",
