@@ -29,7 +29,14 @@ from departments.models import Department
 from supportdesk.exceptions import ServiceError
 
 from . import services
-from .models import Conversation, ConversationEvent, ConversationTransfer, Customer, Message
+from .models import (
+    Conversation,
+    ConversationEvent,
+    ConversationTransfer,
+    Customer,
+    Message,
+    MessageReaction,
+)
 
 # A conversation's page shows its latest messages; the full history is one click away.
 MESSAGE_INLINE_LIMIT = 50
@@ -102,6 +109,13 @@ class EventInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConversationEvent]:
         return super().get_queryset(request).select_related("actor")
+
+
+class ReactionInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
+    model = MessageReaction
+    fields = ("emoji", "sender", "wa_timestamp", "created_at")
+    readonly_fields = fields
+    extra = 0
 
 
 class CustomerConversationInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
@@ -553,7 +567,19 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-a
         ),
         (
             _("Delivery"),
-            {"fields": ("status", "error", "error_code", "wa_message_id", "wa_timestamp")},
+            {
+                "fields": (
+                    "status",
+                    "wa_message_id",
+                    "wa_timestamp",
+                    "send_attempts",
+                    "sending_since",
+                    "error",
+                    "error_code",
+                    "error_data_pretty",
+                    "status_history_pretty",
+                )
+            },
         ),
         (
             _("Media"),
@@ -565,12 +591,22 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-a
                     "media_filename",
                     "media_size",
                     "media_sha256",
+                    "media_error",
                 )
             },
         ),
         (_("Raw payload"), {"fields": ("raw_payload_pretty",)}),
     )
-    readonly_fields = ("raw_payload_pretty",)
+    readonly_fields = ("raw_payload_pretty", "error_data_pretty", "status_history_pretty")
+    inlines = (ReactionInline,)
+
+    @admin.display(description=_("error details"))
+    def error_data_pretty(self, obj: Message) -> SafeString | str:
+        return pretty_json(obj.error_data)
+
+    @admin.display(description=_("status history"))
+    def status_history_pretty(self, obj: Message) -> SafeString | str:
+        return pretty_json(obj.status_history)
 
     @admin.display(description=_("text"))
     def short_body(self, obj: Message) -> str:

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from .models import WebhookEvent, WhatsAppAccount
+from .models import ChannelError, MessageTemplate, PendingStatus, WebhookEvent, WhatsAppAccount
 
 
 class WhatsAppAccountForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -137,3 +137,81 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description=_("raw body"))
     def raw_body_pre(self, obj: WebhookEvent) -> SafeString:
         return format_html('<pre class="readonly-raw">{}</pre>', obj.raw_body)
+
+
+# --- Channel health (read-only: written by the WhatsApp services) ----------------------------
+
+
+class _ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ChannelError)
+class ChannelErrorAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Errors of the channel itself (token, permissions, Meta-reported, media): for admins."""
+
+    list_display = ("created_at", "kind", "account", "code", "title")
+    list_filter = ("kind", "account", "created_at")
+    list_select_related = ("account",)
+    search_fields = ("title", "details", "=code")
+    fields = (
+        "created_at",
+        "kind",
+        "account",
+        "webhook_event",
+        "code",
+        "title",
+        "details",
+        "data_pretty",
+    )
+    readonly_fields = ("data_pretty",)
+
+    @admin.display(description=_("data"))
+    def data_pretty(self, obj: ChannelError) -> SafeString | str:
+        return _pretty(obj.data)
+
+
+@admin.register(PendingStatus)
+class PendingStatusAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Statuses for message ids we have not stored (yet), waiting to be applied."""
+
+    list_display = ("created_at", "wa_message_id", "__str__")
+    search_fields = ("=wa_message_id",)
+    fields = ("created_at", "wa_message_id", "webhook_event", "payload_pretty")
+    readonly_fields = ("payload_pretty",)
+
+    @admin.display(description=_("status"))
+    def payload_pretty(self, obj: PendingStatus) -> SafeString | str:
+        return _pretty(obj.payload)
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Templates as synced from the Graph API; they are edited in Meta's WhatsApp Manager."""
+
+    list_display = ("name", "language", "status", "category", "account", "synced_at")
+    list_filter = ("status", "category", "language", "account")
+    list_select_related = ("account",)
+    search_fields = ("name",)
+    fields = (
+        "account",
+        "name",
+        "language",
+        "status",
+        "category",
+        "meta_id",
+        "synced_at",
+        "components_pretty",
+    )
+    readonly_fields = ("components_pretty",)
+
+    @admin.display(description=_("components"))
+    def components_pretty(self, obj: MessageTemplate) -> SafeString | str:
+        return _pretty(obj.components)

@@ -41,10 +41,28 @@ def supervisor_browser(supervisor) -> Client:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def some_of_everything(admin_user, agent, support):  # type: ignore[no-untyped-def]
     """One row of every model the back office shows, so change forms can be opened."""
+    from conversations.models import MessageReaction
+    from whatsapp.models import ChannelError, MessageTemplate, PendingStatus
+
     conversation = ConversationFactory(department=support, assigned_to=agent, status="open")
-    MessageFactory(conversation=conversation, raw_payload={"from": "5511"})
+    message = MessageFactory(
+        conversation=conversation,
+        raw_payload={"from": "5511"},
+        error_data={"code": 131047, "title": "Re-engagement message"},
+        status_history=[{"status": "sent"}, {"status": "failed"}],
+    )
+    MessageReaction.objects.create(message=message, sender="customer", emoji="👍")
     BotConfiguration.objects.create(key="greeting", value="Olá!")
-    WebhookEvent.objects.create(raw_body='{"object": "whatsapp_business_account"}')
+    delivery = WebhookEvent.objects.create(raw_body='{"object": "whatsapp_business_account"}')
+    ChannelError.objects.create(
+        kind="token", account=conversation.whatsapp_account, code=190, data={"x": 1}
+    )
+    PendingStatus.objects.create(
+        wa_message_id="wamid.X", payload={"status": "delivered"}, webhook_event=delivery
+    )
+    MessageTemplate.objects.create(
+        account=conversation.whatsapp_account, name="hello_world", language="pt_BR"
+    )
     from conversations import services
 
     services.conversation_transfer(
