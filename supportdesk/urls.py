@@ -17,6 +17,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("accounts.urls")),
     path("", include("conversations.urls")),
+    path("", include("botflows.urls")),
 ]
 
 if settings.DEBUG:
