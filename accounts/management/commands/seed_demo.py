@@ -22,7 +22,7 @@ from botflows import services as bot_services
 from botflows.models import BotConfiguration, Flow
 from botflows.services import flow_ensure_demo
 from conversations import services
-from conversations.models import Customer, MessageType
+from conversations.models import ConversationStatus, Customer, MessageType
 from departments.models import Department
 from whatsapp.models import WhatsAppAccount
 
@@ -221,7 +221,7 @@ class Command(BaseCommand):
             self.play(demo, customer, account, departments, users)
             self.report(
                 _("customer %(name)s (%(scenario)s)")
-                % {"name": demo.name, "scenario": demo.scenario},
+                % {"name": demo.name, "scenario": ConversationStatus(demo.scenario).label},
                 True,
             )
 
