@@ -20,7 +20,6 @@ from django.utils.translation import gettext as _
 from accounts.models import Role, User
 from botflows import services as bot_services
 from botflows.models import BotConfiguration, Flow
-from botflows.services import flow_ensure_demo
 from conversations import services
 from conversations.models import ConversationStatus, Customer, MessageType
 from departments.models import Department
@@ -118,7 +117,6 @@ class Command(BaseCommand):
             account = self.seed_whatsapp_account()
             self.seed_bot_settings(users["admin"])
             self.seed_conversations(account, departments, users)
-            flow_ensure_demo()  # the bot's demo menu (botflows), idempotent
         if self.created:
             self.stdout.write(
                 self.style.SUCCESS(_("Demo data ready (%d rows created).") % self.created)
