@@ -1,0 +1,90 @@
+"""Real commits: agents are told live, and two workers never answer one message twice."""
+
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection, connections
+
+from botflows import engine
+from botflows.models import BotTurn
+from conversations.models import ConversationStatus, Direction, Message
+from conversations.services import message_record_inbound
+from supportdesk import realtime
+
+from .conftest import Chat
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _drain(channel: str) -> list[dict]:
+    layer = get_channel_layer()
+    received: list[dict] = []
+
+    async def receive_all() -> None:
+        import asyncio
+
+        while True:
+            try:
+                received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
+            except TimeoutError:
+                return
+
+    async_to_sync(receive_all)()
+    return received
+
+
+def test_agents_of_the_department_are_told_live_when_the_bot_hands_over(
+    demo_flow, departments, conversation, settings
+):
+    # One event loop per async_to_sync call: the in-memory layer, as the console tests use.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    sales_channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(
+        realtime.department_group(departments["Vendas"].pk), sales_channel
+    )
+    support_channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(
+        realtime.department_group(departments["Suporte"].pk), support_channel
+    )
+    chat = Chat(conversation)
+    chat.say("oi")
+    _drain(sales_channel)
+
+    chat.say("2")
+
+    updates = [e for e in _drain(sales_channel) if e["event"] == "conversation_update"]
+    assert updates and updates[-1]["data"]["status"] == "pending"
+    assert updates[-1]["data"]["department"]["name"] == "Vendas"
+    assert _drain(support_channel) == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_two_workers_on_the_same_message_answer_once(demo_flow, conversation):
+    message, _ = message_record_inbound(conversation=conversation, body="oi", wa_message_id="w.1")
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            engine.bot_handle_inbound(message_id=message.pk)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert BotTurn.objects.filter(inbound_message=message).count() == 1
+    outbound = Message.objects.filter(conversation=conversation, direction=Direction.OUT)
+    assert outbound.count() == 2  # greeting and menu, once
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.BOT
