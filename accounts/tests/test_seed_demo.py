@@ -23,6 +23,7 @@ from conversations.models import (
 )
 from departments.models import Department
 from whatsapp.models import WhatsAppAccount
+from whatsapp.services.accounts import SANDBOX_PHONE_NUMBER_ID
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +95,8 @@ def test_departments_number_and_bot_settings() -> None:
         "Vendas",
         "Financeiro",
     }
-    assert WhatsAppAccount.objects.get().phone_number_id == "sandbox"
+    # the number the sandbox simulator and WhatsApp intake use
+    assert WhatsAppAccount.objects.get().phone_number_id == SANDBOX_PHONE_NUMBER_ID
     config = dict(BotConfiguration.objects.values_list("key", "value"))
     assert config["greeting"]
     menu = [(o["id"], o["label"]) for o in config["menu"]["options"]]

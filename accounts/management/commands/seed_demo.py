@@ -24,6 +24,7 @@ from conversations import services
 from conversations.models import ConversationStatus, Customer, MessageType
 from departments.models import Department
 from whatsapp.models import WhatsAppAccount
+from whatsapp.services import accounts as whatsapp_accounts
 
 ALL = "__all__"
 
@@ -171,15 +172,13 @@ class Command(BaseCommand):
         return users
 
     def seed_whatsapp_account(self) -> WhatsAppAccount:
-        phone_number_id = settings.WHATSAPP_PHONE_NUMBER_ID or "sandbox"
-        account, created = WhatsAppAccount.objects.get_or_create(
-            phone_number_id=phone_number_id,
-            defaults={
-                "name": "Sandbox" if phone_number_id == "sandbox" else "SupportDesk",
-                "display_phone_number": "" if phone_number_id != "sandbox" else "+55 11 4000-0000",
-            },
-        )
-        self.report(_("WhatsApp number %s") % phone_number_id, created)
+        # The same number WhatsApp intake and the /sandbox/ simulator use: WHATSAPP_PHONE_NUMBER_ID,
+        # or the sandbox's own id when that is unset.
+        existed = WhatsAppAccount.objects.filter(
+            phone_number_id=whatsapp_accounts.default_phone_number_id()
+        ).exists()
+        account = whatsapp_accounts.account_get_default()
+        self.report(_("WhatsApp number %s") % account, not existed)
         return account
 
     def seed_bot_settings(self, admin: User) -> None:
