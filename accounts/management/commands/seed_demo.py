@@ -23,8 +23,10 @@ from botflows.models import BotConfiguration, Flow
 from conversations import services
 from conversations.models import ConversationStatus, Customer, MessageType
 from departments.models import Department
+from whatsapp.identity import wa_id_variants
 from whatsapp.models import WhatsAppAccount
 from whatsapp.services import accounts as whatsapp_accounts
+from whatsapp.services.inbound import customer_upsert
 
 ALL = "__all__"
 
@@ -209,12 +211,10 @@ class Command(BaseCommand):
             )
             return
         for demo in CUSTOMERS:
-            if Customer.objects.filter(wa_id=demo.wa_id).exists():
+            if Customer.objects.filter(wa_id__in=wa_id_variants(demo.wa_id)).exists():
                 self.report(_("customer %s") % demo.name, False)
                 continue
-            customer = Customer.objects.create(
-                wa_id=demo.wa_id, phone=f"+{demo.wa_id}", name=demo.name
-            )
+            customer = customer_upsert(wa_id=demo.wa_id, name=demo.name)
             self.play(demo, customer, account, departments, users)
             self.report(
                 _("customer %(name)s (%(scenario)s)")
