@@ -10,6 +10,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _plain_http(settings):
     settings.SECURE_SSL_REDIRECT = False
+    settings.LANGUAGE_CODE = "en"  # assertions read the English texts
 
 
 def test_login_with_email_and_password_opens_the_console(client, agent) -> None:

@@ -49,14 +49,14 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 WAIT_MS = 10_000
 # Test instrumentation, injected before the page's scripts: lets the test cut every WebSocket and
-# keep new ones from reaching the server (they go to a closed port) until it is lifted.
+# keep new ones from reaching the consumer (they go to a path with no route) until it is lifted.
 SOCKET_CUTTER = """
 (() => {
   const Native = window.WebSocket;
   const sockets = [];
   let cut = false;
   function Cuttable(url, protocols) {
-    const ws = new Native(cut ? "ws://127.0.0.1:9/" : url, protocols);
+    const ws = new Native(cut ? url.replace("/ws/", "/ws-cut/") : url, protocols);
     sockets.push(ws);
     return ws;
   }
@@ -184,6 +184,7 @@ def browser(live_server_e2e: LiveServer) -> Iterator[Any]:
 def open_console(browser: Any, live_server_e2e: LiveServer) -> Iterator[Callable[..., Any]]:
     """Log a user in, in a browser context of their own, and return the page on ``path``."""
     contexts = []
+    problems: list[str] = []
 
     def login(user: Any, path: str = "/", language: str = "en", init_script: str = "") -> Any:
         context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
@@ -192,6 +193,11 @@ def open_console(browser: Any, live_server_e2e: LiveServer) -> Iterator[Callable
         )
         contexts.append(context)
         page = context.new_page()
+        page.on(
+            "console",
+            lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        page.on("pageerror", lambda error: problems.append(str(error)))
         if init_script:
             page.add_init_script(init_script)
         page.set_default_timeout(WAIT_MS)
@@ -206,6 +212,7 @@ def open_console(browser: Any, live_server_e2e: LiveServer) -> Iterator[Callable
     yield login
     for context in contexts:
         context.close()
+    assert problems == [], problems  # no script error, nothing refused by the CSP
 
 
 def _customer_writes(
@@ -340,7 +347,9 @@ def test_console_catches_up_after_the_socket_drops(
     row = page.locator(f'.conversation-row[data-conversation-id="{conversation.pk}"]')
     page.wait_for_timeout(1000)
     expect(row).to_have_count(0)  # nothing can reach the page while it is offline
-    page.evaluate("() => window.__cutSockets(false)")
+    page.evaluate(
+        "() => { window.__cutSockets(false); window.dispatchEvent(new Event('online')); }"
+    )
 
     # then: after reconnecting, the console fetches what it missed
     expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=20_000)
@@ -411,3 +420,16 @@ def test_screenshots_of_the_console(
     page.screenshot(path=str(target / "conversation.png"))
     assert Path(target / "conversation.png").stat().st_size > 10_000
     assert Conversation.objects.get(pk=featured.pk).status == ConversationStatus.OPEN
+
+
+def test_language_switch_in_the_browser(live_server_e2e: LiveServer, browser: Any) -> None:
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.goto(live_server_e2e.url + "/login/")
+    page.select_option("#language-auth", "pt-br")
+    page.wait_for_selector("html[lang=pt-br]")
+    page.goto(live_server_e2e.url + "/login/")  # remembered across visits
+    assert page.get_attribute("html", "lang") == "pt-br"
+    page.select_option("#language-auth", "en")
+    page.wait_for_selector("html[lang=en]")
+    context.close()

@@ -28,6 +28,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 @pytest.fixture(autouse=True)
 def _plain_http(settings):
     settings.SECURE_SSL_REDIRECT = False
+    settings.LANGUAGE_CODE = "en"  # assertions read the English texts
 
 
 @pytest.fixture

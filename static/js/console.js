@@ -16,6 +16,7 @@
   if (!root || !window.htmx) return;
 
   var socket = null;
+  var reconnectTimer = null;
   var attempts = 0;
   var everConnected = false;
   var subscribed = null;
@@ -231,7 +232,14 @@
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     setState("connecting", stateEl ? stateEl.dataset.connecting || "…" : "");
-    socket = new WebSocket(scheme + window.location.host + (root.dataset.wsUrl || "/ws/"));
+    try {
+      socket = new WebSocket(scheme + window.location.host + (root.dataset.wsUrl || "/ws/"));
+    } catch (err) {
+      socket = null;
+      attempts += 1;
+      reconnectTimer = setTimeout(connect, Math.min(15000, 500 * Math.pow(2, attempts)));
+      return;
+    }
     socket.onopen = function () {
       var reconnected = everConnected;
       everConnected = true;
@@ -261,10 +269,20 @@
       }
       setState("offline", stateEl ? stateEl.dataset.offline || "Offline" : "");
       attempts += 1;
-      var delay = Math.min(30000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
-      setTimeout(connect, delay);
+      var delay = Math.min(15000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
+      reconnectTimer = setTimeout(connect, delay);
     };
   }
+
+  // Don't wait for the backoff when the network or the person comes back.
+  function reconnectNow() {
+    if (socket) return;
+    clearTimeout(reconnectTimer);
+    attempts = 0;
+    connect();
+  }
+  window.addEventListener("online", reconnectNow);
+  window.addEventListener("focus", reconnectNow);
 
   // --- the composer -------------------------------------------------------------------------
 
@@ -312,6 +330,7 @@
 
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible") {
+      reconnectNow();
       refreshInbox();
       markRead();
     }
