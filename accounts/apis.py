@@ -10,7 +10,6 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
     extend_schema,
-    inline_serializer,
 )
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import ListAPIView
@@ -29,24 +28,13 @@ from supportdesk.api import (
     LoginIpThrottle,
     error_body,
 )
+from supportdesk.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 
 from . import selectors, services
 from .authentication import token_is_current
 from .models import AuditAction, Role, User
 from .presence import is_online, online_user_ids
 
-ERROR = inline_serializer(
-    name="Error",
-    fields={"detail": serializers.CharField(), "code": serializers.CharField()},
-)
-VALIDATION_ERROR = inline_serializer(
-    name="ValidationError",
-    fields={
-        "detail": serializers.CharField(),
-        "code": serializers.CharField(),
-        "errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-    },
-)
 USER_EXAMPLE = {
     "id": 3,
     "email": "agente1@suporte.com",
@@ -168,9 +156,17 @@ def _user_payload(user: User) -> dict[str, Any]:
         ),
     ],
 )
-class LoginApi(APIView):
+class TokenEndpoint(APIView):
+    """Token endpoints take no bearer themselves, yet a refused token is a 401 (not 403)."""
+
     permission_classes = (AllowAny,)
     authentication_classes = ()
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class LoginApi(TokenEndpoint):
     throttle_classes = (LoginIpThrottle, LoginAccountThrottle)
 
     def post(self, request: Request) -> Response:
@@ -222,10 +218,7 @@ class LoginApi(APIView):
         ),
     ],
 )
-class RefreshTokenApi(APIView):
-    permission_classes = (AllowAny,)
-    authentication_classes = ()
-
+class RefreshTokenApi(TokenEndpoint):
     def post(self, request: Request) -> Response:
         serializer = DeskTokenRefreshSerializer(data=request.data)
         try:
@@ -243,10 +236,7 @@ class RefreshTokenApi(APIView):
     auth=[],
     examples=[OpenApiExample("Refresh", value={"refresh": "eyJhbGciOi..."}, request_only=True)],
 )
-class LogoutApi(APIView):
-    permission_classes = (AllowAny,)
-    authentication_classes = ()
-
+class LogoutApi(TokenEndpoint):
     def post(self, request: Request) -> Response:
         serializer = RefreshSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -302,7 +292,7 @@ class UserListApi(ListAPIView[User]):
     @extend_schema(
         tags=["users"],
         summary="Users (admins and supervisors: all; agents: active colleagues)",
-        responses={200: UserSerializer(many=True), 401: ERROR},
+        responses={200: UserSerializer(many=True), **LIST_ERRORS},
         examples=[
             OpenApiExample(
                 "Page",
@@ -324,7 +314,7 @@ class UserOnlineApi(UserListApi):
     @extend_schema(
         tags=["users"],
         summary="Users with the console open right now",
-        responses={200: UserSerializer(many=True), 401: ERROR},
+        responses={200: UserSerializer(many=True), **LIST_ERRORS},
         examples=[
             OpenApiExample(
                 "Page",

@@ -58,7 +58,7 @@ def audit_admin_change(sender: Any, instance: LogEntry, created: bool, **kwargs:
         after={
             "via": "admin",
             "action": {1: "added", 2: "changed", 3: "deleted"}.get(instance.action_flag, "?"),
-            "object_id": instance.object_id,
+            "object_id": str(instance.object_id) if instance.object_id is not None else None,
             "content_type": instance.content_type.model if instance.content_type else None,
             "message": instance.get_change_message(),
         },

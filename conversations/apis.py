@@ -28,10 +28,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.apis import ERROR, VALIDATION_ERROR
 from accounts.models import User
 from departments.models import Department
 from supportdesk.api import IsSupervisorOrAdmin
+from supportdesk.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 
 from . import selectors, services
 from .filters import ConversationFilter
@@ -95,7 +95,7 @@ class ConversationListApi(ListAPIView[Conversation]):
     @extend_schema(
         tags=["conversations"],
         summary="Conversations the caller may see, most recent activity first",
-        responses={200: ConversationSerializer(many=True), 400: VALIDATION_ERROR, 401: ERROR},
+        responses={200: ConversationSerializer(many=True), **LIST_ERRORS},
         examples=[
             OpenApiExample(
                 "Page", value=_page([CONVERSATION_EXAMPLE]), response_only=True, status_codes=[200]
@@ -259,7 +259,7 @@ class ConversationHistoryApi(ListAPIView[Any]):
     @extend_schema(
         tags=["conversations"],
         summary="Messages and events (transfers, take-overs, closing...) in order",
-        responses={200: HistoryItemSerializer(many=True), 401: ERROR, 404: ERROR},
+        responses={200: HistoryItemSerializer(many=True), **LIST_ERRORS},
         examples=[
             OpenApiExample(
                 "Page",
@@ -486,7 +486,7 @@ class MessageListApi(ListAPIView[Message]):
         parameters=[
             OpenApiParameter("conversation", OpenApiTypes.INT, required=True),
         ],
-        responses={200: MessageSerializer(many=True), 400: VALIDATION_ERROR, 404: ERROR},
+        responses={200: MessageSerializer(many=True), **LIST_ERRORS},
         examples=[OpenApiExample("Page", value=_page([MESSAGE_EXAMPLE]), response_only=True)],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:

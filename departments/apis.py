@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -9,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.apis import ERROR, VALIDATION_ERROR
 from supportdesk.api import AdminWriteAuthenticatedRead
+from supportdesk.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 
 from . import services
 from .models import Department
@@ -35,6 +36,16 @@ class DepartmentWriteSerializer(serializers.Serializer[Any]):
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     is_active = serializers.BooleanField(required=False)
 
+    def validate_name(self, value: str) -> str:
+        others = Department.objects.filter(name__iexact=value.strip())
+        if instance := self.context.get("instance"):
+            others = others.exclude(pk=instance.pk)
+        if others.exists():
+            raise serializers.ValidationError(
+                _("A department with this name already exists."), code="unique"
+            )
+        return value.strip()
+
 
 class DepartmentListApi(ListAPIView[Department]):
     permission_classes = (AdminWriteAuthenticatedRead,)
@@ -44,7 +55,7 @@ class DepartmentListApi(ListAPIView[Department]):
     @extend_schema(
         tags=["departments"],
         summary="Departments",
-        responses={200: DepartmentSerializer(many=True), 401: ERROR},
+        responses={200: DepartmentSerializer(many=True), **LIST_ERRORS},
         examples=[
             OpenApiExample(
                 "Page",
@@ -102,7 +113,9 @@ class DepartmentDetailApi(APIView):
     )
     def patch(self, request: Request, pk: int) -> Response:
         department = self._get(pk)
-        serializer = DepartmentWriteSerializer(data=request.data, partial=True)
+        serializer = DepartmentWriteSerializer(
+            data=request.data, partial=True, context={"instance": department}
+        )
         serializer.is_valid(raise_exception=True)
         department = services.department_update(
             department=department,

@@ -11,6 +11,7 @@ Every API view of every app uses these, so contract §4 holds in one place:
   :class:`IsSupervisorOrAdmin`, :class:`AdminWriteAuthenticatedRead`).
 """
 
+import hashlib
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -241,7 +242,8 @@ class LoginAccountThrottle(_LiveRateThrottle):
         email = str(data.get("email", "")).strip().lower() if isinstance(data, dict) else ""
         if not email:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": email[:254]}
+        ident = hashlib.sha256(email.encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request: Request, view: "APIView") -> bool:
         if self.rate is None:
@@ -320,3 +322,17 @@ def schema_without_slash_twins(endpoints: list[tuple[Any, ...]]) -> list[tuple[A
     """drf-spectacular preprocessing hook: drop the ``.../`` twin of every ``...`` path."""
     bare = {endpoint[0] for endpoint in endpoints}
     return [e for e in endpoints if not (e[0].endswith("/") and e[0].rstrip("/") in bare)]
+
+
+class JsonErrorsMixin:
+    """For views whose renderers are not JSON (schema, docs): errors are still JSON."""
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        if isinstance(response, Response) and response.status_code >= 400:
+            from rest_framework.renderers import JSONRenderer  # noqa: PLC0415
+
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]

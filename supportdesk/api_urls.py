@@ -7,7 +7,20 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from .api import api_path
+from .api import JsonErrorsMixin, api_path
+
+
+class SchemaApi(JsonErrorsMixin, SpectacularAPIView):
+    pass
+
+
+class SwaggerDocs(JsonErrorsMixin, SpectacularSwaggerSplitView):
+    pass
+
+
+class RedocDocs(JsonErrorsMixin, SpectacularRedocView):
+    pass
+
 
 urlpatterns = [
     path("", include("whatsapp.api_urls")),
@@ -16,7 +29,7 @@ urlpatterns = [
     path("", include("departments.api_urls")),
     path("", include("conversations.api_urls")),
     # OpenAPI 3 schema and its browsable docs (Swagger UI; Redoc below), assets served locally.
-    *api_path("schema", SpectacularAPIView.as_view(), "api-schema"),
-    *api_path("docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), "api-docs"),
-    *api_path("docs/redoc", SpectacularRedocView.as_view(url_name="api-schema"), "api-redoc"),
+    *api_path("schema", SchemaApi.as_view(), "api-schema"),
+    *api_path("docs", SwaggerDocs.as_view(url_name="api-schema"), "api-docs"),
+    *api_path("docs/redoc", RedocDocs.as_view(url_name="api-schema"), "api-redoc"),
 ]
