@@ -673,7 +673,6 @@ def message_react(
     return reaction
 
 
-
 def _broadcast_message(message: Message, conversation: Conversation) -> None:
     realtime.broadcast_on_commit(
         event="new_message", data=message_payload(message), groups=_audience(conversation)

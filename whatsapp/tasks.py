@@ -31,8 +31,18 @@ def webhook_process(self, event_id: int) -> None:  # type: ignore[no-untyped-def
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=30)
 def message_send(self, message_id: int) -> None:  # type: ignore[no-untyped-def]
     """Send a queued outbound message; retryable Meta answers are retried with backoff."""
+    if self.request.is_eager:
+        # Embedded mode (no broker): Celery cannot schedule a retry, retry in place (bounded by
+        # the sender's own attempt limit).
+        for _attempt in range(outbound.MAX_SEND_ATTEMPTS + 1):
+            try:
+                outbound.message_deliver(message_id=message_id, respect_backoff=False)
+            except outbound.RetryLater:
+                continue
+            return
+        return
     try:
-        outbound.message_deliver(message_id=message_id, respect_backoff=not self.request.is_eager)
+        outbound.message_deliver(message_id=message_id)
     except outbound.RetryLater as later:
         logger.info("message %s: retry in %.1fs (%s)", message_id, later.countdown, later.reason)
         raise self.retry(countdown=later.countdown) from None
@@ -54,6 +64,14 @@ def conversation_mark_read_on_whatsapp(self, conversation_id: int) -> None:  # t
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
 def media_download(self, message_id: int) -> None:  # type: ignore[no-untyped-def]
     """Fetch an inbound message's media from Meta at once (its URL expires in minutes)."""
+    if self.request.is_eager:
+        for attempt in range(self.max_retries + 1):
+            try:
+                media.media_download(message_id=message_id, final=attempt >= self.max_retries)
+            except media.MediaRetry:
+                continue
+            return
+        return
     try:
         media.media_download(message_id=message_id, final=self.request.retries >= self.max_retries)
     except media.MediaRetry as retry:

@@ -381,7 +381,6 @@ def _alert_admins(error: GraphError, message: Message) -> None:
             f"WhatsApp: access token or permission error on {account}",
             f"Meta refused a message with code {error.code}: {error.reason}\n"
             "Renew the access token (WhatsApp numbers in the admin, or WHATSAPP_ACCESS_TOKEN).",
-            fail_silently=True,
         )
     except Exception:
         logger.exception("could not e-mail the admins")
