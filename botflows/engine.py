@@ -36,6 +36,7 @@ from conversations.models import (
     SenderKind,
 )
 from departments.models import Department
+from supportdesk.exceptions import ServiceError
 
 from . import ai, selectors
 from .models import BotSession, BotTurn, NodeKind, SessionState, Validation
@@ -273,15 +274,28 @@ def _lock_conversation(conversation_id: int) -> Conversation:
 
 
 def _send(run: _Run, body: str, interactive: dict[str, Any] | None = None) -> None:
-    extra: dict[str, Any] = {"raw_payload": {"interactive": interactive}} if interactive else {}
-    message = conversation_services.message_create_outbound(
-        conversation=run.conversation,
-        actor=None,
-        body=body,
-        type=MessageType.INTERACTIVE if interactive else MessageType.TEXT,
-        **extra,
+    """Queue a reply; an interactive message the sender refuses goes out as plain text."""
+    if interactive:
+        try:
+            message = conversation_services.message_create_outbound(
+                conversation=run.conversation,
+                actor=None,
+                body=body,
+                type=MessageType.INTERACTIVE,
+                raw_payload={"interactive": interactive},
+            )
+        except ServiceError as exc:
+            if exc.code == "window_closed":
+                raise
+            logger.warning("interactive bot message refused (%s); sending text", exc.code)
+        else:
+            run.sent.append(message)
+            return
+    run.sent.append(
+        conversation_services.message_create_outbound(
+            conversation=run.conversation, actor=None, body=body[:4096], type=MessageType.TEXT
+        )
     )
-    run.sent.append(message)
 
 
 def _department(department_id: int | None) -> Department | None:
@@ -538,7 +552,15 @@ def _step(*, message_id: int, now: datetime) -> _Run | None:
     if session.pk and session.turns.filter(inbound_message_id__gt=message.pk).exists():
         run.outcome = "stale"  # a later message was answered already
     else:
-        _advance(run, message)
+        try:
+            with transaction.atomic():
+                _advance(run, message)
+        except ServiceError as exc:  # e.g. the 24-hour window closed before we could answer
+            logger.warning("bot could not answer message %s: %s", message.pk, exc.code)
+            if session.pk:
+                session.refresh_from_db()
+            run = _Run(conversation=conversation, session=session, config=run.config, now=now)
+            run.outcome = f"failed:{exc.code}"
     session.save()
     run.turn = BotTurn.objects.create(
         session=session, inbound_message=message, node_key=node_key, outcome=run.outcome

@@ -460,3 +460,28 @@ def test_an_answer_to_a_menu_sent_before_the_bot_session_existed(demo_flow, conv
     assert chat.conversation.status == ConversationStatus.PENDING
     assert chat.conversation.department.name == "Suporte"
     assert len(replies) == 1
+
+
+def test_a_message_answered_too_late_for_whatsapp_is_recorded_not_crashed(demo_flow):
+    """Meta redelivers for days: past the 24-hour window the bot cannot answer any more."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.services import message_record_inbound
+
+    conversation = ConversationFactory(
+        status="bot", last_inbound_at=timezone.now() - timedelta(days=3)
+    )
+    old, _ = message_record_inbound(
+        conversation=conversation,
+        body="oi",
+        wa_message_id="wamid.old",
+        wa_timestamp=timezone.now() - timedelta(days=2),
+    )
+
+    turn = engine.bot_handle_inbound(message_id=old.pk)
+
+    assert turn.outcome == "failed:window_closed"
+    assert not conversation.messages.filter(direction="out").exists()
+    assert engine.bot_handle_inbound(message_id=old.pk) is None  # and not retried forever
