@@ -18,7 +18,7 @@ from .models import AIAnswerLog, BotConfiguration, BotSession, Flow, FlowNode, F
 # "the translated default text". Admins override any of them (admin or ``PUT /bot/config/:key``).
 CONFIG_DEFAULTS: dict[str, tuple[Any, Any]] = {
     "handoff_keywords": (
-        ["atendente", "humano", "falar com alguém", "falar com alguem", "pessoa", "human", "agent"],
+        ["atendente", "humano", "falar com alguém", "human", "agent"],
         _("Words that hand the customer to a human at any point (accents and case ignored)."),
     ),
     "max_invalid_attempts": (
