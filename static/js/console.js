@@ -124,17 +124,10 @@
   function refreshPane() {
     var el = pane();
     if (!el) return;
-    var draft = document.getElementById("composer-body");
-    var text = draft ? draft.value : "";
     var url = window.location.pathname.indexOf("/c/") === 0 ? window.location.pathname : null;
     if (!url) return;
     coalesce("pane", function () {
-      return htmx
-        .ajax("GET", url, { target: "#conversation-pane", swap: "outerHTML" })
-        .then(function () {
-          var body = document.getElementById("composer-body");
-          if (body && text && !body.value) body.value = text;
-        });
+      return htmx.ajax("GET", url, { target: "#conversation-pane", swap: "outerHTML" });
     });
   }
 
@@ -312,9 +305,32 @@
     });
   }
 
+  // A pane re-rendered under the agent's fingers keeps what they were typing (not after sending).
+  var draft = null;
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    var body = document.getElementById("composer-body");
+    draft = null;
+    if (target && target.id === "conversation-pane" && body && body.value) {
+      var path = (event.detail.pathInfo && event.detail.pathInfo.requestPath) || "";
+      if (!/\/send\/$/.test(path)) {
+        draft = { id: currentId(), text: body.value, focused: document.activeElement === body };
+      }
+    }
+  });
+
   document.body.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
     if (!target) return;
+    var body = document.getElementById("composer-body");
+    if (draft && body && !body.value && draft.id === currentId()) {
+      body.value = draft.text;
+      if (draft.focused) {
+        body.focus();
+        body.setSelectionRange(body.value.length, body.value.length);
+      }
+    }
+    draft = null;
     if (target.id === "conversation-pane" || (target.closest && target.closest("#conversation-pane"))) {
       resubscribe();
       highlightActive();
