@@ -61,7 +61,9 @@ def test_filters_status_department_assignee_and_search(
         department=sales, customer=CustomerFactory(name="João", phone="+5521999990000")
     )
     MessageFactory(conversation=joao, body="Quero o boleto do plano anual")
-    closed = ConversationFactory(department=sales, status="closed")
+    closed = ConversationFactory(
+        department=sales, status="closed", customer=CustomerFactory(name="Pedro")
+    )
     client = bearer(admin_user)
 
     assert ids(client.get("/api/v1/conversations?status=open")) == [maria.pk]

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
@@ -34,8 +36,18 @@ def _our_schema() -> Any:
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> Any:
-    """Django's WSGI handler, built per request so it sees the test's settings."""
-    return get_wsgi_application()(environ, start_response)
+    """Django's WSGI handler, built per request so it sees the test's settings. Like Django's
+    test client, it keeps the test's database connection (and its transaction) open."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        response = get_wsgi_application()(environ, start_response)
+        body = b"".join(response)
+        response.close()
+        return [body]
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 schema = _our_schema()
