@@ -391,3 +391,18 @@ def test_admin_speaks_english_when_asked(admin_browser) -> None:
         reverse("admin:conversations_conversation_changelist"), HTTP_ACCEPT_LANGUAGE="en"
     ).content.decode()
     assert "Close selected conversations" in changelist
+
+
+def test_the_admin_switches_language_and_remembers_it(admin_browser) -> None:
+    page = admin_browser.get(reverse("admin:index")).content.decode()
+    assert 'id="language-form"' in page
+
+    response = admin_browser.post(
+        reverse("accounts:language"), {"language": "pt-br", "next": reverse("admin:index")}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:index")
+
+    index = admin_browser.get(reverse("admin:index")).content.decode()
+    assert "Administração" in index  # the index title, now in Portuguese
+    assert "Conversas" in index
