@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -32,6 +33,7 @@ from conversations import services
 from conversations.models import Conversation, ConversationStatus, Direction, Message
 from conversations.tests.factories import CustomerFactory
 from departments.tests.factories import DepartmentFactory
+from whatsapp.services import sandbox
 from whatsapp.tests.factories import WhatsAppAccountFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -231,7 +233,37 @@ def _customer_writes(
     )
 
 
-def test_agents_work_a_conversation_live(live_server_e2e: LiveServer, open_console: Any) -> None:
+def _post_webhook(
+    live: LiveServer, fake_graph: Any, signed_webhook: Any, *, wa_id: str, body: str, name: str = ""
+) -> None:
+    """What Meta does: POST a signed delivery of one text message to our webhook."""
+    payload, headers = signed_webhook(
+        sandbox.text_delivery(
+            wa_id=wa_id, name=name, body=body, phone_number_id=fake_graph.phone_number_id
+        )
+    )
+    response = requests.post(
+        f"{live.url}/api/v1/webhooks/whatsapp",
+        data=payload,
+        headers={**headers, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _wait_for(probe: Callable[[], Any], what: str, seconds: float = 10) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} after {seconds} s")
+
+
+def test_agents_work_a_conversation_live(
+    live_server_e2e: LiveServer, open_console: Any, fake_graph: Any, signed_webhook: Any
+) -> None:
     from playwright.sync_api import expect
 
     support = DepartmentFactory(name="Suporte")
@@ -239,7 +271,6 @@ def test_agents_work_a_conversation_live(live_server_e2e: LiveServer, open_conso
     ana = UserFactory(name="Ana Agente", email="ana@example.com", departments=[support])
     carla = UserFactory(name="Carla Costa", email="carla@example.com", departments=[support])
     bruno = UserFactory(name="Bruno Vendas", email="bruno@example.com", departments=[sales])
-    account = WhatsAppAccountFactory()
 
     ana_page = open_console(ana, "/?tab=queue")
     carla_page = open_console(carla, "/?tab=mine")
@@ -252,14 +283,25 @@ def test_agents_work_a_conversation_live(live_server_e2e: LiveServer, open_conso
     spy.wait_for_selector('#connection[data-state="online"]')
     expect(ana_page.locator(".empty-state")).to_contain_text("The queue is empty.")
 
-    # given: a customer writes (with markup in the message) and the bot hands over to Suporte
-    conversation = live_server_e2e.call(
-        _customer_writes,
-        account=account,
-        department=support,
+    # given: a customer writes through Meta's signed webhook, with markup in the message...
+    wa_id = "5511987650002"
+    _post_webhook(
+        live_server_e2e,
+        fake_graph,
+        signed_webhook,
+        wa_id=wa_id,
         name="Cliente Teste",
         body="<script>window.__pwned = 1</script><b>Olá</b>, preciso de ajuda",
-        wa_id="5511987650002",
+    )
+    conversation = _wait_for(
+        lambda: Conversation.objects.filter(customer__wa_id=wa_id).first(), "conversation"
+    )
+    # ...and the bot hands it over to Suporte (what its menu does when the customer picks it)
+    conversation = live_server_e2e.call(
+        services.conversation_route_to_department,
+        conversation=conversation,
+        department=support,
+        reason="menu",
     )
 
     # then: it appears in Ana's queue without a reload, with a live count and unread badge
@@ -286,17 +328,18 @@ def test_agents_work_a_conversation_live(live_server_e2e: LiveServer, open_conso
     reply = ana_page.locator("#message-list .msg-out").last
     expect(reply).to_contain_text("Bom dia! Já vou verificar.")
     expect(reply.locator(".msg-sender")).to_have_text("Ana Agente")
-    sent = Message.objects.get(conversation=conversation, direction=Direction.OUT)
+    sent = Message.objects.get(conversation=conversation, direction=Direction.OUT, sender="agent")
     assert sent.body == "Bom dia! Já vou verificar.\nUm momento, por favor."
     assert sent.sender_user_id == ana.pk
+    # the fake Graph API received it, addressed to the customer
+    delivered = _wait_for(
+        lambda: [s for s in fake_graph.message_sends if s.get("text", {}).get("body") == sent.body],
+        "send to the Graph API",
+    )
+    assert delivered[0]["to"] == wa_id
 
     # when: a new customer message arrives, it shows in the open conversation at once
-    live_server_e2e.call(
-        services.message_record_inbound,
-        conversation=conversation,
-        body="Obrigado!",
-        wa_message_id="wamid.second",
-    )
+    _post_webhook(live_server_e2e, fake_graph, signed_webhook, wa_id=wa_id, body="Obrigado!")
     expect(ana_page.locator("#message-list .msg-in").last).to_contain_text("Obrigado!")
 
     # when: Ana transfers it to Carla with a note
