@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("conversations.urls")),
     path("", include("botflows.urls")),
+    path("", include("whatsapp.urls")),
 ]
 
 if settings.DEBUG:

@@ -4,13 +4,15 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from .client import GraphError
 from .models import ChannelError, MessageTemplate, PendingStatus, WebhookEvent, WhatsAppAccount
+from .services.templates import TemplateSyncError, templates_sync
 
 
 class WhatsAppAccountForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -215,3 +217,71 @@ class MessageTemplateAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-ar
     @admin.display(description=_("components"))
     def components_pretty(self, obj: MessageTemplate) -> SafeString | str:
         return _pretty(obj.components)
+
+
+# --- Template sync and per-delivery errors (WhatsApp channel) ----------------------------------
+
+
+class ChannelErrorInline(admin.TabularInline):  # type: ignore[type-arg]
+    """Meta's delivery-level ``value.errors``, on the delivery that carried them."""
+
+    model = ChannelError
+    fields = ("kind", "code", "title", "details")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = _("errors reported in this delivery")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+WebhookEventAdmin.inlines = [*WebhookEventAdmin.inlines, ChannelErrorInline]
+
+
+def _sync_accounts(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    accounts: Any,
+) -> None:
+    for account in accounts:
+        try:
+            synced, removed = templates_sync(account=account)
+        except (TemplateSyncError, GraphError) as exc:
+            modeladmin.message_user(request, f"{account}: {exc}", level=messages.ERROR)
+            continue
+        modeladmin.message_user(
+            request,
+            _("%(account)s: %(synced)s templates synced, %(removed)s removed.")
+            % {"account": account, "synced": synced, "removed": removed},
+            level=messages.SUCCESS,
+        )
+
+
+@admin.action(description=_("Sync message templates from Meta"))
+def sync_templates(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: Any,
+) -> None:
+    _sync_accounts(modeladmin, request, queryset)
+
+
+@admin.action(description=_("Sync the templates of these numbers from Meta again"))
+def sync_templates_again(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: Any,
+) -> None:
+    accounts = WhatsAppAccount.objects.filter(pk__in=queryset.values("account_id"))
+    _sync_accounts(modeladmin, request, accounts)
+
+
+WhatsAppAccountAdmin.actions = [  # type: ignore[misc]
+    *(WhatsAppAccountAdmin.actions or []),  # type: ignore[misc]
+    sync_templates,
+]
+MessageTemplateAdmin.actions = [  # type: ignore[misc]
+    *(MessageTemplateAdmin.actions or []),  # type: ignore[misc]
+    sync_templates_again,
+]

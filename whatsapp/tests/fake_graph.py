@@ -17,7 +17,8 @@ Fixtures
       "content_type"}``); answers ``{"id": "media-…"}``.
     * ``GET /{media_id}`` for media added with ``fake_graph.add_media(media_id, content,
       mime_type)`` → ``{url, mime_type, sha256, file_size, id}``, the ``url`` on this same server;
-      ``GET`` that URL with the bearer token → the bytes (401 without it).
+      ``GET`` that URL with the bearer token → the bytes (401 without it);
+      ``fake_graph.fail_media(media_id, times=n)`` makes the next lookups answer HTTP 500.
     * ``GET /{waba_id}/message_templates`` → ``fake_graph.templates`` (a list you fill).
     Every request is in ``fake_graph.requests`` as ``(method, path, headers)``.
 
@@ -124,6 +125,7 @@ class FakeGraph:
         self.media: dict[str, tuple[bytes, str, str]] = {}
         self.templates: list[dict[str, Any]] = []
         self.script: deque[tuple[int, dict[str, Any]]] = deque()
+        self.media_failures: dict[str, int] = {}
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -147,6 +149,10 @@ class FakeGraph:
     ) -> str:
         self.media[media_id] = (content, mime_type, sha256 or hashlib.sha256(content).hexdigest())
         return media_id
+
+    def fail_media(self, media_id: str, *, times: int = 1) -> None:
+        """The next ``times`` lookups of ``media_id`` answer Meta's HTTP 500 (code 131000)."""
+        self.media_failures[media_id] = times
 
     @property
     def message_sends(self) -> list[dict[str, Any]]:
@@ -192,6 +198,10 @@ class FakeGraph:
                     return
                 if len(parts) == 3 and parts[2] == "message_templates":
                     self._reply(200, {"data": fake.templates, "paging": {}})
+                    return
+                if fake.media_failures.get(parts[-1], 0) > 0:
+                    fake.media_failures[parts[-1]] -= 1
+                    self._reply(*meta_error_body(131000))
                     return
                 if len(parts) == 2 and parts[1] in fake.media:
                     content, mime_type, sha256 = fake.media[parts[1]]

@@ -1,0 +1,141 @@
+"""Inbound media: Graph API id → URL → bytes, verified, stored, served to authorised users."""
+
+import hashlib
+
+import pytest
+
+from conversations.models import Message
+from conversations.tests.factories import ConversationFactory, MessageFactory
+from whatsapp.models import ChannelError, ChannelErrorKind
+from whatsapp.services import sandbox as wa
+from whatsapp.services.intake import webhook_receive
+from whatsapp.services.media import media_download
+from whatsapp.tests.fake_graph import signed_webhook
+
+pytestmark = pytest.mark.django_db
+
+JPEG = b"\xff\xd8\xff\xe0" + b"fake jpeg bytes" * 100
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    settings.SECURE_SSL_REDIRECT = False
+
+
+def _image_delivery(media_id: str, sha256: str = "") -> dict:
+    return wa.delivery(
+        contacts=[wa.contact(wa_id="5511987650002", name="Maria")],
+        messages=[
+            wa.message(
+                wa_id="5511987650002",
+                type="image",
+                content={"id": media_id, "mime_type": "image/jpeg", "sha256": sha256},
+            )
+        ],
+    )
+
+
+def test_inbound_image_is_downloaded_verified_and_stored(
+    fake_graph, django_capture_on_commit_callbacks
+):
+    fake_graph.add_media("9001", JPEG, "image/jpeg")
+    body, headers = signed_webhook(_image_delivery("9001", hashlib.sha256(JPEG).hexdigest()))
+    with django_capture_on_commit_callbacks(execute=True):
+        event = webhook_receive(raw_body=body, signature=headers["X-Hub-Signature-256"])
+    message = Message.objects.get(direction="in")
+    assert event.pk
+    assert message.media_file
+    assert message.media_file.read() == JPEG
+    assert message.media_size == len(JPEG)
+    # both requests carried the bearer token
+    gets = [r for r in fake_graph.requests if r[0] == "GET"]
+    assert [r[1] for r in gets] == ["/v25.0/9001", "/download/9001"]
+    assert all(r[2]["Authorization"] == f"Bearer {fake_graph.token}" for r in gets)
+
+
+def test_a_wrong_sha256_is_retried_then_shown_never_stored(fake_graph):
+    fake_graph.add_media("9002", JPEG, "image/jpeg", sha256="0" * 64)
+    message = MessageFactory(type="image", media_id="9002", media_mime_type="image/jpeg")
+    media_download(message_id=message.pk, final=True)
+    message.refresh_from_db()
+    assert not message.media_file
+    assert "sha256" in message.media_error
+    assert ChannelError.objects.filter(kind=ChannelErrorKind.MEDIA).exists()
+
+
+def test_files_over_the_type_limit_are_refused(fake_graph, settings):
+    settings.WHATSAPP_MEDIA_MAX_BYTES = {"image": 100}
+    fake_graph.add_media("9003", JPEG, "image/jpeg")
+    message = MessageFactory(type="image", media_id="9003")
+    media_download(message_id=message.pk)
+    message.refresh_from_db()
+    assert not message.media_file
+    assert message.media_error
+
+
+def test_urls_outside_metas_hosts_are_never_fetched(fake_graph, settings):
+    # The Graph API answers a URL on another host (e.g. a poisoned answer): refused, no request.
+    from whatsapp.client import UnsafeURLError, check_url
+
+    with pytest.raises(UnsafeURLError):
+        check_url("http://169.254.169.254/latest/meta-data")
+    with pytest.raises(UnsafeURLError):
+        check_url("http://lookaside.fbsbx.com/whatsapp_business/attachments/")  # not https
+    assert check_url("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1")
+    assert check_url(fake_graph.base_url + "/123")
+
+
+def test_a_transient_failure_is_retried_then_succeeds(
+    fake_graph, django_capture_on_commit_callbacks
+):
+    fake_graph.add_media("9006", JPEG, "image/jpeg")
+    fake_graph.fail_media("9006", times=2)
+    body, headers = signed_webhook(_image_delivery("9006"))
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_receive(raw_body=body, signature=headers["X-Hub-Signature-256"])
+    message = Message.objects.get(direction="in")
+    assert message.media_file.read() == JPEG
+    assert len([r for r in fake_graph.requests if r[1] == "/v25.0/9006"]) == 3
+
+
+def test_a_failed_download_is_retried_then_shown(fake_graph, django_capture_on_commit_callbacks):
+    fake_graph.add_media("9007", JPEG, "image/jpeg")
+    fake_graph.fail_media("9007", times=100)
+    body, headers = signed_webhook(_image_delivery("9007"))
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_receive(raw_body=body, signature=headers["X-Hub-Signature-256"])
+    message = Message.objects.get(direction="in")
+    assert not message.media_file
+    assert message.media_error  # shown on the message
+    assert message.media_id == "9007"  # kept: never lost
+    assert len([r for r in fake_graph.requests if r[1] == "/v25.0/9007"]) == 6
+
+
+def test_media_is_served_only_to_users_who_see_the_conversation(
+    fake_graph, client, agent, other_agent, support
+):
+    conversation = ConversationFactory(department=support)
+    message = MessageFactory(conversation=conversation, type="image", media_id="9004")
+    fake_graph.add_media("9004", JPEG, "image/jpeg")
+    media_download(message_id=message.pk)
+    url = f"/media/messages/{message.pk}"
+
+    assert client.get(url).status_code == 302  # anonymous: to the login page
+    client.force_login(other_agent)
+    assert client.get(url).status_code == 404
+    client.force_login(agent)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == JPEG
+    assert response["Content-Type"] == "image/jpeg"
+
+
+def test_active_content_is_served_as_a_download(fake_graph, client, admin_user):
+    message = MessageFactory(type="document", media_id="9005", media_filename="x.html")
+    fake_graph.add_media("9005", b"<script>alert(1)</script>", "text/html")
+    media_download(message_id=message.pk)
+    client.force_login(admin_user)
+    response = client.get(f"/media/messages/{message.pk}")
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment")

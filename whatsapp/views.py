@@ -1,0 +1,76 @@
+"""HTML views of the WhatsApp channel: authorised media and the customer simulator (sandbox)."""
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from conversations import selectors
+from conversations.models import Message
+from whatsapp.identity import digits
+from whatsapp.services.sandbox import sandbox_send_text, sandbox_transcript
+
+# Served inline; anything else (HTML, SVG, scripts…) is a download, never rendered by the browser.
+INLINE_TYPES = ("image/jpeg", "image/png", "image/webp", "audio/", "video/", "application/pdf")
+
+
+@login_required
+def media_serve(request: HttpRequest, pk: int) -> FileResponse:
+    """A message's media file, only for users who may see its conversation (404 otherwise)."""
+    message = Message.objects.select_related("conversation").filter(pk=pk).first()
+    if (
+        message is None
+        or not message.media_file
+        or not selectors.conversation_is_visible_to(
+            user=request.user,  # type: ignore[arg-type]
+            conversation=message.conversation,
+        )
+    ):
+        raise Http404
+    mime_type = message.media_mime_type or "application/octet-stream"
+    inline = mime_type.split(";")[0].strip().startswith(INLINE_TYPES)
+    filename = message.media_filename or str(message.media_file.name).rsplit("/", 1)[-1]
+    response = FileResponse(
+        message.media_file.open("rb"),
+        content_type=mime_type if inline else "application/octet-stream",
+        as_attachment=not inline,
+        filename=filename,
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _sandbox_enabled() -> bool:
+    return bool(settings.DEBUG or settings.SANDBOX_ENABLED)
+
+
+DEFAULT_SANDBOX_NUMBER = "5511900000001"
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox(request: HttpRequest) -> HttpResponse:
+    """Chat as a customer: what you write is a signed webhook to our own intake."""
+    if not _sandbox_enabled():
+        raise Http404
+    wa_id = request.session.get("sandbox_wa_id", DEFAULT_SANDBOX_NUMBER)
+    name = request.session.get("sandbox_name", "Cliente Sandbox")
+    if request.method == "POST":
+        wa_id = digits(request.POST.get("wa_id", "")) or wa_id
+        name = request.POST.get("name", "").strip()[:100] or name
+        text = request.POST.get("text", "").strip()
+        request.session["sandbox_wa_id"], request.session["sandbox_name"] = wa_id, name
+        if text:
+            sandbox_send_text(wa_id=wa_id, text=text[:4096], name=name)
+        return redirect("whatsapp:sandbox")
+    context: dict[str, Any] = {
+        "wa_id": wa_id,
+        "name": name,
+        "transcript": sandbox_transcript(wa_id=wa_id),
+    }
+    template = "whatsapp/sandbox.html"
+    if request.htmx:  # type: ignore[attr-defined]
+        template += "#transcript"
+    return render(request, template, context)
