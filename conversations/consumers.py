@@ -46,21 +46,27 @@ HEARTBEAT_SECONDS = 30
 # same broadcast once per group; identical frames within this many seconds are sent once.
 DUPLICATE_WINDOW_SECONDS = 2.0
 
-# Events about one conversation, and where in their data its id is.
+# Events about one conversation, and where in their data its id is. Any other event that names a
+# conversation (``conversationId`` or a message's ``conversation``) is treated the same way, so a
+# new event type added by a service is never forwarded unchecked.
 _CONVERSATION_ID_KEYS = {
     "new_message": "conversation",
+    "message_update": "conversation",
     "conversation_update": "id",
     "conversation_assigned": "conversationId",
     "conversation_transferred": "conversationId",
     "user_typing": "conversationId",
 }
+_NOT_CONVERSATION_SCOPED = frozenset({"online_status"})
 
 
 def _conversation_id(event: str, data: dict[str, Any]) -> int | None:
-    key = _CONVERSATION_ID_KEYS.get(event)
-    if key is None:
+    if event in _NOT_CONVERSATION_SCOPED:
         return None
-    value = data.get(key)
+    key = _CONVERSATION_ID_KEYS.get(event)
+    value = data.get(key) if key else (data.get("conversationId") or data.get("conversation"))
+    if isinstance(value, dict):
+        value = value.get("id")
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError):

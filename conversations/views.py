@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -25,7 +25,7 @@ from departments.models import Department
 from supportdesk.exceptions import ServiceError
 
 from . import selectors, services
-from .models import Conversation, ConversationStatus, Message
+from .models import Conversation, ConversationStatus, Message, MessageReaction, MessageType
 
 PAGE_SIZE = 25
 PAGE_TEMPLATE = "conversations/console.html"
@@ -134,7 +134,11 @@ def _inbox(request: HttpRequest, query: InboxQuery) -> dict[str, Any]:
         if len(digits) >= 3:
             match |= Q(customer__phone__contains=digits)
         rows = rows.filter(match)
-    last = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
+    last = (
+        Message.objects.filter(conversation=OuterRef("pk"))
+        .exclude(type=MessageType.REACTION)
+        .order_by("-created_at", "-id")
+    )
     rows = rows.annotate(
         last_body=Subquery(last.values("body")[:1]),
         last_type=Subquery(last.values("type")[:1]),
@@ -173,16 +177,18 @@ def _visible_or_404(request: HttpRequest, pk: int) -> Conversation:
 
 def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dict[str, Any]:
     user: User = request.user  # type: ignore[assignment]
-    messages = list(selectors.conversation_list_messages(conversation=conversation))
-    reactions: dict[int, list[Message]] = {}
-    shown: list[Message] = []
-    for message in messages:
-        if message.type == "reaction" and message.reply_to_id:
-            reactions.setdefault(message.reply_to_id, []).append(message)
-        else:
-            shown.append(message)
-    for message in shown:
-        message.reaction_list = reactions.get(message.pk, [])  # type: ignore[attr-defined]
+    # Reactions are shown on the message they react to (``MessageReaction``), not as messages.
+    shown = list(
+        selectors.conversation_list_messages(conversation=conversation)
+        .exclude(type=MessageType.REACTION)
+        .prefetch_related(
+            Prefetch(
+                "reactions",
+                queryset=MessageReaction.objects.exclude(emoji=""),
+                to_attr="reaction_list",
+            )
+        )
+    )
     now = timezone.now()
     expires = conversation.window_expires_at
     past = list(

@@ -340,3 +340,53 @@ async def test_close_and_reopen_updates_reach_the_assignee(agent, support) -> No
     ]
     assert statuses == ["closed", "open"]
     await communicator.disconnect()
+
+
+async def test_delivery_ticks_reach_the_department_but_not_others(
+    agent, other_agent, support
+) -> None:
+    from conversations.tests.factories import MessageFactory
+
+    conversation = await database_sync_to_async(ConversationFactory)(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    message = await database_sync_to_async(MessageFactory)(
+        conversation=conversation, direction="out", sender="agent", status="sent"
+    )
+    mine = await _connect_session(agent)
+    outsider = await _connect_session(other_agent)
+    await _settle(mine, outsider)
+
+    await _run(services.message_update_status, message=message, status="delivered")
+
+    updates = [f for f in await _frames(mine) if f["type"] == "message_update"]
+    assert updates and updates[0]["data"]["status"] == "delivered"
+    assert await _frames(outsider) == []
+    await mine.disconnect()
+    await outsider.disconnect()
+
+
+async def test_unknown_events_naming_a_conversation_are_checked_too(
+    other_agent, support, sales
+) -> None:
+    from channels.layers import get_channel_layer
+
+    from supportdesk import realtime
+
+    hidden = await database_sync_to_async(ConversationFactory)(department=support)
+    outsider = await _connect_session(other_agent)
+    await _settle(outsider)
+
+    layer = get_channel_layer()
+    for data in ({"conversationId": hidden.pk}, {"conversation": hidden.pk, "x": 1}):
+        await layer.group_send(
+            realtime.department_group(sales.pk),
+            {"type": "desk.event", "event": "something_new", "data": data},
+        )
+    await layer.group_send(
+        realtime.department_group(sales.pk),
+        {"type": "desk.event", "event": "something_new", "data": {"hello": "world"}},
+    )
+
+    assert await _frames(outsider) == [{"type": "something_new", "data": {"hello": "world"}}]
+    await outsider.disconnect()

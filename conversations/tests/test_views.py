@@ -14,6 +14,7 @@ from conversations.models import (
     ConversationStatus,
     Direction,
     Message,
+    MessageReaction,
     MessageStatus,
     MessageType,
     SenderKind,
@@ -177,14 +178,16 @@ def test_every_message_type_renders(agent_client, support, agent) -> None:
         },
     }
     for kind in MessageType.values:
+        if kind == MessageType.REACTION:
+            continue
         MessageFactory(
             conversation=conversation,
             type=kind,
-            body="👍" if kind == MessageType.REACTION else f"body-{kind}",
-            reply_to=target if kind == MessageType.REACTION else None,
+            body=f"body-{kind}",
             raw_payload=payloads.get(kind),
             media_filename="nota.pdf" if kind == MessageType.DOCUMENT else "",
         )
+    MessageReaction.objects.create(message=target, sender=SenderKind.CUSTOMER, emoji="👍")
     MessageFactory(
         conversation=conversation,
         direction=Direction.OUT,
@@ -193,6 +196,7 @@ def test_every_message_type_renders(agent_client, support, agent) -> None:
         status=MessageStatus.FAILED,
         error="Message undeliverable",
         error_code=131026,
+        error_data={"code": 131026, "error_data": {"details": "Recipient cannot be reached"}},
         body="falhou",
         wa_message_id=None,
     )
@@ -214,6 +218,8 @@ def test_every_message_type_renders(agent_client, support, agent) -> None:
     assert "Unsupported message type" in html
     assert 'class="msg-reactions"' in html and "👍" in html
     assert "Message undeliverable" in html and "131026" in html
+    assert "Recipient cannot be reached" in html
+    assert "body-system" in html and "msg-type-system" in html
     assert "tick-read" in html
     assert agent.name in html
     assert "Bot" in html

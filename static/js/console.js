@@ -193,6 +193,9 @@
         refreshInbox();
         refreshBoard();
         break;
+      case "message_update":
+        if (data.conversation === open) refreshMessages();
+        break;
       case "conversation_update":
         refreshInbox();
         refreshBoard();
