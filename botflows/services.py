@@ -56,6 +56,15 @@ def _validate_config(key: str, value: Any) -> None:
         value is not None and not isinstance(value, str)
     ):
         raise ServiceError(_("%(key)s must be a text.") % {"key": key}, code="invalid_value")
+    if (
+        key == "handoff_department"
+        and value
+        and not Department.objects.filter(name__iexact=str(value).strip()).exists()
+    ):
+        raise ServiceError(
+            _("There is no department called %(name)s.") % {"name": value},
+            code="invalid_value",
+        )
 
 
 @transaction.atomic
@@ -114,6 +123,11 @@ def flow_definition(*, flow: Flow) -> dict[str, Any]:
     definition: dict[str, Any] = {"start": start.key, "nodes": {}}
     for node in nodes:
         entry = _node_definition(node)
+        if node.next_node is not None and node.next_node.flow_id != flow.pk:
+            raise ServiceError(
+                _("Node %(key)s continues in another flow.") % {"key": node.key},
+                code="invalid_target",
+            )
         if node.kind == NodeKind.MENU and not node.options.all():
             raise ServiceError(
                 _("Menu %(key)s has no options.") % {"key": node.key}, code="empty_menu"

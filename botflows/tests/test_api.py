@@ -96,6 +96,7 @@ def test_put_creates_free_keys_and_keeps_the_description(admin_user):
         ("ai_min_confidence", {"value": 3}),
         ("handoff_keywords", {"value": "atendente"}),
         ("ai_enabled", {"value": "yes"}),
+        ("handoff_department", {"value": "Jurídico"}),
         ("greeting", {}),
     ],
 )

@@ -430,6 +430,25 @@ def test_publishing_refuses_broken_flows(departments):
     MenuOption.objects.create(node=menu, number=1, title="Go", action=OptionAction.NODE)
     with pytest.raises(ServiceError):
         services.flow_publish(flow=flow, actor=None)
+    MenuOption.objects.filter(node=menu).update(action=OptionAction.HUMAN)
+    elsewhere = FlowNode.objects.create(
+        flow=Flow.objects.create(name="Other"), key="x", kind=NodeKind.END
+    )
+    FlowNode.objects.create(flow=flow, key="hi", kind=NodeKind.MESSAGE, next_node=elsewhere)
+    with pytest.raises(ServiceError) as error:
+        services.flow_publish(flow=flow, actor=None)
+    assert error.value.code == "invalid_target"
+    FlowNode.objects.filter(key="hi").update(next_node=menu)
+    assert services.flow_publish(flow=flow, actor=None).number == 1
+
+
+def test_handoff_department_setting_routes_unnamed_hand_overs(demo_flow, chat, admin_user):
+    services.bot_config_set(key="handoff_department", value="financeiro", actor=admin_user)
+    chat.say("oi")
+
+    chat.say("quero um atendente")
+
+    assert chat.conversation.department.name == "Financeiro"
 
 
 def test_now_can_be_passed(demo_flow, chat):
