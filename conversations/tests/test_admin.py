@@ -240,6 +240,22 @@ def test_change_form_shows_only_the_latest_messages(admin_browser) -> None:
     assert len(formset.formset.forms) == MESSAGE_INLINE_LIMIT
 
 
+def test_the_full_history_link_lists_only_that_conversations_messages(admin_browser) -> None:
+    conversation = ConversationFactory()
+    mine = MessageFactory.create_batch(3, conversation=conversation)
+    MessageFactory()  # another conversation's
+    page = admin_browser.get(
+        reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    ).content.decode()
+    link = f"?conversation__id__exact={conversation.pk}"
+    assert link in page
+
+    response = admin_browser.get(reverse("admin:conversations_message_changelist") + link)
+
+    assert response.status_code == 200
+    assert set(response.context["cl"].result_list) == set(mine)
+
+
 def test_message_page_shows_the_raw_payload_read_only(admin_browser) -> None:
     message = MessageFactory(raw_payload={"from": "5511990000001", "text": {"body": "oi"}})
 
