@@ -4,6 +4,8 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import (
@@ -262,6 +264,59 @@ class MeApi(APIView):
     def get(self, request: Request) -> Response:
         user = selectors.user_get_visible(user=request.user, pk=request.user.pk)  # type: ignore[arg-type]
         return Response(_user_payload(user))
+
+
+class PasswordChangeSerializer(serializers.Serializer[Any]):
+    current_password = serializers.CharField(max_length=256, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+    def validate_current_password(self, value: str) -> str:
+        if not self.context["user"].check_password(value):
+            raise serializers.ValidationError(
+                _("Your current password is not correct."), code="wrong_password"
+            )
+        return value
+
+    def validate_new_password(self, value: str) -> str:
+        try:
+            validate_password(value, user=self.context["user"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(list(exc.messages), code="weak_password") from exc
+        return value
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Change the caller's password: every earlier token stops working, new ones come back",
+    request=PasswordChangeSerializer,
+    responses={200: TokensSerializer, 400: VALIDATION_ERROR, 401: ERROR},
+    examples=[
+        OpenApiExample(
+            "Change",
+            value={"current_password": "Agente@123", "new_password": "Outra-Senha-Forte-9"},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "New tokens",
+            value={"access": "eyJhbGciOi...", "refresh": "eyJhbGciOi..."},
+            response_only=True,
+        ),
+    ],
+)
+class PasswordChangeApi(APIView):
+    permission_classes = (IsAuthenticated,)
+
+    def post(self, request: Request) -> Response:
+        user = request.user
+        serializer = PasswordChangeSerializer(data=request.data, context={"user": user})
+        serializer.is_valid(raise_exception=True)
+        user = services.user_set_password(
+            user=user,  # type: ignore[arg-type]
+            actor=user,  # type: ignore[arg-type]
+            password=serializer.validated_data["new_password"],
+        )
+        refresh = RefreshToken.for_user(user)
+        return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
 
 
 # --- Users -------------------------------------------------------------------------------------

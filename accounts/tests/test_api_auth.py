@@ -225,3 +225,26 @@ def test_back_office_changes_are_audited_as_configuration_changes(admin_user: An
     assert entry.after["action"] == "changed"
     assert entry.after["object_id"] == str(department.pk)
     assert "Financeiro" in entry.target_repr
+
+
+def test_changing_the_password_through_the_api_revokes_and_reissues(agent: Any) -> None:
+    old = login(APIClient(), agent.email, DEFAULT_PASSWORD).json()
+    client = bearer(agent)
+    weak = client.post(
+        "/api/v1/auth/password",
+        {"current_password": DEFAULT_PASSWORD, "new_password": "123"},
+        format="json",
+    )
+    assert list(assert_error_shape(weak, 400)["errors"]) == ["new_password"]
+    # when
+    response = client.post(
+        "/api/v1/auth/password",
+        {"current_password": DEFAULT_PASSWORD, "new_password": "Outra-Senha-Forte-9"},
+        format="json",
+    )
+    # then
+    assert response.status_code == 200, response.content
+    assert me(response.json()["access"]).status_code == 200
+    assert_error_shape(me(old["access"]), 401)
+    assert_error_shape(refresh(old["refresh"]), 401)
+    assert login(APIClient(), agent.email, "Outra-Senha-Forte-9").status_code == 200

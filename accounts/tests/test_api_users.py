@@ -147,3 +147,26 @@ def test_delete_deactivates_and_keeps_the_user(admin_user: Any, agent: Any) -> N
     assert AuditLogEntry.objects.filter(
         action=AuditAction.USER_DEACTIVATED, target_id=str(agent.pk)
     ).exists()
+
+
+def test_online_list_query_count_is_constant(
+    admin_user: Any, support: Any, django_assert_num_queries: Any
+) -> None:
+    client = bearer(admin_user)
+    users = [UserFactory(departments=[support]) for _ in range(6)]
+    for user in users:
+        presence_connect(user_id=user.pk)
+    try:
+        # auth user, candidates' ids, count, page, departments prefetch
+        with django_assert_num_queries(5):
+            assert client.get("/api/v1/users/online").json()["count"] == 6
+    finally:
+        for user in users:
+            presence_disconnect(user_id=user.pk)
+
+
+def test_passwords_are_hashed_with_argon2_and_validated() -> None:
+    from supportdesk import settings as project_settings
+
+    assert project_settings.PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher")
+    assert len(project_settings.AUTH_PASSWORD_VALIDATORS) >= 4

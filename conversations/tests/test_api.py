@@ -355,3 +355,22 @@ def test_mark_read_zeroes_the_unread_count(agent: Any, support: Any) -> None:
     assert conversation.unread_count == 0
     assert not Message.objects.filter(conversation=conversation, read_at__isnull=True).exists()
     assert ConversationEvent.objects.filter(kind=EventKind.READ).count() == 1
+
+
+def test_history_query_count_is_constant(
+    admin_user: Any, support: Any, django_assert_num_queries: Any
+) -> None:
+    conversation = ConversationFactory(department=support)
+    client = bearer(admin_user)
+
+    def fetch() -> int:
+        # auth user, conversation, messages (sender, reply joined), events (actor joined)
+        with django_assert_num_queries(4):
+            return client.get(f"/api/v1/conversations/{conversation.pk}/history").json()["count"]
+
+    MessageFactory(conversation=conversation)
+    assert fetch() == 1
+    for _ in range(5):
+        MessageFactory(conversation=conversation)
+        ConversationEvent.objects.create(conversation=conversation, actor=admin_user, kind="queued")
+    assert fetch() == 11

@@ -63,3 +63,13 @@ def test_delete_deactivates_a_department_with_conversations(admin_user: Any, sal
 
 def test_unknown_department_is_a_json_404(admin_user: Any) -> None:
     assert_error_shape(bearer(admin_user).get("/api/v1/departments/999999"), 404, "not_found")
+
+
+def test_list_query_count_is_constant(agent: Any, django_assert_num_queries: Any) -> None:
+    from departments.tests.factories import DepartmentFactory
+
+    client = bearer(agent)
+    for n in range(12):
+        DepartmentFactory(name=f"Fila {n}")
+    with django_assert_num_queries(3):  # auth user, count, page
+        assert client.get("/api/v1/departments").json()["count"] == 13

@@ -48,6 +48,16 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
     ),
     (
+        "change own password (wrong current one)",
+        "pending",
+        lambda c, w: c.post(
+            "/api/v1/auth/password",
+            {"current_password": "nope", "new_password": "Outra-Senha-Forte-9"},
+            format="json",
+        ),
+        {"admin": 400, "supervisor": 400, "agent": 400, "other_agent": 400, "anonymous": 401},
+    ),
+    (
         "conversation list",
         "pending",
         lambda c, w: c.get("/api/v1/conversations"),
@@ -247,6 +257,7 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
     }
     covered = {
         ("GET", "/api/v1/auth/me"),
+        ("POST", "/api/v1/auth/password"),
         ("GET", "/api/v1/conversations"),
         ("GET", "/api/v1/conversations/{id}"),
         ("POST", "/api/v1/conversations/{id}/takeover"),
