@@ -6,6 +6,7 @@ page). Full pages for plain requests; the partial named like its DOM id for htmx
 """
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -14,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
@@ -23,9 +24,18 @@ from accounts import presence
 from accounts.models import Role, User
 from departments.models import Department
 from supportdesk.exceptions import ServiceError
+from whatsapp.models import MessageTemplate
 
 from . import selectors, services
-from .models import Conversation, ConversationStatus, Message, MessageReaction, MessageType
+from .models import (
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    MessageReaction,
+    MessageStatus,
+    MessageType,
+)
 
 PAGE_SIZE = 25
 PAGE_TEMPLATE = "conversations/console.html"
@@ -197,10 +207,13 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         .exclude(pk=conversation.pk)[:10]
     )
     can_reply = selectors.user_can_reply(user=user, conversation=conversation)
+    window_open = bool(expires and expires > now)
     return {
         "conversation": conversation,
         "messages": shown,
-        "window_open": bool(expires and expires > now),
+        "window_open": window_open,
+        "templates": _approved_templates(conversation) if can_reply and not window_open else [],
+        "retryable_types": RETRYABLE_TYPES,
         "window_expires_at": expires,
         "can_reply": can_reply,
         "can_take_over": selectors.user_can_take_over(user=user, conversation=conversation)
@@ -350,6 +363,110 @@ def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _send(*, conversation: Conversation, actor: User, body: str) -> Conversation:
     services.message_create_outbound(conversation=conversation, actor=actor, body=body)
+    return conversation
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+
+
+def _template_body(template: MessageTemplate) -> str:
+    for component in template.components or []:
+        if isinstance(component, dict) and str(component.get("type", "")).upper() == "BODY":
+            return str(component.get("text", ""))
+    return ""
+
+
+def _approved_templates(conversation: Conversation) -> list[MessageTemplate]:
+    templates = MessageTemplate.objects.filter(
+        account_id=conversation.whatsapp_account_id, status__iexact="APPROVED"
+    )
+    found = list(templates)
+    for template in found:
+        text = _template_body(template)
+        template.body_text = text  # type: ignore[attr-defined]
+        template.parameter_count = len(set(_PLACEHOLDER.findall(text)))  # type: ignore[attr-defined]
+    return found
+
+
+@require_POST
+@login_required
+def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
+    """Outside the 24-hour window only an approved template may start the conversation again."""
+    conversation = _visible_or_404(request, pk)
+    template = MessageTemplate.objects.filter(
+        pk=_int(request.POST.get("template")) or 0,
+        account_id=conversation.whatsapp_account_id,
+        status__iexact="APPROVED",
+    ).first()
+    if template is None:
+        return render(
+            request,
+            f"{PAGE_TEMPLATE}#conversation_pane",
+            _pane(request, conversation, error=_("Choose an approved template.")),
+        )
+    parameters = [
+        line.strip() for line in request.POST.get("parameters", "").splitlines() if line.strip()
+    ]
+    text = _PLACEHOLDER.sub(
+        lambda m: parameters[int(m.group(1)) - 1] if int(m.group(1)) <= len(parameters) else "…",
+        _template_body(template),
+    )
+    payload: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+    if parameters:
+        payload["components"] = [
+            {"type": "body", "parameters": [{"type": "text", "text": p} for p in parameters]}
+        ]
+    return _act(
+        request,
+        pk,
+        _send_template,
+        body=text or template.name,
+        raw_payload={"template": payload},
+    )
+
+
+def _send_template(
+    *, conversation: Conversation, actor: User, body: str, raw_payload: dict[str, Any]
+) -> Conversation:
+    services.message_create_outbound(
+        conversation=conversation,
+        actor=actor,
+        body=body,
+        type=MessageType.TEMPLATE,
+        raw_payload=raw_payload,
+    )
+    return conversation
+
+
+RETRYABLE_TYPES = (MessageType.TEXT, MessageType.TEMPLATE)
+
+
+@require_POST
+@login_required
+def message_retry(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
+    """Send a failed text or template message again, as a new message."""
+    conversation = _visible_or_404(request, pk)
+    failed = get_object_or_404(
+        Message,
+        pk=message_pk,
+        conversation=conversation,
+        direction=Direction.OUT,
+        status=MessageStatus.FAILED,
+        type__in=RETRYABLE_TYPES,
+    )
+    return _act(request, pk, _resend, failed=failed)
+
+
+def _resend(*, conversation: Conversation, actor: User, failed: Message) -> Conversation:
+    extra: dict[str, Any] = {"raw_payload": failed.raw_payload} if failed.raw_payload else {}
+    services.message_create_outbound(
+        conversation=conversation,
+        actor=actor,
+        body=failed.body,
+        type=failed.type,
+        reply_to=failed.reply_to,
+        **extra,
+    )
     return conversation
 
 

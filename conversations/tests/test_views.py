@@ -332,3 +332,79 @@ def test_board_is_for_supervisors(agent_client, client, supervisor, agent, suppo
     html = client.get("/board/").content.decode()
     assert "Suporte" in html
     assert agent.name in html
+
+
+def test_template_picker_when_the_window_has_closed(
+    client, agent, support, fake_graph, django_capture_on_commit_callbacks
+) -> None:
+    from whatsapp.models import MessageTemplate
+
+    client.force_login(agent)
+    conversation = ConversationFactory(
+        department=support,
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        whatsapp_account=fake_graph.account,
+        last_inbound_at=timezone.now() - timedelta(days=2),
+    )
+    template = MessageTemplate.objects.create(
+        account=fake_graph.account,
+        name="retomar_atendimento",
+        language="pt_BR",
+        status="APPROVED",
+        components=[{"type": "BODY", "text": "Olá {{1}}, podemos continuar seu atendimento?"}],
+    )
+    MessageTemplate.objects.create(
+        account=fake_graph.account, name="rascunho", language="pt_BR", status="PENDING"
+    )
+
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "retomar_atendimento" in html
+    assert "rascunho" not in html
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            f"/c/{conversation.pk}/template/",
+            {"template": template.pk, "parameters": "Joana"},
+            **HTMX,
+        )
+    sent = Message.objects.get(conversation=conversation, type=MessageType.TEMPLATE)
+    assert sent.body == "Olá Joana, podemos continuar seu atendimento?"
+    graph = fake_graph.message_sends[-1]
+    assert graph["type"] == "template"
+    assert graph["template"]["name"] == "retomar_atendimento"
+    assert graph["template"]["components"][0]["parameters"] == [{"type": "text", "text": "Joana"}]
+
+
+def test_a_failed_message_can_be_sent_again(
+    client, agent, support, fake_graph, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(agent)
+    conversation = ConversationFactory(
+        department=support,
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        whatsapp_account=fake_graph.account,
+    )
+    failed = MessageFactory(
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender=SenderKind.AGENT,
+        sender_user=agent,
+        status=MessageStatus.FAILED,
+        error="Something went wrong",
+        body="Seu pedido saiu para entrega",
+        wa_message_id=None,
+    )
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert f"/c/{conversation.pk}/m/{failed.pk}/retry/" in html
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/c/{conversation.pk}/m/{failed.pk}/retry/", **HTMX)
+
+    again = Message.objects.filter(conversation=conversation).exclude(pk=failed.pk).get()
+    assert again.body == "Seu pedido saiu para entrega"
+    assert fake_graph.message_sends[-1]["text"]["body"] == "Seu pedido saiu para entrega"
+    # nobody else's failed message can be retried through this conversation
+    other = MessageFactory(direction=Direction.OUT, status=MessageStatus.FAILED, wa_message_id=None)
+    assert client.post(f"/c/{conversation.pk}/m/{other.pk}/retry/").status_code == 404
