@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils.translation import gettext as _
 
 from accounts.models import AuditAction, User
@@ -85,23 +86,31 @@ def department_delete(*, department: Department, actor: User) -> bool:
     _require_admin(actor)
     department = Department.objects.select_for_update().get(pk=department.pk)
     if department.conversations.exists():
-        if department.is_active:
-            department.is_active = False
-            department.save(update_fields=["is_active", "updated_at"])
+        return _deactivate_instead(department=department, actor=actor)
+    try:
+        with transaction.atomic():  # the entry goes if the delete is refused
             audit_log_record(
                 actor=actor,
                 action=AuditAction.CONFIG_CHANGED,
                 target=department,
-                before={"is_active": True},
-                after={"is_active": False, "reason": "delete requested; has conversations"},
+                before=_state(department),
+                after={"deleted": True},
             )
-        return False
-    audit_log_record(
-        actor=actor,
-        action=AuditAction.CONFIG_CHANGED,
-        target=department,
-        before=_state(department),
-        after={"deleted": True},
-    )
-    department.delete()
+            department.delete()
+    except ProtectedError:  # something that must keep it still points at it
+        return _deactivate_instead(department=department, actor=actor)
     return True
+
+
+def _deactivate_instead(*, department: Department, actor: User) -> bool:
+    if department.is_active:
+        department.is_active = False
+        department.save(update_fields=["is_active", "updated_at"])
+        audit_log_record(
+            actor=actor,
+            action=AuditAction.CONFIG_CHANGED,
+            target=department,
+            before={"is_active": True},
+            after={"is_active": False, "reason": "delete requested; still referenced"},
+        )
+    return False
