@@ -8,7 +8,9 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789abcdef")
 # No API rate limits unless a test sets them (supportdesk/tests/test_api_hardening.py does).
-for _scope in ("USER", "ANON", "LOGIN_IP", "LOGIN_ACCOUNT"):
-    os.environ.setdefault(f"RATE_LIMIT_{_scope}", "100000/min")
+os.environ.setdefault("RATE_LIMIT_USER", "100000/min")
+os.environ.setdefault("RATE_LIMIT_ANON", "100000/min")
+os.environ.setdefault("RATE_LIMIT_LOGIN_IP", "100000/min")
+os.environ.setdefault("RATE_LIMIT_LOGIN_ACCOUNT", "100000/min")
 
 from .settings import *  # noqa: F403
