@@ -158,9 +158,9 @@ def _user_payload(user: User) -> dict[str, Any]:
         ),
     ],
 )
+# Token endpoints take no bearer themselves, yet a refused token is a 401 (not 403). (A comment,
+# not a docstring: drf-spectacular would publish it as every token endpoint's description.)
 class TokenEndpoint(APIView):
-    """Token endpoints take no bearer themselves, yet a refused token is a 401 (not 403)."""
-
     permission_classes = (AllowAny,)
     authentication_classes = ()
 
