@@ -330,3 +330,33 @@ class ConversationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id} {self.kind}"
+
+
+class ConversationNote(TimeStampedModel):
+    """An internal note on a conversation: agents and supervisors see it, the customer never does.
+
+    Kept apart from ``Message`` on purpose, so no sender, retry or sweep can ever deliver it.
+    """
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="notes", verbose_name=_("conversation")
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("author"),
+    )
+    body = models.TextField(_("note"))
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("internal note")
+        verbose_name_plural = _("internal notes")
+        indexes: ClassVar = [
+            models.Index(fields=["conversation", "created_at"], name="conv_note_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} note: {self.body[:50]}"

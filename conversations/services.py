@@ -21,6 +21,7 @@ from . import selectors
 from .models import (
     Conversation,
     ConversationEvent,
+    ConversationNote,
     ConversationStatus,
     ConversationTransfer,
     Customer,
@@ -311,6 +312,22 @@ def conversation_reopen(*, conversation: Conversation, actor: User) -> Conversat
     )
     _broadcast_update(conversation)
     return conversation
+
+
+@transaction.atomic
+def conversation_note_create(
+    *, conversation: Conversation, actor: User, body: str
+) -> ConversationNote:
+    """An internal note by someone who may see the conversation; never sent to the customer."""
+    conversation = _lock(conversation)
+    _require(
+        selectors.conversation_is_visible_to(user=actor, conversation=conversation),
+        _("You cannot add notes to this conversation."),
+    )
+    body = body.strip()
+    if not body:
+        raise ServiceError(_("A note needs some text."), code="empty_note")
+    return ConversationNote.objects.create(conversation=conversation, author=actor, body=body)
 
 
 @transaction.atomic

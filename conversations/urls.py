@@ -13,6 +13,7 @@ urlpatterns = [
     path("c/<int:pk>/header/", views.conversation_header, name="header"),
     path("c/<int:pk>/read/", views.conversation_read, name="read"),
     path("c/<int:pk>/send/", views.conversation_send, name="send"),
+    path("c/<int:pk>/note/", views.conversation_note, name="note"),
     path("c/<int:pk>/template/", views.conversation_send_template, name="send_template"),
     path("c/<int:pk>/m/<int:message_pk>/retry/", views.message_retry, name="retry"),
     path("c/<int:pk>/take-over/", views.conversation_take_over, name="take_over"),

@@ -199,6 +199,10 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
             )
         )
     )
+    notes = list(conversation.notes.select_related("author"))
+    for note in notes:
+        note.is_note = True  # type: ignore[attr-defined]
+    timeline: list[Any] = sorted([*shown, *notes], key=lambda item: (item.created_at, item.pk))
     now = timezone.now()
     expires = conversation.window_expires_at
     past = list(
@@ -210,7 +214,7 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
     window_open = bool(expires and expires > now)
     return {
         "conversation": conversation,
-        "messages": shown,
+        "messages": timeline,
         "window_open": window_open,
         "templates": _approved_templates(conversation) if can_reply and not window_open else [],
         "retryable_types": RETRYABLE_TYPES,
@@ -359,6 +363,17 @@ def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
         extra={"autofocus_composer": True},
         body=request.POST.get("body", "").strip()[:4096],
     )
+
+
+@require_POST
+@login_required
+def conversation_note(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, _note, body=request.POST.get("body", "")[:4000])
+
+
+def _note(*, conversation: Conversation, actor: User, body: str) -> Conversation:
+    services.conversation_note_create(conversation=conversation, actor=actor, body=body)
+    return conversation
 
 
 def _send(*, conversation: Conversation, actor: User, body: str) -> Conversation:

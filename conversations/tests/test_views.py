@@ -408,3 +408,36 @@ def test_a_failed_message_can_be_sent_again(
     # nobody else's failed message can be retried through this conversation
     other = MessageFactory(direction=Direction.OUT, status=MessageStatus.FAILED, wa_message_id=None)
     assert client.post(f"/c/{conversation.pk}/m/{other.pk}/retry/").status_code == 404
+
+
+def test_internal_notes_are_for_the_team_only(
+    client, supervisor, agent, fake_graph, django_capture_on_commit_callbacks
+) -> None:
+    from conversations.models import ConversationNote
+
+    conversation = ConversationFactory(
+        department=agent.departments.get(),
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        whatsapp_account=fake_graph.account,
+    )
+    client.force_login(supervisor)  # anyone who may see it can leave a note
+
+    with django_capture_on_commit_callbacks(execute=True):
+        html = client.post(
+            f"/c/{conversation.pk}/note/", {"body": "Cliente <b>VIP</b>, cuidado"}, **HTMX
+        ).content.decode()
+
+    note = ConversationNote.objects.get(conversation=conversation)
+    assert note.author_id == supervisor.pk
+    assert "Internal note" in html and "Cliente &lt;b&gt;VIP&lt;/b&gt;, cuidado" in html
+    assert not conversation.messages.exists()
+    assert fake_graph.message_sends == []  # never sent to the customer
+    empty = client.post(f"/c/{conversation.pk}/note/", {"body": "  "}, **HTMX).content.decode()
+    assert "A note needs some text." in empty
+
+
+def test_notes_on_invisible_conversations_are_refused(agent_client, sales) -> None:
+    foreign = ConversationFactory(department=sales)
+    assert agent_client.post(f"/c/{foreign.pk}/note/", {"body": "x"}).status_code == 404
+    assert not foreign.notes.exists()
