@@ -47,11 +47,20 @@ def broadcast(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> Non
     if layer is None:
         return
     message = {"type": "desk.event", "event": event, "data": data}
-    for group in dict.fromkeys(groups):
-        try:
-            async_to_sync(layer.group_send)(group, message)
-        except Exception:  # a broadcast must never undo a committed change
-            logger.exception("broadcast of %s to %s failed", event, group)
+    targets = list(dict.fromkeys(groups))
+
+    async def send_all() -> None:
+        for group in targets:
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # a broadcast must never undo a committed change
+                logger.exception("broadcast of %s to %s failed", event, group)
+
+    # One trip through async_to_sync for all groups (each trip costs an event-loop handoff).
+    try:
+        async_to_sync(send_all)()
+    except Exception:
+        logger.exception("broadcast of %s failed", event)
 
 
 def broadcast_on_commit(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:

@@ -5,6 +5,7 @@ never go backwards, reactions keep the newest by WhatsApp's timestamp — so a d
 processed any number of times (Celery retries, ``manage.py replay_webhooks``).
 """
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -351,7 +352,7 @@ def _record_value_errors(
         )
 
 
-def webhook_event_process(  # noqa: PLR0912 - walks Meta's nested shape
+def webhook_event_process(  # noqa: PLR0912, PLR0915 - walks Meta's nested shape
     *, event_id: int, force: bool = False
 ) -> WebhookEvent:
     """Process every entry, change, message and status of a stored delivery.
@@ -363,8 +364,15 @@ def webhook_event_process(  # noqa: PLR0912 - walks Meta's nested shape
     event = WebhookEvent.objects.get(pk=event_id)
     if event.status == WebhookStatus.PROCESSED and not force:
         return event
-    WebhookEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
-    payload = event.payload if isinstance(event.payload, dict) else {}
+    payload = event.payload if isinstance(event.payload, dict) else None
+    parsed_now = payload is None
+    if payload is None:
+        try:
+            payload = json.loads(event.raw_body)
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
     problems: list[str] = []
     unknown: list[str] = []
     if payload.get("object") != "whatsapp_business_account":
@@ -403,9 +411,15 @@ def webhook_event_process(  # noqa: PLR0912 - walks Meta's nested shape
         new_status, error = WebhookStatus.UNKNOWN, "Not understood: " + "; ".join(unknown)
     else:
         new_status, error = WebhookStatus.PROCESSED, ""
-    WebhookEvent.objects.filter(pk=event.pk).update(
-        status=new_status, error=error[:10000], processed_at=timezone.now()
-    )
+    changes: dict[str, Any] = {
+        "status": new_status,
+        "error": error[:10000],
+        "processed_at": timezone.now(),
+        "attempts": F("attempts") + 1,
+    }
+    if parsed_now:
+        changes["payload"] = payload
+    WebhookEvent.objects.filter(pk=event.pk).update(**changes)
     event.refresh_from_db()
     if problems:
         raise ProcessingError(error)

@@ -51,11 +51,13 @@ def _first_phone_number_id(payload: dict[str, Any]) -> str:
     return ""
 
 
-def webhook_receive(*, raw_body: bytes, signature: str) -> WebhookEvent:
-    """Verify and durably store one delivery; processing is queued when the row is committed.
+def webhook_receive(*, raw_body: bytes, signature: str, queue: bool = True) -> WebhookEvent:
+    """Verify and durably store one delivery; processing is queued once the row is committed.
 
     Raises :class:`SignatureError` (nothing stored) or :class:`PayloadError` (nothing stored).
     Database errors propagate: the view answers 503 so that Meta delivers again.
+    ``queue=False`` leaves queueing to the caller (:func:`webhook_queue`), as the view does.
+    The parsed ``payload`` is filled in by the processing task: one plain INSERT here.
     """
     if not signature_is_valid(raw_body, signature):
         raise SignatureError
@@ -65,18 +67,18 @@ def webhook_receive(*, raw_body: bytes, signature: str) -> WebhookEvent:
         raise PayloadError(str(exc)) from exc
     if not isinstance(payload, dict):
         raise PayloadError("the body is not a JSON object")
-    with transaction.atomic():
-        event = WebhookEvent.objects.create(
-            raw_body=raw_body.decode("utf-8"),
-            payload=payload,
-            signature=signature[:100],
-            phone_number_id=_first_phone_number_id(payload),
-        )
-        transaction.on_commit(lambda: _queue(event.pk))
+    event = WebhookEvent.objects.create(
+        raw_body=raw_body.decode("utf-8"),
+        signature=signature[:100],
+        phone_number_id=_first_phone_number_id(payload),
+    )
+    if queue:
+        event_id = event.pk
+        transaction.on_commit(lambda: webhook_queue(event_id))
     return event
 
 
-def _queue(event_id: int) -> None:
+def webhook_queue(event_id: int) -> None:
     """Hand the event to a worker. A broker outage must not lose it: the row stays ``received``
     and ``manage.py replay_webhooks --status received`` picks it up."""
     from whatsapp.tasks import webhook_process  # noqa: PLC0415 - tasks import services

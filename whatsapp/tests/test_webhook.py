@@ -130,6 +130,7 @@ def test_bodies_over_3_mb_are_refused(client, fake_graph, signed_webhook):
     assert not WebhookEvent.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_database_down_answers_503_so_meta_retries(client, fake_graph, signed_webhook):
     # The database refuses every statement (Django's execute_wrapper hook, at the driver edge).
     def unavailable(execute, sql, params, many, context):
