@@ -14,6 +14,7 @@ Every API view of every app uses these, so contract §4 holds in one place:
 import hashlib
 import ipaddress
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # rest_framework.views reads DEFAULT_THROTTLE_CLASSES (this m
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+WEBHOOKS_PREFIX = "/api/v1/webhooks/"
 
 
 # --- Errors ------------------------------------------------------------------------------------
@@ -141,16 +143,26 @@ class ApiJsonErrorsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        if request.path.startswith(WEBHOOKS_PREFIX):  # Meta's, signed; never a bearer
+            return self._as_json(self.get_response(request))
+        refused = UnauthenticatedIpThrottle()
+        if not refused.check(request):
+            return refused.too_many()
         response = self.get_response(request)
-        if not request.path.startswith(API_PREFIX) or response.status_code < 400:
-            return response
-        if response.get("Content-Type", "").startswith("application/json"):
+        if response.status_code == 401:
+            refused.record()
+        return self._as_json(response)
+
+    @staticmethod
+    def _as_json(response: HttpResponse) -> HttpResponse:
+        content_type = response.get("Content-Type", "")
+        if response.status_code < 400 or content_type.startswith("application/json"):
             return response
         if response.status_code == 404:
             return _json_error(404, exceptions.NotFound.default_detail, "not_found")
-        if response.status_code == 400 and not response.get("Content-Type", "").startswith(
-            "text/plain"
-        ):
+        if response.status_code == 400 and not content_type.startswith("text/plain"):
             return _json_error(400, _("Bad request."), "bad_request")
         if response.status_code >= 500:
             return _json_error(response.status_code, _("Server error."), "server_error")
@@ -262,6 +274,38 @@ class LoginAccountThrottle(_LiveRateThrottle):
             return
         self.history.insert(0, self.now)
         self.cache.set(self.key, self.history, self.duration)
+
+
+class UnauthenticatedIpThrottle(_LiveRateThrottle):
+    """Per client IP, API requests refused for want of valid credentials (401), at the anonymous
+    rate (``RATE_LIMIT_ANON``). DRF checks permissions before throttles, so without this a flood
+    of requests with no or bad tokens would never meet a limit. Over it, the IP gets 429 on the
+    whole API until the window passes. Used by :class:`ApiJsonErrorsMiddleware`."""
+
+    scope = "anon"
+    cache_format = "throttle_unauthenticated_%(ident)s"
+
+    def check(self, request: HttpRequest) -> bool:
+        if self.rate is None:
+            return True
+        self.key = self.cache_format % {"ident": self.get_ident(request)}  # type: ignore[arg-type]
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - (self.duration or 0):
+            self.history.pop()
+        return len(self.history) < (self.num_requests or 0)
+
+    def record(self) -> None:
+        if self.rate is None:
+            return
+        self.history.insert(0, self.now)
+        self.cache.set(self.key, self.history, self.duration)
+
+    def too_many(self) -> JsonResponse:
+        wait = self.wait()
+        response = _json_error(429, exceptions.Throttled.default_detail, "throttled")
+        response["Retry-After"] = str(max(1, math.ceil(wait or 1)))
+        return response
 
 
 # --- Permissions -------------------------------------------------------------------------------

@@ -161,6 +161,26 @@ def test_anonymous_callers_are_rate_limited_per_ip(settings: Any) -> None:
     assert client.get("/api/v1/schema", REMOTE_ADDR="198.51.100.78").status_code == 200
 
 
+def test_requests_refused_for_bad_credentials_are_rate_limited_per_ip(
+    settings: Any, agent: Any
+) -> None:
+    """DRF answers 401 before its throttles run: a flood of bad tokens still meets a limit."""
+    _rates(settings, anon="3/min")
+    for ip in ("198.51.100.90", "198.51.100.91"):
+        cache.delete(f"throttle_unauthenticated_{ip}")
+    anonymous = bearer(None)
+    anonymous.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    for _ in range(3):
+        response = anonymous.get("/api/v1/conversations", REMOTE_ADDR="198.51.100.90")
+        assert_error_shape(response, 401)
+    # when
+    blocked = bearer(agent).get("/api/v1/auth/me", REMOTE_ADDR="198.51.100.90")
+    # then: the whole API, for that IP, until the window passes
+    assert_error_shape(blocked, 429, "throttled")
+    assert 0 < int(blocked["Retry-After"]) <= 60
+    assert bearer(agent).get("/api/v1/auth/me", REMOTE_ADDR="198.51.100.91").status_code == 200
+
+
 # --- Headers -------------------------------------------------------------------------------------
 
 
