@@ -5,14 +5,12 @@ A plain Django view, not DRF: the signature is checked on the raw bytes before a
 
 import logging
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from supportdesk.celery import app as celery_app
 from whatsapp.services.intake import PayloadError, SignatureError, webhook_queue, webhook_receive
 
 logger = logging.getLogger(__name__)
@@ -47,9 +45,7 @@ def _store(raw_body: bytes, signature: str) -> int:
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
-async def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
-    """Async so that only the INSERT takes a turn on the server's one thread for database work;
-    handing the event to the broker runs in parallel in the thread pool."""
+def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _verify(request)
     limit = int(getattr(settings, "WHATSAPP_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
@@ -57,9 +53,7 @@ async def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
     if raw_body is None:
         return HttpResponse("payload too large", status=413, content_type="text/plain")
     try:
-        event_id = await sync_to_async(_store)(
-            raw_body, request.headers.get("X-Hub-Signature-256", "")
-        )
+        event_id = _store(raw_body, request.headers.get("X-Hub-Signature-256", ""))
     except SignatureError:
         return HttpResponse("invalid signature", status=403, content_type="text/plain")
     except PayloadError:
@@ -68,8 +62,5 @@ async def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
         # Database (or pool) unavailable: not stored, so Meta must deliver it again.
         logger.exception("could not store a webhook delivery")
         return HttpResponse("temporarily unavailable", status=503, content_type="text/plain")
-    # The row is committed (autocommit): queue it. Eager mode (no broker) processes in place,
-    # on the database thread; with a broker the publish needs no database.
-    eager = bool(celery_app.conf.task_always_eager)
-    await sync_to_async(webhook_queue, thread_sensitive=eager)(event_id)
+    webhook_queue(event_id)  # the row is committed (autocommit)
     return HttpResponse(f"ok {event_id}", content_type="text/plain")
