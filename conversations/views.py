@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
@@ -176,6 +179,11 @@ def _inbox(request: HttpRequest, query: InboxQuery) -> dict[str, Any]:
         "statuses": ConversationStatus.choices,
         "now_day": timezone.localdate().strftime("%Y%m%d"),
     }
+
+
+def _text(request: HttpRequest, name: str, limit: int) -> str:
+    """A posted text field with the browser's CRLF line breaks turned into plain newlines."""
+    return request.POST.get(name, "").replace("\r\n", "\n").strip()[:limit]
 
 
 def _visible_or_404(request: HttpRequest, pk: int) -> Conversation:
@@ -349,26 +357,63 @@ def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
         services.conversation_transfer,
         to_user=to_user,
         to_department=to_department,
-        note=request.POST.get("note", "").strip()[:1000],
+        note=_text(request, "note", 1000),
     )
 
 
 @require_POST
 @login_required
 def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
+    body = _text(request, "body", 4096)
+    upload = request.FILES.get("attachment")
+    if upload is None:
+        return _act(request, pk, _send, extra={"autofocus_composer": True}, body=body)
+    if upload.size and upload.size > settings.API_UPLOAD_MAX_BYTES:
+        conversation = _visible_or_404(request, pk)
+        limit = filesizeformat(settings.API_UPLOAD_MAX_BYTES)
+        return render(
+            request,
+            f"{PAGE_TEMPLATE}#conversation_pane",
+            _pane(request, conversation, error=_("Files are limited to %s.") % limit),
+        )
     return _act(
         request,
         pk,
-        _send,
+        _send_file,
         extra={"autofocus_composer": True},
-        body=request.POST.get("body", "").strip()[:4096],
+        body=body,
+        upload=upload,
     )
+
+
+def _media_type(content_type: str) -> str:
+    kind = content_type.split("/", 1)[0]
+    if kind in ("image", "audio", "video") and content_type != "image/svg+xml":
+        return kind
+    return MessageType.DOCUMENT
+
+
+def _send_file(
+    *, conversation: Conversation, actor: User, body: str, upload: UploadedFile
+) -> Conversation:
+    content_type = upload.content_type or "application/octet-stream"
+    services.message_create_outbound(
+        conversation=conversation,
+        actor=actor,
+        body=body,
+        type=_media_type(content_type),
+        media_file=upload,
+        media_mime_type=content_type,
+        media_filename=(upload.name or "file")[:255],
+        media_size=upload.size,
+    )
+    return conversation
 
 
 @require_POST
 @login_required
 def conversation_note(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, _note, body=request.POST.get("body", "")[:4000])
+    return _act(request, pk, _note, body=_text(request, "body", 4000))
 
 
 def _note(*, conversation: Conversation, actor: User, body: str) -> Conversation:

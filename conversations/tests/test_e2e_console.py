@@ -444,6 +444,12 @@ def test_screenshots_of_the_console(
         body="Obrigada! Comprei no dia 12 e o prazo era de 5 dias úteis.",
         wa_message_id="wamid.shot-2",
     )
+    live_server_e2e.call(
+        services.conversation_note_create,
+        conversation=featured,
+        actor=ana,
+        body="Pedido via transportadora Rápida; prazo vence amanhã.",
+    )
     Message.objects.filter(conversation=featured, direction=Direction.OUT).update(status="read")
     Conversation.objects.filter(pk=featured.pk).update(
         created_at=timezone.now() - timedelta(minutes=20)

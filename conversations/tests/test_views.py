@@ -441,3 +441,36 @@ def test_notes_on_invisible_conversations_are_refused(agent_client, sales) -> No
     foreign = ConversationFactory(department=sales)
     assert agent_client.post(f"/c/{foreign.pk}/note/", {"body": "x"}).status_code == 404
     assert not foreign.notes.exists()
+
+
+@pytest.fixture
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+@pytest.mark.usefixtures("_media_in_tmp")
+def test_agent_sends_an_attachment(
+    client, agent, fake_graph, django_capture_on_commit_callbacks
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(agent)
+    conversation = ConversationFactory(
+        department=agent.departments.get(),
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        whatsapp_account=fake_graph.account,
+    )
+    upload = SimpleUploadedFile("boleto.pdf", b"%PDF-1.4 fake", content_type="application/pdf")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        html = client.post(
+            f"/c/{conversation.pk}/send/", {"body": "Segue o boleto", "attachment": upload}, **HTMX
+        ).content.decode()
+
+    sent = Message.objects.get(conversation=conversation)
+    assert sent.type == MessageType.DOCUMENT
+    assert sent.media_filename == "boleto.pdf"
+    assert "boleto.pdf" in html
+    assert fake_graph.uploads and b"%PDF-1.4 fake" in fake_graph.uploads[0]["content"]
+    assert fake_graph.message_sends[-1]["document"]["caption"] == "Segue o boleto"

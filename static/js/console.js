@@ -286,7 +286,18 @@
     var target = event.target;
     if (target && target.id === "composer-body" && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      if (target.value.trim()) htmx.trigger(target.form, "submit");
+      var file = document.getElementById("composer-file");
+      if (target.value.trim() || (file && file.files.length)) htmx.trigger(target.form, "submit");
+    }
+  });
+
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.id === "composer-file") {
+      var label = event.target.closest(".attach");
+      if (label) {
+        label.classList.toggle("has-file", event.target.files.length > 0);
+        label.title = event.target.files.length ? event.target.files[0].name : label.title;
+      }
     }
   });
 
