@@ -25,6 +25,7 @@ SUPERVISOR_PERMISSIONS = frozenset(
         "conversations.view_message",
         "conversations.view_conversationtransfer",
         "conversations.view_conversationevent",
+        "conversations.view_conversationnote",
         "departments.view_department",
         "accounts.view_user",
         "whatsapp.view_whatsappaccount",

@@ -32,6 +32,7 @@ from . import services
 from .models import (
     Conversation,
     ConversationEvent,
+    ConversationNote,
     ConversationTransfer,
     Customer,
     Message,
@@ -109,6 +110,18 @@ class EventInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConversationEvent]:
         return super().get_queryset(request).select_related("actor")
+
+
+class NoteInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
+    """Internal notes, written in the console; never sent to the customer."""
+
+    model = ConversationNote
+    fields = ("created_at", "author", "body")
+    readonly_fields = fields
+    extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ConversationNote]:
+        return super().get_queryset(request).select_related("author")
 
 
 class ReactionInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
@@ -241,7 +254,7 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "closed_at",
         "message_history",
     )
-    inlines = (MessageInline, TransferInline, EventInline)
+    inlines = (MessageInline, NoteInline, TransferInline, EventInline)
     change_form_template = "admin/conversations/conversation/change_form.html"
     action_template = "admin/conversations/conversation/action.html"
 
@@ -660,3 +673,13 @@ class ConversationEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ign
     @admin.display(description=_("after"))
     def after_pretty(self, obj: ConversationEvent) -> SafeString | str:
         return pretty_json(obj.after)
+
+
+@admin.register(ConversationNote)
+class ConversationNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("created_at", "conversation", "author", "body")
+    list_filter = ("author",)
+    list_select_related = ("conversation__customer", "author")
+    search_fields = ("body", "conversation__customer__name", "conversation__customer__phone")
+    ordering = ("-created_at", "-id")
+    fields = ("conversation", "author", "created_at", "body")

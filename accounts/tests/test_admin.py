@@ -41,7 +41,7 @@ def supervisor_browser(supervisor) -> Client:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def some_of_everything(admin_user, agent, support):  # type: ignore[no-untyped-def]
     """One row of every model the back office shows, so change forms can be opened."""
-    from conversations.models import MessageReaction
+    from conversations.models import ConversationNote, MessageReaction
     from whatsapp.models import ChannelError, MessageTemplate, PendingStatus
 
     conversation = ConversationFactory(department=support, assigned_to=agent, status="open")
@@ -52,6 +52,7 @@ def some_of_everything(admin_user, agent, support):  # type: ignore[no-untyped-d
         status_history=[{"status": "sent"}, {"status": "failed"}],
     )
     MessageReaction.objects.create(message=message, sender="customer", emoji="👍")
+    ConversationNote.objects.create(conversation=conversation, author=agent, body="nota")
     BotConfiguration.objects.create(key="greeting", value="Olá!")
     delivery = WebhookEvent.objects.create(raw_body='{"object": "whatsapp_business_account"}')
     ChannelError.objects.create(

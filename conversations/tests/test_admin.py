@@ -226,6 +226,23 @@ def test_conversations_are_never_deleted_from_the_back_office(admin_browser) -> 
     assert 'value="delete_selected"' not in changelist
 
 
+def test_supervisor_reads_internal_notes_on_the_conversation_page(
+    supervisor_browser, agent, support
+) -> None:
+    from conversations.models import ConversationNote
+
+    conversation = ConversationFactory(department=support, assigned_to=agent, status="open")
+    ConversationNote.objects.create(
+        conversation=conversation, author=agent, body="Cliente pediu retorno à tarde"
+    )
+
+    page = supervisor_browser.get(
+        reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    ).content.decode()
+
+    assert "Cliente pediu retorno à tarde" in page
+
+
 def test_change_form_shows_only_the_latest_messages(admin_browser) -> None:
     conversation = ConversationFactory()
     MessageFactory.create_batch(MESSAGE_INLINE_LIMIT + 5, conversation=conversation)
