@@ -46,6 +46,10 @@ class ProcessingError(Exception):
     """Some items of a delivery could not be processed; the task retries the delivery."""
 
 
+class UnidentifiedSenderError(Exception):
+    """A message with neither ``from`` nor ``from_user_id``: kept in the event, marked."""
+
+
 def wa_time(value: Any) -> datetime | None:
     """Meta's Unix-seconds string as an aware datetime."""
     try:
@@ -212,6 +216,8 @@ def _process_message(
     user_id = user_id or str(contact.get("user_id") or "")
     name = str((contact.get("profile") or {}).get("name") or "")
     variants = wa_id_variants(wa_id)
+    if not variants and not user_id:
+        raise UnidentifiedSenderError(str(wa_message_id))
     _lock_identity(min(variants, key=len) if variants else user_id)
     if wa_message_id and Message.objects.filter(wa_message_id=wa_message_id).exists():
         return None  # stored by a concurrent worker while we waited for the lock
@@ -395,6 +401,8 @@ def webhook_event_process(  # noqa: PLR0912, PLR0915 - walks Meta's nested shape
                 try:
                     with transaction.atomic():
                         _process_message(account=account, value=value, message=message)
+                except UnidentifiedSenderError:
+                    unknown.append(f"message {message.get('id')} without a sender")
                 except Exception as exc:
                     logger.exception("webhook %s: message %s failed", event.pk, message.get("id"))
                     problems.append(f"message {message.get('id')}: {exc!r}")

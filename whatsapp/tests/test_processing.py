@@ -470,3 +470,11 @@ def test_message_joins_the_conversation_in_progress(fake_graph):
     assert Message.objects.get().conversation == conversation
     conversation.refresh_from_db()
     assert conversation.last_inbound_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_a_message_without_any_sender_is_kept_and_marked(fake_graph):
+    payload = wa.delivery(messages=[wa.message(content={"body": "?"}, wamid="wamid.NOONE")])
+    event = deliver(payload)
+    assert event.status == WebhookStatus.UNKNOWN
+    assert "without a sender" in event.error
+    assert "wamid.NOONE" in event.raw_body
