@@ -10,6 +10,7 @@ Set ``UPDATE_SCREENSHOTS=1`` to refresh ``docs/screenshots/*.png``.
 """
 
 import asyncio
+import base64
 import os
 import shutil
 import threading
@@ -482,3 +483,36 @@ def test_language_switch_in_the_browser(live_server_e2e: LiveServer, browser: An
     page.select_option("#language-auth", "en")
     page.wait_for_selector("html[lang=en]")
     context.close()
+
+
+# A 2x2 red PNG.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEElEQVR4nGP4z8AARAwQCgAf7gP9i18U1AAAAABJRU5ErkJggg=="
+)
+
+
+def test_images_open_in_a_viewer(
+    live_server_e2e: LiveServer, open_console: Any, settings: Any, tmp_path: Path
+) -> None:
+    from django.core.files.base import ContentFile
+    from playwright.sync_api import expect
+
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    settings.MEDIA_ROOT = tmp_path
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana4@example.com", departments=[support])
+    conversation = ConversationFactory(department=support, customer__name="Cliente Foto")
+    message = MessageFactory(
+        conversation=conversation, type="image", body="foto do produto", media_mime_type="image/png"
+    )
+    message.media_file.save("produto.png", ContentFile(PNG))
+
+    page = open_console(ana, f"/c/{conversation.pk}/")
+    page.locator(".msg-media-link").click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(page.locator("#viewer-image")).to_have_attribute("alt", "foto do produto")
+    page.wait_for_function("document.getElementById('viewer-image').naturalWidth === 2")
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()

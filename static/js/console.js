@@ -291,6 +291,25 @@
     }
   });
 
+  // Images open in a viewer over the conversation (the link still works without script).
+  document.addEventListener("click", function (event) {
+    var link = event.target && event.target.closest ? event.target.closest(".msg-media-link") : null;
+    var viewer = document.getElementById("viewer");
+    if (!link || !viewer || typeof viewer.showModal !== "function") return;
+    event.preventDefault();
+    var img = link.querySelector("img");
+    document.getElementById("viewer-image").src = link.href;
+    document.getElementById("viewer-image").alt = img ? img.alt : "";
+    document.getElementById("viewer-open").href = link.href;
+    viewer.showModal();
+  });
+  var viewerEl = document.getElementById("viewer");
+  if (viewerEl) {
+    viewerEl.addEventListener("click", function (event) {
+      if (event.target === viewerEl) viewerEl.close(); // a click on the backdrop
+    });
+  }
+
   document.addEventListener("change", function (event) {
     if (event.target && event.target.id === "composer-file") {
       var label = event.target.closest(".attach");
