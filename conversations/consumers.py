@@ -10,8 +10,10 @@ Visibility: a conversation can change department or assignee between the moment 
 the audience groups and the moment this consumer forwards the event (a transfer also notifies the
 *old* audience so admins of the old queue hear about it). Group membership alone would therefore
 leak events to an agent who just lost sight of a conversation, so for agents every
-conversation-scoped event is re-checked against the database (one indexed ``EXISTS`` query through
-``conversations.selectors``) right before it is forwarded. Admins and supervisors see everything and
+conversation-scoped event is re-checked right before it is forwarded: a conversation payload
+(``conversation_update``) carries its current department and assignee, checked against the socket's
+departments (re-read on every heartbeat, like its groups); any other event costs one indexed
+``EXISTS`` query through ``conversations.selectors``. Admins and supervisors see everything and
 skip the check.
 """
 
@@ -103,9 +105,19 @@ class QueryStringTokenAuthMiddleware:
         return await self.inner(scope, receive, send)
 
 
+def _carries_state(data: dict[str, Any]) -> bool:
+    """A conversation payload (contract §4) with its current department and assignee."""
+    return (
+        "department" in data
+        and "assigned_to" in data
+        and isinstance(data.get("department") or {}, dict)
+        and isinstance(data.get("assigned_to") or {}, dict)
+    )
+
+
 @database_sync_to_async
 def _department_ids(user: User) -> list[int]:
-    return list(user.departments.filter(is_active=True).values_list("pk", flat=True))
+    return list(user.departments.values_list("pk", flat=True))
 
 
 @database_sync_to_async
@@ -136,6 +148,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self._heartbeat: asyncio.Task[None] | None = None
         self._online = False
         self._recent: deque[tuple[float, str]] = deque(maxlen=64)
+        self.department_ids: frozenset[int] = frozenset()
         if user is None or not user.is_authenticated or not user.is_active:
             # Accept first: a close before the handshake is an HTTP 403 without our code.
             await self.accept()
@@ -182,7 +195,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         return wanted
 
     async def _join_audience_groups(self) -> None:
-        wanted = self._audience_groups(await _department_ids(self.user))
+        department_ids = await _department_ids(self.user)
+        self.department_ids = frozenset(department_ids)
+        wanted = self._audience_groups(department_ids)
         subscribed = {realtime.conversation_group(pk) for pk in self.subscriptions}
         for group in self.groups_joined - wanted - subscribed:
             await self._leave(group)
@@ -255,9 +270,15 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 },
             )
 
-    async def _may_see(self, conversation_id: int) -> bool:
+    async def _may_see(self, conversation_id: int, *, data: dict[str, Any] | None = None) -> bool:
         if self.user.sees_everything:
             return True
+        if data is not None and _carries_state(data) and data.get("id") == conversation_id:
+            # A conversation payload says where the conversation is now: no query needed
+            # (the same rule as ``conversation_visibility_q``, with this socket's departments).
+            assignee = (data.get("assigned_to") or {}).get("id")
+            department = (data.get("department") or {}).get("id")
+            return assignee == self.user.pk or department in self.department_ids
         return await _is_visible(self.user, conversation_id)
 
     # --- server → client ----------------------------------------------------------------------
@@ -270,7 +291,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if event == "user_typing" and data.get("userId") == self.user.pk:
             return  # nobody needs to see themselves typing
         conversation_id = _conversation_id(event, data)
-        if conversation_id is not None and not await self._may_see(conversation_id):
+        if conversation_id is not None and not await self._may_see(conversation_id, data=data):
             if conversation_id in self.subscriptions:
                 self.subscriptions.discard(conversation_id)
                 await self._leave(realtime.conversation_group(conversation_id))
