@@ -10,11 +10,14 @@ Visibility: a conversation can change department or assignee between the moment 
 the audience groups and the moment this consumer forwards the event (a transfer also notifies the
 *old* audience so admins of the old queue hear about it). Group membership alone would therefore
 leak events to an agent who just lost sight of a conversation, so for agents every
-conversation-scoped event is re-checked right before it is forwarded: a conversation payload
-(``conversation_update``) carries its current department and assignee, checked against the socket's
-departments (re-read on every heartbeat, like its groups); any other event costs one indexed
-``EXISTS`` query through ``conversations.selectors``. Admins and supervisors see everything and
-skip the check.
+conversation-scoped event is re-checked right before it is forwarded, against the conversation's
+current department and assignee and the socket's departments (re-read on every heartbeat, like its
+groups) — the rule of ``selectors.conversation_visibility_q``. The state comes from the events
+themselves (``conversation_update`` carries it, ``conversation_transferred`` and
+``conversation_assigned`` carry the change; events reach a socket in the order they were sent), else
+from one query, shared by the sockets of the process that ask at the same moment and trusted for
+``STATE_TTL_SECONDS``. Subscriptions and typing are checked through the selectors themselves. Admins
+and supervisors see everything and skip the check.
 """
 
 import asyncio
@@ -47,6 +50,10 @@ HEARTBEAT_SECONDS = 30
 # A socket in several audience groups (its department and its own user group, say) receives the
 # same broadcast once per group; identical frames within this many seconds are sent once.
 DUPLICATE_WINDOW_SECONDS = 2.0
+# What a socket knows about a conversation's department and assignee (from the events themselves,
+# which carry the new state of every change) is trusted this long before it asks the database.
+STATE_TTL_SECONDS = 60.0
+MAX_REMEMBERED = 5000
 
 # Events about one conversation, and where in their data its id is. Any other event that names a
 # conversation (``conversationId`` or a message's ``conversation``) is treated the same way, so a
@@ -105,6 +112,17 @@ class QueryStringTokenAuthMiddleware:
         return await self.inner(scope, receive, send)
 
 
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _ref_id(value: Any) -> int | None:
+    return _as_int(value.get("id")) if isinstance(value, dict) else None
+
+
 def _carries_state(data: dict[str, Any]) -> bool:
     """A conversation payload (contract §4) with its current department and assignee."""
     return (
@@ -130,6 +148,42 @@ def _is_visible(user: User, conversation_id: int) -> bool:
 
 
 @database_sync_to_async
+def _conversation_state(conversation_id: int) -> tuple[int | None, int | None] | None:
+    """(department, assignee) of a conversation, None when it does not exist."""
+    return (
+        Conversation.objects.filter(pk=conversation_id)
+        .values_list("department_id", "assigned_to_id")
+        .first()
+    )
+
+
+# Sockets of one process that ask for the same conversation at the same moment (every agent of a
+# department receiving one new message) share one query; nothing is kept once it has answered.
+_pending_states: dict[int, "asyncio.Future[tuple[int | None, int | None] | None]"] = {}
+
+
+async def _shared_conversation_state(conversation_id: int) -> tuple[int | None, int | None] | None:
+    pending = _pending_states.get(conversation_id)
+    if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+        return await asyncio.shield(pending)
+    future: asyncio.Future[tuple[int | None, int | None] | None]
+    future = asyncio.get_running_loop().create_future()
+    _pending_states[conversation_id] = future
+    try:
+        state = await _conversation_state(conversation_id)
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+        raise
+    else:
+        future.set_result(state)
+        return state
+    finally:
+        if _pending_states.get(conversation_id) is future:
+            del _pending_states[conversation_id]
+
+
+@database_sync_to_async
 def _refresh_user(user_id: int) -> User | None:
     return User.objects.filter(pk=user_id, is_active=True).first()
 
@@ -149,6 +203,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self._online = False
         self._recent: deque[tuple[float, str]] = deque(maxlen=64)
         self.department_ids: frozenset[int] = frozenset()
+        self._states: dict[int, tuple[float, tuple[int | None, int | None]]] = {}
         if user is None or not user.is_authenticated or not user.is_active:
             # Accept first: a close before the handshake is an HTTP 403 without our code.
             await self.accept()
@@ -270,16 +325,51 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 },
             )
 
-    async def _may_see(self, conversation_id: int, *, data: dict[str, Any] | None = None) -> bool:
+    async def _may_see(self, conversation_id: int) -> bool:
+        """Checked against the database through the selectors (subscriptions, typing)."""
         if self.user.sees_everything:
             return True
-        if data is not None and _carries_state(data) and data.get("id") == conversation_id:
-            # A conversation payload says where the conversation is now: no query needed
-            # (the same rule as ``conversation_visibility_q``, with this socket's departments).
-            assignee = (data.get("assigned_to") or {}).get("id")
-            department = (data.get("department") or {}).get("id")
-            return assignee == self.user.pk or department in self.department_ids
         return await _is_visible(self.user, conversation_id)
+
+    def _sees_state(self, state: tuple[int | None, int | None]) -> bool:
+        # The rule of ``selectors.conversation_visibility_q`` for an agent, applied to a known
+        # (department, assignee) with this socket's departments (re-read on every heartbeat).
+        department_id, assignee_id = state
+        return assignee_id == self.user.pk or (
+            department_id is not None and department_id in self.department_ids
+        )
+
+    def _remember(self, conversation_id: int, state: tuple[int | None, int | None]) -> None:
+        if len(self._states) >= MAX_REMEMBERED:
+            self._states.clear()
+        self._states[conversation_id] = (time.monotonic(), state)
+
+    async def _may_forward(self, event: str, conversation_id: int, data: dict[str, Any]) -> bool:
+        """May this agent see the conversation *now*? Cheap: events carry the new state.
+
+        ``conversation_update`` has the department and assignee, ``conversation_transferred`` the
+        target, ``conversation_assigned`` the new assignee: each updates what this socket knows.
+        Other events use what it knows (younger than ``STATE_TTL_SECONDS``) or one query.
+        """
+        if self.user.sees_everything:
+            return True
+        known = self._states.get(conversation_id)
+        fresh = known is not None and time.monotonic() - known[0] < STATE_TTL_SECONDS
+        state: tuple[int | None, int | None] | None = None
+        if event == "conversation_update" and _carries_state(data):
+            state = (_ref_id(data.get("department")), _ref_id(data.get("assigned_to")))
+        elif event == "conversation_transferred":
+            state = (_as_int(data.get("toDepartmentId")), _as_int(data.get("toUserId")))
+        elif event == "conversation_assigned" and fresh and known is not None:
+            state = (known[1][0], _as_int(data.get("userId")))
+        elif fresh and known is not None:
+            state = known[1]
+        if state is None:
+            state = await _shared_conversation_state(conversation_id)
+            if state is None:
+                return False
+        self._remember(conversation_id, state)
+        return self._sees_state(state)
 
     # --- server → client ----------------------------------------------------------------------
 
@@ -291,7 +381,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if event == "user_typing" and data.get("userId") == self.user.pk:
             return  # nobody needs to see themselves typing
         conversation_id = _conversation_id(event, data)
-        if conversation_id is not None and not await self._may_see(conversation_id, data=data):
+        if conversation_id is not None and not await self._may_forward(
+            event, conversation_id, data
+        ):
             if conversation_id in self.subscriptions:
                 self.subscriptions.discard(conversation_id)
                 await self._leave(realtime.conversation_group(conversation_id))
