@@ -4,12 +4,15 @@ Services call :func:`broadcast_on_commit`; the WebSocket consumer (``conversatio
 joins the groups named here and forwards ``{"type": ..., "data": ...}`` frames to the browser.
 """
 
+import asyncio
 import logging
+import os
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -56,11 +59,42 @@ def broadcast(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> Non
             except Exception:  # a broadcast must never undo a committed change
                 logger.exception("broadcast of %s to %s failed", event, group)
 
-    # One trip through async_to_sync for all groups (each trip costs an event-loop handoff).
     try:
-        async_to_sync(send_all)()
+        if _needs_caller_loop(layer):
+            # One trip through async_to_sync for all groups (each trip costs a loop handoff).
+            async_to_sync(send_all)()
+        else:
+            asyncio.run_coroutine_threadsafe(send_all(), _sender_loop()).result(SEND_TIMEOUT)
     except Exception:
         logger.exception("broadcast of %s failed", event)
+
+
+SEND_TIMEOUT = 10.0
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def _needs_caller_loop(layer: Any) -> bool:
+    """The in-memory layer's queues belong to the server's event loop: send from there."""
+    return isinstance(layer, InMemoryChannelLayer)
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    """One event loop per process, in a daemon thread, for broadcasts from synchronous code.
+
+    ``async_to_sync`` outside a server starts a new event loop per call, and channels-redis keeps
+    its connections per loop: every broadcast from a Celery worker paid a new Redis connection.
+    A long-lived loop keeps the layer's connection pool warm. Created lazily, and again after a
+    fork (prefork workers), since threads do not survive ``fork``.
+    """
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid() or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="realtime-sender", daemon=True).start()
+            _loop, _loop_pid = loop, os.getpid()
+        return _loop
 
 
 def broadcast_on_commit(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:
