@@ -22,6 +22,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 ORIGIN = (b"origin", b"http://127.0.0.1")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """A layer per test: each test has its own event loop, and channels_redis binds to it."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @database_sync_to_async
 def _session_cookie(user: Any) -> bytes:
     client = Client()
@@ -299,8 +309,14 @@ async def test_typing_reaches_other_subscribers_only(agent, supervisor, support)
 
 
 async def test_presence_counts_tabs_and_tells_the_supervisor(agent, supervisor) -> None:
+    from django.core.cache import cache
+
     from accounts.presence import is_online
 
+    # user ids repeat across test databases: forget counters another run left in a shared cache
+    await database_sync_to_async(cache.delete_many)(
+        [f"presence:user:{agent.pk}", f"presence:user:{supervisor.pk}"]
+    )
     boss = await _connect_session(supervisor)
     await _settle(boss)
 

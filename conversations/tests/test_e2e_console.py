@@ -116,6 +116,7 @@ def live_server_e2e(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Li
         SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False
     )
     overrides.enable()
+    from channels.layers import channel_layers
     from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server, twisted_loop
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -124,6 +125,9 @@ def live_server_e2e(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Li
 
     from supportdesk.asgi import application as project_application
 
+    # channels_redis binds a layer to the event loop that first receives on it: the server's loop
+    # gets a layer of its own, and later tests get theirs.
+    channel_layers.backends.clear()
     http = ASGIStaticFilesHandler(get_asgi_application())  # built after the overrides
     websocket = project_application.application_mapping["websocket"]
     # pytest-django's SQLite test database lives in memory with a shared cache, where two
@@ -159,6 +163,7 @@ def live_server_e2e(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Li
     reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
     thread.join(timeout=10)
     connection_created.disconnect(_sqlite_read_uncommitted)
+    channel_layers.backends.clear()
     overrides.disable()
 
 
