@@ -228,6 +228,7 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "retryable_types": RETRYABLE_TYPES,
         "window_expires_at": expires,
         "can_reply": can_reply,
+        "ai_drafts": can_reply and window_open and bool(settings.OPENAI_API_KEY),
         "can_take_over": selectors.user_can_take_over(user=user, conversation=conversation)
         and conversation.assigned_to_id != user.pk,
         "can_transfer": selectors.user_can_transfer(user=user, conversation=conversation),

@@ -474,3 +474,32 @@ def test_agent_sends_an_attachment(
     assert "boleto.pdf" in html
     assert fake_graph.uploads and b"%PDF-1.4 fake" in fake_graph.uploads[0]["content"]
     assert fake_graph.message_sends[-1]["document"]["caption"] == "Segue o boleto"
+
+
+def test_bot_context_and_ai_draft_are_offered_in_the_conversation(
+    agent_client, agent, support, settings
+) -> None:
+    from botflows.models import BotSession
+
+    conversation = ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    BotSession.objects.create(
+        conversation=conversation,
+        collected={"pedido": "4821"},
+        summary="Cliente quer saber do pedido 4821 atrasado.",
+    )
+    url = f"/c/{conversation.pk}/"
+
+    settings.OPENAI_API_KEY = ""
+    page = agent_client.get(url).content.decode()
+    assert f"/bot/c/{conversation.pk}/context/" in page  # loaded into the customer panel
+    assert "Suggest a reply (AI)" not in page  # no AI configured: no draft button
+
+    settings.OPENAI_API_KEY = "sk-test"
+    page = agent_client.get(url).content.decode()
+    assert f"/bot/c/{conversation.pk}/draft/" in page
+
+    context = agent_client.get(f"/bot/c/{conversation.pk}/context/", **HTMX).content.decode()
+    assert "Cliente quer saber do pedido 4821 atrasado." in context
+    assert "4821" in context

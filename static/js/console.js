@@ -391,6 +391,18 @@
     tickWindow();
   }, 60000);
 
+  // An AI draft goes into the composer only when the agent asks; sending stays a separate click.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("[data-use-draft]") : null;
+    if (!button) return;
+    var draft = button.parentElement.querySelector("textarea[name=draft]");
+    var body = document.getElementById("composer-body");
+    if (draft && body) {
+      body.value = draft.value;
+      body.focus();
+    }
+  });
+
   scrollMessages(true);
   if (pane()) markRead();
   connect();
