@@ -37,6 +37,7 @@ from .models import (
     Customer,
     Message,
     MessageReaction,
+    QuickReply,
 )
 
 # A conversation's page shows its latest messages; the full history is one click away.
@@ -683,3 +684,12 @@ class ConversationNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: igno
     search_fields = ("body", "conversation__customer__name", "conversation__customer__phone")
     ordering = ("-created_at", "-id")
     fields = ("conversation", "author", "created_at", "body")
+
+
+@admin.register(QuickReply)
+class QuickReplyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("title", "shortcut", "department", "is_active", "updated_at")
+    list_filter = ("is_active", "department")
+    list_select_related = ("department",)
+    search_fields = ("title", "shortcut", "body")
+    prepopulated_fields = {"shortcut": ("title",)}

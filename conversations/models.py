@@ -360,3 +360,29 @@ class ConversationNote(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id} note: {self.body[:50]}"
+
+
+class QuickReply(TimeStampedModel):
+    """A canned answer agents insert into the composer (edited by admins in the back office)."""
+
+    shortcut = models.SlugField(_("shortcut"), max_length=40, unique=True)
+    title = models.CharField(_("title"), max_length=100)
+    body = models.TextField(_("text"))
+    department = models.ForeignKey(
+        "departments.Department",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="quick_replies",
+        verbose_name=_("department"),
+        help_text=_("Leave empty to offer it in every department."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name = _("quick reply")
+        verbose_name_plural = _("quick replies")
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut} {self.title}"

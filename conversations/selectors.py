@@ -4,7 +4,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.models import User
 
-from .models import Conversation, ConversationEvent, ConversationStatus, Message
+from .models import Conversation, ConversationEvent, ConversationStatus, Message, QuickReply
 
 
 def conversation_visibility_q(*, user: User) -> Q:
@@ -108,3 +108,11 @@ def conversation_get_active_for_customer(
         .exclude(status=ConversationStatus.CLOSED)
         .first()
     )
+
+
+def quick_reply_list_for(*, conversation: Conversation) -> QuerySet[QuickReply]:
+    """The active quick replies for this conversation's department (and the general ones)."""
+    department_q = Q(department__isnull=True)
+    if conversation.department_id:
+        department_q |= Q(department_id=conversation.department_id)
+    return QuickReply.objects.filter(department_q, is_active=True).order_by("title")

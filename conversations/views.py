@@ -229,6 +229,9 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "window_expires_at": expires,
         "can_reply": can_reply,
         "ai_drafts": can_reply and window_open and bool(settings.OPENAI_API_KEY),
+        "quick_replies": list(selectors.quick_reply_list_for(conversation=conversation))
+        if can_reply and window_open
+        else [],
         "can_take_over": selectors.user_can_take_over(user=user, conversation=conversation)
         and conversation.assigned_to_id != user.pk,
         "can_transfer": selectors.user_can_transfer(user=user, conversation=conversation),

@@ -503,3 +503,40 @@ def test_bot_context_and_ai_draft_are_offered_in_the_conversation(
     context = agent_client.get(f"/bot/c/{conversation.pk}/context/", **HTMX).content.decode()
     assert "Cliente quer saber do pedido 4821 atrasado." in context
     assert "4821" in context
+
+
+def test_quick_replies_of_the_department_are_offered_in_the_composer(
+    agent_client, agent, support, sales
+) -> None:
+    from conversations.models import QuickReply
+
+    QuickReply.objects.create(
+        shortcut="ola", title="Saudação", body="Olá! <b>Como</b> posso ajudar?"
+    )
+    QuickReply.objects.create(
+        shortcut="prazo", title="Prazo de entrega", body="Entregamos em 3 dias.", department=support
+    )
+    QuickReply.objects.create(
+        shortcut="preco", title="Tabela de preços", body="Segue a tabela.", department=sales
+    )
+    QuickReply.objects.create(shortcut="velho", title="Desativada", body="x", is_active=False)
+    conversation = ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+
+    page = agent_client.get(f"/c/{conversation.pk}/").content.decode()
+
+    assert "/ola · Saudação" in page
+    assert "/prazo · Prazo de entrega" in page
+    assert "Tabela de preços" not in page  # another department's
+    assert "Desativada" not in page
+    assert "&lt;b&gt;Como&lt;/b&gt;" in page  # inserted as text, never as markup
+
+
+def test_no_quick_replies_for_someone_who_cannot_reply(client, supervisor, support) -> None:
+    from conversations.models import QuickReply
+
+    QuickReply.objects.create(shortcut="ola", title="Saudação", body="Olá!")
+    conversation = ConversationFactory(department=support, status=ConversationStatus.PENDING)
+    client.force_login(supervisor)
+    assert "Saudação" not in client.get(f"/c/{conversation.pk}/").content.decode()

@@ -391,6 +391,20 @@
     tickWindow();
   }, 60000);
 
+  // A quick reply is inserted into the composer at the cursor; the agent still sends it.
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!select.matches || !select.matches("[data-quick-reply]")) return;
+    var option = select.options[select.selectedIndex];
+    var body = document.getElementById("composer-body");
+    if (option && option.dataset.body && body) {
+      var at = body.selectionStart || body.value.length;
+      body.value = body.value.slice(0, at) + option.dataset.body + body.value.slice(at);
+      body.focus();
+    }
+    select.selectedIndex = 0;
+  });
+
   // An AI draft goes into the composer only when the agent asks; sending stays a separate click.
   document.addEventListener("click", function (event) {
     var button = event.target.closest ? event.target.closest("[data-use-draft]") : null;
