@@ -97,29 +97,16 @@ def conversation_take_over(*, conversation: Conversation, actor: User) -> Conver
         selectors.user_can_take_over(user=actor, conversation=conversation),
         _("You cannot take over this conversation."),
     )
-    before = _state(conversation)
-    previous_assignee = conversation.assigned_to_id
-    conversation.assigned_to = actor
-    conversation.status = ConversationStatus.OPEN
-    if conversation.department_id is None:
-        conversation.department = actor.departments.order_by("name").first()
-    conversation.save(update_fields=["assigned_to", "status", "department", "updated_at"])
-    _record(
+    department = (
+        actor.departments.order_by("name").first() if conversation.department_id is None else None
+    )
+    return _assign(
         conversation=conversation,
         actor=actor,
+        to_user=actor,
         kind=EventKind.TAKEN_OVER,
-        before=before,
-        after=_state(conversation),
+        department=department,
     )
-    realtime.broadcast_on_commit(
-        event="conversation_assigned",
-        data={"conversationId": conversation.pk, "userId": actor.pk},
-        groups=_audience(conversation, *([previous_assignee] if previous_assignee else [])),
-    )
-    _broadcast_update(
-        conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ()
-    )
-    return conversation
 
 
 @transaction.atomic
@@ -132,26 +119,39 @@ def conversation_assign(*, conversation: Conversation, actor: User, to_user: Use
     )
     if not to_user.is_active:
         raise ServiceError(_("That user is inactive."), code="inactive_user")
+    return _assign(conversation=conversation, actor=actor, to_user=to_user, kind=EventKind.ASSIGNED)
+
+
+def _assign(
+    *,
+    conversation: Conversation,
+    actor: User,
+    to_user: User,
+    kind: str,
+    department: Department | None = None,
+) -> Conversation:
+    """Give a locked conversation to ``to_user`` (status ``open``): event row and broadcasts."""
     before = _state(conversation)
     previous_assignee = conversation.assigned_to_id
     conversation.assigned_to = to_user
     conversation.status = ConversationStatus.OPEN
-    conversation.save(update_fields=["assigned_to", "status", "updated_at"])
+    if department is not None:
+        conversation.department = department
+    conversation.save(update_fields=["assigned_to", "status", "department", "updated_at"])
     _record(
         conversation=conversation,
         actor=actor,
-        kind=EventKind.ASSIGNED,
+        kind=kind,
         before=before,
         after=_state(conversation),
     )
+    previous = (previous_assignee,) if previous_assignee else ()
     realtime.broadcast_on_commit(
         event="conversation_assigned",
         data={"conversationId": conversation.pk, "userId": to_user.pk},
-        groups=_audience(conversation, *([previous_assignee] if previous_assignee else [])),
+        groups=_audience(conversation, *previous),
     )
-    _broadcast_update(
-        conversation, extra_user_ids=(previous_assignee,) if previous_assignee else ()
-    )
+    _broadcast_update(conversation, extra_user_ids=previous)
     return conversation
 
 
