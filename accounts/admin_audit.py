@@ -5,11 +5,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from supportdesk.admin import ReadOnlyAdminMixin
+
 from .models import AuditLogEntry
 
 
 @admin.register(AuditLogEntry)
-class AuditLogEntryAdmin(admin.ModelAdmin):
+class AuditLogEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("created_at", "action", "actor", "target_repr", "ip")
     list_filter = ("action",)
     search_fields = ("target_repr", "actor__email", "ip")
@@ -27,15 +29,6 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
         "ip",
     )
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         user = request.user

@@ -26,6 +26,7 @@ from django.utils.translation import ngettext
 
 from accounts.models import User
 from departments.models import Department
+from supportdesk.admin import ReadOnlyAdminMixin
 from supportdesk.exceptions import ServiceError
 
 from . import services
@@ -50,19 +51,6 @@ def pretty_json(value: Any) -> SafeString | str:
     return format_html(
         '<pre class="readonly-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)
     )
-
-
-class ReadOnlyAdminMixin:
-    """History is written by services only: the back office may look, never edit."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- Inlines ---------------------------------------------------------------------------------

@@ -17,6 +17,19 @@ from supportdesk.exceptions import ServiceError
 _ERROR_ATTR = "_service_admin_error"
 
 
+class ReadOnlyAdminMixin:
+    """Written by services only: the back office may look, never add, edit or delete."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ServiceBackedAdminMixin(ModelAdmin):  # type: ignore[type-arg]
     """Use :meth:`run_service` inside ``save_model``/``delete_model``."""
 

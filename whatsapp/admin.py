@@ -10,6 +10,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from supportdesk.admin import ReadOnlyAdminMixin
+
 from .client import GraphError
 from .models import ChannelError, MessageTemplate, PendingStatus, WebhookEvent, WhatsAppAccount
 from .services.templates import TemplateSyncError, templates_sync
@@ -103,7 +105,7 @@ def _pretty(value: Any) -> SafeString | str:
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Meta's deliveries exactly as they arrived: evidence, never edited."""
 
     list_display = ("id", "received_at", "status", "phone_number_id", "attempts", "processed_at")
@@ -123,15 +125,6 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description=_("payload"))
     def payload_pretty(self, obj: WebhookEvent) -> SafeString | str:
         return _pretty(obj.payload)
@@ -144,19 +137,8 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 # --- Channel health (read-only: written by the WhatsApp services) ----------------------------
 
 
-class _ReadOnly:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(ChannelError)
-class ChannelErrorAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+class ChannelErrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Errors of the channel itself (token, permissions, Meta-reported, media): for admins."""
 
     list_display = ("created_at", "kind", "account", "code", "title")
@@ -181,7 +163,7 @@ class ChannelErrorAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(PendingStatus)
-class PendingStatusAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+class PendingStatusAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Statuses for message ids we have not stored (yet), waiting to be applied."""
 
     list_display = ("created_at", "wa_message_id", "__str__")
@@ -195,7 +177,7 @@ class PendingStatusAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+class MessageTemplateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Templates as synced from the Graph API; they are edited in Meta's WhatsApp Manager."""
 
     list_display = ("name", "language", "status", "category", "account", "synced_at")
