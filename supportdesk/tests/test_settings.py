@@ -31,10 +31,11 @@ print(json.dumps({
 """
 
 
-def _settings_with(**env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
+def _probe(*, without: set[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Import the real settings in a fresh process: this environment less `without`, plus `env`."""
+    clean = {k: v for k, v in os.environ.items() if k not in without}
     clean.update({"DJANGO_SETTINGS_MODULE": "supportdesk.settings", **env})
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", PROBE],
         env=clean,
         cwd=ROOT,
@@ -42,6 +43,10 @@ def _settings_with(**env: str) -> dict:
         text=True,
         check=False,
     )
+
+
+def _settings_with(**env: str) -> dict:
+    result = _probe(without={"DATABASE_URL", "REDIS_URL", "DEBUG"}, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -79,31 +84,13 @@ def test_token_lifetimes_come_from_the_environment() -> None:
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
-    env["DJANGO_SETTINGS_MODULE"] = "supportdesk.settings"
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _probe(without={"SECRET_KEY", "DEBUG"})
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
 
 
 def test_debug_gives_a_development_secret_key() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
-    env.update({"DJANGO_SETTINGS_MODULE": "supportdesk.settings", "DEBUG": "true"})
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _probe(without={"SECRET_KEY"}, DEBUG="true")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["debug"] is True
 
