@@ -4,10 +4,14 @@ Each service is atomic, locks the conversation row it changes (``_lock``), check
 right to act, writes a :class:`ConversationEvent`, and broadcasts after commit.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -431,6 +435,20 @@ def conversation_open_for_customer(
     return conversation, True
 
 
+@dataclass(frozen=True)
+class InboundMessage:
+    """One customer message to store (see :func:`message_record_inbound_many`)."""
+
+    conversation: Conversation
+    type: str = MessageType.TEXT
+    body: str = ""
+    wa_message_id: str | None = None
+    wa_timestamp: datetime | None = None
+    raw_payload: dict[str, Any] | None = None
+    reply_to_id: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # media and Meta's error fields
+
+
 @transaction.atomic
 def message_record_inbound(
     *,
@@ -448,39 +466,84 @@ def message_record_inbound(
         existing = Message.objects.filter(wa_message_id=wa_message_id).first()
         if existing is not None:
             return existing, False
-    conversation = _lock(conversation)
+    item = InboundMessage(
+        conversation=conversation,
+        type=type,
+        body=body,
+        wa_message_id=wa_message_id,
+        wa_timestamp=wa_timestamp,
+        raw_payload=raw_payload,
+        reply_to_id=reply_to.pk if reply_to is not None else None,
+        fields=media,
+    )
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation,
-                direction=Direction.IN,
-                sender=SenderKind.CUSTOMER,
-                type=type,
-                body=body,
-                status=MessageStatus.RECEIVED,
-                wa_message_id=wa_message_id,
-                wa_timestamp=wa_timestamp,
-                raw_payload=raw_payload,
-                reply_to=reply_to,
-                **media,
-            )
+            (message,) = message_record_inbound_many(items=[item])
     except IntegrityError:
         if wa_message_id:
             return Message.objects.get(wa_message_id=wa_message_id), False
         raise
-    if wa_timestamp is not None and wa_timestamp < message.created_at:
-        # Order follows WhatsApp's timestamps, also for a delivery Meta retried hours later.
-        message.created_at = wa_timestamp
-        Message.objects.filter(pk=message.pk).update(created_at=wa_timestamp)
-    moment = wa_timestamp or message.created_at
-    conversation.last_inbound_at = max(filter(None, [conversation.last_inbound_at, moment]))
-    conversation.last_message_at = max(filter(None, [conversation.last_message_at, moment]))
-    conversation.unread_count += 1
-    conversation.save(
-        update_fields=["last_inbound_at", "last_message_at", "unread_count", "updated_at"]
-    )
-    _broadcast_message(message, conversation)
     return message, True
+
+
+@transaction.atomic
+def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Message]:
+    """Store customer messages in one INSERT, bump each conversation once, broadcast them.
+
+    The caller has left out WhatsApp ids stored already; a duplicate raises ``IntegrityError``
+    (nothing is kept). Order follows WhatsApp's timestamps, also for a delivery Meta retried hours
+    later. Each conversation gets one atomic UPDATE (unread count, last messages), so concurrent
+    changes by agents (take over, transfer) are never overwritten.
+    """
+    if not items:
+        return []
+    rows = [
+        Message(
+            conversation=item.conversation,
+            direction=Direction.IN,
+            sender=SenderKind.CUSTOMER,
+            type=item.type,
+            body=item.body,
+            status=MessageStatus.RECEIVED,
+            wa_message_id=item.wa_message_id,
+            wa_timestamp=item.wa_timestamp,
+            raw_payload=item.raw_payload,
+            reply_to_id=item.reply_to_id,
+            **item.fields,
+        )
+        for item in items
+    ]
+    Message.objects.bulk_create(rows)
+    earlier = [m for m in rows if m.wa_timestamp is not None and m.wa_timestamp < m.created_at]
+    if earlier:
+        Message.objects.filter(pk__in=[m.pk for m in earlier]).update(created_at=F("wa_timestamp"))
+        for message in earlier:
+            message.created_at = message.wa_timestamp  # type: ignore[assignment]
+    by_conversation: dict[int, list[Message]] = {}
+    for message in rows:
+        by_conversation.setdefault(message.conversation_id, []).append(message)
+    now = timezone.now()
+    for conversation_id, messages in by_conversation.items():
+        latest = Value(max(m.wa_timestamp or m.created_at for m in messages))
+        Conversation.objects.filter(pk=conversation_id).update(
+            unread_count=F("unread_count") + len(messages),
+            last_inbound_at=Greatest(Coalesce("last_inbound_at", latest), latest),
+            last_message_at=Greatest(Coalesce("last_message_at", latest), latest),
+            updated_at=now,
+        )
+    conversations = Conversation.objects.select_related(
+        "customer", "department", "assigned_to"
+    ).in_bulk(list(by_conversation))
+    events: list[realtime.Event] = []
+    for message in rows:
+        message.conversation = conversations[message.conversation_id]
+        events.append(("new_message", message_payload(message), _audience(message.conversation)))
+    events.extend(
+        ("conversation_update", conversation_payload(c), _audience(c))
+        for c in conversations.values()
+    )
+    realtime.broadcast_many_on_commit(events)
+    return rows
 
 
 @transaction.atomic

@@ -45,19 +45,33 @@ def conversation_audience(
     return groups
 
 
+# (event name, data, groups): one live update for :func:`broadcast_many`.
+Event = tuple[str, dict[str, Any], Iterable[str]]
+
+
 def broadcast(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:
+    broadcast_many([(event, data, groups)])
+
+
+def broadcast_many(events: Iterable[Event]) -> None:
+    """Send every event to its groups in one trip to the channel layer, in order per group."""
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "desk.event", "event": event, "data": data}
-    targets = list(dict.fromkeys(groups))
+    sends = [
+        (name, group, {"type": "desk.event", "event": name, "data": data})
+        for name, data, groups in events
+        for group in dict.fromkeys(groups)
+    ]
+    if not sends:
+        return
 
     async def send_all() -> None:
-        for group in targets:
+        for name, group, message in sends:
             try:
                 await layer.group_send(group, message)
             except Exception:  # a broadcast must never undo a committed change
-                logger.exception("broadcast of %s to %s failed", event, group)
+                logger.exception("broadcast of %s to %s failed", name, group)
 
     try:
         if _needs_caller_loop(layer):
@@ -66,7 +80,7 @@ def broadcast(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> Non
         else:
             asyncio.run_coroutine_threadsafe(send_all(), _sender_loop()).result(SEND_TIMEOUT)
     except Exception:
-        logger.exception("broadcast of %s failed", event)
+        logger.exception("broadcast of %s failed", ", ".join(sorted({s[0] for s in sends})))
 
 
 SEND_TIMEOUT = 10.0
@@ -101,3 +115,10 @@ def broadcast_on_commit(*, event: str, data: dict[str, Any], groups: Iterable[st
     """Send ``event`` to ``groups`` once the surrounding transaction commits (at once if none)."""
     group_list = list(groups)
     transaction.on_commit(lambda: broadcast(event=event, data=data, groups=group_list))
+
+
+def broadcast_many_on_commit(events: Iterable[Event]) -> None:
+    """:func:`broadcast_many` once the surrounding transaction commits (at once if none)."""
+    frozen = [(name, data, list(groups)) for name, data, groups in events]
+    if frozen:
+        transaction.on_commit(lambda: broadcast_many(frozen))

@@ -6,9 +6,10 @@ All are idempotent, ``acks_late`` and retry a bounded number of times with backo
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from whatsapp.client import GraphError
-from whatsapp.services import inbound, media, outbound
+from whatsapp.services import inbound, intake, media, outbound
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,22 @@ logger = logging.getLogger(__name__)
 def webhook_process(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
     """Process a stored delivery (every message and status in it)."""
     inbound.webhook_event_process(event_id=event_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhook_drain() -> None:
+    """Process every delivery still ``received``, in batches (``WHATSAPP_INTAKE_BATCH``).
+
+    Queued by the webhook view (one for many deliveries, see ``intake.webhook_queue``) and by
+    Celery beat as a safety net. A full batch wakes one more drain, so that every worker helps
+    with a burst. A delivery that failed is retried on its own, with backoff.
+    """
+    intake.webhook_drain_started()
+    _count, failed = inbound.webhook_events_drain(
+        batch_size=settings.WHATSAPP_INTAKE_BATCH, on_batch=intake.webhook_drain_wake
+    )
+    for event_id in failed:
+        webhook_process.apply_async((event_id,), countdown=5)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=30)

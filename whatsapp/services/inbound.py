@@ -7,15 +7,21 @@ processed any number of times (Celery retries, ``manage.py replay_webhooks``).
 
 import json
 import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, JSONField, Q
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from conversations import services as conversation_services
 from conversations.models import (
+    Conversation,
     ConversationStatus,
     Customer,
     Message,
@@ -61,28 +67,47 @@ def wa_time(value: Any) -> datetime | None:
 # --- Customers -------------------------------------------------------------------------------
 
 
-def _lock_identity(key: str) -> None:
-    """Serialise work on one customer across workers (PostgreSQL advisory lock, transaction-long).
+def _lock_identities(keys: Iterable[str]) -> None:
+    """Serialise work on customers across workers (PostgreSQL advisory locks, transaction-long).
 
     With the partial unique index on active conversations this makes concurrent deliveries for one
-    customer converge on one customer row and one conversation.
+    customer converge on one customer row and one conversation. The keys are locked in sorted
+    order, so two workers locking overlapping sets wait for each other instead of deadlocking.
     """
-    if connection.vendor == "postgresql" and key:
+    ordered = sorted({k for k in keys if k})
+    if connection.vendor == "postgresql" and ordered:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+            cursor.execute(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+                "FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, n)",
+                [ordered],
+            )
 
 
-def customer_upsert(*, wa_id: str = "", bsuid: str = "", name: str = "") -> Customer:
+def customer_upsert(
+    *,
+    wa_id: str = "",
+    bsuid: str = "",
+    name: str = "",
+    candidates: Sequence[Customer] | None = None,
+) -> Customer:
     """The customer with this WhatsApp id (either Brazilian form) or business-scoped user id.
 
     Created when new; the profile name and missing identifiers are filled in when they arrive.
+    ``candidates``: customers read already (by :func:`_customers_for`), looked through instead of
+    the database.
     """
     variants = wa_id_variants(wa_id)
     bsuid = (bsuid or "").strip()[:64]
     if not variants and not bsuid:
         raise ValueError("a customer needs a WhatsApp id or a business-scoped user id")
 
-    def find() -> Customer | None:
+    def find(pool: Sequence[Customer] | None) -> Customer | None:
+        if pool is not None:
+            by_wa_id = [c for c in pool if c.wa_id and c.wa_id in variants]
+            if by_wa_id:
+                return min(by_wa_id, key=lambda c: c.pk)
+            return next((c for c in pool if bsuid and c.bsuid == bsuid), None)
         found = None
         if variants:
             found = Customer.objects.filter(wa_id__in=variants).order_by("pk").first()
@@ -90,7 +115,7 @@ def customer_upsert(*, wa_id: str = "", bsuid: str = "", name: str = "") -> Cust
             found = Customer.objects.filter(bsuid=bsuid).first()
         return found
 
-    customer = find()
+    customer = find(candidates)
     if customer is None:
         try:
             with transaction.atomic():
@@ -101,7 +126,7 @@ def customer_upsert(*, wa_id: str = "", bsuid: str = "", name: str = "") -> Cust
                     name=name[:200],
                 )
         except IntegrityError:
-            customer = find()
+            customer = find(None)
             if customer is None:
                 raise
     changed: list[str] = []
@@ -203,72 +228,189 @@ def _contact_for(value: dict[str, Any], wa_id: str, user_id: str) -> dict[str, A
     return contacts[0] if len(contacts) == 1 and isinstance(contacts[0], dict) else {}
 
 
-def _process_message(
-    *, account: WhatsAppAccount, value: dict[str, Any], message: dict[str, Any]
-) -> Message | None:
+@dataclass
+class _Item:
+    """One customer message of a delivery, with the sender it names."""
+
+    event_id: int
+    account: WhatsAppAccount
+    message: dict[str, Any]
+    wa_message_id: str | None
+    wa_id: str
+    user_id: str
+    name: str
+
+    @property
+    def lock_key(self) -> str:
+        variants = wa_id_variants(self.wa_id)
+        return min(variants, key=len) if variants else self.user_id
+
+
+def _item(*, event_id: int, account: WhatsAppAccount, value: dict[str, Any], message: Any) -> _Item:
+    if not isinstance(message, dict):
+        raise UnidentifiedSenderError("not an object")
     wa_message_id = str(message.get("id") or "")[:128] or None
-    if wa_message_id and Message.objects.filter(wa_message_id=wa_message_id).exists():
-        return None  # redelivery: already stored
     wa_id = str(message.get("from") or "")
     user_id = str(message.get("from_user_id") or "")
     contact = _contact_for(value, wa_id, user_id)
     wa_id = wa_id or str(contact.get("wa_id") or "")
     user_id = user_id or str(contact.get("user_id") or "")
-    name = str((contact.get("profile") or {}).get("name") or "")
-    variants = wa_id_variants(wa_id)
-    if not variants and not user_id:
+    if not wa_id_variants(wa_id) and not user_id:
         raise UnidentifiedSenderError(str(wa_message_id))
-    _lock_identity(min(variants, key=len) if variants else user_id)
-    if wa_message_id and Message.objects.filter(wa_message_id=wa_message_id).exists():
-        return None  # stored by a concurrent worker while we waited for the lock
-    customer = customer_upsert(wa_id=wa_id, bsuid=user_id, name=name)
-    conversation, _created = conversation_services.conversation_open_for_customer(
-        customer=customer, whatsapp_account_id=account.pk
-    )
-    kind = str(message.get("type") or "unknown")
-    obj = message.get(kind)
-    moment = wa_time(message.get("timestamp"))
+    name = str((contact.get("profile") or {}).get("name") or "")
+    return _Item(event_id, account, message, wa_message_id, wa_id, user_id, name)
 
-    if kind == "reaction" and isinstance(obj, dict):
-        target = Message.objects.filter(wa_message_id=obj.get("message_id")).first()
-        if target is not None:
-            conversation_services.message_react(
-                message=target,
-                sender=SenderKind.CUSTOMER,
-                emoji=str(obj.get("emoji") or ""),
-                wa_timestamp=moment,
+
+def _customers_for(items: Sequence[_Item]) -> dict[str, Customer]:
+    """The customer of every sender (by lock key), read in one query, created when new."""
+    identities: dict[str, _Item] = {}
+    for item in items:
+        identities[item.lock_key] = item  # the newest profile name wins
+    variants = {v for item in identities.values() for v in wa_id_variants(item.wa_id)}
+    bsuids = {item.user_id[:64] for item in identities.values() if item.user_id}
+    lookup = Q(wa_id__in=variants) | Q(bsuid__in=bsuids)
+    pool = list(Customer.objects.filter(lookup).order_by("pk"))
+    customers: dict[str, Customer] = {}
+    for key, item in identities.items():
+        customer = customer_upsert(
+            wa_id=item.wa_id, bsuid=item.user_id, name=item.name, candidates=pool
+        )
+        if customer not in pool:
+            pool.append(customer)
+        customers[key] = customer
+    return customers
+
+
+def _conversations_for(
+    items: Sequence[_Item], customers: dict[str, Customer]
+) -> dict[tuple[int, int], Conversation]:
+    """The conversation in progress of every (customer, number), opened with the bot when none."""
+    pairs = {(customers[item.lock_key], item.account.pk) for item in items}
+    active = Conversation.objects.filter(
+        customer_id__in={customer.pk for customer, _account in pairs},
+        whatsapp_account_id__in={account for _customer, account in pairs},
+    ).exclude(status=ConversationStatus.CLOSED)
+    found = {(c.customer_id, c.whatsapp_account_id): c for c in active}
+    for customer, account_id in pairs:
+        if (customer.pk, account_id) not in found:
+            found[customer.pk, account_id], _created = (
+                conversation_services.conversation_open_for_customer(
+                    customer=customer, whatsapp_account_id=account_id
+                )
             )
-            return None
-        # The reacted-to message is unknown to us: keep the reaction as a message of its own.
-        body = str(obj.get("emoji") or "")
-        our_type: str = MessageType.REACTION
-        media: dict[str, Any] = {}
-    else:
-        our_type, body, media = _describe(kind, obj, message)
+    return found
 
-    reply_to = None
-    context = message.get("context")
-    if isinstance(context, dict) and context.get("id"):
-        reply_to = Message.objects.filter(wa_message_id=context["id"]).first()
-    error_fields = _message_error(message)
-    stored, created = conversation_services.message_record_inbound(
-        conversation=conversation,
-        type=our_type,
-        body=body,
-        wa_message_id=wa_message_id,
-        wa_timestamp=moment,
-        raw_payload=message,
-        reply_to=reply_to,
-        **media,
-        **error_fields,
+
+def _fresh(items: Sequence[_Item]) -> list[_Item]:
+    """The items not stored yet: redeliveries (also twice within one batch) are left out."""
+    wamids = {item.wa_message_id for item in items if item.wa_message_id}
+    seen = set(
+        Message.objects.filter(wa_message_id__in=wamids).values_list("wa_message_id", flat=True)
+        if wamids
+        else ()
     )
-    if not created:
-        return None
-    if our_type in MEDIA_TYPES and stored.media_id:
-        transaction.on_commit(lambda: _queue_media(stored.pk))
-    if conversation.status == ConversationStatus.BOT and our_type != MessageType.SYSTEM:
-        transaction.on_commit(lambda: _queue_bot(stored.pk))
-    return stored
+    fresh: list[_Item] = []
+    for item in items:
+        if item.wa_message_id:
+            if item.wa_message_id in seen:
+                continue
+            seen.add(item.wa_message_id)
+        fresh.append(item)
+    return fresh
+
+
+def _referenced(items: Sequence[_Item]) -> dict[str, Message]:
+    """The stored messages that these items quote or react to, by WhatsApp id."""
+    references = set()
+    for item in items:
+        context, reaction = item.message.get("context"), item.message.get("reaction")
+        if isinstance(context, dict) and context.get("id"):
+            references.add(str(context["id"]))
+        if item.message.get("type") == "reaction" and isinstance(reaction, dict):
+            references.add(str(reaction.get("message_id") or ""))
+    if not references:
+        return {}
+    found = Message.objects.select_related("conversation").filter(wa_message_id__in=references)
+    return {m.wa_message_id: m for m in found if m.wa_message_id}
+
+
+class _Writer:
+    """Collects messages for one INSERT; a reaction or reply to one collected writes them first."""
+
+    def __init__(self, known: dict[str, Message]) -> None:
+        self.known = known
+        self.pending: list[conversation_services.InboundMessage] = []
+        self.stored: list[Message] = []
+
+    def flush(self) -> None:
+        saved = conversation_services.message_record_inbound_many(items=self.pending)
+        self.known.update({m.wa_message_id: m for m in saved if m.wa_message_id})
+        self.stored.extend(saved)
+        self.pending.clear()
+
+    def target(self, wa_message_id: Any) -> Message | None:
+        if wa_message_id and any(p.wa_message_id == wa_message_id for p in self.pending):
+            self.flush()
+        return self.known.get(str(wa_message_id or ""))
+
+    def add(self, item: _Item, conversation: Conversation) -> None:
+        message = item.message
+        kind = str(message.get("type") or "unknown")
+        obj = message.get(kind)
+        moment = wa_time(message.get("timestamp"))
+        if kind == "reaction" and isinstance(obj, dict):
+            reacted = self.target(obj.get("message_id"))
+            if reacted is not None:
+                conversation_services.message_react(
+                    message=reacted,
+                    sender=SenderKind.CUSTOMER,
+                    emoji=str(obj.get("emoji") or ""),
+                    wa_timestamp=moment,
+                )
+                return
+            # The reacted-to message is unknown to us: keep the reaction as a message of its own.
+            our_type, body, media = MessageType.REACTION, str(obj.get("emoji") or ""), {}
+        else:
+            our_type, body, media = _describe(kind, obj, message)
+        context = message.get("context")
+        quoted = self.target(context.get("id")) if isinstance(context, dict) else None
+        self.pending.append(
+            conversation_services.InboundMessage(
+                conversation=conversation,
+                type=our_type,
+                body=body,
+                wa_message_id=item.wa_message_id,
+                wa_timestamp=moment,
+                raw_payload=message,
+                reply_to_id=quoted.pk if quoted is not None else None,
+                fields={**media, **_message_error(message)},
+            )
+        )
+
+
+def _ingest(items: Sequence[_Item]) -> list[Message]:
+    """Store the customer messages of one or many deliveries; returns those new to us.
+
+    Runs in the caller's transaction: the senders are locked first, then everything already stored
+    is left out, customers and conversations are read in one query each, and the messages are
+    written by one INSERT (split where a reaction or a reply quotes a message of the same batch).
+    """
+    _lock_identities(item.lock_key for item in items)
+    fresh = _fresh(items)
+    if not fresh:
+        return []
+    customers = _customers_for(fresh)
+    conversations = _conversations_for(fresh, customers)
+    writer = _Writer(_referenced(fresh))
+    for item in fresh:
+        writer.add(item, conversations[customers[item.lock_key].pk, item.account.pk])
+    writer.flush()
+    for saved in writer.stored:
+        if saved.type in MEDIA_TYPES and saved.media_id:
+            transaction.on_commit(partial(_queue_media, saved.pk))
+        if saved.conversation.status == ConversationStatus.BOT and saved.type != MessageType.SYSTEM:
+            transaction.on_commit(partial(_queue_bot, saved.pk))
+    return writer.stored
 
 
 def _queue_media(message_id: int) -> None:
@@ -358,77 +500,181 @@ def _record_value_errors(
         )
 
 
-def webhook_event_process(  # noqa: PLR0912, PLR0915 - walks Meta's nested shape
-    *, event_id: int, force: bool = False
-) -> WebhookEvent:
-    """Process every entry, change, message and status of a stored delivery.
+@dataclass
+class _Outcome:
+    problems: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
 
-    Each item commits on its own, so one bad item never holds back the others; when some fail the
-    event is marked ``failed`` and :class:`ProcessingError` is raised for the task to retry.
-    Things we do not understand (other fields, unknown numbers) leave the event ``unknown``.
-    """
-    event = WebhookEvent.objects.get(pk=event_id)
-    if event.status == WebhookStatus.PROCESSED and not force:
-        return event
-    payload = event.payload if isinstance(event.payload, dict) else None
-    parsed_now = payload is None
-    if payload is None:
-        try:
-            payload = json.loads(event.raw_body)
-        except ValueError:
-            payload = {}
-        if not isinstance(payload, dict):
-            payload = {}
-    problems: list[str] = []
-    unknown: list[str] = []
-    if payload.get("object") != "whatsapp_business_account":
-        unknown.append(f"object {payload.get('object')!r}")
-    for entry in payload.get("entry") or []:
-        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
-            value = change.get("value") if isinstance(change, dict) else None
-            field = change.get("field") if isinstance(change, dict) else None
-            if field != "messages" or not isinstance(value, dict):
-                unknown.append(f"field {field!r}")
-                continue
-            phone_number_id = str((value.get("metadata") or {}).get("phone_number_id") or "")
-            account = account_for_phone_number_id(phone_number_id)
+
+def _payload(event: WebhookEvent) -> dict[str, Any]:
+    if isinstance(event.payload, dict):
+        return event.payload
+    try:
+        payload = json.loads(event.raw_body)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+class _Walk:
+    """Walks Meta's nested shape, collecting customer messages and statuses of deliveries."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, WhatsAppAccount | None] = {}
+        self.items: list[_Item] = []
+        self.statuses: list[tuple[WebhookEvent, dict[str, Any]]] = []
+
+    def event(self, event: WebhookEvent, outcome: _Outcome) -> None:
+        payload = _payload(event)
+        if payload.get("object") != "whatsapp_business_account":
+            outcome.unknown.append(f"object {payload.get('object')!r}")
+        for entry in payload.get("entry") or []:
+            for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+                value = change.get("value") if isinstance(change, dict) else None
+                field_name = change.get("field") if isinstance(change, dict) else None
+                if field_name != "messages" or not isinstance(value, dict):
+                    outcome.unknown.append(f"field {field_name!r}")
+                    continue
+                self.change(event, outcome, value)
+
+    def change(self, event: WebhookEvent, outcome: _Outcome, value: dict[str, Any]) -> None:
+        phone_number_id = str((value.get("metadata") or {}).get("phone_number_id") or "")
+        if phone_number_id not in self.accounts:
+            self.accounts[phone_number_id] = account_for_phone_number_id(phone_number_id)
+        account = self.accounts[phone_number_id]
+        if value.get("errors"):
             with transaction.atomic():
                 _record_value_errors(value=value, account=account, event=event)
-            if account is None:
-                unknown.append(f"unknown phone_number_id {phone_number_id!r}")
-                continue
-            for message in value.get("messages") or []:
-                try:
-                    with transaction.atomic():
-                        _process_message(account=account, value=value, message=message)
-                except UnidentifiedSenderError:
-                    unknown.append(f"message {message.get('id')} without a sender")
-                except Exception as exc:
-                    logger.exception("webhook %s: message %s failed", event.pk, message.get("id"))
-                    problems.append(f"message {message.get('id')}: {exc!r}")
-            for status in value.get("statuses") or []:
-                try:
-                    with transaction.atomic():
-                        status_apply(status=status, webhook_event=event)
-                except Exception as exc:
-                    logger.exception("webhook %s: status %s failed", event.pk, status.get("id"))
-                    problems.append(f"status {status.get('id')}: {exc!r}")
-    if problems:
-        new_status, error = WebhookStatus.FAILED, "\n".join(problems)
-    elif unknown:
-        new_status, error = WebhookStatus.UNKNOWN, "Not understood: " + "; ".join(unknown)
-    else:
-        new_status, error = WebhookStatus.PROCESSED, ""
-    changes: dict[str, Any] = {
-        "status": new_status,
-        "error": error[:10000],
-        "processed_at": timezone.now(),
-        "attempts": F("attempts") + 1,
-    }
-    if parsed_now:
-        changes["payload"] = payload
-    WebhookEvent.objects.filter(pk=event.pk).update(**changes)
-    event.refresh_from_db()
-    if problems:
-        raise ProcessingError(error)
+        if account is None:
+            outcome.unknown.append(f"unknown phone_number_id {phone_number_id!r}")
+            return
+        for message in value.get("messages") or []:
+            try:
+                self.items.append(
+                    _item(event_id=event.pk, account=account, value=value, message=message)
+                )
+            except UnidentifiedSenderError:
+                message_id = message.get("id") if isinstance(message, dict) else None
+                outcome.unknown.append(f"message {message_id} without a sender")
+        self.statuses.extend((event, status) for status in value.get("statuses") or [])
+
+
+def webhook_events_process(
+    *, event_ids: Sequence[int], force: bool = False
+) -> dict[int, WebhookEvent]:
+    """Process every entry, change, message and status of stored deliveries (one or many).
+
+    The customer messages of all the deliveries are stored together (:func:`_ingest`), in one
+    transaction; should that fail, each message is tried again on its own, so one bad item never
+    holds back the others. Statuses are applied one by one. An event with an item that failed is
+    marked ``failed`` (the caller retries it); things we do not understand (other fields, unknown
+    numbers) leave it ``unknown``. Returns the events as they are now, by id.
+    """
+    events = list(WebhookEvent.objects.filter(pk__in=event_ids).order_by("pk"))
+    if not force:
+        events = [e for e in events if e.status != WebhookStatus.PROCESSED]
+    outcomes = {event.pk: _Outcome() for event in events}
+    walk = _Walk()
+    for event in events:
+        walk.event(event, outcomes[event.pk])
+    items, statuses = walk.items, walk.statuses
+    _ingest_isolated(items, outcomes)
+    for event, status in statuses:
+        try:
+            with transaction.atomic():
+                status_apply(status=status, webhook_event=event)
+        except Exception as exc:
+            status_id = status.get("id") if isinstance(status, dict) else None
+            logger.exception("webhook %s: status %s failed", event.pk, status_id)
+            outcomes[event.pk].problems.append(f"status {status_id}: {exc!r}")
+    _record_outcomes(events, outcomes)
+    return WebhookEvent.objects.in_bulk([event.pk for event in events])
+
+
+def _ingest_isolated(items: list[_Item], outcomes: dict[int, _Outcome]) -> None:
+    if not items:
+        return
+    try:
+        with transaction.atomic():
+            _ingest(items)
+        return
+    except Exception:
+        if len(items) == 1:
+            item = items[0]
+            logger.exception("webhook %s: message %s failed", item.event_id, item.wa_message_id)
+            outcomes[item.event_id].problems.append(
+                f"message {item.wa_message_id}: {sys.exc_info()[1]!r}"
+            )
+            return
+        logger.warning("a batch of %s messages failed; storing them one by one", len(items))
+    for item in items:
+        _ingest_isolated([item], outcomes)
+
+
+def _record_outcomes(events: list[WebhookEvent], outcomes: dict[int, _Outcome]) -> None:
+    now = timezone.now()
+    done: list[int] = []
+    for event in events:
+        outcome = outcomes[event.pk]
+        if not outcome.problems and not outcome.unknown:
+            done.append(event.pk)
+            continue
+        if outcome.problems:
+            status, error = WebhookStatus.FAILED, "\n".join(outcome.problems)
+        else:
+            status, error = WebhookStatus.UNKNOWN, "Not understood: " + "; ".join(outcome.unknown)
+        WebhookEvent.objects.filter(pk=event.pk).update(
+            status=status,
+            error=error[:10000],
+            processed_at=now,
+            attempts=F("attempts") + 1,
+            payload=_payload(event),
+        )
+    if done:
+        # The parsed payload is filled in here (the request only stored the raw body): by the
+        # database itself, for all the deliveries at once.
+        WebhookEvent.objects.filter(pk__in=done).update(
+            status=WebhookStatus.PROCESSED,
+            error="",
+            processed_at=now,
+            attempts=F("attempts") + 1,
+            payload=Cast("raw_body", JSONField()),
+        )
+
+
+def webhook_event_process(*, event_id: int, force: bool = False) -> WebhookEvent:
+    """Process one stored delivery; raises :class:`ProcessingError` when some items failed."""
+    event = webhook_events_process(event_ids=[event_id], force=force).get(event_id)
+    if event is None:
+        return WebhookEvent.objects.get(pk=event_id)  # processed already
+    if event.status == WebhookStatus.FAILED:
+        raise ProcessingError(event.error)
     return event
+
+
+def webhook_events_drain(
+    *, batch_size: int, on_batch: Callable[[], None] | None = None
+) -> tuple[int, list[int]]:
+    """Process the deliveries still ``received``, ``batch_size`` at a time, until none is left.
+
+    Each batch is claimed with ``FOR UPDATE SKIP LOCKED`` for the length of its transaction, so
+    several workers drain side by side without taking the same delivery. ``on_batch`` is called
+    when a full batch was claimed (more may be waiting: the task wakes another worker). Returns how
+    many deliveries were processed and the ids of those that failed (for the caller to retry).
+    """
+    total, failed = 0, []
+    while True:
+        with transaction.atomic():
+            ids = list(
+                WebhookEvent.objects.select_for_update(skip_locked=True)
+                .filter(status=WebhookStatus.RECEIVED)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not ids:
+                return total, failed
+            if on_batch is not None and len(ids) == batch_size:
+                on_batch()
+            events = webhook_events_process(event_ids=ids)
+        total += len(ids)
+        failed += [pk for pk, e in events.items() if e.status == WebhookStatus.FAILED]

@@ -10,6 +10,8 @@ import json
 import logging
 from typing import Any
 
+from celery import current_app
+from django.core.cache import cache
 from django.db import transaction
 
 from whatsapp.models import WebhookEvent
@@ -78,12 +80,47 @@ def webhook_receive(*, raw_body: bytes, signature: str, queue: bool = True) -> W
     return event
 
 
+# Set while a drain task is queued and has not started: the deliveries stored meanwhile need no
+# task of their own (the drain takes every ``received`` row). Expires in case a task is lost.
+DRAIN_PENDING_KEY = "whatsapp:webhook-drain-pending"
+DRAIN_PENDING_TTL = 5
+
+
 def webhook_queue(event_id: int) -> None:
-    """Hand the event to a worker. A broker outage must not lose it: the row stays ``received``
-    and ``manage.py replay_webhooks --status received`` picks it up."""
+    """Hand the stored delivery to the workers.
+
+    With a broker, one ``webhook_drain`` task serves every delivery stored before it starts (a
+    Redis ``SET NX`` decides who publishes it), so the request does not pay a publish each. In
+    embedded mode (eager tasks) the delivery is processed at once. A broker outage must not lose
+    it: the row stays ``received`` and the periodic drain (or ``manage.py replay_webhooks
+    --status received``) picks it up.
+    """
     from whatsapp.tasks import webhook_process  # noqa: PLC0415 - tasks import services
 
+    if current_app.conf.task_always_eager:
+        try:
+            webhook_process.delay(event_id)
+        except Exception:
+            logger.exception("webhook event %s failed; it stays for a retry", event_id)
+        return
+    webhook_drain_wake()
+
+
+def webhook_drain_wake() -> None:
+    """Queue a ``webhook_drain`` unless one is queued already and has not started."""
+    from whatsapp.tasks import webhook_drain  # noqa: PLC0415 - tasks import services
+
     try:
-        webhook_process.delay(event_id)
+        if cache.add(DRAIN_PENDING_KEY, 1, timeout=DRAIN_PENDING_TTL):
+            try:
+                webhook_drain.delay()
+            except Exception:
+                cache.delete(DRAIN_PENDING_KEY)
+                raise
     except Exception:
-        logger.exception("could not queue webhook event %s; it stays 'received'", event_id)
+        logger.exception("could not queue the webhook drain; deliveries stay 'received'")
+
+
+def webhook_drain_started() -> None:
+    """Called by the drain before it looks for work: later deliveries queue a new drain."""
+    cache.delete(DRAIN_PENDING_KEY)

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 
 from conversations.models import Message
 from supportdesk.celery import app
 from whatsapp.models import WebhookEvent, WebhookStatus
 from whatsapp.services import sandbox as wa
+from whatsapp.services.intake import DRAIN_PENDING_KEY
 from whatsapp.tests.fake_graph import APP_SECRET, signed_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +68,8 @@ def worker(fake_graph):
         cwd=ROOT,
         env=env,
     )
+    # A drain queued by an earlier test went to that test's queue: this one must publish its own.
+    cache.delete(DRAIN_PENDING_KEY)
     previous = (app.conf.task_always_eager, app.conf.task_default_queue)
     app.conf.task_always_eager = False
     app.conf.task_default_queue = queue
