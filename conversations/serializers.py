@@ -1,5 +1,6 @@
 """The JSON shapes of contract §4, shared by the REST API and the WebSocket events."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from rest_framework import serializers
@@ -89,3 +90,13 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
 
 def message_payload(message: Message) -> dict[str, Any]:
     return dict(MessageSerializer(message).data)
+
+
+def conversation_payloads(conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
+    """:func:`conversation_payload` of many (the serializer's fields are built once)."""
+    return [dict(d) for d in ConversationSerializer(conversations, many=True).data]
+
+
+def message_payloads(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """:func:`message_payload` of many (the serializer's fields are built once)."""
+    return [dict(d) for d in MessageSerializer(messages, many=True).data]

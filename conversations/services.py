@@ -37,7 +37,12 @@ from .models import (
     MessageType,
     SenderKind,
 )
-from .serializers import conversation_payload, message_payload
+from .serializers import (
+    conversation_payload,
+    conversation_payloads,
+    message_payload,
+    message_payloads,
+)
 
 
 def _lock(conversation: Conversation) -> Conversation:
@@ -534,13 +539,16 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
     conversations = Conversation.objects.select_related(
         "customer", "department", "assigned_to"
     ).in_bulk(list(by_conversation))
-    events: list[realtime.Event] = []
     for message in rows:
         message.conversation = conversations[message.conversation_id]
-        events.append(("new_message", message_payload(message), _audience(message.conversation)))
+    events: list[realtime.Event] = [
+        ("new_message", data, _audience(message.conversation))
+        for message, data in zip(rows, message_payloads(rows), strict=True)
+    ]
+    touched = list(conversations.values())
     events.extend(
-        ("conversation_update", conversation_payload(c), _audience(c))
-        for c in conversations.values()
+        ("conversation_update", data, _audience(conversation))
+        for conversation, data in zip(touched, conversation_payloads(touched), strict=True)
     )
     realtime.broadcast_many_on_commit(events)
     return rows

@@ -4,6 +4,7 @@ All are idempotent, ``acks_late`` and retry a bounded number of times with backo
 """
 
 import logging
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -29,8 +30,8 @@ def webhook_process(self, event_id: int) -> None:  # type: ignore[no-untyped-def
     inbound.webhook_event_process(event_id=event_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def webhook_drain() -> None:
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
     """Process every delivery still ``received``, in batches (``WHATSAPP_INTAKE_BATCH``).
 
     Queued by the webhook view (one for many deliveries, see ``intake.webhook_queue``) and by
@@ -38,11 +39,21 @@ def webhook_drain() -> None:
     with a burst. A delivery that failed is retried on its own, with backoff.
     """
     intake.webhook_drain_started()
-    _count, failed = inbound.webhook_events_drain(
-        batch_size=settings.WHATSAPP_INTAKE_BATCH, on_batch=intake.webhook_drain_wake
-    )
-    for event_id in failed:
-        webhook_process.apply_async((event_id,), countdown=5)
+    # In embedded mode (eager tasks) there is no other worker to wake.
+    wake = None if self.request.is_eager else intake.webhook_drain_wake
+    lingered = False
+    while True:
+        count, failed = inbound.webhook_events_drain(
+            batch_size=settings.WHATSAPP_INTAKE_BATCH, on_batch=wake
+        )
+        for event_id in failed:
+            webhook_process.apply_async((event_id,), countdown=5)
+        if count == 0 and lingered:
+            return
+        # Look once more a moment later: a web process that saw this drain pending did not
+        # queue another one for what it stored since (see intake.webhook_drain_wake).
+        lingered = count == 0
+        time.sleep(intake.DRAIN_LINGER if lingered else 0)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=30)

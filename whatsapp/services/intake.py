@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 from celery import current_app
@@ -84,6 +85,10 @@ def webhook_receive(*, raw_body: bytes, signature: str, queue: bool = True) -> W
 # task of their own (the drain takes every ``received`` row). Expires in case a task is lost.
 DRAIN_PENDING_KEY = "whatsapp:webhook-drain-pending"
 DRAIN_PENDING_TTL = 5
+# A process that saw a drain pending less than this ago does not ask Redis again; the drain looks
+# once more this long after it found nothing, so a delivery stored meanwhile is still its own.
+DRAIN_LINGER = 0.25
+_drain_seen_until = 0.0  # time.monotonic() of this process
 
 
 def webhook_queue(event_id: int) -> None:
@@ -107,9 +112,17 @@ def webhook_queue(event_id: int) -> None:
 
 
 def webhook_drain_wake() -> None:
-    """Queue a ``webhook_drain`` unless one is queued already and has not started."""
+    """Queue a ``webhook_drain`` unless one is queued already and has not started.
+
+    Costs one Redis ``SET NX`` at most every :data:`DRAIN_LINGER` seconds per process: within
+    that time the drain that was pending is sure to look for work again after this delivery.
+    """
+    global _drain_seen_until  # noqa: PLW0603 - a per-process hint, not shared state
     from whatsapp.tasks import webhook_drain  # noqa: PLC0415 - tasks import services
 
+    now = time.monotonic()
+    if now < _drain_seen_until:
+        return
     try:
         if cache.add(DRAIN_PENDING_KEY, 1, timeout=DRAIN_PENDING_TTL):
             try:
@@ -117,6 +130,7 @@ def webhook_drain_wake() -> None:
             except Exception:
                 cache.delete(DRAIN_PENDING_KEY)
                 raise
+        _drain_seen_until = now + DRAIN_LINGER
     except Exception:
         logger.exception("could not queue the webhook drain; deliveries stay 'received'")
 

@@ -49,6 +49,7 @@ def worker(fake_graph):
         "PYTHONPATH": str(ROOT),
     }
     queue = f"wa-test-{os.getpid()}"
+    env["CELERY_QUEUE"] = queue  # what the worker queues itself (the bot's turns) comes back
     process = subprocess.Popen(
         [
             sys.executable,
@@ -105,4 +106,32 @@ def test_webhook_to_message_through_a_real_worker(client, settings, fake_graph, 
     deadline = time.monotonic() + 10
     while WebhookEvent.objects.get().status != WebhookStatus.PROCESSED:
         assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_a_burst_of_webhooks_is_drained_by_the_worker_and_the_bot_answers_everyone(
+    client, settings, fake_graph, worker
+):
+    settings.SECURE_SSL_REDIRECT = False
+    customers = [f"55119876510{i:02d}" for i in range(5)]
+    sent = []
+    for i in range(30):
+        payload = wa.text_delivery(wa_id=customers[i % 5], body=f"rajada {i}", name=f"C{i % 5}")
+        body, headers = signed_webhook(payload)
+        sent.append(body)
+        response = client.post(URL, body, content_type="application/json", headers=headers)
+        assert response.status_code == 200
+    body, headers = signed_webhook(sent[0])  # Meta delivers one of them again
+    response = client.post(URL, body, content_type="application/json", headers=headers)
+    assert response.status_code == 200
+
+    deadline = time.monotonic() + 60
+    while WebhookEvent.objects.exclude(status=WebhookStatus.PROCESSED).exists():
+        assert worker.poll() is None, "the worker died"
+        assert time.monotonic() < deadline, "deliveries left unprocessed"
+        time.sleep(0.2)
+    assert Message.objects.filter(direction="in", body__startswith="rajada").count() == 30
+    # Each customer got the bot's greeting: through the fake Graph API, to their number.
+    while not set(customers) <= {m.get("to") for m in fake_graph.sends}:
+        assert time.monotonic() < deadline, f"the bot answered only {fake_graph.sends}"
         time.sleep(0.2)

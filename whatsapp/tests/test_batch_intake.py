@@ -1,0 +1,236 @@
+"""Deliveries processed together: what a burst of webhooks turns into, and what it costs.
+
+The drain task (``whatsapp.tasks.webhook_drain``) stores many deliveries in one go; the result must
+be exactly what processing them one by one gives, whatever Meta redelivers or quotes.
+"""
+
+import threading
+import time
+
+import pytest
+from django.core.cache import cache
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from conversations.models import Conversation, Customer, Message, MessageReaction
+from conversations.serializers import (
+    conversation_payload,
+    conversation_payloads,
+    message_payload,
+    message_payloads,
+)
+from supportdesk.celery import app as celery_app
+from whatsapp import tasks
+from whatsapp.models import WebhookEvent, WebhookStatus
+from whatsapp.services import inbound, intake
+from whatsapp.services import sandbox as wa
+from whatsapp.tests.fake_graph import signed_webhook
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/api/v1/webhooks/whatsapp"
+T0 = int(time.time()) - 600  # within the 24-hour window: the bot answers
+
+
+def store(payload) -> int:
+    """A signed delivery stored like the view does (``received``), not processed yet."""
+    body, headers = signed_webhook(payload)
+    return intake.webhook_receive(
+        raw_body=body, signature=headers["X-Hub-Signature-256"], queue=False
+    ).pk
+
+
+def text(wa_id: str, body: str, wamid: str, ts: int, **extra) -> int:
+    return store(
+        wa.delivery(
+            contacts=[wa.contact(wa_id=wa_id, name=f"Cliente {wa_id[-4:]}")],
+            messages=[
+                wa.message(wa_id=wa_id, content={"body": body}, wamid=wamid, timestamp=ts, **extra)
+            ],
+        )
+    )
+
+
+def test_a_burst_is_stored_once_per_message_in_whatsapp_order(fake_graph):
+    ana, bia = "5511987650001", "5511987650002"
+    ids = [
+        text(ana, "segunda", "wamid.A2", T0 + 20),
+        text(ana, "primeira", "wamid.A1", T0 + 10),  # Meta delivered it late
+        text(bia, "oi", "wamid.B1", T0 + 15),
+        text(ana, "segunda", "wamid.A2", T0 + 20),  # redelivered within the burst
+        # Ana's other form of the same number (without the ninth digit)
+        text("551187650001", "terceira", "wamid.A3", T0 + 30),
+    ]
+    processed, failed = inbound.webhook_events_drain(batch_size=100)
+
+    assert (processed, failed) == (len(ids), [])
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {WebhookStatus.PROCESSED}
+    assert Customer.objects.count() == 2
+    ana_chat = Conversation.objects.get(customer__wa_id__in=[ana, "551187650001"])
+    inbound_messages = ana_chat.messages.filter(direction="in").order_by("created_at")
+    bodies = list(inbound_messages.values_list("body", flat=True))
+    assert bodies == ["primeira", "segunda", "terceira"]
+    assert ana_chat.unread_count == 3
+    assert Message.objects.filter(direction="in").count() == 4
+    # The stored payload is what Meta sent, parsed.
+    event = WebhookEvent.objects.get(pk=ids[2])
+    assert event.payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"] == "wamid.B1"
+
+
+def test_a_reply_and_a_reaction_to_a_message_of_the_same_burst_find_it(fake_graph):
+    maria = "5511987650003"
+    text(maria, "meu pedido não chegou", "wamid.Q1", T0)
+    text(maria, "é o 1234", "wamid.Q2", T0 + 5, context_id="wamid.Q1")
+    store(
+        wa.delivery(
+            contacts=[wa.contact(wa_id=maria, name="Maria")],
+            messages=[
+                wa.message(
+                    wa_id=maria,
+                    type="reaction",
+                    content={"message_id": "wamid.Q1", "emoji": "🙏"},
+                    wamid="wamid.Q3",
+                    timestamp=T0 + 6,
+                )
+            ],
+        )
+    )
+    inbound.webhook_events_drain(batch_size=100)
+
+    quoted = Message.objects.get(wa_message_id="wamid.Q1")
+    assert Message.objects.get(wa_message_id="wamid.Q2").reply_to == quoted
+    reaction = MessageReaction.objects.get(message=quoted)
+    assert reaction.emoji == "🙏"
+    assert not Message.objects.filter(wa_message_id="wamid.Q3").exists()
+
+
+def test_one_bad_message_does_not_hold_back_the_rest_of_the_batch(fake_graph, monkeypatch):
+    good = [text(f"55119876500{i:02d}", "oi", f"wamid.G{i}", T0 + i) for i in range(5)]
+    bad = text("5511987650099", "quebra", "wamid.BAD", T0 + 9)
+    describe = inbound._describe
+
+    def fragile(kind, obj, message):
+        if message.get("id") == "wamid.BAD":
+            raise RuntimeError("boom")
+        return describe(kind, obj, message)
+
+    monkeypatch.setattr(inbound, "_describe", fragile)
+    processed, failed = inbound.webhook_events_drain(batch_size=100)
+
+    assert processed == 6
+    assert failed == [bad]
+    assert WebhookEvent.objects.get(pk=bad).status == WebhookStatus.FAILED
+    assert "boom" in WebhookEvent.objects.get(pk=bad).error
+    assert Message.objects.filter(wa_message_id__startswith="wamid.G").count() == len(good)
+    assert set(WebhookEvent.objects.filter(pk__in=good).values_list("status", flat=True)) == {
+        WebhookStatus.PROCESSED
+    }
+
+
+def test_the_cost_of_a_batch_does_not_grow_with_its_size(fake_graph, monkeypatch):
+    """Queries per batch are fixed: 20 deliveries cost what 10 cost (existing customers)."""
+    queued_for_bot: list[list[int]] = []
+    monkeypatch.setattr(inbound, "_queue_bot", queued_for_bot.append)  # the bot's own work apart
+    customers = [f"55119876501{i:02d}" for i in range(5)]
+    for i, wa_id in enumerate(customers):  # the customers and their conversations exist
+        text(wa_id, "oi", f"wamid.W{i}", T0)
+    inbound.webhook_events_drain(batch_size=100)
+
+    def batch_queries(count: int, tag: str) -> int:
+        ids = [
+            text(customers[i % 5], f"msg {i}", f"wamid.{tag}{i}", T0 + 100 + i)
+            for i in range(count)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            inbound.webhook_events_process(event_ids=ids)
+        assert Message.objects.filter(wa_message_id__startswith=f"wamid.{tag}").count() == count
+        return len(queries.captured_queries)
+
+    assert batch_queries(10, "TEN") == batch_queries(20, "TWENTY")
+    assert [len(ids) for ids in queued_for_bot[-2:]] == [10, 20]  # one bot task per batch
+
+
+def test_batch_payloads_are_the_single_payloads(fake_graph):
+    text("5511987650004", "oi", "wamid.P1", T0)
+    text("5511987650005", "olá", "wamid.P2", T0 + 1)
+    inbound.webhook_events_drain(batch_size=100)
+    messages = list(Message.objects.filter(direction="in").order_by("pk"))
+    conversations = list(Conversation.objects.select_related("customer").order_by("pk"))
+    assert message_payloads(messages) == [message_payload(m) for m in messages]
+    assert conversation_payloads(conversations) == [conversation_payload(c) for c in conversations]
+
+
+def test_the_drain_task_takes_every_waiting_delivery(fake_graph, settings):
+    settings.WHATSAPP_INTAKE_BATCH = 3  # several batches
+    ids = [text(f"55119876502{i:02d}", "oi", f"wamid.D{i}", T0 + i) for i in range(8)]
+    tasks.webhook_drain.delay()  # eager in tests
+    assert WebhookEvent.objects.filter(pk__in=ids, status=WebhookStatus.PROCESSED).count() == 8
+    assert Message.objects.filter(direction="in").count() == 8
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_two_workers_draining_at_once_share_the_work_without_duplicates(fake_graph):
+    # Overlapping customers in both halves, both forms of each Brazilian number.
+    forms = [(f"5511987650{i:03d}", f"551187650{i:03d}") for i in range(6)]
+    for i in range(60):
+        wa_id = forms[i % 6][i % 2]
+        text(wa_id, f"msg {i}", f"wamid.R{i}", T0 + i)
+        if i % 10 == 0:
+            text(wa_id, f"msg {i}", f"wamid.R{i}", T0 + i)  # redelivered
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def drain() -> None:
+        try:
+            barrier.wait(timeout=30)
+            results.append(inbound.webhook_events_drain(batch_size=7))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    assert sum(count for count, _failed in results) == 66
+    assert Message.objects.filter(direction="in").count() == 60
+    assert Customer.objects.count() == 6
+    assert Conversation.objects.exclude(status="closed").count() == 6
+    assert not WebhookEvent.objects.exclude(status=WebhookStatus.PROCESSED).exists()
+
+
+def test_a_burst_of_webhooks_queues_one_drain_not_one_task_each(
+    client, settings, monkeypatch, fake_graph
+):
+    settings.SECURE_SSL_REDIRECT = False
+    published: list[int] = []
+    monkeypatch.setattr(tasks.webhook_drain, "delay", lambda: published.append(1))
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", False)  # as with a broker
+    monkeypatch.setattr(intake, "_drain_seen_until", 0.0)
+    cache.delete(intake.DRAIN_PENDING_KEY)
+
+    def post(i: int) -> None:
+        body, headers = signed_webhook(
+            wa.text_delivery(wa_id="5511987650030", body=f"oi {i}", name="Rita")
+        )
+        response = client.post(URL, body, content_type="application/json", headers=headers)
+        assert response.status_code == 200
+
+    for i in range(10):
+        post(i)
+    assert published == [1]
+    assert WebhookEvent.objects.filter(status=WebhookStatus.RECEIVED).count() == 10
+
+    # Once the drain has started (and this process's hint expired), the next delivery queues one.
+    intake.webhook_drain_started()
+    monkeypatch.setattr(intake, "_drain_seen_until", 0.0)
+    post(10)
+    assert published == [1, 1]
+    # Meanwhile nothing was lost: the drain takes every delivery that waits.
+    processed, _failed = inbound.webhook_events_drain(batch_size=100)
+    assert processed == 11
+    assert Message.objects.filter(direction="in", body__startswith="oi").count() == 11
