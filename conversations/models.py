@@ -228,6 +228,12 @@ class Message(TimeStampedModel):
         ]
         indexes: ClassVar = [
             models.Index(fields=["conversation", "created_at", "id"], name="msg_conversation_idx"),
+            # The outbound sweeper's look-up (whatsapp.services.outbound.outbound_list_stuck).
+            models.Index(
+                fields=["created_at"],
+                condition=Q(direction="out", status="queued"),
+                name="msg_out_queued_idx",
+            ),
         ]
 
     def __str__(self) -> str:
