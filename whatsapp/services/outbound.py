@@ -44,6 +44,7 @@ from whatsapp.models import ChannelError, ChannelErrorKind, WhatsAppAccount
 
 from .accounts import account_token
 from .inbound import pending_statuses_apply
+from .templates import template_check
 
 logger = logging.getLogger(__name__)
 
@@ -165,11 +166,7 @@ def outbound_validate(
     if type == MessageType.INTERACTIVE:
         interactive_validate(raw.get("interactive"))
     if type == MessageType.TEMPLATE:
-        template = raw.get("template")
-        if not isinstance(template, dict) or not template.get("name"):
-            raise ServiceError(_("A template message needs the template's name."), code="invalid")
-        if not (template.get("language") or {}).get("code"):
-            raise ServiceError(_("A template message needs a language."), code="invalid")
+        template_check(account_id=conversation.whatsapp_account_id, payload=raw.get("template"))
     if type == MessageType.REACTION and not isinstance(raw.get("reaction"), dict):
         raise ServiceError(_("A reaction needs the message it reacts to."), code="invalid")
 
