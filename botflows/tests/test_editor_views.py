@@ -367,3 +367,13 @@ def test_a_conversation_in_progress_keeps_its_version_after_console_edits(
     assert "2. Boletos" in menu.body
     fresh.say("2")
     assert fresh.conversation.department == departments["Financeiro"]
+
+
+def test_the_editor_speaks_portuguese(client, admin_user, demo_flow):
+    client.force_login(admin_user)
+    client.cookies["django_language"] = "pt-br"
+
+    html = client.get(_editor(demo_flow)).content.decode()
+
+    assert "Adicionar um nó" in html and "Adicionar opção" in html
+    assert "As alterações aqui são um rascunho" in html
