@@ -188,7 +188,7 @@ def test_api_sends_an_approved_template(
         ("APPROVED", {"parameters": ["Maria"]}, "template_parameters", "needs 2"),
     ],
 )
-def test_api_refuses_with_a_400_and_the_code(
+def test_api_refuses_with_a_400_and_the_code(  # noqa: PLR0917 - pytest fixtures
     fake_graph: Any,
     conversation: Any,
     agent: Any,
