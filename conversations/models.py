@@ -306,6 +306,7 @@ class EventKind(models.TextChoices):
     READ = "read", _("Marked read")
     QUEUED = "queued", _("Sent to queue")
     FIRST_RESPONSE = "first_response", _("First response")
+    NUMBER_CHANGED = "number_changed", _("Customer changed number")
 
 
 class ConversationEvent(models.Model):

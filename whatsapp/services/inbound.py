@@ -264,6 +264,10 @@ def _process_message(
     )
     if not created:
         return None
+    if our_type == MessageType.SYSTEM:
+        from .customers import customer_number_changed_from_system  # noqa: PLC0415 - cycle
+
+        customer_number_changed_from_system(message=stored)
     if our_type in MEDIA_TYPES and stored.media_id:
         transaction.on_commit(lambda: _queue_media(stored.pk))
     if conversation.status == ConversationStatus.BOT and our_type != MessageType.SYSTEM:
