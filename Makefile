@@ -2,6 +2,7 @@
 #   make run     a working desk on http://127.0.0.1:8000 (SQLite, no other service needed)
 #   make test    the whole test suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 #   make worker  a Celery worker (production mode)
+#   make beat    the Celery beat scheduler (one per deployment)
 #   make bench   the benchmarks under bench/
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ PYTHON ?= $(shell for v in 3.14 3.13 3.12; do \
 	  done; done; \
 	  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v python3; fi)
 
-.PHONY: run test worker bench lint typecheck messages clean venv
+.PHONY: run test worker beat bench lint typecheck messages clean venv
 
 $(VENV)/.created:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -67,6 +68,10 @@ typecheck: $(VENV)/.dev
 
 worker: $(VENV)/.runtime
 	$(VENV)/bin/celery -A supportdesk worker --loglevel=INFO
+
+# The one Celery beat of a deployment (periodic sweeps, CELERY_BEAT_SCHEDULE).
+beat: $(VENV)/.runtime
+	$(VENV)/bin/celery -A supportdesk beat --loglevel=INFO
 
 # Needs PostgreSQL and Redis on 127.0.0.1 (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL to change them).
 BENCHES := bench/webhook_ingest.py bench/socket_latency.py

@@ -40,7 +40,7 @@ from supportdesk.exceptions import ServiceError
 
 from . import ai, selectors
 from .models import BotSession, BotTurn, NodeKind, SessionState, Validation
-from .services import bot_summarize
+from .services import bot_context_broadcast, bot_summarize
 
 logger = logging.getLogger(__name__)
 
@@ -549,6 +549,7 @@ def _step(*, message_id: int, now: datetime) -> _Run | None:
         now=now,
     )
     node_key = session.node_key
+    collected_before = dict(session.collected)
     if session.pk and session.turns.filter(inbound_message_id__gt=message.pk).exists():
         run.outcome = "stale"  # a later message was answered already
     else:
@@ -562,6 +563,8 @@ def _step(*, message_id: int, now: datetime) -> _Run | None:
             run = _Run(conversation=conversation, session=session, config=run.config, now=now)
             run.outcome = f"failed:{exc.code}"
     session.save()
+    if session.collected != collected_before:
+        bot_context_broadcast(conversation_id=conversation.pk)
     run.turn = BotTurn.objects.create(
         session=session, inbound_message=message, node_key=node_key, outcome=run.outcome
     )

@@ -123,6 +123,20 @@ def flow_list() -> QuerySet[Flow]:
     )
 
 
+def flow_get_for_editor(*, pk: int) -> Flow | None:
+    """One flow with everything the console's editor shows (the same fixed queries as the list)."""
+    return flow_list().filter(pk=pk).first()
+
+
+def flow_node_choices(*, flow: Flow) -> QuerySet[FlowNode]:
+    """The nodes an editor form may point at: those of the same flow."""
+    return FlowNode.objects.filter(flow=flow).order_by("position", "id")
+
+
+def department_choices() -> QuerySet[Department]:
+    return Department.objects.filter(is_active=True).order_by("name")
+
+
 # --- Queue -------------------------------------------------------------------------------------
 
 

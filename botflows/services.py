@@ -1,20 +1,24 @@
-"""Writes of the bot's configuration: settings, flow publishing, the demo flow, AI drafts.
+"""Writes of the bot's configuration: settings, the flow editor, publishing, the demo flow, AI
+drafts and summaries.
 
 The conversation engine (answering customers) lives in :mod:`botflows.engine`.
 """
 
+import re
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from accounts.models import User
+from accounts.models import AuditAction, User
+from accounts.services import audit_log_record
 from conversations.models import Conversation
 from departments.models import Department
-from supportdesk.exceptions import ServiceError
+from supportdesk import realtime
+from supportdesk.exceptions import NotPermitted, ServiceError
 
 from . import ai, selectors
 from .models import (
@@ -26,6 +30,7 @@ from .models import (
     MenuOption,
     NodeKind,
     OptionAction,
+    Validation,
 )
 
 # --- Settings ----------------------------------------------------------------------------------
@@ -82,6 +87,423 @@ def bot_config_set(
         row.description = description
     row.save()
     return row
+
+
+# --- Flow editor (the console's /bot/flows/<id>/ page) -------------------------------------------
+#
+# Every edit changes only the flow's rows, i.e. the draft: customers see nothing until the flow is
+# published, and conversations in progress keep the version they started on.
+
+_OPTION_RENUMBER_OFFSET = 1000  # clear of any real number while options are renumbered
+
+
+def _require_bot_admin(actor: User | None) -> User:
+    if actor is None or not (actor.is_active and actor.is_admin):
+        raise NotPermitted(_("Only administrators can change the bot."))
+    return actor
+
+
+def _node_state(node: FlowNode) -> dict[str, Any]:
+    return {
+        "flow": node.flow_id,
+        "key": node.key,
+        "kind": node.kind,
+        "text": node.text,
+        "next_node": node.next_node_id,
+        "department": node.department_id,
+        "field_name": node.field_name,
+        "validation": node.validation,
+        "pattern": node.pattern,
+        "error_text": node.error_text,
+        "menu_button": node.menu_button,
+    }
+
+
+def _option_state(option: MenuOption) -> dict[str, Any]:
+    return {
+        "node": option.node_id,
+        "number": option.number,
+        "title": option.title,
+        "description": option.description,
+        "keywords": option.keywords,
+        "action": option.action,
+        "target_node": option.target_node_id,
+        "department": option.department_id,
+    }
+
+
+def _audit(
+    *,
+    actor: User,
+    target: FlowNode | MenuOption | Flow,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    target_repr: str = "",
+) -> None:
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.CONFIG_CHANGED,
+        target=target,
+        target_repr=target_repr,
+        before=before,
+        after=after,
+    )
+
+
+def _lock_flow(flow: Flow) -> Flow:
+    return Flow.objects.select_for_update().get(pk=flow.pk)
+
+
+def _validate_node(*, node: FlowNode, flow: Flow) -> None:
+    key = node.key.strip()
+    if not key:
+        raise ServiceError(_("Every node needs a key."), code="missing_key")
+    taken = FlowNode.objects.filter(flow=flow, key=key)
+    if node.pk:
+        taken = taken.exclude(pk=node.pk)
+    if taken.exists():
+        raise ServiceError(
+            _("This flow already has a node called %(key)s.") % {"key": key}, code="key_taken"
+        )
+    if node.kind not in NodeKind.values:
+        raise ServiceError(_("Unknown kind of node."), code="invalid_kind")
+    if node.next_node is not None:
+        if node.next_node.flow_id != flow.pk:
+            raise ServiceError(
+                _("The next node must belong to this flow."), code="invalid_next_node"
+            )
+        if node.pk and node.next_node.pk == node.pk:
+            raise ServiceError(_("A node cannot continue into itself."), code="invalid_next_node")
+    if node.kind == NodeKind.COLLECT and not node.field_name:
+        raise ServiceError(_("Name the field this node collects."), code="missing_field")
+    if node.validation == Validation.REGEX:
+        if not node.pattern:
+            raise ServiceError(_("A regular expression needs a pattern."), code="invalid_pattern")
+        try:
+            re.compile(node.pattern)
+        except re.error as exc:
+            raise ServiceError(
+                _("The pattern is not a valid regular expression."), code="invalid_pattern"
+            ) from exc
+    if node.pk and node.kind != NodeKind.MENU and node.options.exists():
+        raise ServiceError(
+            _("Delete the menu options of this node before changing its kind."),
+            code="has_options",
+        )
+
+
+def _apply_node_fields(
+    node: FlowNode,
+    *,
+    key: str,
+    kind: str,
+    text: str,
+    next_node: FlowNode | None,
+    department: Department | None,
+    field_name: str,
+    validation: str,
+    pattern: str,
+    error_text: str,
+    menu_button: str,
+) -> None:
+    node.key = key.strip()
+    node.kind = kind
+    node.text = text
+    node.next_node = next_node
+    node.department = department
+    node.field_name = field_name.strip()
+    node.validation = validation or Validation.TEXT
+    node.pattern = pattern
+    node.error_text = error_text
+    node.menu_button = menu_button
+
+
+@transaction.atomic
+def flow_node_create(
+    *,
+    actor: User | None,
+    flow: Flow,
+    key: str,
+    kind: str,
+    text: str = "",
+    next_node: FlowNode | None = None,
+    department: Department | None = None,
+    field_name: str = "",
+    validation: str = Validation.TEXT,
+    pattern: str = "",
+    error_text: str = "",
+    menu_button: str = "",
+) -> FlowNode:
+    """Add a step at the end of the flow; the first node of a flow becomes its start node."""
+    admin = _require_bot_admin(actor)
+    flow = _lock_flow(flow)
+    node = FlowNode(flow=flow)
+    _apply_node_fields(
+        node,
+        key=key,
+        kind=kind,
+        text=text,
+        next_node=next_node,
+        department=department,
+        field_name=field_name,
+        validation=validation,
+        pattern=pattern,
+        error_text=error_text,
+        menu_button=menu_button,
+    )
+    _validate_node(node=node, flow=flow)
+    last = flow.nodes.aggregate(last=Max("position"))["last"]
+    node.position = 0 if last is None else last + 1
+    node.save()
+    if flow.start_node_id is None:
+        flow.start_node = node
+        flow.save(update_fields=["start_node", "updated_at"])
+    _audit(actor=admin, target=node, after={"created": _node_state(node)})
+    return node
+
+
+@transaction.atomic
+def flow_node_update(
+    *,
+    actor: User | None,
+    node: FlowNode,
+    key: str,
+    kind: str,
+    text: str,
+    next_node: FlowNode | None,
+    department: Department | None,
+    field_name: str,
+    validation: str,
+    pattern: str,
+    error_text: str,
+    menu_button: str,
+) -> FlowNode:
+    """Change one step of the flow (its draft: publish to make it live)."""
+    admin = _require_bot_admin(actor)
+    flow = _lock_flow(node.flow)
+    node = FlowNode.objects.select_for_update().get(pk=node.pk)
+    before = _node_state(node)
+    _apply_node_fields(
+        node,
+        key=key,
+        kind=kind,
+        text=text,
+        next_node=next_node,
+        department=department,
+        field_name=field_name,
+        validation=validation,
+        pattern=pattern,
+        error_text=error_text,
+        menu_button=menu_button,
+    )
+    _validate_node(node=node, flow=flow)
+    node.save()
+    after = _node_state(node)
+    if after != before:
+        _audit(actor=admin, target=node, before=before, after=after)
+    return node
+
+
+@transaction.atomic
+def flow_node_delete(*, actor: User | None, node: FlowNode) -> None:
+    """Remove a step and its menu options. Refused while other steps lead to it, and for the start
+    node while the flow has other nodes (nothing is left pointing nowhere)."""
+    admin = _require_bot_admin(actor)
+    flow = _lock_flow(node.flow)
+    node = FlowNode.objects.select_for_update().get(pk=node.pk)
+    if flow.start_node_id == node.pk and flow.nodes.exclude(pk=node.pk).exists():
+        raise ServiceError(
+            _("%(key)s is the start node: choose another start node first.") % {"key": node.key},
+            code="is_start",
+        )
+    users = sorted(
+        set(
+            FlowNode.objects.filter(flow=flow, next_node=node)
+            .exclude(pk=node.pk)
+            .values_list("key", flat=True)
+        )
+        | set(
+            MenuOption.objects.filter(target_node=node)
+            .exclude(node=node)
+            .values_list("node__key", flat=True)
+        )
+    )
+    if users:
+        raise ServiceError(
+            _("%(key)s is still used by %(users)s: change those first.")
+            % {"key": node.key, "users": ", ".join(users)},
+            code="in_use",
+        )
+    before = {
+        **_node_state(node),
+        "options": [_option_state(option) for option in node.options.all()],
+    }
+    _audit(actor=admin, target=node, before={"deleted": before})
+    node.delete()
+
+
+@transaction.atomic
+def flow_set_start(*, actor: User | None, flow: Flow, node: FlowNode) -> Flow:
+    """Make ``node`` the step every new conversation starts with (after publishing)."""
+    admin = _require_bot_admin(actor)
+    flow = _lock_flow(flow)
+    if node.flow_id != flow.pk:
+        raise ServiceError(_("The start node must belong to this flow."), code="invalid_start")
+    before = {"start_node": flow.start_node_id}
+    flow.start_node = node
+    flow.save(update_fields=["start_node", "updated_at"])
+    if before["start_node"] != node.pk:
+        _audit(actor=admin, target=flow, before=before, after={"start_node": node.pk})
+    return flow
+
+
+def _validate_option(*, option: MenuOption, menu: FlowNode) -> None:
+    if menu.kind != NodeKind.MENU:
+        raise ServiceError(_("Only menus have options."), code="not_a_menu")
+    if not option.title.strip():
+        raise ServiceError(_("Every option needs a title."), code="missing_title")
+    if option.action not in OptionAction.values:
+        raise ServiceError(_("Unknown action."), code="invalid_action")
+    if option.action == OptionAction.NODE:
+        if option.target_node is None or option.target_node.flow_id != menu.flow_id:
+            raise ServiceError(
+                _("Choose the node of this flow the option leads to."), code="invalid_target"
+            )
+    elif option.action == OptionAction.DEPARTMENT and option.department is None:
+        raise ServiceError(
+            _("Choose the department whose queue the option leads to."),
+            code="missing_department",
+        )
+
+
+def _apply_option_fields(
+    option: MenuOption,
+    *,
+    title: str,
+    description: str,
+    keywords: str,
+    action: str,
+    target_node: FlowNode | None,
+    department: Department | None,
+) -> None:
+    option.title = title.strip()
+    option.description = description.strip()
+    option.keywords = ", ".join(w.strip() for w in keywords.split(",") if w.strip())
+    option.action = action
+    # Keep only what the action uses, so the editor never shows a stale target.
+    option.target_node = target_node if action == OptionAction.NODE else None
+    option.department = department if action != OptionAction.NODE else None
+
+
+def _renumber(menu: FlowNode, ordered: list[int]) -> None:
+    """Number the menu's options 1, 2, 3… in the order of ``ordered`` (option ids)."""
+    MenuOption.objects.filter(node=menu).update(number=F("number") + _OPTION_RENUMBER_OFFSET)
+    for number, pk in enumerate(ordered, start=1):
+        MenuOption.objects.filter(pk=pk).update(number=number)
+
+
+def _lock_menu(menu: FlowNode) -> FlowNode:
+    _lock_flow(menu.flow)
+    return FlowNode.objects.select_for_update().get(pk=menu.pk)
+
+
+@transaction.atomic
+def menu_option_create(
+    *,
+    actor: User | None,
+    node: FlowNode,
+    title: str,
+    action: str,
+    description: str = "",
+    keywords: str = "",
+    target_node: FlowNode | None = None,
+    department: Department | None = None,
+) -> MenuOption:
+    """Add an option at the end of a menu (the next free number)."""
+    admin = _require_bot_admin(actor)
+    menu = _lock_menu(node)
+    option = MenuOption(node=menu)
+    _apply_option_fields(
+        option,
+        title=title,
+        description=description,
+        keywords=keywords,
+        action=action,
+        target_node=target_node,
+        department=department,
+    )
+    _validate_option(option=option, menu=menu)
+    option.number = (menu.options.aggregate(last=Max("number"))["last"] or 0) + 1
+    option.save()
+    _audit(actor=admin, target=option, after={"created": _option_state(option)})
+    return option
+
+
+@transaction.atomic
+def menu_option_update(
+    *,
+    actor: User | None,
+    option: MenuOption,
+    title: str,
+    action: str,
+    description: str,
+    keywords: str,
+    target_node: FlowNode | None,
+    department: Department | None,
+) -> MenuOption:
+    admin = _require_bot_admin(actor)
+    menu = _lock_menu(option.node)
+    option = MenuOption.objects.select_for_update().get(pk=option.pk)
+    before = _option_state(option)
+    _apply_option_fields(
+        option,
+        title=title,
+        description=description,
+        keywords=keywords,
+        action=action,
+        target_node=target_node,
+        department=department,
+    )
+    _validate_option(option=option, menu=menu)
+    option.save()
+    after = _option_state(option)
+    if after != before:
+        _audit(actor=admin, target=option, before=before, after=after)
+    return option
+
+
+@transaction.atomic
+def menu_option_delete(*, actor: User | None, option: MenuOption) -> None:
+    """Remove an option; the others are numbered 1, 2, 3… again (customers type those)."""
+    admin = _require_bot_admin(actor)
+    menu = _lock_menu(option.node)
+    option = MenuOption.objects.select_for_update().get(pk=option.pk)
+    _audit(actor=admin, target=option, before={"deleted": _option_state(option)})
+    option.delete()
+    _renumber(menu, list(menu.options.order_by("number").values_list("pk", flat=True)))
+
+
+@transaction.atomic
+def menu_option_move(*, actor: User | None, option: MenuOption, offset: int) -> MenuOption:
+    """Move an option up (``-1``) or down (``+1``) in its menu; numbers follow the order."""
+    admin = _require_bot_admin(actor)
+    if offset not in (-1, 1):
+        raise ServiceError(_("Options move one place at a time."), code="invalid_offset")
+    menu = _lock_menu(option.node)
+    ordered = list(menu.options.order_by("number").values_list("pk", flat=True))
+    if option.pk not in ordered:
+        raise ServiceError(_("This option is not in that menu."), code="invalid_option")
+    index = ordered.index(option.pk)
+    other = index + offset
+    if 0 <= other < len(ordered):
+        ordered[index], ordered[other] = ordered[other], ordered[index]
+        before = option.number
+        _renumber(menu, ordered)
+        option.refresh_from_db()
+        _audit(
+            actor=admin, target=option, before={"number": before}, after={"number": option.number}
+        )
+    return option
 
 
 # --- Publishing --------------------------------------------------------------------------------
@@ -280,12 +702,49 @@ def bot_draft_reply(*, conversation: Conversation) -> str:
     return draft
 
 
+BOT_CONTEXT_EVENT = "bot_context_update"
+
+
+def bot_context_broadcast(*, conversation_id: int) -> None:
+    """Tell the consoles showing this conversation that what the bot learned changed (after
+    commit). The frame names the conversation, so the socket re-checks who may see it."""
+    state = (
+        Conversation.objects.filter(pk=conversation_id)
+        .values_list("department_id", "assigned_to_id")
+        .first()
+    )
+    if state is None:
+        return
+    department_id, assigned_to_id = state
+    realtime.broadcast_on_commit(
+        event=BOT_CONTEXT_EVENT,
+        data={"conversationId": conversation_id},
+        groups=[
+            *realtime.conversation_audience(
+                department_id=department_id, assigned_to_id=assigned_to_id
+            ),
+            realtime.conversation_group(conversation_id),
+        ],
+    )
+
+
+@transaction.atomic
+def bot_session_store_summary(*, conversation: Conversation, summary: str) -> bool:
+    """Keep the AI summary on the conversation's bot session; the open console refreshes."""
+    stored = BotSession.objects.filter(conversation=conversation).update(summary=summary)
+    if stored:
+        bot_context_broadcast(conversation_id=conversation.pk)
+    return bool(stored)
+
+
 def bot_summarize(*, conversation: Conversation) -> str:
-    """Store a short AI summary of what the customer wants on the conversation's bot session."""
+    """Store a short AI summary of what the customer wants on the conversation's bot session.
+
+    The model is called outside any transaction; only the store is atomic."""
     config = selectors.bot_config_values()
     if not ai.ai_available(config=config):
         return ""
     summary = ai.ai_summary(conversation=conversation, config=config)
     if summary:
-        BotSession.objects.filter(conversation=conversation).update(summary=summary)
+        bot_session_store_summary(conversation=conversation, summary=summary)
     return summary or ""

@@ -1,4 +1,5 @@
-"""Console pages of the bot: the admins' settings page, the hand-off context and AI drafts.
+"""Console pages of the bot: the admins' settings page and flow editor, the hand-off context and
+AI drafts.
 
 Reads go through ``botflows.selectors`` / ``conversations.selectors``, writes through
 ``botflows.services``; a ``ServiceError`` becomes a message on the page.
@@ -13,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
 from conversations import selectors as conversation_selectors
@@ -21,9 +22,11 @@ from conversations.models import Conversation
 from supportdesk.exceptions import ServiceError
 
 from . import selectors, services
-from .models import Flow
+from .forms import FlowNodeForm, MenuOptionForm
+from .models import Flow, FlowNode, MenuOption
 
 PAGE_TEMPLATE = "botflows/settings.html"
+EDITOR_TEMPLATE = "botflows/flow_editor.html"
 
 
 def _admin(request: HttpRequest) -> User:
@@ -91,7 +94,223 @@ def bot_flow_publish(request: HttpRequest, pk: int) -> HttpResponse:
             _("%(flow)s: version %(number)s is live for new conversations.")
             % {"flow": flow.name, "number": version.number},
         )
+    if request.POST.get("return_to") == "editor":
+        return redirect("botflows:flow_editor", pk=flow.pk)
     return redirect("botflows:settings")
+
+
+# --- Flow editor -------------------------------------------------------------------------------
+#
+# One page per flow; every action answers with the ``flow_editor`` partial for htmx (the form
+# with its errors in place, or the fresh editor and a message) and with the page (errors) or a
+# redirect to it (success) otherwise.
+
+
+def _node_form(flow: Flow, *, data: Any = None, instance: FlowNode | None = None) -> FlowNodeForm:
+    return FlowNodeForm(
+        data,
+        instance=instance or FlowNode(flow=flow),
+        nodes=selectors.flow_node_choices(flow=flow),
+        departments=selectors.department_choices(),
+    )
+
+
+def _option_form(
+    flow: Flow, *, menu: FlowNode, data: Any = None, instance: MenuOption | None = None
+) -> MenuOptionForm:
+    return MenuOptionForm(
+        data,
+        instance=instance or MenuOption(node=menu),
+        nodes=selectors.flow_node_choices(flow=flow),
+        departments=selectors.department_choices(),
+    )
+
+
+def _editor(
+    request: HttpRequest,
+    flow_pk: int,
+    *,
+    new_node_form: FlowNodeForm | None = None,
+    node_form: FlowNodeForm | None = None,
+    option_form: MenuOptionForm | None = None,
+) -> HttpResponse:
+    flow = selectors.flow_get_for_editor(pk=flow_pk)
+    if flow is None:
+        raise Http404
+    context = {
+        "page": "bot",
+        "flow": flow,
+        "new_node_form": new_node_form or _node_form(flow),
+        "node_form": node_form,
+        "option_form": option_form,
+    }
+    template = f"{EDITOR_TEMPLATE}#flow_editor" if request.htmx else EDITOR_TEMPLATE  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+def _saved(request: HttpRequest, flow_pk: int, message: str) -> HttpResponse:
+    messages.success(request, message)
+    if request.htmx:  # type: ignore[attr-defined]
+        return _editor(request, flow_pk)
+    return redirect("botflows:flow_editor", pk=flow_pk)
+
+
+def _refused(request: HttpRequest, flow_pk: int, exc: ServiceError) -> HttpResponse:
+    messages.error(request, exc.message)
+    if request.htmx:  # type: ignore[attr-defined]
+        return _editor(request, flow_pk)
+    return redirect("botflows:flow_editor", pk=flow_pk)
+
+
+def _editor_node(flow_pk: int, node_pk: int) -> FlowNode:
+    return get_object_or_404(FlowNode.objects.select_related("flow"), pk=node_pk, flow_id=flow_pk)
+
+
+def _editor_option(flow_pk: int, option_pk: int) -> MenuOption:
+    return get_object_or_404(
+        MenuOption.objects.select_related("node__flow"), pk=option_pk, node__flow_id=flow_pk
+    )
+
+
+@login_required
+@require_GET
+def bot_flow_editor(request: HttpRequest, pk: int) -> HttpResponse:
+    _admin(request)
+    return _editor(request, pk)
+
+
+@login_required
+@require_POST
+def bot_node_create(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = _admin(request)
+    flow = get_object_or_404(Flow, pk=pk)
+    form = _node_form(flow, data=request.POST)
+    if form.is_valid():
+        try:
+            node = services.flow_node_create(actor=actor, flow=flow, **form.service_arguments())
+        except ServiceError as exc:
+            form.add_service_error(exc)
+        else:
+            return _saved(request, pk, _("Node %(key)s added.") % {"key": node.key})
+    return _editor(request, pk, new_node_form=form)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bot_node_edit(request: HttpRequest, pk: int, node_pk: int) -> HttpResponse:
+    actor = _admin(request)
+    node = _editor_node(pk, node_pk)
+    if request.method == "GET":
+        return _editor(request, pk, node_form=_node_form(node.flow, instance=node))
+    form = _node_form(node.flow, data=request.POST, instance=node)
+    if form.is_valid():
+        try:
+            node = services.flow_node_update(actor=actor, node=node, **form.service_arguments())
+        except ServiceError as exc:
+            form.add_service_error(exc)
+        else:
+            return _saved(request, pk, _("Node %(key)s saved.") % {"key": node.key})
+    return _editor(request, pk, node_form=form)
+
+
+@login_required
+@require_POST
+def bot_node_delete(request: HttpRequest, pk: int, node_pk: int) -> HttpResponse:
+    actor = _admin(request)
+    node = _editor_node(pk, node_pk)
+    try:
+        services.flow_node_delete(actor=actor, node=node)
+    except ServiceError as exc:
+        return _refused(request, pk, exc)
+    return _saved(request, pk, _("Node %(key)s deleted.") % {"key": node.key})
+
+
+@login_required
+@require_POST
+def bot_node_set_start(request: HttpRequest, pk: int, node_pk: int) -> HttpResponse:
+    actor = _admin(request)
+    node = _editor_node(pk, node_pk)
+    try:
+        services.flow_set_start(actor=actor, flow=node.flow, node=node)
+    except ServiceError as exc:
+        return _refused(request, pk, exc)
+    return _saved(request, pk, _("Conversations now start at %(key)s.") % {"key": node.key})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bot_option_create(request: HttpRequest, pk: int, node_pk: int) -> HttpResponse:
+    actor = _admin(request)
+    menu = _editor_node(pk, node_pk)
+    if request.method == "GET":
+        return _editor(request, pk, option_form=_option_form(menu.flow, menu=menu))
+    form = _option_form(menu.flow, menu=menu, data=request.POST)
+    if form.is_valid():
+        try:
+            option = services.menu_option_create(actor=actor, node=menu, **form.service_arguments())
+        except ServiceError as exc:
+            form.add_service_error(exc)
+        else:
+            return _saved(
+                request,
+                pk,
+                _("Option %(number)s added to %(key)s.")
+                % {"number": option.number, "key": menu.key},
+            )
+    return _editor(request, pk, option_form=form)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bot_option_edit(request: HttpRequest, pk: int, option_pk: int) -> HttpResponse:
+    actor = _admin(request)
+    option = _editor_option(pk, option_pk)
+    menu = option.node
+    if request.method == "GET":
+        return _editor(request, pk, option_form=_option_form(menu.flow, menu=menu, instance=option))
+    form = _option_form(menu.flow, menu=menu, data=request.POST, instance=option)
+    if form.is_valid():
+        try:
+            option = services.menu_option_update(
+                actor=actor, option=option, **form.service_arguments()
+            )
+        except ServiceError as exc:
+            form.add_service_error(exc)
+        else:
+            return _saved(request, pk, _("Option %(number)s saved.") % {"number": option.number})
+    return _editor(request, pk, option_form=form)
+
+
+@login_required
+@require_POST
+def bot_option_delete(request: HttpRequest, pk: int, option_pk: int) -> HttpResponse:
+    actor = _admin(request)
+    option = _editor_option(pk, option_pk)
+    try:
+        services.menu_option_delete(actor=actor, option=option)
+    except ServiceError as exc:
+        return _refused(request, pk, exc)
+    return _saved(request, pk, _("Option “%(title)s” deleted.") % {"title": option.title})
+
+
+@login_required
+@require_POST
+def bot_option_move(request: HttpRequest, pk: int, option_pk: int) -> HttpResponse:
+    actor = _admin(request)
+    option = _editor_option(pk, option_pk)
+    offset = {"up": -1, "down": 1}.get(request.POST.get("direction", ""))
+    if offset is None:
+        return _refused(request, pk, ServiceError(_("Move an option up or down.")))
+    try:
+        option = services.menu_option_move(actor=actor, option=option, offset=offset)
+    except ServiceError as exc:
+        return _refused(request, pk, exc)
+    return _saved(
+        request,
+        pk,
+        _("“%(title)s” is now option %(number)s.")
+        % {"title": option.title, "number": option.number},
+    )
 
 
 @login_required
@@ -100,7 +319,11 @@ def bot_handoff_context(request: HttpRequest, pk: int) -> HttpResponse:
     """The bot's summary and collected values, for the top of the conversation (htmx partial)."""
     _user, conversation = _visible_conversation(request, pk)
     session = selectors.bot_session_get(conversation=conversation)
-    return render(request, "botflows/handoff_context.html", {"session": session})
+    return render(
+        request,
+        "botflows/handoff_context.html",
+        {"session": session, "conversation": conversation},
+    )
 
 
 @login_required

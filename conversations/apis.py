@@ -18,6 +18,7 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status
@@ -32,6 +33,7 @@ from accounts.models import User
 from departments.models import Department
 from supportdesk.api import IsSupervisorOrAdmin
 from supportdesk.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from whatsapp.services.templates import template_message_for
 
 from . import selectors, services
 from .filters import ConversationFilter
@@ -445,12 +447,47 @@ class MessageListQuerySerializer(serializers.Serializer[Any]):
     conversation = serializers.IntegerField(min_value=1)
 
 
+class MessageTemplateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=16, help_text="e.g. pt_BR")
+    parameters = serializers.ListField(
+        child=serializers.CharField(max_length=1024),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="the body's {{1}}, {{2}}... in order",
+    )
+
+
+@extend_schema_field(MessageTemplateSerializer)
+class MessageTemplateField(serializers.JSONField):
+    """``{name, language, parameters}``, with its errors as a flat list (one per problem)."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        inner = MessageTemplateSerializer(data=data)
+        if not inner.is_valid():
+            raise serializers.ValidationError(
+                [
+                    f"{field}: {message}"
+                    for field, messages in inner.errors.items()
+                    for message in (messages if isinstance(messages, list) else [messages])
+                ],
+                code="invalid",
+            )
+        return dict(inner.validated_data)
+
+
 class MessageCreateSerializer(serializers.Serializer[Any]):
     conversation = serializers.IntegerField(min_value=1)
     body = serializers.CharField(
         required=False, allow_blank=True, max_length=4096, trim_whitespace=False, default=""
     )
     file = serializers.FileField(required=False, allow_empty_file=False, max_length=255)
+    template = MessageTemplateField(
+        required=False,
+        help_text="a synced template approved for the conversation's number (JSON only); "
+        "the only kind of message allowed outside the 24-hour window",
+    )
 
     def validate_file(self, value: UploadedFile) -> UploadedFile:
         limit = settings.API_UPLOAD_MAX_BYTES
@@ -462,6 +499,12 @@ class MessageCreateSerializer(serializers.Serializer[Any]):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("template") and attrs.get("file"):
+            raise serializers.ValidationError(
+                {"template": [_("Send a template or a file, not both.")]}, code="invalid"
+            )
+        if attrs.get("template"):
+            return attrs
         if not attrs.get("body", "").strip() and not attrs.get("file"):
             raise serializers.ValidationError(
                 {"body": [_("A message needs text or a file.")]}, code="empty_message"
@@ -494,11 +537,14 @@ class MessageListApi(ListAPIView[Message]):
 
     @extend_schema(
         tags=["messages"],
-        summary="Send a message to the customer (text, or a file as multipart)",
+        summary="Send a message to the customer (text, a template, or a file as multipart)",
         description=(
             "Only the assignee (or an admin) writes to the customer. The message is recorded "
             "`queued` and delivered to WhatsApp in the background. Files: multipart field "
-            "`file` (up to API_UPLOAD_MAX_BYTES), optional `body` as caption."
+            "`file` (up to API_UPLOAD_MAX_BYTES), optional `body` as caption. Templates: "
+            "`template {name, language, parameters}`; one that is not synced, not APPROVED or "
+            "given the wrong number of parameters is a 400 (`template_not_found`, "
+            "`template_not_approved`, `template_parameters`)."
         ),
         request={
             "application/json": MessageCreateSerializer,
@@ -507,6 +553,18 @@ class MessageListApi(ListAPIView[Message]):
         responses={201: MessageSerializer, 400: VALIDATION_ERROR, 403: ERROR, 404: ERROR},
         examples=[
             OpenApiExample("Text", value={"conversation": 42, "body": "Olá!"}, request_only=True),
+            OpenApiExample(
+                "Template",
+                value={
+                    "conversation": 42,
+                    "template": {
+                        "name": "retomar_atendimento",
+                        "language": "pt_BR",
+                        "parameters": ["Maria"],
+                    },
+                },
+                request_only=True,
+            ),
             OpenApiExample("Sent", value=MESSAGE_EXAMPLE, response_only=True),
         ],
     )
@@ -518,7 +576,17 @@ class MessageListApi(ListAPIView[Message]):
         media: dict[str, Any] = {}
         upload: UploadedFile | None = data.get("file")
         kind: str = MessageType.TEXT
-        if upload is not None:
+        body: str = data.get("body", "")
+        if template := data.get("template"):
+            kind = MessageType.TEMPLATE
+            body, raw_payload = template_message_for(
+                account_id=conversation.whatsapp_account_id,
+                name=template["name"],
+                language=template["language"],
+                parameters=template["parameters"],
+            )
+            media = {"raw_payload": raw_payload}
+        elif upload is not None:
             filename = (upload.name or "file").rsplit("/", 1)[-1][:255]
             mime_type = (
                 upload.content_type
@@ -535,7 +603,7 @@ class MessageListApi(ListAPIView[Message]):
         message = services.message_create_outbound(
             conversation=conversation,
             actor=request.user,  # type: ignore[arg-type]
-            body=data.get("body", ""),
+            body=body,
             type=kind,
             **media,
         )

@@ -228,6 +228,12 @@ class Message(TimeStampedModel):
         ]
         indexes: ClassVar = [
             models.Index(fields=["conversation", "created_at", "id"], name="msg_conversation_idx"),
+            # The outbound sweeper's look-up (whatsapp.services.outbound.outbound_list_stuck).
+            models.Index(
+                fields=["created_at"],
+                condition=Q(direction="out", status="queued"),
+                name="msg_out_queued_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -300,6 +306,7 @@ class EventKind(models.TextChoices):
     READ = "read", _("Marked read")
     QUEUED = "queued", _("Sent to queue")
     FIRST_RESPONSE = "first_response", _("First response")
+    NUMBER_CHANGED = "number_changed", _("Customer changed number")
 
 
 class ConversationEvent(models.Model):

@@ -6,7 +6,6 @@ page). Full pages for plain requests; the partial named like its DOM id for htmx
 """
 
 import contextlib
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +27,11 @@ from accounts.models import Role, User
 from departments.models import Department
 from supportdesk.exceptions import ServiceError
 from whatsapp.models import MessageTemplate
+from whatsapp.services.templates import (
+    template_body_text,
+    template_message_content,
+    template_placeholders,
+)
 
 from . import selectors, services
 from .models import (
@@ -430,25 +434,14 @@ def _send(*, conversation: Conversation, actor: User, body: str) -> Conversation
     return conversation
 
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
-
-
-def _template_body(template: MessageTemplate) -> str:
-    for component in template.components or []:
-        if isinstance(component, dict) and str(component.get("type", "")).upper() == "BODY":
-            return str(component.get("text", ""))
-    return ""
-
-
 def _approved_templates(conversation: Conversation) -> list[MessageTemplate]:
     templates = MessageTemplate.objects.filter(
         account_id=conversation.whatsapp_account_id, status__iexact="APPROVED"
     )
     found = list(templates)
     for template in found:
-        text = _template_body(template)
-        template.body_text = text  # type: ignore[attr-defined]
-        template.parameter_count = len(set(_PLACEHOLDER.findall(text)))  # type: ignore[attr-defined]
+        template.body_text = template_body_text(template)  # type: ignore[attr-defined]
+        template.parameter_count = len(template_placeholders(template))  # type: ignore[attr-defined]
     return found
 
 
@@ -457,10 +450,11 @@ def _approved_templates(conversation: Conversation) -> list[MessageTemplate]:
 def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
     """Outside the 24-hour window only an approved template may start the conversation again."""
     conversation = _visible_or_404(request, pk)
+    # Any synced template of the number: the sender's check names a state that is not approved
+    # (e.g. paused since the picker was drawn) and a wrong number of parameters.
     template = MessageTemplate.objects.filter(
         pk=_int(request.POST.get("template")) or 0,
         account_id=conversation.whatsapp_account_id,
-        status__iexact="APPROVED",
     ).first()
     if template is None:
         return render(
@@ -471,22 +465,8 @@ def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
     parameters = [
         line.strip() for line in request.POST.get("parameters", "").splitlines() if line.strip()
     ]
-    text = _PLACEHOLDER.sub(
-        lambda m: parameters[int(m.group(1)) - 1] if int(m.group(1)) <= len(parameters) else "…",
-        _template_body(template),
-    )
-    payload: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
-    if parameters:
-        payload["components"] = [
-            {"type": "body", "parameters": [{"type": "text", "text": p} for p in parameters]}
-        ]
-    return _act(
-        request,
-        pk,
-        _send_template,
-        body=text or template.name,
-        raw_payload={"template": payload},
-    )
+    body, raw_payload = template_message_content(template=template, parameters=parameters)
+    return _act(request, pk, _send_template, body=body, raw_payload=raw_payload)
 
 
 def _send_template(

@@ -139,6 +139,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# `celery -A supportdesk beat` (one process): outbound messages left queued by a broker outage.
+CELERY_BEAT_SCHEDULE = {
+    "whatsapp-outbound-requeue-stuck": {
+        "task": "whatsapp.tasks.outbound_requeue_stuck",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 
 # --- Auth --------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

@@ -104,3 +104,9 @@ def media_download(self, message_id: int) -> None:  # type: ignore[no-untyped-de
         media.media_download(message_id=message_id, final=self.request.retries >= self.max_retries)
     except media.MediaRetry as retry:
         raise self.retry(countdown=retry.countdown) from None
+
+
+@shared_task(ignore_result=True)
+def outbound_requeue_stuck() -> int:
+    """Celery beat, every minute: outbound messages left ``queued`` (broker outage) go out again."""
+    return len(outbound.outbound_requeue_stuck())

@@ -6,6 +6,7 @@
  *  - a change of state of the open one        -> refetch its header/pane
  *  - user_typing                              -> "Ana is typing…" under the messages
  *  - online_status                            -> presence dots / supervisor board
+ *  - bot_context_update for the open one       -> refetch #bot-context (what the bot learned)
  * After a dropped connection it reconnects with exponential backoff and refetches every visible
  * fragment, so nothing that happened while it was offline is missed.
  */
@@ -131,6 +132,17 @@
     });
   }
 
+  // What the bot learned (summary, collected values): the panel fetches itself again.
+  function refreshBotContext() {
+    var panel = document.getElementById("bot-context");
+    var url = panel && (panel.dataset.refreshUrl || panel.getAttribute("hx-get"));
+    if (!url) return;
+    coalesce("bot-context", function () {
+      if (!document.getElementById("bot-context")) return null;
+      return htmx.ajax("GET", url, { target: "#bot-context", swap: "outerHTML" });
+    });
+  }
+
   function markRead() {
     var el = pane();
     if (!el || document.visibilityState !== "visible") return;
@@ -212,6 +224,9 @@
         refreshInbox();
         refreshBoard();
         break;
+      case "bot_context_update":
+        if (data.conversationId === open) refreshBotContext();
+        break;
       case "user_typing":
         showTyping(data);
         break;
@@ -248,6 +263,7 @@
         refreshInbox();
         refreshMessages();
         refreshBoard();
+        refreshBotContext();
       }
     };
     socket.onmessage = function (event) {

@@ -369,7 +369,8 @@ class _Writer:
                 )
                 return
             # The reacted-to message is unknown to us: keep the reaction as a message of its own.
-            our_type, body, media = MessageType.REACTION, str(obj.get("emoji") or ""), {}
+            our_type: str = MessageType.REACTION
+            body, media = str(obj.get("emoji") or ""), dict[str, Any]()
         else:
             our_type, body, media = _describe(kind, obj, message)
         context = message.get("context")
@@ -406,6 +407,10 @@ def _ingest(items: Sequence[_Item]) -> list[Message]:
         writer.add(item, conversations[customers[item.lock_key].pk, item.account.pk])
     writer.flush()
     for saved in writer.stored:
+        if saved.type == MessageType.SYSTEM:
+            from .customers import customer_number_changed_from_system  # noqa: PLC0415 - cycle
+
+            customer_number_changed_from_system(message=saved)
         if saved.type in MEDIA_TYPES and saved.media_id:
             transaction.on_commit(partial(_queue_media, saved.pk))
     for_bot = [
@@ -602,6 +607,12 @@ def webhook_events_process(
 def _ingest_isolated(items: list[_Item], outcomes: dict[int, _Outcome]) -> None:
     if not items:
         return
+    if len(items) > 1 and any(item.message.get("type") == "system" for item in items):
+        # A system message may change who the customer is (a new number): what comes after it
+        # must see that, so these items are stored one at a time, in order.
+        for item in items:
+            _ingest_isolated([item], outcomes)
+        return
     try:
         with transaction.atomic():
             _ingest(items)
@@ -670,7 +681,7 @@ def webhook_events_drain(
     when a full batch was claimed (more may be waiting: the task wakes another worker). Returns how
     many deliveries were processed and the ids of those that failed (for the caller to retry).
     """
-    total, failed = 0, []
+    total, failed = 0, list[int]()
     while True:
         with transaction.atomic():
             ids = list(

@@ -15,14 +15,18 @@ human-readable text the console shows.
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.core.cache import cache
 from django.core.mail import mail_admins
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from conversations.models import (
@@ -40,6 +44,7 @@ from whatsapp.models import ChannelError, ChannelErrorKind, WhatsAppAccount
 
 from .accounts import account_token
 from .inbound import pending_statuses_apply
+from .templates import template_check
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,10 @@ WINDOW_FREE_TYPES = frozenset({MessageType.TEMPLATE})
 MAX_SEND_ATTEMPTS = 6
 # A claim older than this means the worker died mid-request: Meta may have the message.
 STALE_CLAIM = timedelta(minutes=5)
+# A message still queued this long after it was written (or last re-queued) lost its task.
+STUCK_AFTER = timedelta(minutes=2)
+# Longer than any retry the sender schedules (backoff cap 300 s, pair limit 4^5 s ~ 17 min).
+RETRY_GRACE = timedelta(minutes=30)
 
 
 @dataclass
@@ -157,11 +166,7 @@ def outbound_validate(
     if type == MessageType.INTERACTIVE:
         interactive_validate(raw.get("interactive"))
     if type == MessageType.TEMPLATE:
-        template = raw.get("template")
-        if not isinstance(template, dict) or not template.get("name"):
-            raise ServiceError(_("A template message needs the template's name."), code="invalid")
-        if not (template.get("language") or {}).get("code"):
-            raise ServiceError(_("A template message needs a language."), code="invalid")
+        template_check(account_id=conversation.whatsapp_account_id, payload=raw.get("template"))
     if type == MessageType.REACTION and not isinstance(raw.get("reaction"), dict):
         raise ServiceError(_("A reaction needs the message it reacts to."), code="invalid")
 
@@ -169,8 +174,11 @@ def outbound_validate(
 # --- Queueing --------------------------------------------------------------------------------
 
 
-def outbound_queue(*, message_id: int, countdown: float | None = None) -> None:
-    """Hand a queued message to the sender task; a broker outage leaves it ``queued``."""
+def outbound_queue(*, message_id: int, countdown: float | None = None) -> bool:
+    """Hand a queued message to the sender task; a broker outage leaves it ``queued``.
+
+    Returns whether the task was published; :func:`outbound_requeue_stuck` picks up the rest.
+    """
     from whatsapp.tasks import message_send  # noqa: PLC0415 - tasks import services
 
     try:
@@ -180,6 +188,101 @@ def outbound_queue(*, message_id: int, countdown: float | None = None) -> None:
             message_send.delay(message_id)
     except Exception:
         logger.exception("could not queue message %s for sending; it stays queued", message_id)
+        return False
+    return True
+
+
+def _last_activity(message: Message) -> datetime | None:
+    """When the sender (or the sweeper) last touched the message, from its status history."""
+    for entry in reversed(message.status_history or []):
+        moment = parse_datetime(str((entry or {}).get("at") or ""))
+        if moment is not None:
+            return moment
+    return None
+
+
+def outbound_list_stuck(*, older_than: timedelta = STUCK_AFTER) -> list[Message]:
+    """Outbound messages still ``queued`` that no task will deliver, oldest first.
+
+    - never claimed (``send_attempts`` 0) and untouched for ``older_than``: the publish on commit
+      was lost (broker down) or the task vanished;
+    - released for a retry but untouched for :data:`RETRY_GRACE` (longer than any backoff the
+      sender schedules), so the retry task was lost;
+    - claimed longer ago than :data:`STALE_CLAIM` (the worker died and its task is gone): queued
+      again so that the sender marks it failed ("may or may not have been delivered") — a claim
+      is never sent a second time.
+    Messages in a retry backoff or being sent right now are left alone.
+    """
+    now = timezone.now()
+    candidates = (
+        Message.objects.filter(
+            direction=Direction.OUT,
+            status=MessageStatus.QUEUED,
+            created_at__lt=now - older_than,
+        )
+        .filter(Q(wa_message_id__isnull=True) | Q(wa_message_id=""))
+        .filter(
+            Q(sending_since__isnull=True) | Q(sending_since__lt=now - max(STALE_CLAIM, older_than))
+        )
+        .only("conversation_id", "created_at", "send_attempts", "sending_since", "status_history")
+        .order_by("created_at", "id")
+    )
+    stuck = []
+    for message in candidates:
+        if message.sending_since is None:
+            wait = older_than if not message.send_attempts else max(older_than, RETRY_GRACE)
+            last = _last_activity(message)
+            if last is not None and now - last < wait:
+                continue  # in a retry backoff, or queued again a moment ago
+        stuck.append(message)
+    return stuck
+
+
+def outbound_requeue_stuck(
+    *,
+    older_than: timedelta = STUCK_AFTER,
+    dry_run: bool = False,
+    progress: Callable[[Message], None] | None = None,
+) -> list[Message]:
+    """Queue again what :func:`outbound_list_stuck` finds (Celery beat, ``requeue_outbound``).
+
+    Safe to run at any time and any number of times: the sender's claim under a row lock still
+    decides, so a message is never sent twice; each re-queue is noted in ``status_history`` so the
+    next sweep waits ``older_than`` before trying it again. Returns the messages found.
+    """
+    found = outbound_list_stuck(older_than=older_than)
+    if dry_run:
+        for message in found:
+            if progress is not None:
+                progress(message)
+        return found
+    requeued: list[Message] = []
+    for message in found:
+        with transaction.atomic():
+            locked = (
+                Message.objects.select_for_update(skip_locked=True)
+                .filter(pk=message.pk, status=MessageStatus.QUEUED)
+                .first()
+            )
+            if locked is None or locked.sending_since != message.sending_since:
+                continue  # a worker took it meanwhile
+            locked.status_history = [
+                *locked.status_history,
+                {
+                    "status": "requeued",
+                    "at": timezone.now().isoformat(),
+                    "applied": False,
+                    "note": "still queued: handed to the sender again",
+                },
+            ]
+            locked.save(update_fields=["status_history"])
+            transaction.on_commit(partial(outbound_queue, message_id=locked.pk))
+        requeued.append(locked)
+        if progress is not None:
+            progress(locked)
+    if requeued:
+        logger.warning("re-queued %s outbound messages left queued", len(requeued))
+    return requeued
 
 
 def outbound_queue_mark_read(*, conversation_id: int) -> None:

@@ -11,7 +11,7 @@ from conversations import services
 from conversations.models import MessageReaction, MessageStatus, MessageType, SenderKind
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from supportdesk.exceptions import ServiceError
-from whatsapp.models import ChannelError, ChannelErrorKind
+from whatsapp.models import ChannelError, ChannelErrorKind, MessageTemplate
 from whatsapp.services.outbound import message_deliver
 
 pytestmark = pytest.mark.django_db
@@ -259,6 +259,13 @@ def test_templates_are_allowed_outside_the_window(
 ):
     conversation.last_inbound_at = timezone.now() - timedelta(days=3)
     conversation.save()
+    MessageTemplate.objects.create(
+        account=fake_graph.account,
+        name="retomar_atendimento",
+        language="pt_BR",
+        status="APPROVED",
+        components=[{"type": "BODY", "text": "Olá {{1}}, podemos continuar?"}],
+    )
     template = {
         "name": "retomar_atendimento",
         "language": {"code": "pt_BR"},

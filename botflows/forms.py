@@ -1,0 +1,99 @@
+"""Forms of the console's flow editor: they parse and check input; the services decide.
+
+A ``ServiceError`` from a service is shown on the field it is about (``SERVICE_ERROR_FIELDS``), so
+the admin sees every problem next to what to fix.
+"""
+
+from typing import Any, ClassVar, cast
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from supportdesk.exceptions import ServiceError
+
+from .models import FlowNode, MenuOption
+
+
+def _limit_choices(form: forms.BaseForm, name: str, queryset: Any) -> None:
+    field = cast("forms.ModelChoiceField[Any]", form.fields[name])
+    field.queryset = queryset
+    if queryset.model is FlowNode:  # every choice is of this flow: its key says enough
+        field.label_from_instance = lambda node: node.key  # type: ignore[method-assign,assignment]
+
+
+class _ServiceErrorsMixin:
+    SERVICE_ERROR_FIELDS: ClassVar[dict[str, str]] = {}
+
+    def add_service_error(self, exc: ServiceError) -> None:
+        field = self.SERVICE_ERROR_FIELDS.get(exc.code)
+        self.add_error(field if field in self.fields else None, exc.message)  # type: ignore[attr-defined]
+
+
+class FlowNodeForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]
+    SERVICE_ERROR_FIELDS: ClassVar[dict[str, str]] = {
+        "missing_key": "key",
+        "key_taken": "key",
+        "invalid_kind": "kind",
+        "has_options": "kind",
+        "invalid_next_node": "next_node",
+        "missing_field": "field_name",
+        "invalid_pattern": "pattern",
+    }
+
+    class Meta:
+        model = FlowNode
+        fields = (
+            "key",
+            "kind",
+            "text",
+            "next_node",
+            "department",
+            "field_name",
+            "validation",
+            "pattern",
+            "error_text",
+            "menu_button",
+        )
+        widgets: ClassVar[dict[str, Any]] = {
+            "text": forms.Textarea(attrs={"rows": 3}),
+            "error_text": forms.TextInput(),
+        }
+
+    def __init__(self, *args: Any, nodes: Any, departments: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        instance_pk = self.instance.pk
+        _limit_choices(self, "next_node", nodes.exclude(pk=instance_pk) if instance_pk else nodes)
+        _limit_choices(self, "department", departments)
+        # The id of each field is unique on the page, where several forms may be open at once.
+        self.auto_id = f"node-{instance_pk or 'new'}-%s"
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {name: data[name] for name in self.Meta.fields}
+
+
+class MenuOptionForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]
+    SERVICE_ERROR_FIELDS: ClassVar[dict[str, str]] = {
+        "missing_title": "title",
+        "invalid_action": "action",
+        "invalid_target": "target_node",
+        "missing_department": "department",
+    }
+
+    class Meta:
+        model = MenuOption
+        fields = ("title", "description", "keywords", "action", "target_node", "department")
+        labels: ClassVar[dict[str, Any]] = {
+            "target_node": _("Target node (for “Go to a node”)"),
+            "department": _("Department (for a queue, a human or the AI)"),
+        }
+
+    def __init__(self, *args: Any, nodes: Any, departments: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _limit_choices(self, "target_node", nodes)
+        _limit_choices(self, "department", departments)
+        self.auto_id = f"option-{self.instance.pk or 'new'}-%s"
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {name: data[name] for name in self.Meta.fields}
