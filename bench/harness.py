@@ -90,9 +90,11 @@ def process(cmd: list[str], env: dict[str, str], name: str) -> Iterator[subproce
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    _sessions[name] = proc.pid
     try:
         yield proc
     finally:
+        _sessions.pop(name, None)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -297,3 +299,48 @@ def run_load(port: int, bodies: list[bytes], *, concurrency: int = 32, path: str
 
 def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
+
+
+# Processes outside the bench's own sessions, by command line.
+CPU_BY_NAME = {"postgres": "postgres", "redis": "redis-server"}
+_sessions: dict[str, int] = {}  # what process() started: name -> session id
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by each process group of the bench, from /proc.
+
+    Servers and workers are counted by the session ``process()`` started them in (their children
+    included); PostgreSQL and Redis by name; the load generator is this process.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = dict.fromkeys([*_sessions, *CPU_BY_NAME, "load generator"], 0.0)
+    by_session = {sid: name for name, sid in _sessions.items()}
+    own = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        session = int(fields[3])
+        if int(entry) == own:
+            totals["load generator"] += used
+        elif session in by_session:
+            totals[by_session[session]] += used
+        else:
+            for group, name in CPU_BY_NAME.items():
+                if name in cmdline:
+                    totals[group] += used
+                    break
+    return totals
+
+
+def cpu_line(before: dict[str, float], after: dict[str, float], count: int, label: str) -> str:
+    per = {k: 1000 * (after.get(k, 0.0) - before.get(k, 0.0)) / count for k in after}
+    parts = ", ".join(f"{k.split('-')[0]} {v:.2f}" for k, v in per.items())
+    return f"{label:<34} {parts} (total {sum(per.values()):.2f})"

@@ -72,7 +72,9 @@ def run(server: str, count: int, customers: int, concurrency: int) -> None:
     ):
         harness.wait_http(port)
         harness.run_load(port, floor_bodies[:200], concurrency=concurrency, path="/bench/floor")
+        cpu_before = harness.cpu_seconds()
         floor = harness.run_load(port, floor_bodies, concurrency=concurrency, path="/bench/floor")
+        cpu_floor = harness.cpu_seconds()
 
         started = time.monotonic()
         load = harness.run_load(port, bodies, concurrency=concurrency, path=WEBHOOK)
@@ -91,6 +93,12 @@ def run(server: str, count: int, customers: int, concurrency: int) -> None:
                 break
             time.sleep(0.25)
         processed_after = time.monotonic() - started
+        cpu_after = harness.cpu_seconds()
+        bot_sent = harness.query(
+            DATABASE,
+            "SELECT count(*) FROM conversations_message "
+            "WHERE sender = 'bot' AND status <> 'queued'",
+        )[0][0]
         rows, distinct = harness.query(
             DATABASE,
             "SELECT count(*), count(DISTINCT wa_message_id) FROM conversations_message "
@@ -110,6 +118,9 @@ def run(server: str, count: int, customers: int, concurrency: int) -> None:
     )
     print(floor.line("floor (HMAC + one INSERT)"))
     print(load.line("webhook (store + queue)"))
+    print(harness.cpu_line(cpu_before, cpu_floor, len(floor_bodies), "CPU ms per floor request"))
+    print(harness.cpu_line(cpu_floor, cpu_after, len(bodies), "CPU ms per delivery (all work)"))
+    print(f"{'bot replies sent by then':<34} {bot_sent}")
     print(f"{'ack rate vs floor':<34} {ratio:8.2f} x   (target >= 0.90)")
     within = processed_after <= 2 * load.duration
     print(f"{'backlog when the load ended':<34} {backlog} deliveries")

@@ -39,21 +39,36 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
     with a burst. A delivery that failed is retried on its own, with backoff.
     """
     intake.webhook_drain_started()
-    # In embedded mode (eager tasks) there is no other worker to wake.
-    wake = None if self.request.is_eager else intake.webhook_drain_wake
-    lingered = False
+    # In embedded mode (eager tasks) there is no other worker to wake, nor a queue to go back to.
+    eager = bool(self.request.is_eager)
+    started, lingered = time.monotonic(), False
     while True:
         count, failed = inbound.webhook_events_drain(
-            batch_size=settings.WHATSAPP_INTAKE_BATCH, on_batch=wake
+            batch_size=settings.WHATSAPP_INTAKE_BATCH,
+            on_batch=None if eager else intake.webhook_drain_wake,
+            max_seconds=None if eager else DRAIN_TURN_SECONDS,
         )
         for event_id in failed:
             webhook_process.apply_async((event_id,), countdown=5)
+        if (
+            not eager
+            and time.monotonic() - started >= DRAIN_TURN_SECONDS
+            and inbound.webhook_events_waiting()
+        ):
+            # Back of the queue: what was queued meanwhile (the bot's turns, sends) goes first.
+            intake.webhook_drain_started()
+            intake.webhook_drain_wake(force=True)
+            return
         if count == 0 and lingered:
             return
         # Look once more a moment later: a web process that saw this drain pending did not
         # queue another one for what it stored since (see intake.webhook_drain_wake).
         lingered = count == 0
         time.sleep(intake.DRAIN_LINGER if lingered else 0)
+
+
+# How long one drain task works before it goes to the back of the queue.
+DRAIN_TURN_SECONDS = 2.0
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=30)

@@ -111,17 +111,18 @@ def webhook_queue(event_id: int) -> None:
     webhook_drain_wake()
 
 
-def webhook_drain_wake() -> None:
+def webhook_drain_wake(*, force: bool = False) -> None:
     """Queue a ``webhook_drain`` unless one is queued already and has not started.
 
     Costs one Redis ``SET NX`` at most every :data:`DRAIN_LINGER` seconds per process: within
     that time the drain that was pending is sure to look for work again after this delivery.
+    ``force``: a drain handing over to the next one asks Redis whatever its hint says.
     """
     global _drain_seen_until  # noqa: PLW0603 - a per-process hint, not shared state
     from whatsapp.tasks import webhook_drain  # noqa: PLC0415 - tasks import services
 
     now = time.monotonic()
-    if now < _drain_seen_until:
+    if now < _drain_seen_until and not force:
         return
     try:
         if cache.add(DRAIN_PENDING_KEY, 1, timeout=DRAIN_PENDING_TTL):
