@@ -1,6 +1,7 @@
 """The Celery application: configured from Django settings (``CELERY_*``), tasks autodiscovered."""
 
 import os
+from typing import Any
 
 from celery import Celery
 
@@ -9,3 +10,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportdesk.settings")
 app = Celery("supportdesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# Webhook intake goes first: its own queue, which every worker takes before any other (the
+# settings list it first in ``task_queues`` and ask Redis for strict priority).
+INTAKE_TASKS = frozenset({"whatsapp.tasks.webhook_drain", "whatsapp.tasks.webhook_process"})
+
+
+def intake_queue(default_queue: str) -> str:
+    return f"{default_queue}.intake"
+
+
+def route_task(name: str, *args: Any, **kwargs: Any) -> dict[str, str] | None:
+    """``task_routes``: intake tasks to the intake queue of the configured default queue."""
+    if name in INTAKE_TASKS:
+        return {"queue": intake_queue(app.conf.task_default_queue)}
+    return None

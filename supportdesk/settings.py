@@ -12,6 +12,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from django.utils.translation import gettext_lazy as _
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -137,15 +138,30 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 # Several desks (or test runs) can share one Redis, each on its own queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
+# Webhook intake has a queue of its own that every worker empties before any other: a burst of
+# bot turns and sends never delays the storing (and showing) of what customers write.
+CELERY_TASK_QUEUES = [
+    Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.intake"),  # supportdesk.celery.intake_queue
+    Queue(CELERY_TASK_DEFAULT_QUEUE),
+]
+CELERY_TASK_ROUTES = ("supportdesk.celery.route_task",)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"queue_order_strategy": "priority"}
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# One task at a time per process: a drain is never stuck behind tasks a process reserved.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # `celery -A supportdesk beat` (one process): outbound messages left queued by a broker outage.
 CELERY_BEAT_SCHEDULE = {
+    # Safety net: deliveries left 'received' (broker down when they arrived, a lost task).
+    "whatsapp-webhook-drain": {
+        "task": "whatsapp.tasks.webhook_drain",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
     "whatsapp-outbound-requeue-stuck": {
         "task": "whatsapp.tasks.outbound_requeue_stuck",
         "schedule": 60.0,

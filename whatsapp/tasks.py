@@ -41,7 +41,7 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
     intake.webhook_drain_started()
     # In embedded mode (eager tasks) there is no other worker to wake, nor a queue to go back to.
     eager = bool(self.request.is_eager)
-    started, lingered = time.monotonic(), False
+    started, idle_since = time.monotonic(), None
     while True:
         count, failed = inbound.webhook_events_drain(
             batch_size=settings.WHATSAPP_INTAKE_BATCH,
@@ -50,23 +50,23 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
         )
         for event_id in failed:
             webhook_process.apply_async((event_id,), countdown=5)
-        if (
-            not eager
-            and time.monotonic() - started >= DRAIN_TURN_SECONDS
-            and inbound.webhook_events_waiting()
-        ):
+        now = time.monotonic()
+        if not eager and now - started >= DRAIN_TURN_SECONDS and inbound.webhook_events_waiting():
             # Back of the queue: what was queued meanwhile (the bot's turns, sends) goes first.
             intake.webhook_drain_started()
             intake.webhook_drain_wake(force=True)
             return
-        if count == 0 and lingered:
+        # Keep looking for DRAIN_LINGER after finding nothing: a web process that saw this drain
+        # pending did not queue another one for what it stored since (intake.webhook_drain_wake).
+        idle_since = (idle_since or now) if count == 0 else None
+        if idle_since is not None and now - idle_since >= intake.DRAIN_LINGER:
             return
-        # Look once more a moment later: a web process that saw this drain pending did not
-        # queue another one for what it stored since (see intake.webhook_drain_wake).
-        lingered = count == 0
-        time.sleep(intake.DRAIN_LINGER if lingered else 0)
+        if idle_since is not None:
+            time.sleep(DRAIN_POLL_SECONDS)
 
 
+# How often a drain that found nothing looks again while it lingers.
+DRAIN_POLL_SECONDS = 0.02
 # How long one drain task works before it goes to the back of the queue.
 DRAIN_TURN_SECONDS = 2.0
 

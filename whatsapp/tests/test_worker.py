@@ -63,7 +63,7 @@ def worker(fake_graph):
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
-            f"--queues={queue}",
+            f"--queues={queue}.intake,{queue}",
             "--loglevel=WARNING",
         ],
         cwd=ROOT,
