@@ -216,3 +216,19 @@ def test_refusal_exits_non_zero_from_the_command_line(tmp_path) -> None:
     assert result.returncode != 0
     assert "DEBUG" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_sandbox_number_gets_an_approved_template_to_reopen_a_closed_window() -> None:
+    from whatsapp.models import MessageTemplate
+    from whatsapp.services.templates import template_check
+
+    _seed()
+    template = MessageTemplate.objects.get(name="retomar_atendimento")
+    payload = {
+        "name": "retomar_atendimento",
+        "language": {"code": "pt_BR"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Rita"}]}],
+    }
+    assert template_check(account_id=template.account_id, payload=payload) == template
+    _seed()
+    assert MessageTemplate.objects.count() == 1  # idempotent

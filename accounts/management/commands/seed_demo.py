@@ -24,7 +24,7 @@ from conversations import services
 from conversations.models import ConversationStatus, Customer, MessageType
 from departments.models import Department
 from whatsapp.identity import wa_id_variants
-from whatsapp.models import WhatsAppAccount
+from whatsapp.models import MessageTemplate, WhatsAppAccount
 from whatsapp.services import accounts as whatsapp_accounts
 from whatsapp.services.inbound import customer_upsert
 
@@ -35,6 +35,14 @@ DEPARTMENTS: list[tuple[str, str]] = [
     ("Vendas", "Planos, preços e novas contratações."),
     ("Financeiro", "Boletos, pagamentos e notas fiscais."),
 ]
+
+
+# Sandbox only: what sync_templates would bring from Meta for a real number.
+DEMO_TEMPLATE = {
+    "name": "retomar_atendimento",
+    "language": "pt_BR",
+    "body": "Olá, {{1}}! Podemos continuar o seu atendimento por aqui?",
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class Command(BaseCommand):
             departments = self.seed_departments()
             users = self.seed_users(departments, reset_passwords=reset_passwords)
             account = self.seed_whatsapp_account()
+            self.seed_template(account)
             self.seed_bot_settings(users["admin"])
             self.seed_conversations(account, departments, users)
         if self.created:
@@ -182,6 +191,23 @@ class Command(BaseCommand):
         account = whatsapp_accounts.account_get_default()
         self.report(_("WhatsApp number %s") % account, not existed)
         return account
+
+    def seed_template(self, account: WhatsAppAccount) -> None:
+        """An approved template on the sandbox number, so that a newcomer can answer a customer
+        whose 24-hour window has closed. With a real token templates come from sync_templates."""
+        if settings.WHATSAPP_ACCESS_TOKEN:
+            return
+        template, created = MessageTemplate.objects.get_or_create(
+            account=account,
+            name=DEMO_TEMPLATE["name"],
+            language=DEMO_TEMPLATE["language"],
+            defaults={
+                "status": "APPROVED",
+                "category": "UTILITY",
+                "components": [{"type": "BODY", "text": DEMO_TEMPLATE["body"]}],
+            },
+        )
+        self.report(_("WhatsApp template %s") % template.name, created)
 
     def seed_bot_settings(self, admin: User) -> None:
         for key, (value, description) in BOT_SETTINGS.items():
