@@ -392,6 +392,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json({"type": event, "data": data})
 
+    async def desk_events(self, message: dict[str, Any]) -> None:
+        """Several events for this socket's group at once (``realtime.broadcast_many``)."""
+        for item in message.get("events") or []:
+            if isinstance(item, dict):
+                await self.desk_event(item)
+
     def _is_duplicate(self, event: str, data: dict[str, Any]) -> bool:
         now = time.monotonic()
         fingerprint = event + json.dumps(data, sort_keys=True, default=str)

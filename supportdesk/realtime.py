@@ -54,24 +54,33 @@ def broadcast(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> Non
 
 
 def broadcast_many(events: Iterable[Event]) -> None:
-    """Send every event to its groups in one trip to the channel layer, in order per group."""
+    """Send every event to its groups in one trip to the channel layer, in order per group.
+
+    Several events for one group travel as one ``desk.events`` message (the consumer forwards
+    them one by one, as the frames of contract §6): a batch of 100 inbound messages costs a few
+    ``group_send`` calls instead of two hundred.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
-    sends = [
-        (name, group, {"type": "desk.event", "event": name, "data": data})
-        for name, data, groups in events
-        for group in dict.fromkeys(groups)
-    ]
-    if not sends:
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for name, data, groups in events:
+        for group in dict.fromkeys(groups):
+            by_group.setdefault(group, []).append({"event": name, "data": data})
+    if not by_group:
         return
 
     async def send_all() -> None:
-        for name, group, message in sends:
+        for group, items in by_group.items():
+            message = (
+                {"type": "desk.event", **items[0]}
+                if len(items) == 1
+                else {"type": "desk.events", "events": items}
+            )
             try:
                 await layer.group_send(group, message)
             except Exception:  # a broadcast must never undo a committed change
-                logger.exception("broadcast of %s to %s failed", name, group)
+                logger.exception("broadcast of %s event(s) to %s failed", len(items), group)
 
     try:
         if _needs_caller_loop(layer):
@@ -80,7 +89,8 @@ def broadcast_many(events: Iterable[Event]) -> None:
         else:
             asyncio.run_coroutine_threadsafe(send_all(), _sender_loop()).result(SEND_TIMEOUT)
     except Exception:
-        logger.exception("broadcast of %s failed", ", ".join(sorted({s[0] for s in sends})))
+        names = sorted({item["event"] for items in by_group.values() for item in items})
+        logger.exception("broadcast of %s failed", ", ".join(names))
 
 
 SEND_TIMEOUT = 10.0

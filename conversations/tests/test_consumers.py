@@ -406,3 +406,38 @@ async def test_unknown_events_naming_a_conversation_are_checked_too(
 
     assert await _frames(outsider) == [{"type": "something_new", "data": {"hello": "world"}}]
     await outsider.disconnect()
+
+
+async def test_a_batch_of_inbound_messages_arrives_as_separate_frames_in_order(
+    agent, other_agent, support, sales
+) -> None:
+    """``message_record_inbound_many`` sends one ``desk.events`` per group; each socket gets the
+    frames of contract §6 one by one, and only for conversations it may see."""
+    from conversations.services import InboundMessage, message_record_inbound_many
+
+    mine = await database_sync_to_async(ConversationFactory)(department=support)
+    theirs = await database_sync_to_async(ConversationFactory)(department=sales)
+    inside, outsider = await _connect_session(agent), await _connect_session(other_agent)
+    await _settle(inside, outsider)
+
+    items = [
+        InboundMessage(conversation=mine, body="um", wa_message_id="wb1"),
+        InboundMessage(conversation=theirs, body="segredo", wa_message_id="wb2"),
+        InboundMessage(conversation=mine, body="dois", wa_message_id="wb3"),
+        InboundMessage(conversation=mine, body="três", wa_message_id="wb4"),
+    ]
+    await _run(message_record_inbound_many, items=items)
+
+    frames = await _frames(inside)
+    bodies = [f["data"]["body"] for f in frames if f["type"] == "new_message"]
+    assert bodies == ["um", "dois", "três"]
+    updates = [f["data"] for f in frames if f["type"] == "conversation_update"]
+    assert [u["id"] for u in updates] == [mine.pk]
+    assert updates[0]["unread_count"] == 3
+    outsider_frames = await _frames(outsider)
+    assert [f["data"]["body"] for f in outsider_frames if f["type"] == "new_message"] == ["segredo"]
+    assert all(
+        f["data"].get("conversation", f["data"].get("id")) != mine.pk for f in outsider_frames
+    )
+    await inside.disconnect()
+    await outsider.disconnect()
