@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -527,15 +527,12 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
     by_conversation: dict[int, list[Message]] = {}
     for message in rows:
         by_conversation.setdefault(message.conversation_id, []).append(message)
-    now = timezone.now()
-    for conversation_id, messages in by_conversation.items():
-        latest = Value(max(m.wa_timestamp or m.created_at for m in messages))
-        Conversation.objects.filter(pk=conversation_id).update(
-            unread_count=F("unread_count") + len(messages),
-            last_inbound_at=Greatest(Coalesce("last_inbound_at", latest), latest),
-            last_message_at=Greatest(Coalesce("last_message_at", latest), latest),
-            updated_at=now,
-        )
+    _conversations_bump(
+        {
+            conversation_id: (len(messages), max(m.wa_timestamp or m.created_at for m in messages))
+            for conversation_id, messages in by_conversation.items()
+        }
+    )
     conversations = Conversation.objects.select_related(
         "customer", "department", "assigned_to"
     ).in_bulk(list(by_conversation))
@@ -552,6 +549,34 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
     )
     realtime.broadcast_many_on_commit(events)
     return rows
+
+
+def _conversations_bump(bumps: dict[int, tuple[int, datetime]]) -> None:
+    """Add unread messages and move the last-message times forward, atomically in the database
+    (never backwards, never overwriting an agent's concurrent change): {id: (count, latest)}."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        # One statement for the whole batch (an UPDATE per conversation was most of its queries).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Conversation._meta.db_table} AS c SET "  # noqa: S608 - our table name
+                "unread_count = c.unread_count + v.n, "
+                "last_inbound_at = GREATEST(c.last_inbound_at, v.latest), "
+                "last_message_at = GREATEST(c.last_message_at, v.latest), "
+                "updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[]) AS v(id, n, latest) "
+                "WHERE c.id = v.id",
+                [now, list(bumps), [n for n, _ in bumps.values()], [t for _, t in bumps.values()]],
+            )
+        return
+    for conversation_id, (count, moment) in bumps.items():
+        latest = Value(moment)
+        Conversation.objects.filter(pk=conversation_id).update(
+            unread_count=F("unread_count") + count,
+            last_inbound_at=Greatest(Coalesce("last_inbound_at", latest), latest),
+            last_message_at=Greatest(Coalesce("last_message_at", latest), latest),
+            updated_at=now,
+        )
 
 
 @transaction.atomic
