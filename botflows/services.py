@@ -8,17 +8,19 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
-from conversations.models import Conversation
+from conversations.models import Conversation, ConversationStatus
 from departments.models import Department
 from supportdesk import realtime
 from supportdesk.exceptions import NotPermitted, ServiceError
+from whatsapp.models import WhatsAppAccount
 
 from . import ai, selectors
 from .models import (
@@ -30,6 +32,7 @@ from .models import (
     MenuOption,
     NodeKind,
     OptionAction,
+    SessionState,
     Validation,
 )
 
@@ -504,6 +507,194 @@ def menu_option_move(*, actor: User | None, option: MenuOption, offset: int) -> 
             actor=admin, target=option, before={"number": before}, after={"number": option.number}
         )
     return option
+
+
+# --- Flows themselves (the console's /bot/ page and each editor's settings) ----------------------
+#
+# One flow per WhatsApp number (``Flow.whatsapp_account`` is one-to-one) and one default flow (the
+# ``flow_one_default`` constraint): making a flow the default takes the mark from the previous one
+# in the same transaction. Published versions are kept while a ``BotSession`` points at them
+# (``on_delete=PROTECT``), so a flow with history is retired (deactivated, its number and default
+# mark released) rather than deleted.
+
+
+def _flow_state(flow: Flow) -> dict[str, Any]:
+    return {
+        "name": flow.name,
+        "whatsapp_account": flow.whatsapp_account_id,
+        "is_default": flow.is_default,
+        "is_active": flow.is_active,
+    }
+
+
+def _lock_account(account: WhatsAppAccount | None, *, flow: Flow | None) -> WhatsAppAccount | None:
+    """Lock the number, so two admins cannot give it two flows; refused when another flow has it."""
+    if account is None:
+        return None
+    account = WhatsAppAccount.objects.select_for_update().get(pk=account.pk)
+    taken = Flow.objects.filter(whatsapp_account=account)
+    if flow is not None and flow.pk:
+        taken = taken.exclude(pk=flow.pk)
+    other = taken.first()
+    if other is not None:
+        raise ServiceError(
+            _("%(number)s already has a flow: %(flow)s.") % {"number": account, "flow": other.name},
+            code="number_taken",
+        )
+    return account
+
+
+def _take_default(flow: Flow | None) -> list[int]:
+    """Un-default every other flow (locked first); returns the ids that lost the mark."""
+    others = Flow.objects.select_for_update().filter(is_default=True)
+    if flow is not None and flow.pk:
+        others = others.exclude(pk=flow.pk)
+    previous = [row.pk for row in others.order_by("pk")]
+    if previous:
+        Flow.objects.filter(pk__in=previous).update(is_default=False)
+    return previous
+
+
+def _save_flow(flow: Flow) -> None:
+    """Save, turning a lost race for the default mark or a number into a message."""
+    try:
+        with transaction.atomic():
+            flow.save()
+    except IntegrityError as exc:
+        raise ServiceError(
+            _("Another change to the flows was saved at the same time; please try again."),
+            code="conflict",
+        ) from exc
+
+
+def _validate_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ServiceError(_("Every flow needs a name."), code="missing_name")
+    return name
+
+
+@transaction.atomic
+def flow_create(
+    *,
+    actor: User | None,
+    name: str,
+    whatsapp_account: WhatsAppAccount | None = None,
+    is_default: bool = False,
+    is_active: bool = True,
+) -> Flow:
+    """A new empty flow (its nodes come from the editor). Made default, it takes the mark from
+    the previous default flow."""
+    admin = _require_bot_admin(actor)
+    flow = Flow(name=_validate_name(name), is_default=is_default, is_active=is_active)
+    flow.whatsapp_account = _lock_account(whatsapp_account, flow=None)
+    previous = _take_default(None) if is_default else []
+    _save_flow(flow)
+    after: dict[str, Any] = {"created": _flow_state(flow)}
+    if previous:
+        after["undefaulted"] = previous
+    _audit(actor=admin, target=flow, after=after)
+    return flow
+
+
+@transaction.atomic
+def flow_update(
+    *,
+    actor: User | None,
+    flow: Flow,
+    name: str,
+    whatsapp_account: WhatsAppAccount | None,
+    is_default: bool,
+    is_active: bool,
+) -> Flow:
+    """Rename a flow, move it to another number (or none), make it the default or (in)active.
+
+    Takes effect at once: a flow's number and default mark decide which flow new conversations
+    start on (the version they run is still the published one). The default flow stays default
+    until another flow is made default, while other flows exist (numbers without a flow of their
+    own need it)."""
+    admin = _require_bot_admin(actor)
+    flow = _lock_flow(flow)
+    before = _flow_state(flow)
+    name = _validate_name(name)
+    if flow.is_default and not is_default and Flow.objects.exclude(pk=flow.pk).exists():
+        raise ServiceError(
+            _(
+                "Numbers without a flow of their own use the default flow: make another flow the "
+                "default instead."
+            ),
+            code="default_required",
+        )
+    account = _lock_account(whatsapp_account, flow=flow)
+    previous = _take_default(flow) if is_default and not flow.is_default else []
+    flow.name = name
+    flow.whatsapp_account = account
+    flow.is_default = is_default
+    flow.is_active = is_active
+    _save_flow(flow)
+    after = _flow_state(flow)
+    if after != before:
+        changes: dict[str, Any] = dict(after)
+        if previous:
+            changes["undefaulted"] = previous
+        _audit(actor=admin, target=flow, before=before, after=changes)
+    return flow
+
+
+def flow_sessions_in_progress(*, flow: Flow) -> int:
+    """Conversations still running on one of the flow's published versions."""
+    return (
+        BotSession.objects.filter(flow_version__flow=flow, state=SessionState.ACTIVE)
+        .exclude(conversation__status=ConversationStatus.CLOSED)
+        .count()
+    )
+
+
+@transaction.atomic
+def flow_delete(*, actor: User | None, flow: Flow) -> Flow | None:
+    """Delete a flow with its nodes and versions (returns ``None``).
+
+    Refused while conversations in progress run on one of its versions, and for the default flow
+    while other flows exist. A flow whose versions past conversations ran on keeps them (they are
+    the bot's history, and ``BotSession.flow_version`` protects them): it is retired instead —
+    inactive, without number or default mark — and returned."""
+    admin = _require_bot_admin(actor)
+    flow = _lock_flow(flow)
+    in_progress = flow_sessions_in_progress(flow=flow)
+    if in_progress:
+        raise ServiceError(
+            ngettext(
+                "%(count)d conversation in progress still runs on %(flow)s: delete it once it "
+                "ends, or deactivate the flow so that new conversations do not start on it.",
+                "%(count)d conversations in progress still run on %(flow)s: delete it once they "
+                "end, or deactivate the flow so that new conversations do not start on it.",
+                in_progress,
+            )
+            % {"count": in_progress, "flow": flow.name},
+            code="in_progress",
+        )
+    if flow.is_default and Flow.objects.exclude(pk=flow.pk).exists():
+        raise ServiceError(
+            _("%(flow)s is the default flow: make another flow the default first.")
+            % {"flow": flow.name},
+            code="is_default",
+        )
+    before = _flow_state(flow)
+    if BotSession.objects.filter(flow_version__flow=flow).exists():
+        flow.is_active = False
+        flow.is_default = False
+        flow.whatsapp_account = None
+        flow.save(update_fields=["is_active", "is_default", "whatsapp_account", "updated_at"])
+        _audit(actor=admin, target=flow, before=before, after={"retired": _flow_state(flow)})
+        return flow
+    _audit(
+        actor=admin,
+        target=flow,
+        before={"deleted": {**before, "nodes": list(flow.nodes.values_list("key", flat=True))}},
+    )
+    Flow.objects.filter(pk=flow.pk).update(start_node=None)
+    flow.delete()
+    return None
 
 
 # --- Publishing --------------------------------------------------------------------------------
