@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from supportdesk.exceptions import ServiceError
 
-from .models import FlowNode, MenuOption
+from .models import Flow, FlowNode, MenuOption
 
 
 def _limit_choices(form: forms.BaseForm, name: str, queryset: Any) -> None:
@@ -27,6 +27,49 @@ class _ServiceErrorsMixin:
     def add_service_error(self, exc: ServiceError) -> None:
         field = self.SERVICE_ERROR_FIELDS.get(exc.code)
         self.add_error(field if field in self.fields else None, exc.message)  # type: ignore[attr-defined]
+
+
+class FlowForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]
+    """A flow's own settings: name, number, default, active (new flows and the editor's form).
+
+    One flow per number and one default flow are the services' to check (making a flow the
+    default takes the mark from the previous one), so the model's unique checks are skipped here.
+    """
+
+    SERVICE_ERROR_FIELDS: ClassVar[dict[str, str]] = {
+        "missing_name": "name",
+        "number_taken": "whatsapp_account",
+        "default_required": "is_default",
+    }
+
+    class Meta:
+        model = Flow
+        fields = ("name", "whatsapp_account", "is_default", "is_active")
+        help_texts: ClassVar[dict[str, Any]] = {
+            "whatsapp_account": _(
+                "The number this flow answers. Numbers without a flow of their own get the "
+                "default flow."
+            ),
+            "is_default": _("Answers every number without a flow of its own (one flow at most)."),
+            "is_active": _("Inactive flows start no new conversations."),
+        }
+
+    def __init__(self, *args: Any, accounts: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast("forms.ModelChoiceField[Any]", self.fields["whatsapp_account"])
+        field.queryset = accounts
+        field.empty_label = _("No number")
+        self.auto_id = f"flow-{self.instance.pk or 'new'}-%s"
+
+    def validate_unique(self) -> None:
+        """Left to the services (see the class docstring)."""
+
+    def validate_constraints(self) -> None:
+        """Left to the services (see the class docstring)."""
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {name: data[name] for name in self.Meta.fields}
 
 
 class FlowNodeForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]

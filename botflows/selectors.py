@@ -6,11 +6,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Conversation, ConversationStatus, Message
 from departments.models import BusinessSchedule, Department
+from whatsapp.models import WhatsAppAccount
 
 from .models import AIAnswerLog, BotConfiguration, BotSession, Flow, FlowNode, FlowVersion
 
@@ -131,6 +132,14 @@ def flow_get_for_editor(*, pk: int) -> Flow | None:
 def flow_node_choices(*, flow: Flow) -> QuerySet[FlowNode]:
     """The nodes an editor form may point at: those of the same flow."""
     return FlowNode.objects.filter(flow=flow).order_by("position", "id")
+
+
+def whatsapp_account_choices(*, flow: Flow | None = None) -> QuerySet[WhatsAppAccount]:
+    """The numbers a flow may answer: those without a flow yet, and the flow's own."""
+    free = Q(bot_flow__isnull=True)
+    if flow is not None and flow.pk:
+        free |= Q(bot_flow=flow)
+    return WhatsAppAccount.objects.filter(free).order_by("name", "pk")
 
 
 def department_choices() -> QuerySet[Department]:

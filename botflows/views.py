@@ -13,8 +13,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
 from conversations import selectors as conversation_selectors
@@ -22,7 +24,7 @@ from conversations.models import Conversation
 from supportdesk.exceptions import ServiceError
 
 from . import selectors, services
-from .forms import FlowNodeForm, MenuOptionForm
+from .forms import FlowForm, FlowNodeForm, MenuOptionForm
 from .models import Flow, FlowNode, MenuOption
 
 PAGE_TEMPLATE = "botflows/settings.html"
@@ -46,11 +48,31 @@ def _visible_conversation(request: HttpRequest, pk: int) -> tuple[User, Conversa
         raise Http404 from exc
 
 
-def _settings_context() -> dict[str, Any]:
+def _flow_form(*, data: Any = None, instance: Flow | None = None) -> FlowForm:
+    return FlowForm(
+        data,
+        instance=instance or Flow(),
+        accounts=selectors.whatsapp_account_choices(flow=instance),
+    )
+
+
+def _settings_context(*, create_form: FlowForm | None = None) -> dict[str, Any]:
     rows = selectors.bot_config_list()
     for row in rows:
         row["json"] = json.dumps(row["value"], ensure_ascii=False, indent=2)
-    return {"page": "bot", "flows": selectors.flow_list(), "config_rows": rows}
+    return {
+        "page": "bot",
+        "flows": selectors.flow_list(),
+        "config_rows": rows,
+        "create_form": create_form or _flow_form(),
+    }
+
+
+def _go(request: HttpRequest, url: str) -> HttpResponse:
+    """After a change that leaves the page: a full-page redirect, for htmx too."""
+    if request.htmx:  # type: ignore[attr-defined]
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 @login_required
@@ -58,6 +80,26 @@ def _settings_context() -> dict[str, Any]:
 def bot_settings(request: HttpRequest) -> HttpResponse:
     _admin(request)
     return render(request, PAGE_TEMPLATE, _settings_context())
+
+
+@login_required
+@require_POST
+def bot_flow_create(request: HttpRequest) -> HttpResponse:
+    """The /bot/ page's "New flow" form; a new flow opens in its editor."""
+    actor = _admin(request)
+    form = _flow_form(data=request.POST)
+    if form.is_valid():
+        try:
+            flow = services.flow_create(actor=actor, **form.service_arguments())
+        except ServiceError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request, _("Flow %(name)s created: add its first node.") % {"name": flow.name}
+            )
+            return _go(request, reverse("botflows:flow_editor", args=[flow.pk]))
+    template = f"{PAGE_TEMPLATE}#flow_create" if request.htmx else PAGE_TEMPLATE  # type: ignore[attr-defined]
+    return render(request, template, _settings_context(create_form=form))
 
 
 @login_required
@@ -133,6 +175,7 @@ def _editor(
     new_node_form: FlowNodeForm | None = None,
     node_form: FlowNodeForm | None = None,
     option_form: MenuOptionForm | None = None,
+    flow_form: FlowForm | None = None,
 ) -> HttpResponse:
     flow = selectors.flow_get_for_editor(pk=flow_pk)
     if flow is None:
@@ -140,6 +183,7 @@ def _editor(
     context = {
         "page": "bot",
         "flow": flow,
+        "flow_form": flow_form or _flow_form(instance=flow),
         "new_node_form": new_node_form or _node_form(flow),
         "node_form": node_form,
         "option_form": option_form,
@@ -177,6 +221,46 @@ def _editor_option(flow_pk: int, option_pk: int) -> MenuOption:
 def bot_flow_editor(request: HttpRequest, pk: int) -> HttpResponse:
     _admin(request)
     return _editor(request, pk)
+
+
+@login_required
+@require_POST
+def bot_flow_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    """The editor's "Flow settings" form: name, number, default, active."""
+    actor = _admin(request)
+    flow = get_object_or_404(Flow, pk=pk)
+    form = _flow_form(data=request.POST, instance=flow)
+    if form.is_valid():
+        try:
+            flow = services.flow_update(actor=actor, flow=flow, **form.service_arguments())
+        except ServiceError as exc:
+            form.add_service_error(exc)
+        else:
+            return _saved(request, pk, _("Flow %(name)s saved.") % {"name": flow.name})
+    return _editor(request, pk, flow_form=form)
+
+
+@login_required
+@require_POST
+def bot_flow_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = _admin(request)
+    flow = get_object_or_404(Flow, pk=pk)
+    try:
+        retired = services.flow_delete(actor=actor, flow=flow)
+    except ServiceError as exc:
+        return _refused(request, pk, exc)
+    if retired is None:
+        messages.success(request, _("Flow %(name)s deleted.") % {"name": flow.name})
+    else:
+        messages.success(
+            request,
+            _(
+                "Past conversations ran on %(name)s, so it is kept for their history: it is now "
+                "inactive, without number or default mark."
+            )
+            % {"name": flow.name},
+        )
+    return _go(request, reverse("botflows:settings"))
 
 
 @login_required

@@ -312,14 +312,14 @@ def test_the_editor_costs_the_same_queries_for_3_or_13_nodes(
     client.force_login(admin_user)
     url = _editor(demo_flow)
     _grow(demo_flow, 1)
-    # session, user, flow, nodes, options, target nodes, departments, versions, and the new-node
-    # form's two choice lists
-    with django_assert_num_queries(10):
+    # session, user, flow, nodes, options, target nodes, departments, versions, the new-node
+    # form's two choice lists and the flow settings form's numbers
+    with django_assert_num_queries(11):
         assert client.get(url).status_code == 200
 
     _grow(demo_flow, 10, start=1)
 
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         html = client.get(url).content.decode()
     assert "m9" in html
 
