@@ -555,16 +555,26 @@ def _take_default(flow: Flow | None) -> list[int]:
     return previous
 
 
-def _save_flow(flow: Flow) -> None:
-    """Save, turning a lost race for the default mark or a number into a message."""
-    try:
-        with transaction.atomic():
-            flow.save()
-    except IntegrityError as exc:
-        raise ServiceError(
-            _("Another change to the flows was saved at the same time; please try again."),
-            code="conflict",
-        ) from exc
+def _save_flow(flow: Flow, *, take_default: bool) -> list[int]:
+    """Save the flow; made default, it first takes the mark from the other flows (returned).
+
+    Another admin's new default flow committed meanwhile is not among the rows locked at first
+    (it did not exist yet): the save then fails on ``flow_one_default`` and is tried once more,
+    now seeing that flow. A second failure is a message, not a 500."""
+    for attempt in range(2):
+        previous = _take_default(flow) if take_default else []
+        try:
+            with transaction.atomic():
+                flow.save()
+        except IntegrityError as exc:
+            if attempt:
+                raise ServiceError(
+                    _("Another change to the flows was saved at the same time; please try again."),
+                    code="conflict",
+                ) from exc
+        else:
+            return previous
+    raise AssertionError("unreachable")
 
 
 def _validate_name(name: str) -> str:
@@ -588,8 +598,7 @@ def flow_create(
     admin = _require_bot_admin(actor)
     flow = Flow(name=_validate_name(name), is_default=is_default, is_active=is_active)
     flow.whatsapp_account = _lock_account(whatsapp_account, flow=None)
-    previous = _take_default(None) if is_default else []
-    _save_flow(flow)
+    previous = _save_flow(flow, take_default=is_default)
     after: dict[str, Any] = {"created": _flow_state(flow)}
     if previous:
         after["undefaulted"] = previous
@@ -626,12 +635,12 @@ def flow_update(
             code="default_required",
         )
     account = _lock_account(whatsapp_account, flow=flow)
-    previous = _take_default(flow) if is_default and not flow.is_default else []
+    take_default = is_default and not flow.is_default
     flow.name = name
     flow.whatsapp_account = account
     flow.is_default = is_default
     flow.is_active = is_active
-    _save_flow(flow)
+    previous = _save_flow(flow, take_default=take_default)
     after = _flow_state(flow)
     if after != before:
         changes: dict[str, Any] = dict(after)

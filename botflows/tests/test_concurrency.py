@@ -1,4 +1,5 @@
-"""Real commits: agents are told live, and two workers never answer one message twice."""
+"""Real commits: agents are told live, two workers never answer one message twice, and two
+admins changing flows at once leave one default flow and one flow per number."""
 
 import threading
 
@@ -7,11 +8,13 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection, connections
 
-from botflows import engine
-from botflows.models import BotTurn
+from botflows import engine, services
+from botflows.models import BotTurn, Flow
 from conversations.models import ConversationStatus, Direction, Message
 from conversations.services import message_record_inbound
 from supportdesk import realtime
+from supportdesk.exceptions import ServiceError
+from whatsapp.tests.factories import WhatsAppAccountFactory
 
 from .conftest import Chat
 
@@ -88,3 +91,51 @@ def test_two_workers_on_the_same_message_answer_once(demo_flow, conversation):
     assert outbound.count() == 2  # greeting and menu, once
     conversation.refresh_from_db()
     assert conversation.status == ConversationStatus.BOT
+
+
+def _race(*calls) -> list[object]:
+    """Run the calls at once, each in its own thread and connection; their results or errors."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def work(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:
+            results[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_two_admins_making_new_default_flows_at_once_leave_one_default(demo_flow, admin_user):
+    results = _race(
+        lambda: services.flow_create(actor=admin_user, name="A", is_default=True),
+        lambda: services.flow_create(actor=admin_user, name="B", is_default=True),
+    )
+
+    assert all(isinstance(result, Flow) for result in results), results
+    assert Flow.objects.filter(is_default=True).count() == 1
+    assert Flow.objects.count() == 3
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_two_admins_giving_one_number_a_flow_at_once_get_one_flow_and_a_reason(admin_user):
+    number = WhatsAppAccountFactory()
+
+    results = _race(
+        lambda: services.flow_create(actor=admin_user, name="A", whatsapp_account=number),
+        lambda: services.flow_create(actor=admin_user, name="B", whatsapp_account=number),
+    )
+
+    refused = [result for result in results if isinstance(result, ServiceError)]
+    assert len(refused) == 1 and refused[0].code == "number_taken", results
+    assert Flow.objects.filter(whatsapp_account=number).count() == 1
