@@ -1,5 +1,6 @@
 """End to end: an admin changes the bot's menu in the console editor (headless Chromium), publishes,
-and the next customer writing through Meta's signed webhook gets the new menu (fake Graph API).
+and the next customer writing through Meta's signed webhook gets the new menu (fake Graph API);
+and creates a flow on /bot/ and deletes it from its editor.
 
 The editor needs no WebSocket, so this runs on pytest-django's live server (a threaded WSGI
 server sharing the test database) rather than the daphne server of the console tests, whose
@@ -18,7 +19,7 @@ import requests
 from django.test import override_settings
 
 from accounts.tests.factories import DEFAULT_PASSWORD
-from botflows.models import FlowVersion
+from botflows.models import Flow, FlowVersion
 from conversations.models import Conversation, ConversationStatus
 from whatsapp.services import sandbox
 
@@ -146,3 +147,28 @@ def test_admin_adds_a_menu_option_publishes_and_the_next_customer_gets_it(
     _webhook(live_server, signed_webhook, fake_graph, "3")
     conversation = Conversation.objects.get(customer__wa_id=WA_ID)
     assert conversation.status == ConversationStatus.PENDING
+
+
+def test_admin_creates_a_flow_from_the_bot_page_and_deletes_it_from_its_editor(
+    admin_page, live_server, demo_flow
+) -> None:
+    from playwright.sync_api import expect
+
+    page = admin_page
+    page.goto(f"{live_server.url}/bot/")
+
+    # a new flow (htmx form) opens in its editor
+    form = page.get_by_role("form", name="New flow")
+    form.get_by_label("Name").fill("Natal")
+    form.get_by_role("button", name="Create flow").click()
+    page.wait_for_url("**/bot/flows/*/")
+    expect(page.locator("#flow-editor h2")).to_contain_text("Natal")
+    expect(page.locator("#flow-editor")).to_contain_text("Flow Natal created: add its first node.")
+
+    # deleting it (after confirming) goes back to the bot's page
+    page.get_by_text("Flow settings", exact=True).click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete flow").click()
+    page.wait_for_url("**/bot/")
+    expect(page.locator("#bot-settings")).to_contain_text("Flow Natal deleted.")
+    assert list(Flow.objects.values_list("name", flat=True)) == ["Main menu"]
