@@ -14,28 +14,12 @@ from conversations.models import ConversationStatus, Direction, Message
 from conversations.services import message_record_inbound
 from supportdesk import realtime
 from supportdesk.exceptions import ServiceError
+from supportdesk.tests.layer import drain as _drain
 from whatsapp.tests.factories import WhatsAppAccountFactory
 
 from .conftest import Chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _drain(channel: str) -> list[dict]:
-    layer = get_channel_layer()
-    received: list[dict] = []
-
-    async def receive_all() -> None:
-        import asyncio
-
-        while True:
-            try:
-                received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
-            except TimeoutError:
-                return
-
-    async_to_sync(receive_all)()
-    return received
 
 
 def test_agents_of_the_department_are_told_live_when_the_bot_hands_over(

@@ -1,41 +1,16 @@
 """Services broadcast after commit, to the groups of those who may see the conversation."""
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
 from conversations import services
 from conversations.models import ConversationStatus
 from conversations.tests.factories import ConversationFactory
 from supportdesk import realtime
 from supportdesk.exceptions import NotPermitted
+from supportdesk.tests.layer import drain as _drain
+from supportdesk.tests.layer import listen as _listen
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _listen(*groups: str) -> str:
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    for group in groups:
-        async_to_sync(layer.group_add)(group, channel)
-    return channel
-
-
-def _drain(channel: str) -> list[dict]:
-    layer = get_channel_layer()
-    received = []
-
-    async def receive_all() -> None:
-        import asyncio
-
-        while True:
-            try:
-                received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
-            except TimeoutError:
-                return
-
-    async_to_sync(receive_all)()
-    return received
 
 
 def test_transfer_reaches_old_and_new_department_but_not_others(agent, support, sales) -> None:

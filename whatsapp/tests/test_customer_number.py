@@ -5,31 +5,28 @@ The payloads are written from Meta's documented shape (docs/whatsapp-cloud-api.m
 ``contacts`` array, and names the new number in ``system.wa_id`` (``new_wa_id`` in older ones).
 """
 
-import asyncio
 import copy
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.utils import timezone
 
 from conversations import selectors, services
 from conversations.models import (
     ConversationEvent,
-    ConversationStatus,
     Customer,
     EventKind,
     Message,
     MessageType,
 )
-from conversations.tests.factories import ConversationFactory, CustomerFactory
+from conversations.tests.factories import CustomerFactory
 from supportdesk import realtime
+from supportdesk.tests.layer import drain as _drain
+from supportdesk.tests.layer import listen as _listen
 from whatsapp.models import ChannelError, WebhookStatus
 from whatsapp.services.customers import customer_change_number
 from whatsapp.services.inbound import webhook_event_process
 from whatsapp.services.intake import webhook_receive
+from whatsapp.tests.conftest import open_conversation
 from whatsapp.tests.fake_graph import PHONE_NUMBER_ID, signed_webhook
 
 pytestmark = pytest.mark.django_db
@@ -94,37 +91,8 @@ def deliver(payload: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def conversation(fake_graph: Any, agent: Any, support: Any) -> Any:
-    return ConversationFactory(
-        customer=CustomerFactory(wa_id=OLD, phone=f"+{OLD}", name="Maria Silva"),
-        whatsapp_account=fake_graph.account,
-        department=support,
-        assigned_to=agent,
-        status=ConversationStatus.OPEN,
-        last_inbound_at=timezone.now() - timedelta(hours=1),
-    )
-
-
-def _listen(*groups: str) -> str:
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    for group in groups:
-        async_to_sync(layer.group_add)(group, channel)
-    return channel
-
-
-def _drain(channel: str) -> list[dict[str, Any]]:
-    layer = get_channel_layer()
-    received: list[dict[str, Any]] = []
-
-    async def receive_all() -> None:
-        while True:
-            try:
-                received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
-            except TimeoutError:
-                return
-
-    async_to_sync(receive_all)()
-    return received
+    customer = CustomerFactory(wa_id=OLD, phone=f"+{OLD}", name="Maria Silva")
+    return open_conversation(fake_graph, agent, support, customer=customer)
 
 
 @pytest.mark.parametrize("payload", [CHANGED_NUMBER, _older_shape()], ids=["wa_id", "new_wa_id"])

@@ -9,24 +9,12 @@ from django.utils import timezone
 
 from conversations import services
 from conversations.models import MessageReaction, MessageStatus, MessageType, SenderKind
-from conversations.tests.factories import ConversationFactory, MessageFactory
+from conversations.tests.factories import MessageFactory
 from supportdesk.exceptions import ServiceError
 from whatsapp.models import ChannelError, ChannelErrorKind, MessageTemplate
 from whatsapp.services.outbound import message_deliver
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conversation(fake_graph, agent, support):
-    return ConversationFactory(
-        customer__wa_id="5511987650002",
-        whatsapp_account=fake_graph.account,
-        department=support,
-        assigned_to=agent,
-        status="open",
-        last_inbound_at=timezone.now() - timedelta(hours=1),
-    )
 
 
 def send(conversation, actor, capture, **kwargs):

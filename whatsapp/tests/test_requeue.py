@@ -9,23 +9,11 @@ from django.utils import timezone
 
 from conversations import services
 from conversations.models import Message, MessageStatus
-from conversations.tests.factories import ConversationFactory, MessageFactory
+from conversations.tests.factories import MessageFactory
 from whatsapp import tasks
 from whatsapp.services.outbound import outbound_requeue_stuck
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conversation(fake_graph, agent, support):
-    return ConversationFactory(
-        customer__wa_id="5511987650002",
-        whatsapp_account=fake_graph.account,
-        department=support,
-        assigned_to=agent,
-        status="open",
-        last_inbound_at=timezone.now() - timedelta(hours=1),
-    )
 
 
 @pytest.fixture

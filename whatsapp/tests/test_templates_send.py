@@ -6,14 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
 from conversations import services
-from conversations.models import ConversationStatus, Message, MessageStatus, MessageType
-from conversations.tests.factories import ConversationFactory
+from conversations.models import Message, MessageStatus, MessageType
 from supportdesk.exceptions import ServiceError
 from supportdesk.tests.api_support import api_env, assert_error_shape, bearer
 from whatsapp.models import MessageTemplate
+from whatsapp.tests.conftest import open_conversation
 from whatsapp.tests.factories import WhatsAppAccountFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]
@@ -29,14 +28,7 @@ def _english(settings: Any) -> None:
 @pytest.fixture
 def conversation(fake_graph: Any, agent: Any, support: Any) -> Any:
     """Outside the 24-hour window: only a template may be sent."""
-    return ConversationFactory(
-        customer__wa_id="5511987650002",
-        whatsapp_account=fake_graph.account,
-        department=support,
-        assigned_to=agent,
-        status=ConversationStatus.OPEN,
-        last_inbound_at=timezone.now() - timedelta(days=2),
-    )
+    return open_conversation(fake_graph, agent, support, inbound_ago=timedelta(days=2))
 
 
 def _template(account: Any, *, status: str = "APPROVED", **kwargs: Any) -> MessageTemplate:
