@@ -79,6 +79,13 @@ def fresh_database(database: str) -> None:
     redis.Redis.from_url(REDIS_BASE).flushdb()
 
 
+def queue_length(queue: str) -> int:
+    """Tasks waiting in a Celery queue on the bench Redis (kombu keeps each queue as a list)."""
+    import redis
+
+    return int(redis.Redis.from_url(REDIS_BASE).llen(queue))
+
+
 def query(database: str, sql: str, *params: object) -> list[tuple]:
     with psycopg.connect(f"{PG_HOST_URL}/{database}") as conn:
         return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]

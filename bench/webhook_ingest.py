@@ -41,11 +41,24 @@ def deliveries(count: int, customers: int, seed: int = 7) -> tuple[list[bytes], 
     return mixed, count
 
 
+BOT_WAIT = 180  # seconds the bench waits for the bot's turns after the intake
+
+
+def bot_replies_sent() -> int:
+    return harness.query(
+        DATABASE,
+        "SELECT count(*) FROM conversations_message WHERE sender = 'bot' AND status <> 'queued'",
+    )[0][0]
+
+
 def provision_number() -> None:
+    # The number, and the demo bot flow of contract §3: every customer gets its menu (and a
+    # friendly retry for text that is not an option, then the human queue), as on a real desk.
     code = (
         "from whatsapp.models import WhatsAppAccount;"
         f"WhatsAppAccount.objects.get_or_create(phone_number_id='{harness.PHONE_NUMBER_ID}',"
-        "defaults={'name': 'Bench'})"
+        "defaults={'name': 'Bench'});"
+        "from botflows.services import flow_ensure_demo; flow_ensure_demo()"
     )
     import subprocess
 
@@ -94,11 +107,13 @@ def run(server: str, count: int, customers: int, concurrency: int) -> None:
             time.sleep(0.25)
         processed_after = time.monotonic() - started
         cpu_after = harness.cpu_seconds()
-        bot_sent = harness.query(
-            DATABASE,
-            "SELECT count(*) FROM conversations_message "
-            "WHERE sender = 'bot' AND status <> 'queued'",
-        )[0][0]
+        bot_sent = bot_replies_sent()
+        # The bot's turns wait behind intake (its queue goes first): how long until they are done.
+        bot_deadline = time.monotonic() + BOT_WAIT
+        while time.monotonic() < bot_deadline and harness.queue_length("celery") > 0:
+            time.sleep(0.5)
+        bot_done_after = time.monotonic() - started
+        bot_sent_all, bot_left = bot_replies_sent(), harness.queue_length("celery")
         rows, distinct = harness.query(
             DATABASE,
             "SELECT count(*), count(DISTINCT wa_message_id) FROM conversations_message "
@@ -120,7 +135,10 @@ def run(server: str, count: int, customers: int, concurrency: int) -> None:
     print(load.line("webhook (store + queue)"))
     print(harness.cpu_line(cpu_before, cpu_floor, len(floor_bodies), "CPU ms per floor request"))
     print(harness.cpu_line(cpu_floor, cpu_after, len(bodies), "CPU ms per delivery (all work)"))
-    print(f"{'bot replies sent by then':<34} {bot_sent}")
+    print(
+        f"{'bot replies':<34} {bot_sent} sent when all was stored; {bot_sent_all} after "
+        f"{bot_done_after:.1f} s ({bot_left} tasks still queued)"
+    )
     print(f"{'ack rate vs floor':<34} {ratio:8.2f} x   (target >= 0.90)")
     within = processed_after <= 2 * load.duration
     print(f"{'backlog when the load ended':<34} {backlog} deliveries")
