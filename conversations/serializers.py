@@ -84,19 +84,23 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
         }
 
 
+# One serializer of each kind per process: building a serializer's fields costs far more than
+# using them, and ``to_representation`` keeps no state between calls.
+_CONVERSATION = ConversationSerializer()
+_MESSAGE = MessageSerializer()
+
+
 def conversation_payload(conversation: Conversation) -> dict[str, Any]:
-    return dict(ConversationSerializer(conversation).data)
+    return dict(_CONVERSATION.to_representation(conversation))
 
 
 def message_payload(message: Message) -> dict[str, Any]:
-    return dict(MessageSerializer(message).data)
+    return dict(_MESSAGE.to_representation(message))
 
 
 def conversation_payloads(conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
-    """:func:`conversation_payload` of many (the serializer's fields are built once)."""
-    return [dict(d) for d in ConversationSerializer(conversations, many=True).data]
+    return [conversation_payload(c) for c in conversations]
 
 
 def message_payloads(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """:func:`message_payload` of many (the serializer's fields are built once)."""
-    return [dict(d) for d in MessageSerializer(messages, many=True).data]
+    return [message_payload(m) for m in messages]
