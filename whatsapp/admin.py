@@ -127,7 +127,13 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[t
 
     @admin.display(description=_("payload"))
     def payload_pretty(self, obj: WebhookEvent) -> SafeString | str:
-        return _pretty(obj.payload)
+        # Deliveries keep the raw body only (older rows also stored it parsed).
+        if obj.payload is not None:
+            return _pretty(obj.payload)
+        try:
+            return _pretty(json.loads(obj.raw_body))
+        except ValueError:
+            return "—"
 
     @admin.display(description=_("raw body"))
     def raw_body_pre(self, obj: WebhookEvent) -> SafeString:

@@ -98,3 +98,16 @@ def test_webhook_deliveries_are_read_only_with_the_raw_body(admin_user) -> None:
     delete_url = reverse("admin:whatsapp_webhookevent_delete", args=[event.pk])
     assert browser.post(delete_url, {"post": "yes"}).status_code == 403
     assert WebhookEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_a_delivery_stored_as_raw_body_only_is_shown_parsed(admin_user) -> None:
+    event = WebhookEvent.objects.create(
+        raw_body='{"object":"whatsapp_business_account","entry":[{"id":"WABA-9"}]}',
+        status=WebhookStatus.PROCESSED,
+    )
+    page = _client_for(admin_user).get(
+        reverse("admin:whatsapp_webhookevent_change", args=[event.pk])
+    )
+    content = page.content.decode()
+    assert '<pre class="readonly-json">' in content
+    assert "&quot;id&quot;: &quot;WABA-9&quot;" in content  # indented: the parsed form
