@@ -1,6 +1,5 @@
 """The JSON shapes of contract §4, shared by the REST API and the WebSocket events."""
 
-from collections.abc import Sequence
 from typing import Any
 
 from rest_framework import serializers
@@ -96,11 +95,3 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
 
 def message_payload(message: Message) -> dict[str, Any]:
     return dict(_MESSAGE.to_representation(message))
-
-
-def conversation_payloads(conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
-    return [conversation_payload(c) for c in conversations]
-
-
-def message_payloads(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    return [message_payload(m) for m in messages]

@@ -37,12 +37,7 @@ from .models import (
     MessageType,
     SenderKind,
 )
-from .serializers import (
-    conversation_payload,
-    conversation_payloads,
-    message_payload,
-    message_payloads,
-)
+from .serializers import conversation_payload, message_payload
 
 
 def _lock(conversation: Conversation) -> Conversation:
@@ -497,8 +492,8 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
 
     The caller has left out WhatsApp ids stored already; a duplicate raises ``IntegrityError``
     (nothing is kept). Order follows WhatsApp's timestamps, also for a delivery Meta retried hours
-    later. Each conversation gets one atomic UPDATE (unread count, last messages), so concurrent
-    changes by agents (take over, transfer) are never overwritten.
+    later. The conversations' unread counts and last-message times move in the database itself
+    (:func:`_conversations_bump`), so concurrent changes by agents are never overwritten.
     """
     if not items:
         return []
@@ -539,13 +534,11 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
     for message in rows:
         message.conversation = conversations[message.conversation_id]
     events: list[realtime.Event] = [
-        ("new_message", data, _audience(message.conversation))
-        for message, data in zip(rows, message_payloads(rows), strict=True)
+        ("new_message", message_payload(m), _audience(m.conversation)) for m in rows
     ]
-    touched = list(conversations.values())
     events.extend(
-        ("conversation_update", data, _audience(conversation))
-        for conversation, data in zip(touched, conversation_payloads(touched), strict=True)
+        ("conversation_update", conversation_payload(c), _audience(c))
+        for c in conversations.values()
     )
     realtime.broadcast_many_on_commit(events)
     return rows

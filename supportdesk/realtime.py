@@ -123,8 +123,7 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
 
 def broadcast_on_commit(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:
     """Send ``event`` to ``groups`` once the surrounding transaction commits (at once if none)."""
-    group_list = list(groups)
-    transaction.on_commit(lambda: broadcast(event=event, data=data, groups=group_list))
+    broadcast_many_on_commit([(event, data, groups)])
 
 
 def broadcast_many_on_commit(events: Iterable[Event]) -> None:

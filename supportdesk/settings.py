@@ -154,7 +154,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One task at a time per process: a drain is never stuck behind tasks a process reserved.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# `celery -A supportdesk beat` (one process): outbound messages left queued by a broker outage.
+# `celery -A supportdesk beat` (one process): what a broker outage left behind.
 CELERY_BEAT_SCHEDULE = {
     # Safety net: deliveries left 'received' (broker down when they arrived, a lost task).
     "whatsapp-webhook-drain": {

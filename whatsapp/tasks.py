@@ -53,7 +53,6 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
         now = time.monotonic()
         if not eager and now - started >= DRAIN_TURN_SECONDS and inbound.webhook_events_waiting():
             # Back of the queue: what was queued meanwhile (the bot's turns, sends) goes first.
-            intake.webhook_drain_started()
             intake.webhook_drain_wake(force=True)
             return
         # Keep looking for DRAIN_LINGER after finding nothing: a web process that saw this drain

@@ -7,12 +7,11 @@ processed any number of times (Celery retries, ``manage.py replay_webhooks``).
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -240,7 +239,7 @@ class _Item:
     user_id: str
     name: str
 
-    @property
+    @cached_property
     def lock_key(self) -> str:
         variants = wa_id_variants(self.wa_id)
         return min(variants, key=len) if variants else self.user_id
@@ -616,18 +615,18 @@ def _ingest_isolated(items: list[_Item], outcomes: dict[int, _Outcome]) -> None:
     try:
         with transaction.atomic():
             _ingest(items)
-        return
-    except Exception:
-        if len(items) == 1:
-            item = items[0]
-            logger.exception("webhook %s: message %s failed", item.event_id, item.wa_message_id)
-            outcomes[item.event_id].problems.append(
-                f"message {item.wa_message_id}: {sys.exc_info()[1]!r}"
+    except Exception as exc:
+        if len(items) > 1:
+            logger.warning("a batch of %s messages failed; storing them one by one", len(items))
+            for item in items:
+                _ingest_isolated([item], outcomes)
+        else:
+            logger.exception(
+                "webhook %s: message %s failed", items[0].event_id, items[0].wa_message_id
             )
-            return
-        logger.warning("a batch of %s messages failed; storing them one by one", len(items))
-    for item in items:
-        _ingest_isolated([item], outcomes)
+            outcomes[items[0].event_id].problems.append(
+                f"message {items[0].wa_message_id}: {exc!r}"
+            )
 
 
 def _record_outcomes(events: list[WebhookEvent], outcomes: dict[int, _Outcome]) -> None:
