@@ -1,12 +1,10 @@
 """Real commits: agents are told live, two workers never answer one message twice, and two
 admins changing flows at once leave one default flow and one flow per number."""
 
-import threading
-
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import connection, connections
+from django.db import connection
 
 from botflows import engine, services
 from botflows.models import BotTurn, Flow
@@ -14,6 +12,7 @@ from conversations.models import ConversationStatus, Direction, Message
 from conversations.services import message_record_inbound
 from supportdesk import realtime
 from supportdesk.exceptions import ServiceError
+from supportdesk.tests.concurrency import errors_of, race
 from supportdesk.tests.layer import drain as _drain
 from whatsapp.tests.factories import WhatsAppAccountFactory
 
@@ -51,25 +50,9 @@ def test_agents_of_the_department_are_told_live_when_the_bot_hands_over(
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_two_workers_on_the_same_message_answer_once(demo_flow, conversation):
     message, _ = message_record_inbound(conversation=conversation, body="oi", wa_message_id="w.1")
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
+    results = race(*[lambda: engine.bot_handle_inbound(message_id=message.pk)] * 2)
 
-    def work() -> None:
-        barrier.wait()
-        try:
-            engine.bot_handle_inbound(message_id=message.pk)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
+    assert errors_of(results) == []
     assert BotTurn.objects.filter(inbound_message=message).count() == 1
     outbound = Message.objects.filter(conversation=conversation, direction=Direction.OUT)
     assert outbound.count() == 2  # greeting and menu, once
@@ -77,31 +60,9 @@ def test_two_workers_on_the_same_message_answer_once(demo_flow, conversation):
     assert conversation.status == ConversationStatus.BOT
 
 
-def _race(*calls) -> list[object]:
-    """Run the calls at once, each in its own thread and connection; their results or errors."""
-    barrier = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def work(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = calls[index]()
-        except BaseException as exc:
-            results[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_two_admins_making_new_default_flows_at_once_leave_one_default(demo_flow, admin_user):
-    results = _race(
+    results = race(
         lambda: services.flow_create(actor=admin_user, name="A", is_default=True),
         lambda: services.flow_create(actor=admin_user, name="B", is_default=True),
     )
@@ -115,7 +76,7 @@ def test_two_admins_making_new_default_flows_at_once_leave_one_default(demo_flow
 def test_two_admins_giving_one_number_a_flow_at_once_get_one_flow_and_a_reason(admin_user):
     number = WhatsAppAccountFactory()
 
-    results = _race(
+    results = race(
         lambda: services.flow_create(actor=admin_user, name="A", whatsapp_account=number),
         lambda: services.flow_create(actor=admin_user, name="B", whatsapp_account=number),
     )

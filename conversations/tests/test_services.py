@@ -1,5 +1,7 @@
 """Each conversation service: the state it changes, the event row it writes, who may call it."""
 
+from functools import partial
+
 import pytest
 from django.db import connection
 
@@ -264,29 +266,18 @@ def test_empty_messages_are_refused(agent, support) -> None:
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_concurrent_take_overs_leave_one_winner(support) -> None:
     """Two agents clicking "take over" at the same moment: exactly one gets it."""
-    import threading
-
-    from django.db import connections
+    from supportdesk.tests.concurrency import race
 
     agents = [UserFactory(role="agent", departments=[support]) for _ in range(2)]
     conversation = ConversationFactory(department=support, status=ConversationStatus.PENDING)
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
 
     def claim(user):  # type: ignore[no-untyped-def]
-        barrier.wait()
         try:
             services.conversation_take_over(conversation=conversation, actor=user)
-            outcomes.append("won")
         except NotPermitted:
-            outcomes.append("refused")
-        finally:
-            connections.close_all()
+            return "refused"
+        return "won"
 
-    threads = [threading.Thread(target=claim, args=(a,)) for a in agents]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = race(*[partial(claim, a) for a in agents])
     assert sorted(outcomes) == ["refused", "won"]
     assert _events(conversation, EventKind.TAKEN_OVER).count() == 1

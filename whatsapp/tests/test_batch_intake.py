@@ -5,12 +5,12 @@ be exactly what processing them one by one gives, whatever Meta redelivers or qu
 """
 
 import json
-import threading
 import time
+from functools import partial
 
 import pytest
 from django.core.cache import cache
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Conversation, Customer, Message, MessageReaction
@@ -18,11 +18,10 @@ from conversations.serializers import (
     ConversationSerializer,
     MessageSerializer,
     conversation_payload,
-    conversation_payloads,
     message_payload,
-    message_payloads,
 )
 from supportdesk.celery import app as celery_app
+from supportdesk.tests.concurrency import errors_of, race
 from whatsapp import tasks
 from whatsapp.models import WebhookEvent, WebhookStatus
 from whatsapp.services import inbound, intake
@@ -155,21 +154,19 @@ def test_the_cost_of_a_batch_does_not_grow_with_its_size(fake_graph, monkeypatch
     assert [len(ids) for ids in queued_for_bot[-2:]] == [10, 20]  # one bot task per batch
 
 
-def test_batch_payloads_are_the_single_payloads(fake_graph):
+def test_live_update_payloads_are_the_api_shapes(fake_graph):
     text("5511987650004", "oi", "wamid.P1", T0)
     text("5511987650005", "olá", "wamid.P2", T0 + 1)
     inbound.webhook_events_drain(batch_size=100)
     messages = list(Message.objects.filter(direction="in").order_by("pk"))
     conversations = list(Conversation.objects.select_related("customer").order_by("pk"))
     # The shared serializers give what a fresh serializer per object gives (the API's shape).
-    assert message_payloads(messages) == [dict(MessageSerializer(m).data) for m in messages]
-    assert message_payload(messages[0]) == dict(MessageSerializer(messages[0]).data)
-    assert conversation_payloads(conversations) == [
+    assert [message_payload(m) for m in messages] == [
+        dict(MessageSerializer(m).data) for m in messages
+    ]
+    assert [conversation_payload(c) for c in conversations] == [
         dict(ConversationSerializer(c).data) for c in conversations
     ]
-    assert conversation_payload(conversations[0]) == dict(
-        ConversationSerializer(conversations[0]).data
-    )
 
 
 def test_the_drain_task_takes_every_waiting_delivery(fake_graph, settings):
@@ -189,25 +186,9 @@ def test_two_workers_draining_at_once_share_the_work_without_duplicates(fake_gra
         text(wa_id, f"msg {i}", f"wamid.R{i}", T0 + i)
         if i % 10 == 0:
             text(wa_id, f"msg {i}", f"wamid.R{i}", T0 + i)  # redelivered
-    barrier = threading.Barrier(2)
-    results, errors = [], []
+    results = race(*[partial(inbound.webhook_events_drain, batch_size=7)] * 2, timeout=120)
 
-    def drain() -> None:
-        try:
-            barrier.wait(timeout=30)
-            results.append(inbound.webhook_events_drain(batch_size=7))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=drain) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert errors == []
+    assert errors_of(results) == []
     assert sum(count for count, _failed in results) == 66
     assert Message.objects.filter(direction="in").count() == 60
     assert Customer.objects.count() == 6

@@ -1,11 +1,12 @@
 """Concurrent deliveries for one customer, on separate database connections (PostgreSQL)."""
 
-import threading
+from functools import partial
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from conversations.models import Conversation, Customer, Message
+from supportdesk.tests.concurrency import errors_of, race
 from whatsapp.services import sandbox as wa
 from whatsapp.services.inbound import webhook_event_process
 from whatsapp.services.intake import webhook_receive
@@ -31,24 +32,7 @@ def _store(wa_id: str, body: str, wamid: str) -> int:
 
 
 def _race(event_ids: list[int]) -> list[BaseException]:
-    barrier = threading.Barrier(len(event_ids))
-    errors: list[BaseException] = []
-
-    def work(event_id: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            webhook_event_process(event_id=event_id)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()  # each thread had its own connection
-
-    threads = [threading.Thread(target=work, args=(pk,)) for pk in event_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return errors
+    return errors_of(race(*[partial(webhook_event_process, event_id=pk) for pk in event_ids]))
 
 
 def test_concurrent_deliveries_for_one_customer_make_one_open_conversation(fake_graph):
