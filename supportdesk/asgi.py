@@ -1,5 +1,9 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (``/ws/``)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (``/ws/``).
 
+The WhatsApp webhook's POSTs are answered ahead of Django by :class:`whatsapp.asgi.WebhookIntake`.
+"""
+
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -12,13 +16,21 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from whatsapp.asgi import WebhookIntake  # noqa: E402
+
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Meta's deliveries are stored at the edge (whatsapp/asgi.py); the rest is Django's.
+        "http": WebhookIntake(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }
 )
+
+# Everything loaded so far (settings, apps, URL patterns, templates' code) lives as long as the
+# process: moved out of the collector's reach, the full collections that stall every request in
+# flight get much shorter (https://docs.python.org/3/library/gc.html#gc.freeze).
+gc.freeze()

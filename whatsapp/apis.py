@@ -3,17 +3,13 @@
 A plain Django view, not DRF: the signature is checked on the raw bytes before anything parses them.
 """
 
-import logging
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from whatsapp.services.intake import PayloadError, SignatureError, webhook_queue, webhook_receive
-
-logger = logging.getLogger(__name__)
+from whatsapp.services.intake import webhook_accept
 
 # Meta's deliveries reach 3 MB; Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is bypassed here only.
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
@@ -30,6 +26,10 @@ def _verify(request: HttpRequest) -> HttpResponse:
     return HttpResponse("forbidden", status=403, content_type="text/plain")
 
 
+def max_body() -> int:
+    return int(getattr(settings, "WHATSAPP_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
+
+
 def _read_body(request: HttpRequest, limit: int) -> bytes | None:
     """The raw body up to ``limit`` bytes, None when larger (read from the stream directly)."""
     declared = request.META.get("CONTENT_LENGTH") or "0"
@@ -39,28 +39,15 @@ def _read_body(request: HttpRequest, limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
-def _store(raw_body: bytes, signature: str) -> int:
-    return webhook_receive(raw_body=raw_body, signature=signature, queue=False).pk
-
-
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _verify(request)
-    limit = int(getattr(settings, "WHATSAPP_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
-    raw_body = _read_body(request, limit)
+    raw_body = _read_body(request, max_body())
     if raw_body is None:
         return HttpResponse("payload too large", status=413, content_type="text/plain")
-    try:
-        event_id = _store(raw_body, request.headers.get("X-Hub-Signature-256", ""))
-    except SignatureError:
-        return HttpResponse("invalid signature", status=403, content_type="text/plain")
-    except PayloadError:
-        return HttpResponse("invalid JSON", status=400, content_type="text/plain")
-    except Exception:
-        # Database (or pool) unavailable: not stored, so Meta must deliver it again.
-        logger.exception("could not store a webhook delivery")
-        return HttpResponse("temporarily unavailable", status=503, content_type="text/plain")
-    webhook_queue(event_id)  # the row is committed (autocommit)
-    return HttpResponse(f"ok {event_id}", content_type="text/plain")
+    answer = webhook_accept(
+        raw_body=raw_body, signature=request.headers.get("X-Hub-Signature-256", "")
+    )
+    return HttpResponse(answer.text, status=answer.status, content_type="text/plain")

@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
@@ -79,6 +80,35 @@ def webhook_receive(*, raw_body: bytes, signature: str, queue: bool = True) -> W
         event_id = event.pk
         transaction.on_commit(lambda: webhook_queue(event_id))
     return event
+
+
+@dataclass(frozen=True)
+class IntakeAnswer:
+    """What the webhook answers Meta for one POST."""
+
+    status: int
+    text: str
+
+
+def webhook_accept(*, raw_body: bytes, signature: str) -> IntakeAnswer:
+    """One delivery from the wire: store it and hand it to the workers, or say why not.
+
+    ``403`` bad signature and ``400`` not a JSON object (nothing stored either way), ``503`` when
+    the database cannot take it (Meta delivers it again), else ``200``. Shared by the Django view
+    and the ASGI endpoint (:mod:`whatsapp.asgi`) so that both answer alike.
+    """
+    try:
+        event = webhook_receive(raw_body=raw_body, signature=signature, queue=False)
+    except SignatureError:
+        return IntakeAnswer(403, "invalid signature")
+    except PayloadError:
+        return IntakeAnswer(400, "invalid JSON")
+    except Exception:
+        # Database (or pool) unavailable: not stored, so Meta must deliver it again.
+        logger.exception("could not store a webhook delivery")
+        return IntakeAnswer(503, "temporarily unavailable")
+    webhook_queue(event.pk)  # the row is committed (autocommit)
+    return IntakeAnswer(200, f"ok {event.pk}")
 
 
 # Set while a drain task is queued and has not started: the deliveries stored meanwhile need no

@@ -1,12 +1,15 @@
 """Webhook → message through a REAL Celery worker on Redis (a subprocess of ``celery -A``)."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -31,13 +34,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def worker(fake_graph):
+def _environment(fake_graph) -> dict[str, str]:
+    """What a worker or server process of the desk needs to share this test's database."""
     db = connection.settings_dict
     database_url = (
         f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     )
-    env = {
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "supportdesk.settings_test",
         "DATABASE_URL": database_url,
@@ -47,9 +50,18 @@ def worker(fake_graph):
         "WHATSAPP_API_URL": fake_graph.base_url,
         "WHATSAPP_ACCESS_TOKEN": fake_graph.token,
         "PYTHONPATH": str(ROOT),
+        # What either process queues (drains, the bot's turns) goes to this test's worker.
+        "CELERY_QUEUE": QUEUE,
     }
-    queue = f"wa-test-{os.getpid()}"
-    env["CELERY_QUEUE"] = queue  # what the worker queues itself (the bot's turns) comes back
+
+
+QUEUE = f"wa-test-{os.getpid()}"
+
+
+@pytest.fixture
+def worker(fake_graph):
+    env = _environment(fake_graph)
+    queue = QUEUE
     process = subprocess.Popen(
         [
             sys.executable,
@@ -135,3 +147,80 @@ def test_a_burst_of_webhooks_is_drained_by_the_worker_and_the_bot_answers_everyo
     while not set(customers) <= {m.get("to") for m in fake_graph.sends}:
         assert time.monotonic() < deadline, f"the bot answered only {fake_graph.sends}"
         time.sleep(0.2)
+
+
+@pytest.fixture
+def daphne_server(fake_graph, worker):
+    """The desk's ASGI application in a real daphne process, as production runs it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**_environment(fake_graph), "SECURE_SSL_REDIRECT": "false"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "supportdesk.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, "daphne did not start"
+        try:
+            requests.get(f"{base}/health", timeout=1)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "daphne did not answer"
+            time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_deliveries_posted_to_daphne_at_once_are_stored_at_the_edge_and_processed(
+    fake_graph, worker, daphne_server
+):
+    customers = [f"55119876520{i:02d}" for i in range(8)]
+    deliveries = [
+        signed_webhook(wa.text_delivery(wa_id=customers[i % 8], body=f"pela borda {i}"))
+        for i in range(40)
+    ]
+
+    def post(delivery: tuple[bytes, dict[str, str]]) -> requests.Response:
+        body, headers = delivery
+        return requests.post(
+            f"{daphne_server}{URL}",
+            data=body,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=10,
+        )
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, [*deliveries, deliveries[3]]))  # one delivered twice
+    forged = post((deliveries[0][0], {"X-Hub-Signature-256": "sha256=" + "0" * 64}))
+
+    assert [a.status_code for a in answers] == [200] * 41
+    assert all(a.text.startswith("ok ") for a in answers)
+    assert forged.status_code == 403
+    assert WebhookEvent.objects.count() == 41  # the forged one stored nothing
+    deadline = time.monotonic() + 60
+    while WebhookEvent.objects.exclude(status=WebhookStatus.PROCESSED).exists():
+        assert worker.poll() is None, "the worker died"
+        assert time.monotonic() < deadline, "deliveries left unprocessed"
+        time.sleep(0.2)
+    bodies = Message.objects.filter(direction="in").values_list("body", flat=True)
+    assert sorted(bodies) == sorted(f"pela borda {i}" for i in range(40))
