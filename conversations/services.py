@@ -435,6 +435,55 @@ def conversation_open_for_customer(
     return conversation, True
 
 
+@transaction.atomic
+def conversations_open_for_customers(
+    *, pairs: Sequence[tuple[Customer, int]]
+) -> dict[tuple[int, int], Conversation]:
+    """New conversations with the bot for (customer, number) pairs that have none in progress.
+
+    What :func:`conversation_open_for_customer` does one by one, in three queries for them all
+    (conversations, their ``created`` events, the live updates). Should one appear meanwhile (the
+    partial unique index refuses the batch), every pair goes through the one-by-one function.
+    Returns {(customer id, number id): conversation}.
+    """
+    if not pairs:
+        return {}
+    if len(pairs) > 1:
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                created = Conversation.objects.bulk_create(
+                    [
+                        Conversation(
+                            customer=customer,
+                            whatsapp_account_id=account_id,
+                            status=ConversationStatus.BOT,
+                            last_message_at=now,
+                        )
+                        for customer, account_id in pairs
+                    ]
+                )
+        except IntegrityError:
+            pass
+        else:
+            ConversationEvent.objects.bulk_create(
+                ConversationEvent(
+                    conversation=c, actor=None, kind=EventKind.CREATED, before={}, after=_state(c)
+                )
+                for c in created
+            )
+            realtime.broadcast_many_on_commit(
+                [("conversation_update", conversation_payload(c), _audience(c)) for c in created]
+            )
+            return {(c.customer_id, c.whatsapp_account_id): c for c in created}
+    return {
+        (customer.pk, account_id): conversation_open_for_customer(
+            customer=customer, whatsapp_account_id=account_id
+        )[0]
+        for customer, account_id in pairs
+    }
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     """One customer message to store (see :func:`message_record_inbound_many`)."""

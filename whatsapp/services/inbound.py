@@ -83,6 +83,26 @@ def _lock_identities(keys: Iterable[str]) -> None:
             )
 
 
+def _customer_among(
+    pool: Sequence[Customer], *, variants: Sequence[str], bsuid: str
+) -> Customer | None:
+    """The customer of ``pool`` with one of these WhatsApp ids (the oldest), else that user id."""
+    by_wa_id = [c for c in pool if c.wa_id and c.wa_id in variants]
+    if by_wa_id:
+        return min(by_wa_id, key=lambda c: c.pk)
+    return next((c for c in pool if bsuid and c.bsuid == bsuid), None)
+
+
+def _customer_new(item: "_Item") -> Customer:
+    variants = wa_id_variants(item.wa_id)
+    return Customer(
+        wa_id=variants[0] if variants else None,
+        bsuid=item.user_id.strip()[:64] or None,
+        phone=e164(variants[0]) if variants else "",
+        name=item.name[:200],
+    )
+
+
 def customer_upsert(
     *,
     wa_id: str = "",
@@ -103,10 +123,7 @@ def customer_upsert(
 
     def find(pool: Sequence[Customer] | None) -> Customer | None:
         if pool is not None:
-            by_wa_id = [c for c in pool if c.wa_id and c.wa_id in variants]
-            if by_wa_id:
-                return min(by_wa_id, key=lambda c: c.pk)
-            return next((c for c in pool if bsuid and c.bsuid == bsuid), None)
+            return _customer_among(pool, variants=variants, bsuid=bsuid)
         found = None
         if variants:
             found = Customer.objects.filter(wa_id__in=variants).order_by("pk").first()
@@ -269,8 +286,28 @@ def _customers_for(items: Sequence[_Item]) -> dict[str, Customer]:
     bsuids = {item.user_id[:64] for item in identities.values() if item.user_id}
     lookup = Q(wa_id__in=variants) | Q(bsuid__in=bsuids)
     pool = list(Customer.objects.filter(lookup).order_by("pk"))
+    new = {
+        key: item
+        for key, item in identities.items()
+        if _customer_among(
+            pool, variants=wa_id_variants(item.wa_id), bsuid=item.user_id.strip()[:64]
+        )
+        is None
+    }
     customers: dict[str, Customer] = {}
+    if len(new) > 1:
+        # New customers in one INSERT. Should the batch clash with itself or with a customer
+        # created meanwhile (a unique id), they are made one by one below instead.
+        try:
+            with transaction.atomic():
+                created = Customer.objects.bulk_create([_customer_new(i) for i in new.values()])
+        except IntegrityError:
+            pass
+        else:
+            customers = dict(zip(new, created, strict=True))
     for key, item in identities.items():
+        if key in customers:
+            continue
         customer = customer_upsert(
             wa_id=item.wa_id, bsuid=item.user_id, name=item.name, candidates=pool
         )
@@ -290,13 +327,11 @@ def _conversations_for(
         whatsapp_account_id__in={account for _customer, account in pairs},
     ).exclude(status=ConversationStatus.CLOSED)
     found = {(c.customer_id, c.whatsapp_account_id): c for c in active}
-    for customer, account_id in pairs:
-        if (customer.pk, account_id) not in found:
-            found[customer.pk, account_id], _created = (
-                conversation_services.conversation_open_for_customer(
-                    customer=customer, whatsapp_account_id=account_id
-                )
-            )
+    found.update(
+        conversation_services.conversations_open_for_customers(
+            pairs=[(c, account) for c, account in pairs if (c.pk, account) not in found]
+        )
+    )
     return found
 
 

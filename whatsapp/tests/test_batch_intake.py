@@ -20,6 +20,7 @@ from conversations.serializers import (
     conversation_payload,
     message_payload,
 )
+from conversations.services import conversations_open_for_customers
 from supportdesk.celery import app as celery_app
 from supportdesk.tests.concurrency import errors_of, race
 from whatsapp import tasks
@@ -152,6 +153,96 @@ def test_the_cost_of_a_batch_does_not_grow_with_its_size(fake_graph, monkeypatch
 
     assert batch_queries(10, "TEN") == batch_queries(20, "TWENTY")
     assert [len(ids) for ids in queued_for_bot[-2:]] == [10, 20]  # one bot task per batch
+
+
+def test_new_customers_cost_no_more_queries_the_more_there_are(fake_graph, monkeypatch):
+    """A burst from people who never wrote before: their customers, conversations and the
+    conversations' ``created`` events are written for all of them at once."""
+    monkeypatch.setattr(inbound, "_queue_bot", lambda ids: None)  # the bot's own work apart
+
+    def batch_queries(count: int, tag: str) -> int:
+        ids = [
+            text(f"5521987{tag}{i:03d}", f"primeira {i}", f"wamid.{tag}{i}", T0 + i)
+            for i in range(count)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            inbound.webhook_events_process(event_ids=ids)
+        return len(queries.captured_queries)
+
+    few, many = batch_queries(4, "11"), batch_queries(12, "22")
+    if (
+        connection.vendor == "postgresql"
+    ):  # SQLite bumps each conversation with an UPDATE of its own
+        assert few == many
+    for tag, count in (("11", 4), ("22", 12)):
+        customers = Customer.objects.filter(wa_id__startswith=f"5521987{tag}")
+        assert customers.count() == count
+        for customer in customers:
+            conversation = Conversation.objects.get(customer=customer)
+            assert conversation.status == "bot"
+            assert conversation.customer.name == f"Cliente {customer.wa_id[-4:]}"
+            assert conversation.events.filter(kind="created").count() == 1
+            assert conversation.messages.get().body.startswith("primeira")
+
+
+def test_new_senders_that_are_one_customer_end_up_as_one(fake_graph):
+    # The same person in one burst: by number with the user id, then by the user id alone.
+    store(
+        wa.delivery(
+            contacts=[wa.contact(wa_id="5511987650031", name="Caio", user_id="BR.caio")],
+            messages=[
+                wa.message(
+                    wa_id="5511987650031",
+                    content={"body": "oi"},
+                    wamid="wamid.U1",
+                    timestamp=T0,
+                    user_id="BR.caio",
+                )
+            ],
+        )
+    )
+    store(
+        wa.delivery(
+            contacts=[wa.contact(wa_id="", name="Caio", user_id="BR.caio")],
+            messages=[
+                wa.message(
+                    content={"body": "sou eu"},
+                    wamid="wamid.U2",
+                    timestamp=T0 + 1,
+                    user_id="BR.caio",
+                )
+            ],
+        )
+    )
+    store(wa.text_delivery(wa_id="5511987650032", body="outra pessoa", wamid="wamid.U3"))
+
+    assert inbound.webhook_events_drain(batch_size=100) == (3, [])
+
+    caio = Customer.objects.get(bsuid="BR.caio")
+    assert caio.wa_id == "5511987650031"
+    assert Customer.objects.count() == 2
+    assert sorted(
+        Conversation.objects.get(customer=caio)
+        .messages.filter(direction="in")
+        .values_list("body", flat=True)
+    ) == [
+        "oi",
+        "sou eu",
+    ]
+
+
+def test_opening_many_conversations_falls_back_when_one_exists_already(fake_graph):
+    account_id = fake_graph.account.pk
+    ana = Customer.objects.create(wa_id="5511987650041", phone="+5511987650041")
+    bia = Customer.objects.create(wa_id="5511987650042", phone="+5511987650042")
+    ongoing = Conversation.objects.create(customer=bia, whatsapp_account_id=account_id)
+
+    opened = conversations_open_for_customers(pairs=[(ana, account_id), (bia, account_id)])
+
+    assert opened[bia.pk, account_id] == ongoing  # not a second conversation in progress
+    assert opened[ana.pk, account_id].customer == ana
+    assert Conversation.objects.filter(customer=bia).count() == 1
+    assert Conversation.objects.filter(customer=ana).count() == 1
 
 
 def test_live_update_payloads_are_the_api_shapes(fake_graph):
