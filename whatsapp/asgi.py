@@ -9,8 +9,9 @@ which a signed machine-to-machine delivery uses. :class:`WebhookIntake` answers 
 itself, running the same :func:`webhook_accept` as the Django view on a small shared thread pool;
 everything else (the verification ``GET``, every other URL) goes on to Django unchanged.
 
-Measured on this project's 2-core machine (``bench/webhook_ingest.py``), the ASGI server spends
-about a third of the CPU per delivery that the same work costs as a bare Django view.
+Measured on this project's 2-core machine (``bench/webhook_ingest.py``, docs/whatsapp.md), the
+ASGI server spends 0.7–1.7 ms of CPU per delivery here, against 3.1–5.3 ms for a bare Django view
+doing the same HMAC and INSERT.
 """
 
 import asyncio
