@@ -10,7 +10,7 @@ itself, running the same :func:`webhook_accept` as the Django view on a small sh
 everything else (the verification ``GET``, every other URL) goes on to Django unchanged.
 
 Measured on this project's 2-core machine (``bench/webhook_ingest.py``, docs/whatsapp.md), the
-ASGI server spends 0.7–1.7 ms of CPU per delivery here, against 3.1–5.3 ms for a bare Django view
+ASGI server spends 0.7-1.7 ms of CPU per delivery here, against 3.1-5.3 ms for a bare Django view
 doing the same HMAC and INSERT.
 """
 
