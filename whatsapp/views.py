@@ -1,9 +1,12 @@
 """HTML views of the WhatsApp channel: authorised media and the customer simulator (sandbox)."""
 
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import IO, Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -15,6 +18,15 @@ from whatsapp.services.sandbox import sandbox_send_text, sandbox_transcript
 
 # Served inline; anything else (HTML, SVG, scripts…) is a download, never rendered by the browser.
 INLINE_TYPES = ("image/jpeg", "image/png", "image/webp", "audio/", "video/", "application/pdf")
+# Read this much at a time when streaming a file to an ASGI server.
+CHUNK_SIZE = 64 * 1024
+
+
+async def _chunks(handle: IO[bytes]) -> AsyncIterator[bytes]:
+    """The file, a chunk at a time, each read on a worker thread (storage may be S3)."""
+    read = sync_to_async(handle.read, thread_sensitive=False)
+    while chunk := await read(CHUNK_SIZE):
+        yield chunk
 
 
 @login_required
@@ -39,6 +51,11 @@ def media_serve(request: HttpRequest, pk: int) -> FileResponse:
         as_attachment=not inline,
         filename=filename,
     )
+    if isinstance(request, ASGIRequest):
+        # Under daphne/uvicorn Django reads a synchronous file into memory whole before sending
+        # it (a 100 MB video would sit in the server's memory): stream it asynchronously instead.
+        # The headers (length, type, disposition) are FileResponse's; it still closes the file.
+        response.streaming_content = _chunks(response.file_to_stream)
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

@@ -1,16 +1,19 @@
 """Inbound media: Graph API id → URL → bytes, verified, stored, served to authorised users."""
 
 import hashlib
+import warnings
 
 import pytest
 
 from conversations.models import Message
 from conversations.tests.factories import ConversationFactory, MessageFactory
+from supportdesk.tests.asgi import AsgiRequest, asgi_call
 from whatsapp.models import ChannelError, ChannelErrorKind
 from whatsapp.services import sandbox as wa
 from whatsapp.services.intake import webhook_receive
 from whatsapp.services.media import media_download
 from whatsapp.tests.fake_graph import signed_webhook
+from whatsapp.views import CHUNK_SIZE
 
 pytestmark = pytest.mark.django_db
 
@@ -139,3 +142,31 @@ def test_active_content_is_served_as_a_download(fake_graph, client, admin_user):
     response = client.get(f"/media/messages/{message.pk}")
     assert response["Content-Type"] == "application/octet-stream"
     assert response["Content-Disposition"].startswith("attachment")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_an_asgi_server_media_streams_in_chunks_not_read_whole_first(
+    fake_graph, client, agent, support, settings
+):
+    video = bytes(range(256)) * 1024  # 256 KB
+    conversation = ConversationFactory(department=support)
+    message = MessageFactory(conversation=conversation, type="video", media_id="9010")
+    fake_graph.add_media("9010", video, "video/mp4")
+    media_download(message_id=message.pk)
+    client.force_login(agent)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answer = asgi_call(
+            AsgiRequest("GET", f"/media/messages/{message.pk}", headers={"Cookie": cookie})
+        )
+
+    assert answer.status == 200
+    assert answer.body == video
+    assert answer.headers["content-length"] == str(len(video))
+    assert answer.headers["content-type"] == "video/mp4"
+    assert answer.parts > len(video) // CHUNK_SIZE  # sent as it was read, a chunk at a time
+    assert not [w for w in caught if "synchronous iterators" in str(w.message)]
+    # and still only for those who may see the conversation
+    assert asgi_call(AsgiRequest("GET", f"/media/messages/{message.pk}")).status == 302

@@ -1,17 +1,12 @@
 """The webhook as the ASGI servers reach it (``supportdesk.asgi.application``): Meta's POSTs are
 answered by ``whatsapp.asgi.WebhookIntake`` ahead of Django, with the same answers as the view."""
 
-import contextvars
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
-from asgiref.sync import async_to_sync
-from asgiref.testing import ApplicationCommunicator
 from django.db import OperationalError, connection
 from django.db.backends.signals import connection_created
 
 from conversations.models import Message
+from supportdesk.tests.asgi import AsgiRequest, asgi_call
 from whatsapp.models import WebhookEvent
 from whatsapp.services import sandbox
 from whatsapp.tests.fake_graph import VERIFY_TOKEN
@@ -25,8 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def asgi():
-    from supportdesk.asgi import application
-
     def call(
         method: str,
         path: str,
@@ -36,66 +29,10 @@ def asgi():
         query: str = "",
         chunks: list[bytes] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        # A context of its own, as each request has in a server: nothing of the test's own
-        # database connection is shared with the request's.
-        request = _Request(method, path, body, headers or {}, query, chunks)
-        return contextvars.Context().run(async_to_sync(_request), application, request)
+        answer = asgi_call(AsgiRequest(method, path, body, headers or {}, query, chunks))
+        return answer.status, answer.headers, answer.body
 
     return call
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    query: str
-    chunks: list[bytes] | None
-
-
-async def _request(app: Any, request: _Request) -> tuple[int, dict[str, str], bytes]:
-    method, path, body, headers, query, chunks = (
-        request.method,
-        request.path,
-        request.body,
-        request.headers,
-        request.query,
-        request.chunks,
-    )
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "https",  # as behind the TLS proxy in production
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [
-            (b"host", b"testserver"),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 443),
-    }
-    communicator = ApplicationCommunicator(app, scope)
-    parts = chunks if chunks is not None else [body]
-    for i, part in enumerate(parts):
-        await communicator.send_input(
-            {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
-        )
-    start = await communicator.receive_output(10)
-    content = b""
-    while True:
-        message = await communicator.receive_output(10)
-        content += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await communicator.wait(10)
-    answer_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-    return start["status"], answer_headers, content
 
 
 def _signed(signed_webhook, payload) -> tuple[bytes, dict[str, str]]:
