@@ -45,8 +45,9 @@ def media_serve(request: HttpRequest, pk: int) -> FileResponse:
     mime_type = message.media_mime_type or "application/octet-stream"
     inline = mime_type.split(";")[0].strip().startswith(INLINE_TYPES)
     filename = message.media_filename or str(message.media_file.name).rsplit("/", 1)[-1]
+    handle = message.media_file.open("rb")
     response = FileResponse(
-        message.media_file.open("rb"),
+        handle,
         content_type=mime_type if inline else "application/octet-stream",
         as_attachment=not inline,
         filename=filename,
@@ -55,7 +56,7 @@ def media_serve(request: HttpRequest, pk: int) -> FileResponse:
         # Under daphne/uvicorn Django reads a synchronous file into memory whole before sending
         # it (a 100 MB video would sit in the server's memory): stream it asynchronously instead.
         # The headers (length, type, disposition) are FileResponse's; it still closes the file.
-        response.streaming_content = _chunks(response.file_to_stream)
+        response.streaming_content = _chunks(handle)
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
