@@ -15,7 +15,6 @@ doing the same HMAC and INSERT.
 """
 
 import asyncio
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,8 +24,6 @@ from django.db import connections
 
 from whatsapp.apis import max_body
 from whatsapp.services.intake import IntakeAnswer, webhook_accept
-
-logger = logging.getLogger(__name__)
 
 PATHS = frozenset({"/api/v1/webhooks/whatsapp", "/api/v1/webhooks/whatsapp/"})
 # Deliveries stored at once per server process. Each holds a pooled database connection for one
