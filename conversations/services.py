@@ -4,7 +4,7 @@ Each service is atomic, locks the conversation row it changes (``_lock``), check
 right to act, writes a :class:`ConversationEvent`, and broadcasts after commit.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,20 @@ def _state(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def _event(
+    *,
+    conversation: Conversation,
+    actor: User | None,
+    kind: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> ConversationEvent:
+    """An unsaved event (:func:`_record` saves one; a batch saves many in one INSERT)."""
+    return ConversationEvent(
+        conversation=conversation, actor=actor, kind=kind, before=before or {}, after=after or {}
+    )
+
+
 def _record(
     *,
     conversation: Conversation,
@@ -65,9 +79,9 @@ def _record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> ConversationEvent:
-    return ConversationEvent.objects.create(
-        conversation=conversation, actor=actor, kind=kind, before=before or {}, after=after or {}
-    )
+    event = _event(conversation=conversation, actor=actor, kind=kind, before=before, after=after)
+    event.save(force_insert=True)
+    return event
 
 
 def _audience(conversation: Conversation, *extra_user_ids: int) -> list[str]:
@@ -78,13 +92,37 @@ def _audience(conversation: Conversation, *extra_user_ids: int) -> list[str]:
     )
 
 
+def _update_event(
+    conversation: Conversation, *extra_groups: str, extra_user_ids: tuple[int, ...] = ()
+) -> realtime.Event:
+    """The ``conversation_update`` live update for everyone who sees the conversation."""
+    return (
+        "conversation_update",
+        conversation_payload(conversation),
+        [*_audience(conversation, *extra_user_ids), *extra_groups],
+    )
+
+
 def _broadcast_update(
     conversation: Conversation, *extra_groups: str, extra_user_ids: tuple[int, ...] = ()
 ) -> None:
-    realtime.broadcast_on_commit(
-        event="conversation_update",
-        data=conversation_payload(conversation),
-        groups=[*_audience(conversation, *extra_user_ids), *extra_groups],
+    realtime.broadcast_many_on_commit(
+        [_update_event(conversation, *extra_groups, extra_user_ids=extra_user_ids)]
+    )
+
+
+def conversations_broadcast_update(*, conversations: Iterable[Conversation]) -> None:
+    """Tell everyone who sees them that these conversations changed (after commit, one trip)."""
+    realtime.broadcast_many_on_commit([_update_event(c) for c in conversations])
+
+
+def _with_bot(*, customer: Customer, whatsapp_account_id: int) -> Conversation:
+    """A new (unsaved) conversation of the customer on that number, with the bot."""
+    return Conversation(
+        customer=customer,
+        whatsapp_account_id=whatsapp_account_id,
+        status=ConversationStatus.BOT,
+        last_message_at=timezone.now(),
     )
 
 
@@ -415,12 +453,8 @@ def conversation_open_for_customer(
         return existing, False
     try:
         with transaction.atomic():
-            conversation = Conversation.objects.create(
-                customer=customer,
-                whatsapp_account_id=whatsapp_account_id,
-                status=ConversationStatus.BOT,
-                last_message_at=timezone.now(),
-            )
+            conversation = _with_bot(customer=customer, whatsapp_account_id=whatsapp_account_id)
+            conversation.save(force_insert=True)
     except IntegrityError:
         existing = selectors.conversation_get_active_for_customer(
             customer_id=customer.pk, whatsapp_account_id=whatsapp_account_id
@@ -449,32 +483,20 @@ def conversations_open_for_customers(
     if not pairs:
         return {}
     if len(pairs) > 1:
-        now = timezone.now()
         try:
             with transaction.atomic():
                 created = Conversation.objects.bulk_create(
-                    [
-                        Conversation(
-                            customer=customer,
-                            whatsapp_account_id=account_id,
-                            status=ConversationStatus.BOT,
-                            last_message_at=now,
-                        )
-                        for customer, account_id in pairs
-                    ]
+                    _with_bot(customer=customer, whatsapp_account_id=account_id)
+                    for customer, account_id in pairs
                 )
         except IntegrityError:
             pass
         else:
             ConversationEvent.objects.bulk_create(
-                ConversationEvent(
-                    conversation=c, actor=None, kind=EventKind.CREATED, before={}, after=_state(c)
-                )
+                _event(conversation=c, actor=None, kind=EventKind.CREATED, after=_state(c))
                 for c in created
             )
-            realtime.broadcast_many_on_commit(
-                [("conversation_update", conversation_payload(c), _audience(c)) for c in created]
-            )
+            conversations_broadcast_update(conversations=created)
             return {(c.customer_id, c.whatsapp_account_id): c for c in created}
     return {
         (customer.pk, account_id): conversation_open_for_customer(
@@ -585,10 +607,7 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
     events: list[realtime.Event] = [
         ("new_message", message_payload(m), _audience(m.conversation)) for m in rows
     ]
-    events.extend(
-        ("conversation_update", conversation_payload(c), _audience(c))
-        for c in conversations.values()
-    )
+    events.extend(_update_event(c) for c in conversations.values())
     realtime.broadcast_many_on_commit(events)
     return rows
 

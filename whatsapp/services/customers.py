@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from conversations import services as conversation_services
 from conversations.models import (
     Conversation,
     ConversationEvent,
@@ -22,8 +23,6 @@ from conversations.models import (
     EventKind,
     Message,
 )
-from conversations.serializers import conversation_payload
-from supportdesk import realtime
 from supportdesk.exceptions import ServiceError
 from whatsapp.identity import e164, wa_id_variants
 from whatsapp.models import ChannelError, ChannelErrorKind
@@ -104,27 +103,24 @@ def customer_change_number(
     if customer.wa_id in variants:
         return customer  # already there (a redelivery, or either Brazilian form)
     conversations = _conversations_of(customer, conversation)
-    other = Customer.objects.filter(wa_id__in=variants).exclude(pk=customer.pk).first()
-    if other is not None:
-        _record_conflict(
-            customer=customer,
-            other=other,
-            new_wa_id=new,
-            conversations=conversations,
-            actor=actor,
-        )
-        return customer
+
+    def holder() -> Customer | None:
+        return Customer.objects.filter(wa_id__in=variants).exclude(pk=customer.pk).first()
+
     old_wa_id, old_phone = customer.wa_id, customer.phone
     before = {"wa_id": old_wa_id, "phone": old_phone}
-    customer.wa_id, customer.phone = new, e164(new)
-    try:
-        with transaction.atomic():
-            customer.save(update_fields=["wa_id", "phone", "updated_at"])
-    except IntegrityError:  # created by a worker that did not take the lock: same as above
-        customer.wa_id, customer.phone = old_wa_id, old_phone
-        other = Customer.objects.filter(wa_id__in=variants).exclude(pk=customer.pk).first()
-        if other is None:
-            raise
+    other = holder()
+    if other is None:
+        customer.wa_id, customer.phone = new, e164(new)
+        try:
+            with transaction.atomic():
+                customer.save(update_fields=["wa_id", "phone", "updated_at"])
+        except IntegrityError:  # created by a worker that did not take the lock: a conflict too
+            customer.wa_id, customer.phone = old_wa_id, old_phone
+            other = holder()
+            if other is None:
+                raise
+    if other is not None:
         _record_conflict(
             customer=customer,
             other=other,
@@ -141,13 +137,7 @@ def customer_change_number(
             before=before,
             after={"wa_id": customer.wa_id, "phone": customer.phone, "applied": True},
         )
-        realtime.broadcast_on_commit(
-            event="conversation_update",
-            data=conversation_payload(item),
-            groups=realtime.conversation_audience(
-                department_id=item.department_id, assigned_to_id=item.assigned_to_id
-            ),
-        )
+    conversation_services.conversations_broadcast_update(conversations=conversations)
     logger.info("customer %s changed number %s -> %s", customer.pk, old_wa_id, new)
     return customer
 

@@ -93,13 +93,13 @@ def _customer_among(
     return next((c for c in pool if bsuid and c.bsuid == bsuid), None)
 
 
-def _customer_new(item: "_Item") -> Customer:
-    variants = wa_id_variants(item.wa_id)
+def _customer_new(*, variants: Sequence[str], bsuid: str, name: str) -> Customer:
+    """A new (unsaved) customer: Meta's form of the number first, its E.164 phone."""
     return Customer(
         wa_id=variants[0] if variants else None,
-        bsuid=item.user_id.strip()[:64] or None,
+        bsuid=bsuid or None,
         phone=e164(variants[0]) if variants else "",
-        name=item.name[:200],
+        name=name[:200],
     )
 
 
@@ -135,12 +135,9 @@ def customer_upsert(
     if customer is None:
         try:
             with transaction.atomic():
-                return Customer.objects.create(
-                    wa_id=variants[0] if variants else None,
-                    bsuid=bsuid or None,
-                    phone=e164(variants[0]) if variants else "",
-                    name=name[:200],
-                )
+                customer = _customer_new(variants=variants, bsuid=bsuid, name=name)
+                customer.save(force_insert=True)
+                return customer
         except IntegrityError:
             customer = find(None)
             if customer is None:
@@ -286,21 +283,18 @@ def _customers_for(items: Sequence[_Item]) -> dict[str, Customer]:
     bsuids = {item.user_id[:64] for item in identities.values() if item.user_id}
     lookup = Q(wa_id__in=variants) | Q(bsuid__in=bsuids)
     pool = list(Customer.objects.filter(lookup).order_by("pk"))
-    new = {
-        key: item
-        for key, item in identities.items()
-        if _customer_among(
-            pool, variants=wa_id_variants(item.wa_id), bsuid=item.user_id.strip()[:64]
-        )
-        is None
-    }
+    new: dict[str, Customer] = {}  # by lock key, not saved yet
+    for key, item in identities.items():
+        forms, bsuid = wa_id_variants(item.wa_id), item.user_id.strip()[:64]
+        if _customer_among(pool, variants=forms, bsuid=bsuid) is None:
+            new[key] = _customer_new(variants=forms, bsuid=bsuid, name=item.name)
     customers: dict[str, Customer] = {}
     if len(new) > 1:
         # New customers in one INSERT. Should the batch clash with itself or with a customer
         # created meanwhile (a unique id), they are made one by one below instead.
         try:
             with transaction.atomic():
-                created = Customer.objects.bulk_create([_customer_new(i) for i in new.values()])
+                created = Customer.objects.bulk_create(list(new.values()))
         except IntegrityError:
             pass
         else:
