@@ -4,6 +4,7 @@ A ``ServiceError`` from a service is shown on the field it is about (``SERVICE_E
 the admin sees every problem next to what to fix.
 """
 
+from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from django import forms
@@ -21,15 +22,32 @@ def _limit_choices(form: forms.BaseForm, name: str, queryset: Any) -> None:
         field.label_from_instance = lambda node: node.key  # type: ignore[method-assign,assignment]
 
 
-class _ServiceErrorsMixin:
+class _ServiceFormMixin:
+    """For model forms whose ``Meta.fields`` are the keyword arguments of a service."""
+
     SERVICE_ERROR_FIELDS: ClassVar[dict[str, str]] = {}
 
     def add_service_error(self, exc: ServiceError) -> None:
         field = self.SERVICE_ERROR_FIELDS.get(exc.code)
         self.add_error(field if field in self.fields else None, exc.message)  # type: ignore[attr-defined]
 
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data  # type: ignore[attr-defined]
+        return {name: data[name] for name in self.Meta.fields}  # type: ignore[attr-defined]
 
-class FlowForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]
+    def submit[T](self, service: Callable[..., T]) -> T | None:
+        """``service(**the cleaned fields)`` when the form is valid; None when it is not, or when
+        the service refused (its ``ServiceError`` is then shown on the form)."""
+        if not self.is_valid():  # type: ignore[attr-defined]
+            return None
+        try:
+            return service(**self.service_arguments())
+        except ServiceError as exc:
+            self.add_service_error(exc)
+            return None
+
+
+class FlowForm(_ServiceFormMixin, forms.ModelForm):  # type: ignore[type-arg]
     """A flow's own settings: name, number, default, active (new flows and the editor's form).
 
     One flow per number and one default flow are the services' to check (making a flow the
@@ -67,12 +85,8 @@ class FlowForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]
     def validate_constraints(self) -> None:
         """Left to the services (see the class docstring)."""
 
-    def service_arguments(self) -> dict[str, Any]:
-        data = self.cleaned_data
-        return {name: data[name] for name in self.Meta.fields}
 
-
-class FlowNodeForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]
+class FlowNodeForm(_ServiceFormMixin, forms.ModelForm):  # type: ignore[type-arg]
     SERVICE_ERROR_FIELDS: ClassVar[dict[str, str]] = {
         "missing_key": "key",
         "key_taken": "key",
@@ -110,12 +124,8 @@ class FlowNodeForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-a
         # The id of each field is unique on the page, where several forms may be open at once.
         self.auto_id = f"node-{instance_pk or 'new'}-%s"
 
-    def service_arguments(self) -> dict[str, Any]:
-        data = self.cleaned_data
-        return {name: data[name] for name in self.Meta.fields}
 
-
-class MenuOptionForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type-arg]
+class MenuOptionForm(_ServiceFormMixin, forms.ModelForm):  # type: ignore[type-arg]
     SERVICE_ERROR_FIELDS: ClassVar[dict[str, str]] = {
         "missing_title": "title",
         "invalid_action": "action",
@@ -136,7 +146,3 @@ class MenuOptionForm(_ServiceErrorsMixin, forms.ModelForm):  # type: ignore[type
         _limit_choices(self, "target_node", nodes)
         _limit_choices(self, "department", departments)
         self.auto_id = f"option-{self.instance.pk or 'new'}-%s"
-
-    def service_arguments(self) -> dict[str, Any]:
-        data = self.cleaned_data
-        return {name: data[name] for name in self.Meta.fields}

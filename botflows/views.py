@@ -6,6 +6,7 @@ Reads go through ``botflows.selectors`` / ``conversations.selectors``, writes th
 """
 
 import json
+from functools import partial
 from typing import Any
 
 from django.contrib import messages
@@ -88,16 +89,12 @@ def bot_flow_create(request: HttpRequest) -> HttpResponse:
     """The /bot/ page's "New flow" form; a new flow opens in its editor."""
     actor = _admin(request)
     form = _flow_form(data=request.POST)
-    if form.is_valid():
-        try:
-            flow = services.flow_create(actor=actor, **form.service_arguments())
-        except ServiceError as exc:
-            form.add_service_error(exc)
-        else:
-            messages.success(
-                request, _("Flow %(name)s created: add its first node.") % {"name": flow.name}
-            )
-            return _go(request, reverse("botflows:flow_editor", args=[flow.pk]))
+    flow = form.submit(partial(services.flow_create, actor=actor))
+    if flow is not None:
+        messages.success(
+            request, _("Flow %(name)s created: add its first node.") % {"name": flow.name}
+        )
+        return _go(request, reverse("botflows:flow_editor", args=[flow.pk]))
     template = f"{PAGE_TEMPLATE}#flow_create" if request.htmx else PAGE_TEMPLATE  # type: ignore[attr-defined]
     return render(request, template, _settings_context(create_form=form))
 
@@ -230,13 +227,9 @@ def bot_flow_settings(request: HttpRequest, pk: int) -> HttpResponse:
     actor = _admin(request)
     flow = get_object_or_404(Flow, pk=pk)
     form = _flow_form(data=request.POST, instance=flow)
-    if form.is_valid():
-        try:
-            flow = services.flow_update(actor=actor, flow=flow, **form.service_arguments())
-        except ServiceError as exc:
-            form.add_service_error(exc)
-        else:
-            return _saved(request, pk, _("Flow %(name)s saved.") % {"name": flow.name})
+    saved = form.submit(partial(services.flow_update, actor=actor, flow=flow))
+    if saved is not None:
+        return _saved(request, pk, _("Flow %(name)s saved.") % {"name": saved.name})
     return _editor(request, pk, flow_form=form)
 
 
@@ -269,13 +262,9 @@ def bot_node_create(request: HttpRequest, pk: int) -> HttpResponse:
     actor = _admin(request)
     flow = get_object_or_404(Flow, pk=pk)
     form = _node_form(flow, data=request.POST)
-    if form.is_valid():
-        try:
-            node = services.flow_node_create(actor=actor, flow=flow, **form.service_arguments())
-        except ServiceError as exc:
-            form.add_service_error(exc)
-        else:
-            return _saved(request, pk, _("Node %(key)s added.") % {"key": node.key})
+    node = form.submit(partial(services.flow_node_create, actor=actor, flow=flow))
+    if node is not None:
+        return _saved(request, pk, _("Node %(key)s added.") % {"key": node.key})
     return _editor(request, pk, new_node_form=form)
 
 
@@ -287,13 +276,9 @@ def bot_node_edit(request: HttpRequest, pk: int, node_pk: int) -> HttpResponse:
     if request.method == "GET":
         return _editor(request, pk, node_form=_node_form(node.flow, instance=node))
     form = _node_form(node.flow, data=request.POST, instance=node)
-    if form.is_valid():
-        try:
-            node = services.flow_node_update(actor=actor, node=node, **form.service_arguments())
-        except ServiceError as exc:
-            form.add_service_error(exc)
-        else:
-            return _saved(request, pk, _("Node %(key)s saved.") % {"key": node.key})
+    saved = form.submit(partial(services.flow_node_update, actor=actor, node=node))
+    if saved is not None:
+        return _saved(request, pk, _("Node %(key)s saved.") % {"key": saved.key})
     return _editor(request, pk, node_form=form)
 
 
@@ -329,18 +314,13 @@ def bot_option_create(request: HttpRequest, pk: int, node_pk: int) -> HttpRespon
     if request.method == "GET":
         return _editor(request, pk, option_form=_option_form(menu.flow, menu=menu))
     form = _option_form(menu.flow, menu=menu, data=request.POST)
-    if form.is_valid():
-        try:
-            option = services.menu_option_create(actor=actor, node=menu, **form.service_arguments())
-        except ServiceError as exc:
-            form.add_service_error(exc)
-        else:
-            return _saved(
-                request,
-                pk,
-                _("Option %(number)s added to %(key)s.")
-                % {"number": option.number, "key": menu.key},
-            )
+    option = form.submit(partial(services.menu_option_create, actor=actor, node=menu))
+    if option is not None:
+        return _saved(
+            request,
+            pk,
+            _("Option %(number)s added to %(key)s.") % {"number": option.number, "key": menu.key},
+        )
     return _editor(request, pk, option_form=form)
 
 
@@ -353,15 +333,9 @@ def bot_option_edit(request: HttpRequest, pk: int, option_pk: int) -> HttpRespon
     if request.method == "GET":
         return _editor(request, pk, option_form=_option_form(menu.flow, menu=menu, instance=option))
     form = _option_form(menu.flow, menu=menu, data=request.POST, instance=option)
-    if form.is_valid():
-        try:
-            option = services.menu_option_update(
-                actor=actor, option=option, **form.service_arguments()
-            )
-        except ServiceError as exc:
-            form.add_service_error(exc)
-        else:
-            return _saved(request, pk, _("Option %(number)s saved.") % {"number": option.number})
+    saved = form.submit(partial(services.menu_option_update, actor=actor, option=option))
+    if saved is not None:
+        return _saved(request, pk, _("Option %(number)s saved.") % {"number": saved.number})
     return _editor(request, pk, option_form=form)
 
 
