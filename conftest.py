@@ -73,3 +73,13 @@ def other_agent(sales):  # type: ignore[no-untyped-def]
     from accounts.tests.factories import UserFactory
 
     return UserFactory(role="agent", name="Bruno Vendas", departments=[sales])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_login_throttle(monkeypatch):  # type: ignore[no-untyped-def]
+    """Each test counts failed logins from zero (the cache may be a Redis shared by the run)."""
+    import uuid
+
+    from accounts import login_throttle
+
+    monkeypatch.setattr(login_throttle, "KEY_PREFIX", f"login-fail-{uuid.uuid4().hex}")

@@ -29,6 +29,7 @@ from supportdesk.admin import ServiceBackedAdminMixin
 
 from .models import User
 from .services import user_revoke_tokens, user_set_password, user_update
+from .views import AdminLoginForm
 
 # Who is changing a password on the admin's password page (the form only knows the user).
 _password_actor: ContextVar[User | None] = ContextVar("admin_password_actor", default=None)
@@ -205,3 +206,4 @@ class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-
 
 # Permissions follow from the role (``User.has_perm``); groups would only mislead.
 admin.site.unregister(Group)
+admin.site.login_form = AdminLoginForm  # throttled like the console's (accounts.login_throttle)

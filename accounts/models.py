@@ -158,6 +158,7 @@ class UserDepartment(models.Model):
 class AuditAction(models.TextChoices):
     LOGIN_SUCCEEDED = "login_succeeded", _("Login succeeded")
     LOGIN_FAILED = "login_failed", _("Login failed")
+    LOGIN_THROTTLED = "login_throttled", _("Login refused: too many failures")
     LOGOUT = "logout", _("Logout")
     USER_UPDATED = "user_updated", _("User updated")
     ROLE_CHANGED = "role_changed", _("Role changed")

@@ -212,6 +212,11 @@ REST_FRAMEWORK = {
     # Client IPs come from X-Forwarded-For as set by this many trusted reverse proxies.
     "NUM_PROXIES": env.int("RATE_LIMIT_NUM_PROXIES", default=0 if DEBUG else 1),
 }
+# The session login forms (console /login/, /admin/login/): failed attempts allowed per window
+# (accounts/login_throttle.py) for an account from one IP, an account from anywhere, and one IP.
+LOGIN_FAILURES_ACCOUNT_IP = (env.int("LOGIN_FAILURES_ACCOUNT_IP", default=5), 15 * 60)
+LOGIN_FAILURES_ACCOUNT = (env.int("LOGIN_FAILURES_ACCOUNT", default=100), 60 * 60)
+LOGIN_FAILURES_IP = (env.int("LOGIN_FAILURES_IP", default=50), 15 * 60)
 # Request size limits: non-file bodies (JSON, form fields; WhatsApp webhooks are up to 3 MB) and
 # files uploaded with a message (API_UPLOAD_MAX_BYTES, checked by the messages API).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("REQUEST_MAX_BYTES", default=4 * 1024 * 1024)

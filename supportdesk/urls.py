@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
@@ -20,8 +19,5 @@ urlpatterns = [
     path("", include("botflows.urls")),
     path("", include("whatsapp.urls")),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# MEDIA_ROOT is never served as files, not even under DEBUG: a message's media goes through
+# whatsapp.views.media_serve, which checks that the user may see its conversation.

@@ -170,3 +170,40 @@ def test_under_an_asgi_server_media_streams_in_chunks_not_read_whole_first(
     assert not [w for w in caught if "synchronous iterators" in str(w.message)]
     # and still only for those who may see the conversation
     assert asgi_call(AsgiRequest("GET", f"/media/messages/{message.pk}")).status == 302
+
+
+def test_active_content_opened_anyway_runs_no_script(fake_graph, client, admin_user):
+    message = MessageFactory(type="document", media_id="9015", media_filename="x.svg")
+    fake_graph.add_media("9015", b"<svg onload='alert(1)'/>", "image/svg+xml")
+    media_download(message_id=message.pk)
+    client.force_login(admin_user)
+    response = client.get(f"/media/messages/{message.pk}")
+    assert response["Content-Security-Policy"].startswith("sandbox")
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_media_root_is_never_served_as_raw_files_even_under_debug(
+    fake_graph, client, admin_user, settings
+):
+    import importlib
+
+    from django.urls import clear_url_caches
+
+    import supportdesk.urls
+
+    message = MessageFactory(type="document", media_id="9016", media_filename="x.html")
+    fake_graph.add_media("9016", b"<script>alert(1)</script>", "text/html")
+    media_download(message_id=message.pk)
+    message.refresh_from_db()
+    settings.DEBUG = True
+    importlib.reload(supportdesk.urls)
+    clear_url_caches()
+    try:
+        raw = f"/{settings.MEDIA_URL.strip('/')}/{message.media_file.name}"
+        assert client.get(raw).status_code == 404  # anonymous
+        client.force_login(admin_user)
+        assert client.get(raw).status_code == 404  # signed in: only the checked view serves it
+    finally:
+        settings.DEBUG = False
+        importlib.reload(supportdesk.urls)
+        clear_url_caches()
