@@ -24,8 +24,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
+from common.admin import ServiceBackedAdminMixin
 from departments.models import Department
-from supportdesk.admin import ServiceBackedAdminMixin
 
 from .models import User
 from .services import user_revoke_tokens, user_set_password, user_update

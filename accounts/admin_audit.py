@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from supportdesk.admin import ReadOnlyAdminMixin
+from common.admin import ReadOnlyAdminMixin
 
 from .models import AuditLogEntry
 

@@ -23,14 +23,14 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from departments.models import Department
-from supportdesk.api import (
+from common.api import (
     IsAdminRole,
     LoginAccountThrottle,
     LoginIpThrottle,
     error_body,
 )
-from supportdesk.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from departments.models import Department
 
 from . import selectors, services
 from .authentication import token_is_current

@@ -5,7 +5,7 @@ from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
-from supportdesk.api import client_ip
+from common.api import client_ip
 
 current_ip: ContextVar[str | None] = ContextVar("audit_current_ip", default=None)
 

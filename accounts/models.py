@@ -5,7 +5,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from supportdesk.models import TimeStampedModel
+from common.models import TimeStampedModel
 
 
 class Role(models.TextChoices):

@@ -7,8 +7,8 @@ from django.db import models, transaction
 from django.utils.translation import gettext as _
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
-from supportdesk.exceptions import NotPermitted, ServiceError
 
 from .middleware import current_ip
 from .models import AuditAction, AuditLogEntry, Role, User

@@ -8,7 +8,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from supportdesk.api import client_ip
+from common.api import client_ip
 
 from .models import AuditAction, User
 from .services import audit_log_record

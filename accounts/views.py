@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from supportdesk.api import client_ip
+from common.api import client_ip
 
 from .login_throttle import (
     login_failure_record,

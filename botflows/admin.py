@@ -8,9 +8,9 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from common.admin import ServiceBackedAdminMixin
+from common.exceptions import ServiceError
 from departments.models import BusinessHours, BusinessSchedule, Holiday
-from supportdesk.admin import ServiceBackedAdminMixin
-from supportdesk.exceptions import ServiceError
 
 from . import services
 from .models import (

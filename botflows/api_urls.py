@@ -1,6 +1,6 @@
 """``/api/v1/bot/...`` (contract §4)."""
 
-from supportdesk.api import api_path
+from common.api import api_path
 
 from . import apis
 

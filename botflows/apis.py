@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from supportdesk.api import DeskPagination, IsAdminRole
+from common.api import DeskPagination, IsAdminRole
 
 from . import selectors, services
 from .models import Flow, FlowNode, MenuOption

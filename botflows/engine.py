@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from common.exceptions import ServiceError
 from conversations import services as conversation_services
 from conversations.models import (
     Conversation,
@@ -36,7 +37,6 @@ from conversations.models import (
     SenderKind,
 )
 from departments.models import Department
-from supportdesk.exceptions import ServiceError
 
 from . import ai, selectors
 from .models import BotSession, BotTurn, NodeKind, SessionState, Validation

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, cast
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from supportdesk.exceptions import ServiceError
+from common.exceptions import ServiceError
 
 from .models import Flow, FlowNode, MenuOption
 

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from supportdesk.models import TimeStampedModel
+from common.models import TimeStampedModel
 
 
 class BotConfiguration(TimeStampedModel):

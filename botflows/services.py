@@ -16,10 +16,10 @@ from django.utils.translation import ngettext
 
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
+from common import realtime
+from common.exceptions import NotPermitted, ServiceError
 from conversations.models import Conversation, ConversationStatus
 from departments.models import Department
-from supportdesk import realtime
-from supportdesk.exceptions import NotPermitted, ServiceError
 from whatsapp.models import WhatsAppAccount
 
 from . import ai, selectors

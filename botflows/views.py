@@ -20,9 +20,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
+from common.exceptions import ServiceError
 from conversations import selectors as conversation_selectors
 from conversations.models import Conversation
-from supportdesk.exceptions import ServiceError
 
 from . import selectors, services
 from .forms import FlowForm, FlowNodeForm, MenuOptionForm

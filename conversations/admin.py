@@ -3,7 +3,7 @@
 The change form of a conversation is read-only: status, department and assignee change through
 the actions (take over, transfer, close, reopen), which call the same services as the API and the
 console, so every change writes its event row and is broadcast. A refused action
-(:class:`~supportdesk.exceptions.ServiceError`) becomes an error message on the page.
+(:class:`~common.exceptions.ServiceError`) becomes an error message on the page.
 """
 
 import json
@@ -25,9 +25,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from accounts.models import User
+from common.admin import ReadOnlyAdminMixin
+from common.exceptions import ServiceError
 from departments.models import Department
-from supportdesk.admin import ReadOnlyAdminMixin
-from supportdesk.exceptions import ServiceError
 
 from . import services
 from .models import (

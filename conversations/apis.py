@@ -30,9 +30,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from common.api import IsSupervisorOrAdmin
+from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 from departments.models import Department
-from supportdesk.api import IsSupervisorOrAdmin
-from supportdesk.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 from whatsapp.services.templates import template_message_for
 
 from . import selectors, services

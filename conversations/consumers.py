@@ -1,7 +1,7 @@
 """The live console socket at ``/ws/`` (contract §6).
 
 One connection per browser tab or API client. On connect the user joins the groups whose events it
-may see (``supportdesk.realtime``): every conversation for admins and supervisors, each of their
+may see (``common.realtime``): every conversation for admins and supervisors, each of their
 departments' queues and their own ``user.<id>`` group for agents. Services broadcast
 ``{"type": "desk.event", "event": ..., "data": ...}`` to those groups after commit; this consumer
 forwards them as ``{"type": event, "data": data}`` frames.
@@ -38,7 +38,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import presence
 from accounts.models import User
-from supportdesk import realtime
+from common import realtime
 
 from . import selectors
 from .models import Conversation

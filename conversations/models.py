@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from supportdesk.models import TimeStampedModel
+from common.models import TimeStampedModel
 
 # Meta's customer-service window: free-form messages only within 24 h of the customer's last one.
 SERVICE_WINDOW = timedelta(hours=24)

@@ -17,11 +17,12 @@ from django.utils.translation import gettext as _
 
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
+from common.events import emit, emit_many
+from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
-from supportdesk import realtime
-from supportdesk.exceptions import NotPermitted, ServiceError
 
-from . import selectors
+from . import events, selectors
+from .channels import conversation_channel
 from .models import (
     Conversation,
     ConversationEvent,
@@ -84,36 +85,16 @@ def _record(
     return event
 
 
-def _audience(conversation: Conversation, *extra_user_ids: int) -> list[str]:
-    return realtime.conversation_audience(
-        department_id=conversation.department_id,
-        assigned_to_id=conversation.assigned_to_id,
-        extra_user_ids=extra_user_ids,
+def _updated(conversation: Conversation, *, changes: list[str]) -> events.ConversationUpdated:
+    return events.ConversationUpdated(
+        conversation=conversation_payload(conversation), changes=changes
     )
 
 
-def _update_event(
-    conversation: Conversation, *extra_groups: str, extra_user_ids: tuple[int, ...] = ()
-) -> realtime.Event:
-    """The ``conversation_update`` live update for everyone who sees the conversation."""
-    return (
-        "conversation_update",
-        conversation_payload(conversation),
-        [*_audience(conversation, *extra_user_ids), *extra_groups],
-    )
-
-
-def _broadcast_update(
-    conversation: Conversation, *extra_groups: str, extra_user_ids: tuple[int, ...] = ()
-) -> None:
-    realtime.broadcast_many_on_commit(
-        [_update_event(conversation, *extra_groups, extra_user_ids=extra_user_ids)]
-    )
-
-
-def conversations_broadcast_update(*, conversations: Iterable[Conversation]) -> None:
-    """Tell everyone who sees them that these conversations changed (after commit, one trip)."""
-    realtime.broadcast_many_on_commit([_update_event(c) for c in conversations])
+def conversations_changed(*, conversations: Iterable[Conversation], changes: list[str]) -> None:
+    """Tell everyone who sees them that these conversations changed (``conversation.updated``,
+    one event each, dispatched together after commit)."""
+    emit_many(_updated(c, changes=changes) for c in conversations)
 
 
 def _with_bot(*, customer: Customer, whatsapp_account_id: int) -> Conversation:
@@ -187,13 +168,15 @@ def _assign(
         before=before,
         after=_state(conversation),
     )
-    previous = (previous_assignee,) if previous_assignee else ()
-    realtime.broadcast_on_commit(
-        event="conversation_assigned",
-        data={"conversationId": conversation.pk, "userId": to_user.pk},
-        groups=_audience(conversation, *previous),
+    emit(
+        events.ConversationAssigned(
+            conversation=conversation_payload(conversation),
+            actor_id=actor.pk,
+            user_id=to_user.pk,
+            previous_user_id=previous_assignee,
+            how=kind,
+        )
     )
-    _broadcast_update(conversation, extra_user_ids=previous)
     return conversation
 
 
@@ -278,20 +261,17 @@ def conversation_transfer(
         before=before,
         after={**_state(conversation), "note": note},
     )
-    old_groups = realtime.conversation_audience(
-        department_id=from_department_id, assigned_to_id=from_user_id
+    emit(
+        events.ConversationTransferred(
+            conversation=conversation_payload(conversation),
+            actor_id=actor.pk,
+            from_user_id=from_user_id,
+            from_department_id=from_department_id,
+            to_user_id=conversation.assigned_to_id,
+            to_department_id=conversation.department_id,
+            note=note,
+        )
     )
-    realtime.broadcast_on_commit(
-        event="conversation_transferred",
-        data={
-            "conversationId": conversation.pk,
-            "fromUserId": from_user_id,
-            "toUserId": conversation.assigned_to_id,
-            "toDepartmentId": conversation.department_id,
-        },
-        groups=[*old_groups, *_audience(conversation)],
-    )
-    _broadcast_update(conversation, *old_groups)
     return conversation
 
 
@@ -317,7 +297,12 @@ def conversation_close(*, conversation: Conversation, actor: User | None) -> Con
         before=before,
         after=_state(conversation),
     )
-    _broadcast_update(conversation)
+    emit(
+        events.ConversationClosed(
+            conversation=conversation_payload(conversation),
+            actor_id=actor.pk if actor is not None else None,
+        )
+    )
     return conversation
 
 
@@ -352,7 +337,11 @@ def conversation_reopen(*, conversation: Conversation, actor: User) -> Conversat
         before=before,
         after=_state(conversation),
     )
-    _broadcast_update(conversation)
+    emit(
+        events.ConversationReopened(
+            conversation=conversation_payload(conversation), actor_id=actor.pk
+        )
+    )
     return conversation
 
 
@@ -386,12 +375,6 @@ def conversation_mark_read(*, conversation: Conversation, actor: User) -> Conver
     )
     if not marked and not conversation.unread_count:
         return conversation
-    if marked:
-        # The customer sees the blue ticks: WhatsApp's mark-as-read covers earlier messages too.
-        from whatsapp.services.outbound import outbound_queue_mark_read  # noqa: PLC0415
-
-        conversation_id = conversation.pk
-        transaction.on_commit(lambda: outbound_queue_mark_read(conversation_id=conversation_id))
     before = {"unread_count": conversation.unread_count}
     conversation.unread_count = 0
     conversation.save(update_fields=["unread_count", "updated_at"])
@@ -402,7 +385,12 @@ def conversation_mark_read(*, conversation: Conversation, actor: User) -> Conver
         before=before,
         after={"unread_count": 0, "messages": marked},
     )
-    _broadcast_update(conversation)
+    # ``messages``: the channel shows the customer their messages were read (the blue ticks).
+    emit(
+        events.ConversationRead(
+            conversation=conversation_payload(conversation), actor_id=actor.pk, messages=marked
+        )
+    )
     return conversation
 
 
@@ -420,6 +408,7 @@ def conversation_route_to_department(
     if conversation.is_closed:
         raise ServiceError(_("This conversation is closed."), code="conversation_closed")
     before = _state(conversation)
+    from_user_id, from_department_id = conversation.assigned_to_id, conversation.department_id
     conversation.department = department
     conversation.assigned_to = None
     conversation.status = ConversationStatus.PENDING
@@ -431,7 +420,16 @@ def conversation_route_to_department(
         before=before,
         after={**_state(conversation), "reason": reason},
     )
-    _broadcast_update(conversation)
+    emit(
+        events.ConversationTransferred(
+            conversation=conversation_payload(conversation),
+            actor_id=actor.pk if actor is not None else None,
+            from_user_id=from_user_id,
+            from_department_id=from_department_id,
+            to_department_id=conversation.department_id,
+            note=reason,
+        )
+    )
     return conversation
 
 
@@ -465,8 +463,15 @@ def conversation_open_for_customer(
     _record(
         conversation=conversation, actor=actor, kind=EventKind.CREATED, after=_state(conversation)
     )
-    _broadcast_update(conversation)
+    emit(_created(conversation, actor=actor))
     return conversation, True
+
+
+def _created(conversation: Conversation, *, actor: User | None) -> events.ConversationCreated:
+    return events.ConversationCreated(
+        conversation=conversation_payload(conversation),
+        actor_id=actor.pk if actor is not None else None,
+    )
 
 
 @transaction.atomic
@@ -496,7 +501,7 @@ def conversations_open_for_customers(
                 _event(conversation=c, actor=None, kind=EventKind.CREATED, after=_state(c))
                 for c in created
             )
-            conversations_broadcast_update(conversations=created)
+            emit_many(_created(c, actor=None) for c in created)
             return {(c.customer_id, c.whatsapp_account_id): c for c in created}
     return {
         (customer.pk, account_id): conversation_open_for_customer(
@@ -602,13 +607,13 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
     conversations = Conversation.objects.select_related(
         "customer", "department", "assigned_to"
     ).in_bulk(list(by_conversation))
+    payloads = {pk: conversation_payload(c) for pk, c in conversations.items()}
     for message in rows:
         message.conversation = conversations[message.conversation_id]
-    events: list[realtime.Event] = [
-        ("new_message", message_payload(m), _audience(m.conversation)) for m in rows
-    ]
-    events.extend(_update_event(c) for c in conversations.values())
-    realtime.broadcast_many_on_commit(events)
+    emit_many(
+        events.MessageCreated(conversation=payloads[m.conversation_id], message=message_payload(m))
+        for m in rows
+    )
     return rows
 
 
@@ -665,9 +670,9 @@ def message_create_outbound(
         raise ServiceError(_("This conversation is closed."), code="conversation_closed")
     if not body.strip() and not media:
         raise ServiceError(_("A message needs text or an attachment."), code="empty_message")
-    from whatsapp.services.outbound import outbound_validate  # noqa: PLC0415
-
-    outbound_validate(conversation=conversation, type=type, body=body, media=media)
+    conversation_channel(conversation).outbound_validate(
+        conversation=conversation, type=type, body=body, media=media
+    )
     message = Message.objects.create(
         conversation=conversation,
         direction=Direction.OUT,
@@ -691,16 +696,15 @@ def message_create_outbound(
             after={"message": message.pk},
         )
     conversation.save(update_fields=fields)
-    _broadcast_message(message, conversation)
-    _queue_delivery(message)
+    # Once committed, the channel's handler sends the ``queued`` row (exactly once).
+    emit(
+        events.MessageCreated(
+            conversation=conversation_payload(conversation),
+            message=message_payload(message),
+            actor_id=actor.pk if actor is not None else None,
+        )
+    )
     return message
-
-
-def _queue_delivery(message: Message) -> None:
-    """Once the ``queued`` row is committed, the WhatsApp sender delivers it (exactly once)."""
-    from whatsapp.services.outbound import outbound_queue  # noqa: PLC0415
-
-    transaction.on_commit(lambda: outbound_queue(message_id=message.pk))
 
 
 # Meta's statuses in the order they happen; ``failed`` is handled apart.
@@ -728,7 +732,12 @@ def message_update_status(
     history only. ``failed`` keeps Meta's code, title and details; a ``delivered`` arriving after
     it (another device) is kept as a note, not a regression. Redeliveries change nothing.
     """
-    message = Message.objects.select_for_update().get(pk=message.pk)
+    message = (
+        Message.objects.select_for_update(of=("self",))
+        .select_related("conversation__customer", "conversation__department")
+        .select_related("conversation__assigned_to")
+        .get(pk=message.pk)
+    )
     when = timestamp.isoformat() if timestamp else None
     if any(h.get("status") == status and h.get("at") == when for h in message.status_history):
         return message  # the same status delivered again
@@ -766,10 +775,11 @@ def message_update_status(
         fields += ["status", "error", "error_code", "error_data"]
     message.save(update_fields=fields)
     if applied:
-        realtime.broadcast_on_commit(
-            event="message_update",
-            data=message_payload(message),
-            groups=_audience(message.conversation),
+        emit(
+            events.MessageStatusChanged(
+                conversation=conversation_payload(message.conversation),
+                message=message_payload(message),
+            )
         )
     return message
 
@@ -839,16 +849,13 @@ def message_react(
             type=MessageType.REACTION,
             raw_payload={"reaction": {"message_id": message.wa_message_id, "emoji": emoji}},
         )
-    realtime.broadcast_on_commit(
-        event="message_update",
-        data={**message_payload(message), "reactions": {sender: emoji}},
-        groups=_audience(message.conversation),
+    emit(
+        events.MessageReacted(
+            conversation=conversation_payload(message.conversation),
+            message=message_payload(message),
+            actor_id=actor.pk if actor is not None else None,
+            sender=sender,
+            emoji=emoji,
+        )
     )
     return reaction
-
-
-def _broadcast_message(message: Message, conversation: Conversation) -> None:
-    realtime.broadcast_on_commit(
-        event="new_message", data=message_payload(message), groups=_audience(conversation)
-    )
-    _broadcast_update(conversation)

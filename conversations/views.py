@@ -24,8 +24,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import presence
 from accounts.models import Role, User
+from common.exceptions import ServiceError
 from departments.models import Department
-from supportdesk.exceptions import ServiceError
 from whatsapp.models import MessageTemplate
 from whatsapp.services.templates import (
     template_body_text,

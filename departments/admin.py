@@ -8,7 +8,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import UserDepartment
-from supportdesk.admin import ServiceBackedAdminMixin
+from common.admin import ServiceBackedAdminMixin
 
 from . import services
 from .models import Department

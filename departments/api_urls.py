@@ -1,4 +1,4 @@
-from supportdesk.api import api_path
+from common.api import api_path
 
 from . import apis
 

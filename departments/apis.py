@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from supportdesk.api import AdminWriteAuthenticatedRead
-from supportdesk.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from common.api import AdminWriteAuthenticatedRead
+from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 
 from . import services
 from .models import Department

@@ -3,7 +3,7 @@ from typing import ClassVar
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from supportdesk.models import TimeStampedModel
+from common.models import TimeStampedModel
 
 
 class Department(TimeStampedModel):

@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
-from supportdesk.exceptions import NotPermitted, ServiceError
+from common.exceptions import NotPermitted, ServiceError
 
 from .models import Department
 

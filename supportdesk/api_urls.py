@@ -7,7 +7,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from .api import JsonErrorsMixin, api_path
+from common.api import JsonErrorsMixin, api_path
 
 
 class SchemaApi(JsonErrorsMixin, SpectacularAPIView):

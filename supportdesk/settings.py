@@ -55,7 +55,19 @@ INSTALLED_APPS = [
     "conversations",
     "botflows",
     "whatsapp",
+    "supportdesk",  # the project's top: demo data (seed_demo), which alone knows every app
 ]
+
+# Who reacts to the desk's domain events (common/events.py), in this order; an app adds its
+# handler here instead of being imported by the app that emits.
+DOMAIN_EVENT_HANDLERS = [
+    "conversations.handlers.RealtimeHandler",
+    "whatsapp.handlers.ChannelSender",
+    "botflows.handlers.BotHandler",
+]
+# The channel a conversation's messages go through (conversations/channels.py), the way Django
+# finds EMAIL_BACKEND: the core validates and asks what it can do through this port.
+CONVERSATION_CHANNEL = "whatsapp.channel.WhatsAppChannel"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -76,7 +88,7 @@ MIDDLEWARE = [
     # of Django's MiddlewareMixin hops per hook). Measured on /bench/floor with one uvicorn
     # worker: 4.4 ms CPU per request, against 5.0 ms with this one in the middle of the list and
     # 6.1 ms with every middleware async-capable.
-    "supportdesk.api.ApiJsonErrorsMiddleware",
+    "common.api.ApiJsonErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "supportdesk.urls"
@@ -192,16 +204,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "supportdesk.api.DeskPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.api.DeskPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "supportdesk.api.api_exception_handler",
+    "EXCEPTION_HANDLER": "common.api.api_exception_handler",
     # Rate limits, "N/s|min|hour|day" (supportdesk/api.py). The whole API per user or per IP;
     # logins per IP (every attempt) and per account (failed attempts).
     "DEFAULT_THROTTLE_CLASSES": [
-        "supportdesk.api.ApiUserRateThrottle",
-        "supportdesk.api.ApiAnonRateThrottle",
+        "common.api.ApiUserRateThrottle",
+        "common.api.ApiAnonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("RATE_LIMIT_USER", default="600/min"),
@@ -233,7 +245,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "PREPROCESSING_HOOKS": ["supportdesk.api.schema_without_slash_twins"],
+    "PREPROCESSING_HOOKS": ["common.api.schema_without_slash_twins"],
 }
 
 

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from supportdesk.admin import ReadOnlyAdminMixin
+from common.admin import ReadOnlyAdminMixin
 
 from .client import GraphError
 from .models import ChannelError, MessageTemplate, PendingStatus, WebhookEvent, WhatsAppAccount

@@ -13,8 +13,8 @@ from botflows.models import (
     NodeKind,
     OptionAction,
 )
+from common.exceptions import ServiceError
 from conversations.models import ConversationStatus
-from supportdesk.exceptions import ServiceError
 
 pytestmark = pytest.mark.django_db
 

@@ -8,10 +8,10 @@ from django.db import connection
 
 from botflows import engine, services
 from botflows.models import BotTurn, Flow
+from common import realtime
+from common.exceptions import ServiceError
 from conversations.models import ConversationStatus, Direction, Message
 from conversations.services import message_record_inbound
-from supportdesk import realtime
-from supportdesk.exceptions import ServiceError
 from supportdesk.tests.concurrency import errors_of, race
 from supportdesk.tests.layer import drain as _drain
 from whatsapp.tests.factories import WhatsAppAccountFactory

@@ -6,7 +6,7 @@ from accounts.models import AuditAction, AuditLogEntry
 from botflows import services
 from botflows.models import FlowNode, MenuOption, NodeKind, OptionAction, Validation
 from botflows.tests.conftest import Chat
-from supportdesk.exceptions import NotPermitted, ServiceError
+from common.exceptions import NotPermitted, ServiceError
 
 pytestmark = pytest.mark.django_db
 

@@ -419,7 +419,7 @@ def test_demo_flow_uses_the_seeded_greeting_and_menu(departments, chat, admin_us
 
 
 def test_publishing_refuses_broken_flows(departments):
-    from supportdesk.exceptions import ServiceError
+    from common.exceptions import ServiceError
 
     flow = Flow.objects.create(name="Broken")
     with pytest.raises(ServiceError):

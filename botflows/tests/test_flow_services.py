@@ -6,9 +6,9 @@ import pytest
 from accounts.models import AuditLogEntry
 from botflows import services
 from botflows.models import BotSession, Flow, FlowNode, FlowVersion, SessionState
+from common.exceptions import NotPermitted, ServiceError
 from conversations.models import ConversationStatus
 from conversations.tests.factories import ConversationFactory
-from supportdesk.exceptions import NotPermitted, ServiceError
 from whatsapp.tests.factories import WhatsAppAccountFactory
 
 from .conftest import Chat

@@ -387,7 +387,7 @@ async def test_unknown_events_naming_a_conversation_are_checked_too(
 ) -> None:
     from channels.layers import get_channel_layer
 
-    from supportdesk import realtime
+    from common import realtime
 
     hidden = await database_sync_to_async(ConversationFactory)(department=support)
     outsider = await _connect_session(other_agent)

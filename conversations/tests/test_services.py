@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 
 from accounts.tests.factories import UserFactory
+from common.exceptions import NotPermitted, ServiceError
 from conversations import services
 from conversations.models import (
     ConversationEvent,
@@ -16,7 +17,6 @@ from conversations.models import (
     MessageStatus,
 )
 from conversations.tests.factories import ConversationFactory, CustomerFactory, MessageFactory
-from supportdesk.exceptions import NotPermitted, ServiceError
 from whatsapp.tests.factories import WhatsAppAccountFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -235,7 +235,7 @@ def test_inbound_messages_are_recorded_once_and_bump_the_conversation(support) -
     conversation.refresh_from_db()
     assert conversation.unread_count == 1
     assert conversation.last_inbound_at is not None
-    assert Message.objects.filter(conversation=conversation).count() == 1
+    assert Message.objects.filter(conversation=conversation, direction="in").count() == 1
 
 
 def test_only_the_assignee_replies_and_the_first_reply_is_timed(agent, support) -> None:

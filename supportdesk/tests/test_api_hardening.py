@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from supportdesk.exceptions import NotPermitted, ServiceError
+from common.exceptions import NotPermitted, ServiceError
 from supportdesk.tests.api_support import api_env, assert_error_shape, bearer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]

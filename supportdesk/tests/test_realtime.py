@@ -2,11 +2,11 @@
 
 import pytest
 
+from common import realtime
+from common.exceptions import NotPermitted
 from conversations import services
 from conversations.models import ConversationStatus
 from conversations.tests.factories import ConversationFactory
-from supportdesk import realtime
-from supportdesk.exceptions import NotPermitted
 from supportdesk.tests.layer import drain as _drain
 from supportdesk.tests.layer import listen as _listen
 

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from common.exceptions import ServiceError
 from conversations import services as conversation_services
 from conversations.models import (
     Conversation,
@@ -23,7 +24,6 @@ from conversations.models import (
     EventKind,
     Message,
 )
-from supportdesk.exceptions import ServiceError
 from whatsapp.identity import e164, wa_id_variants
 from whatsapp.models import ChannelError, ChannelErrorKind
 
@@ -137,7 +137,7 @@ def customer_change_number(
             before=before,
             after={"wa_id": customer.wa_id, "phone": customer.phone, "applied": True},
         )
-    conversation_services.conversations_broadcast_update(conversations=conversations)
+    conversation_services.conversations_changed(conversations=conversations, changes=["customer"])
     logger.info("customer %s changed number %s -> %s", customer.pk, old_wa_id, new)
     return customer
 

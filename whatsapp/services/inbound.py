@@ -441,13 +441,6 @@ def _ingest(items: Sequence[_Item]) -> list[Message]:
             customer_number_changed_from_system(message=saved)
         if saved.type in MEDIA_TYPES and saved.media_id:
             transaction.on_commit(partial(_queue_media, saved.pk))
-    for_bot = [
-        m.pk
-        for m in writer.stored
-        if m.conversation.status == ConversationStatus.BOT and m.type != MessageType.SYSTEM
-    ]
-    if for_bot:
-        transaction.on_commit(partial(_queue_bot, for_bot))
     return writer.stored
 
 
@@ -458,18 +451,6 @@ def _queue_media(message_id: int) -> None:
         media_download.delay(message_id)
     except Exception:
         logger.exception("could not queue the media download of message %s", message_id)
-
-
-def _queue_bot(message_ids: list[int]) -> None:
-    from botflows.tasks import bot_handle_message, bot_handle_messages  # noqa: PLC0415
-
-    try:
-        if len(message_ids) == 1:
-            bot_handle_message.delay(message_ids[0])
-        else:
-            bot_handle_messages.delay(message_ids)
-    except Exception:
-        logger.exception("could not queue the bot for messages %s", message_ids)
 
 
 # --- Statuses --------------------------------------------------------------------------------

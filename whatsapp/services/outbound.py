@@ -29,6 +29,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
+from common import realtime
+from common.exceptions import ServiceError
 from conversations.models import (
     Conversation,
     Direction,
@@ -37,8 +39,6 @@ from conversations.models import (
     MessageType,
 )
 from conversations.serializers import message_payload
-from supportdesk import realtime
-from supportdesk.exceptions import ServiceError
 from whatsapp.client import ErrorKind, GraphClient, GraphError
 from whatsapp.models import ChannelError, ChannelErrorKind, WhatsAppAccount
 
@@ -52,6 +52,8 @@ MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 CAPTION_TYPES = frozenset({"image", "video", "document"})
 # Only these may be sent outside the 24-hour customer-service window.
 WINDOW_FREE_TYPES = frozenset({MessageType.TEMPLATE})
+MAX_TEXT_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
 MAX_SEND_ATTEMPTS = 6
 # A claim older than this means the worker died mid-request: Meta may have the message.
 STALE_CLAIM = timedelta(minutes=5)
@@ -159,9 +161,9 @@ def outbound_validate(
             ),
             code="window_closed",
         )
-    if type == MessageType.TEXT and len(body) > 4096:
+    if type == MessageType.TEXT and len(body) > MAX_TEXT_LENGTH:
         raise ServiceError(_("A message has at most 4096 characters."), code="too_long")
-    if type in CAPTION_TYPES and len(body) > 1024:
+    if type in CAPTION_TYPES and len(body) > MAX_CAPTION_LENGTH:
         raise ServiceError(_("A caption has at most 1024 characters."), code="too_long")
     if type == MessageType.INTERACTIVE:
         interactive_validate(raw.get("interactive"))

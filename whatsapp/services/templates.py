@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from supportdesk.exceptions import ServiceError
+from common.exceptions import ServiceError
 from whatsapp.client import GraphClient
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 

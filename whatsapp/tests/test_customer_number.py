@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from common import realtime
 from conversations import selectors, services
 from conversations.models import (
     ConversationEvent,
@@ -19,7 +20,6 @@ from conversations.models import (
     MessageType,
 )
 from conversations.tests.factories import CustomerFactory
-from supportdesk import realtime
 from supportdesk.tests.layer import drain as _drain
 from supportdesk.tests.layer import listen as _listen
 from whatsapp.models import ChannelError, WebhookStatus

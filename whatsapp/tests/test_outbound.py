@@ -7,10 +7,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from common.exceptions import ServiceError
 from conversations import services
 from conversations.models import MessageReaction, MessageStatus, MessageType, SenderKind
 from conversations.tests.factories import MessageFactory
-from supportdesk.exceptions import ServiceError
 from whatsapp.models import ChannelError, ChannelErrorKind, MessageTemplate
 from whatsapp.services.outbound import message_deliver
 

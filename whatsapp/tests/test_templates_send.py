@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from common.exceptions import ServiceError
 from conversations import services
 from conversations.models import Message, MessageStatus, MessageType
-from supportdesk.exceptions import ServiceError
 from supportdesk.tests.api_support import api_env, assert_error_shape, bearer
 from whatsapp.models import MessageTemplate
 from whatsapp.tests.conftest import open_conversation

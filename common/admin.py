@@ -2,7 +2,7 @@
 
 The admin's forms validate input; the write itself is a service call (``accounts.services``,
 ``departments.services``, ``botflows.services``...). A service may still refuse
-(:class:`~supportdesk.exceptions.ServiceError`): then nothing was written, nothing is logged,
+(:class:`~common.exceptions.ServiceError`): then nothing was written, nothing is logged,
 and the page comes back with the service's message instead of "changed successfully".
 """
 
@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.admin import ModelAdmin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from supportdesk.exceptions import ServiceError
+from common.exceptions import ServiceError
 
 _ERROR_ATTR = "_service_admin_error"
 

@@ -30,7 +30,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from supportdesk.exceptions import NotPermitted, ServiceError
+from common.exceptions import NotPermitted, ServiceError
 
 if TYPE_CHECKING:  # rest_framework.views reads DEFAULT_THROTTLE_CLASSES (this module) on import
     from rest_framework.views import APIView

@@ -1,4 +1,4 @@
-"""OpenAPI pieces every API module shares (the error shapes of ``supportdesk.api``)."""
+"""OpenAPI pieces every API module shares (the error shapes of ``common.api``)."""
 
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers

@@ -1,0 +1,28 @@
+"""The WhatsApp channel's domain-event handler: sends what the desk wrote, marks what it read."""
+
+import logging
+from collections.abc import Sequence
+
+from common.events import DomainEvent
+from conversations.events import ConversationRead, MessageCreated
+
+from .services.outbound import outbound_queue, outbound_queue_mark_read
+
+logger = logging.getLogger(__name__)
+
+
+class ChannelSender:
+    """``settings.DOMAIN_EVENT_HANDLERS``: a committed outbound message (``queued``) goes to the
+    sender task, exactly once (the task claims the row); a conversation read at the desk shows the
+    customer the blue ticks. A broker outage leaves the message ``queued`` for the sweeper."""
+
+    def on_commit(self, events: Sequence[DomainEvent]) -> None:
+        for event in events:
+            if (
+                isinstance(event, MessageCreated)
+                and event.message.get("direction") == "out"
+                and event.message.get("status") == "queued"
+            ):
+                outbound_queue(message_id=event.message_id)
+            elif isinstance(event, ConversationRead) and event.messages:
+                outbound_queue_mark_read(conversation_id=event.conversation_id)
