@@ -4,7 +4,6 @@ Interfaces only: every read goes through ``selectors`` (an object out of reach i
 change through ``services`` (a refused action is a 403/400 with the service's message).
 """
 
-import mimetypes
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -33,13 +32,14 @@ from accounts.models import User
 from common.api import IsSupervisorOrAdmin
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 from departments.models import Department
-from whatsapp.services.templates import template_message_for
 
 from . import selectors, services
+from .channels import conversation_channel
 from .filters import ConversationFilter
 from .metrics import conversation_stats
 from .models import Conversation, ConversationEvent, EventKind, Message, MessageType
 from .serializers import ConversationSerializer, MessageSerializer
+from .uploads import upload_classify
 
 CONVERSATION_EXAMPLE = {
     "id": 42,
@@ -434,15 +434,6 @@ class ConversationStatsApi(APIView):
 # --- Messages ----------------------------------------------------------------------------------
 
 
-def _message_type_for(mime_type: str) -> str:
-    major = mime_type.split("/", 1)[0]
-    return {
-        "image": MessageType.IMAGE,
-        "audio": MessageType.AUDIO,
-        "video": MessageType.VIDEO,
-    }.get(major, MessageType.DOCUMENT)
-
-
 class MessageListQuerySerializer(serializers.Serializer[Any]):
     conversation = serializers.IntegerField(min_value=1)
 
@@ -579,25 +570,23 @@ class MessageListApi(ListAPIView[Message]):
         body: str = data.get("body", "")
         if template := data.get("template"):
             kind = MessageType.TEMPLATE
-            body, raw_payload = template_message_for(
-                account_id=conversation.whatsapp_account_id,
+            content = conversation_channel(conversation).template_message(
+                conversation=conversation,
                 name=template["name"],
                 language=template["language"],
                 parameters=template["parameters"],
             )
+            if content is None:  # a name always yields content: this is for the type checker
+                raise ValidationError({"template": [_("Unknown template.")]})
+            body, raw_payload = content
             media = {"raw_payload": raw_payload}
         elif upload is not None:
-            filename = (upload.name or "file").rsplit("/", 1)[-1][:255]
-            mime_type = (
-                upload.content_type
-                or mimetypes.guess_type(filename)[0]
-                or "application/octet-stream"
-            )[:100]
-            kind = _message_type_for(mime_type)
+            classified = upload_classify(filename=upload.name, content_type=upload.content_type)
+            kind = classified.type
             media = {
                 "media_file": upload,
-                "media_mime_type": mime_type,
-                "media_filename": filename,
+                "media_mime_type": classified.mime_type,
+                "media_filename": classified.filename,
                 "media_size": upload.size,
             }
         message = services.message_create_outbound(

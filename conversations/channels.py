@@ -31,6 +31,17 @@ class ChannelCapabilities:
     max_caption_length: int
 
 
+@dataclass(frozen=True)
+class TemplateChoice:
+    """An approved message template the composer may offer (``pk`` as the channel knows it)."""
+
+    pk: int
+    name: str
+    language: str
+    body_text: str
+    parameter_count: int
+
+
 class Channel(Protocol):
     def outbound_validate(
         self, *, conversation: Conversation, type: str, body: str, media: dict[str, Any]
@@ -38,6 +49,21 @@ class Channel(Protocol):
         """Raise :class:`~common.exceptions.ServiceError` for what the channel would refuse."""
 
     def capabilities(self, *, conversation: Conversation) -> ChannelCapabilities: ...
+
+    def templates_approved(self, *, conversation: Conversation) -> list[TemplateChoice]: ...
+
+    def template_message(
+        self,
+        *,
+        conversation: Conversation,
+        parameters: list[str],
+        pk: int | None = None,
+        name: str = "",
+        language: str = "",
+    ) -> tuple[str, dict[str, Any]] | None:
+        """``(body, raw_payload)`` of a template message, picked by ``pk`` (the console) or by
+        ``name`` and ``language`` (the API); None when ``pk`` names no template of the number.
+        Whether it may be sent is :meth:`outbound_validate`'s answer."""
 
 
 @cache

@@ -332,11 +332,14 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         return await _is_visible(self.user, conversation_id)
 
     def _sees_state(self, state: tuple[int | None, int | None]) -> bool:
-        # The rule of ``selectors.conversation_visibility_q`` for an agent, applied to a known
-        # (department, assignee) with this socket's departments (re-read on every heartbeat).
+        # The one visibility rule, applied to a known (department, assignee) with this socket's
+        # departments (re-read on every heartbeat).
         department_id, assignee_id = state
-        return assignee_id == self.user.pk or (
-            department_id is not None and department_id in self.department_ids
+        return selectors.conversation_state_visible_to(
+            user=self.user,
+            department_ids=self.department_ids,
+            department_id=department_id,
+            assigned_to_id=assignee_id,
         )
 
     def _remember(self, conversation_id: int, state: tuple[int | None, int | None]) -> None:

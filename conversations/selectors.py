@@ -1,5 +1,7 @@
 """Reads about conversations, scoped to what the asking user may see (contract §4 "Roles")."""
 
+from collections.abc import Collection
+
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
@@ -33,16 +35,36 @@ def conversation_get_visible(*, user: User, pk: int) -> Conversation:
     return conversation_list_visible_to(user=user).get(pk=pk)
 
 
-def conversation_is_visible_to(*, user: User, conversation: Conversation) -> bool:
+def conversation_state_visible_to(
+    *,
+    user: User,
+    department_ids: Collection[int],
+    department_id: int | None,
+    assigned_to_id: int | None,
+) -> bool:
+    """:func:`conversation_visibility_q` for one conversation whose department and assignee are
+    known, with ``department_ids`` the user's departments: the same rule, without a query (the
+    WebSocket consumer applies it to every event it forwards)."""
     if not user.is_authenticated or not user.is_active:
         return False
     if user.sees_everything:
         return True
-    if conversation.assigned_to_id == user.pk:
-        return True
-    return (
-        conversation.department_id is not None
-        and user.departments.filter(pk=conversation.department_id).exists()
+    return assigned_to_id == user.pk or (
+        department_id is not None and department_id in department_ids
+    )
+
+
+def conversation_is_visible_to(*, user: User, conversation: Conversation) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    needs_departments = not user.sees_everything and conversation.assigned_to_id != user.pk
+    return conversation_state_visible_to(
+        user=user,
+        department_ids=set(user.departments.values_list("pk", flat=True))
+        if needs_departments and conversation.department_id is not None
+        else (),
+        department_id=conversation.department_id,
+        assigned_to_id=conversation.assigned_to_id,
     )
 
 

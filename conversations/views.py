@@ -26,14 +26,9 @@ from accounts import presence
 from accounts.models import Role, User
 from common.exceptions import ServiceError
 from departments.models import Department
-from whatsapp.models import MessageTemplate
-from whatsapp.services.templates import (
-    template_body_text,
-    template_message_content,
-    template_placeholders,
-)
 
 from . import selectors, services
+from .channels import TemplateChoice, conversation_channel
 from .models import (
     Conversation,
     ConversationStatus,
@@ -43,6 +38,7 @@ from .models import (
     MessageStatus,
     MessageType,
 )
+from .uploads import upload_classify
 
 PAGE_SIZE = 25
 PAGE_TEMPLATE = "conversations/console.html"
@@ -394,25 +390,18 @@ def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _media_type(content_type: str) -> str:
-    kind = content_type.split("/", 1)[0]
-    if kind in ("image", "audio", "video") and content_type != "image/svg+xml":
-        return kind
-    return MessageType.DOCUMENT
-
-
 def _send_file(
     *, conversation: Conversation, actor: User, body: str, upload: UploadedFile
 ) -> Conversation:
-    content_type = upload.content_type or "application/octet-stream"
+    classified = upload_classify(filename=upload.name, content_type=upload.content_type)
     services.message_create_outbound(
         conversation=conversation,
         actor=actor,
         body=body,
-        type=_media_type(content_type),
+        type=classified.type,
         media_file=upload,
-        media_mime_type=content_type,
-        media_filename=(upload.name or "file")[:255],
+        media_mime_type=classified.mime_type,
+        media_filename=classified.filename,
         media_size=upload.size,
     )
     return conversation
@@ -434,15 +423,8 @@ def _send(*, conversation: Conversation, actor: User, body: str) -> Conversation
     return conversation
 
 
-def _approved_templates(conversation: Conversation) -> list[MessageTemplate]:
-    templates = MessageTemplate.objects.filter(
-        account_id=conversation.whatsapp_account_id, status__iexact="APPROVED"
-    )
-    found = list(templates)
-    for template in found:
-        template.body_text = template_body_text(template)  # type: ignore[attr-defined]
-        template.parameter_count = len(template_placeholders(template))  # type: ignore[attr-defined]
-    return found
+def _approved_templates(conversation: Conversation) -> list[TemplateChoice]:
+    return conversation_channel(conversation).templates_approved(conversation=conversation)
 
 
 @require_POST
@@ -450,22 +432,19 @@ def _approved_templates(conversation: Conversation) -> list[MessageTemplate]:
 def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
     """Outside the 24-hour window only an approved template may start the conversation again."""
     conversation = _visible_or_404(request, pk)
-    # Any synced template of the number: the sender's check names a state that is not approved
-    # (e.g. paused since the picker was drawn) and a wrong number of parameters.
-    template = MessageTemplate.objects.filter(
-        pk=_int(request.POST.get("template")) or 0,
-        account_id=conversation.whatsapp_account_id,
-    ).first()
-    if template is None:
+    parameters = [
+        line.strip() for line in request.POST.get("parameters", "").splitlines() if line.strip()
+    ]
+    content = conversation_channel(conversation).template_message(
+        conversation=conversation, pk=_int(request.POST.get("template")) or 0, parameters=parameters
+    )
+    if content is None:
         return render(
             request,
             f"{PAGE_TEMPLATE}#conversation_pane",
             _pane(request, conversation, error=_("Choose an approved template.")),
         )
-    parameters = [
-        line.strip() for line in request.POST.get("parameters", "").splitlines() if line.strip()
-    ]
-    body, raw_payload = template_message_content(template=template, parameters=parameters)
+    body, raw_payload = content
     return _act(request, pk, _send_template, body=body, raw_payload=raw_payload)
 
 

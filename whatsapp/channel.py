@@ -3,10 +3,11 @@
 
 from typing import Any
 
-from conversations.channels import ChannelCapabilities
+from conversations.channels import ChannelCapabilities, TemplateChoice
 from conversations.models import Conversation
 
-from .services import outbound
+from .models import MessageTemplate
+from .services import outbound, templates
 
 
 class WhatsAppChannel:
@@ -25,3 +26,43 @@ class WhatsAppChannel:
             max_text_length=outbound.MAX_TEXT_LENGTH,
             max_caption_length=outbound.MAX_CAPTION_LENGTH,
         )
+
+    def templates_approved(self, *, conversation: Conversation) -> list[TemplateChoice]:
+        found = MessageTemplate.objects.filter(
+            account_id=conversation.whatsapp_account_id, status__iexact="APPROVED"
+        )
+        return [
+            TemplateChoice(
+                pk=t.pk,
+                name=t.name,
+                language=t.language,
+                body_text=templates.template_body_text(t),
+                parameter_count=len(templates.template_placeholders(t)),
+            )
+            for t in found
+        ]
+
+    def template_message(
+        self,
+        *,
+        conversation: Conversation,
+        parameters: list[str],
+        pk: int | None = None,
+        name: str = "",
+        language: str = "",
+    ) -> tuple[str, dict[str, Any]] | None:
+        if pk is None:
+            return templates.template_message_for(
+                account_id=conversation.whatsapp_account_id,
+                name=name,
+                language=language,
+                parameters=parameters,
+            )
+        # Any synced template of the number: the sender's check names a state that is not
+        # approved (e.g. paused since the picker was drawn) and a wrong number of parameters.
+        template = MessageTemplate.objects.filter(
+            pk=pk, account_id=conversation.whatsapp_account_id
+        ).first()
+        if template is None:
+            return None
+        return templates.template_message_content(template=template, parameters=parameters)

@@ -132,10 +132,20 @@ def test_one_bad_message_does_not_hold_back_the_rest_of_the_batch(fake_graph, mo
     }
 
 
+def _bot_apart(monkeypatch) -> list[list[int]]:
+    """The bot's own work apart: its handler still runs on ``message.created``, but the turns it
+    queues are only recorded (one list of message ids per task)."""
+    from botflows import tasks as bot_tasks
+
+    queued: list[list[int]] = []
+    monkeypatch.setattr(bot_tasks.bot_handle_messages, "delay", queued.append)
+    monkeypatch.setattr(bot_tasks.bot_handle_message, "delay", lambda pk: queued.append([pk]))
+    return queued
+
+
 def test_the_cost_of_a_batch_does_not_grow_with_its_size(fake_graph, monkeypatch):
     """Queries per batch are fixed: 20 deliveries cost what 10 cost (existing customers)."""
-    queued_for_bot: list[list[int]] = []
-    monkeypatch.setattr(inbound, "_queue_bot", queued_for_bot.append)  # the bot's own work apart
+    queued_for_bot = _bot_apart(monkeypatch)
     customers = [f"55119876501{i:02d}" for i in range(5)]
     for i, wa_id in enumerate(customers):  # the customers and their conversations exist
         text(wa_id, "oi", f"wamid.W{i}", T0)
@@ -158,7 +168,7 @@ def test_the_cost_of_a_batch_does_not_grow_with_its_size(fake_graph, monkeypatch
 def test_new_customers_cost_no_more_queries_the_more_there_are(fake_graph, monkeypatch):
     """A burst from people who never wrote before: their customers, conversations and the
     conversations' ``created`` events are written for all of them at once."""
-    monkeypatch.setattr(inbound, "_queue_bot", lambda ids: None)  # the bot's own work apart
+    _bot_apart(monkeypatch)
 
     def batch_queries(count: int, tag: str) -> int:
         ids = [
