@@ -10,72 +10,38 @@ timeline (inbound processing stores it like any message).
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils.translation import gettext as _
 
 from accounts.models import User
 from common.exceptions import ServiceError
-from conversations import services as conversation_services
-from conversations.models import (
-    Conversation,
-    ConversationEvent,
-    ConversationStatus,
-    Customer,
-    EventKind,
-    Message,
-)
+from conversations.models import Conversation, Customer, Message
+from conversations.services import customers
+from conversations.services.customers import CustomerIdentity
 from whatsapp.identity import e164, wa_id_variants
 from whatsapp.models import ChannelError, ChannelErrorKind
-
-from .inbound import _lock_identities
 
 logger = logging.getLogger(__name__)
 
 NUMBER_CHANGED_TYPES = frozenset({"customer_changed_number", "user_changed_number"})
 
 
-def _conversations_of(customer: Customer, also: Conversation | None) -> list[Conversation]:
-    found = {
-        c.pk: c
-        for c in Conversation.objects.filter(customer=customer)
-        .exclude(status=ConversationStatus.CLOSED)
-        .select_related("whatsapp_account")
-    }
-    if also is not None:
-        found.setdefault(also.pk, also)
-    for conversation in found.values():
-        conversation.customer = customer  # the payload shows the new phone
-    return sorted(found.values(), key=lambda c: c.pk)
-
-
-def _record_conflict(
-    *,
-    customer: Customer,
-    other: Customer,
-    new_wa_id: str,
-    conversations: list[Conversation],
-    actor: User | None,
+def _report_conflict(
+    *, change: customers.NumberChange, other: Customer, new_wa_id: str, old_wa_id: str
 ) -> None:
-    """Another customer already has the new number: nothing is changed, the admins are told."""
+    """Another customer already has the new number: nothing was changed; the admins are told."""
+    customer = change.customer
     details = _(
         "Customer #%(customer)s (%(old)s) changed their WhatsApp number to %(new)s, which "
         "customer #%(other)s already has; the customers were left as they are."
-    ) % {"customer": customer.pk, "old": customer.wa_id, "new": new_wa_id, "other": other.pk}
+    ) % {"customer": customer.pk, "old": old_wa_id, "new": new_wa_id, "other": other.pk}
     ChannelError.objects.create(
         kind=ChannelErrorKind.WEBHOOK,
-        account=conversations[0].whatsapp_account if conversations else None,
+        account=change.conversations[0].whatsapp_account if change.conversations else None,
         title=_("A customer changed to a number another customer has"),
         details=details,
         data={"customer": customer.pk, "other_customer": other.pk, "new_wa_id": new_wa_id},
     )
-    for conversation in conversations:
-        ConversationEvent.objects.create(
-            conversation=conversation,
-            actor=actor,
-            kind=EventKind.NUMBER_CHANGED,
-            before={"wa_id": customer.wa_id, "phone": customer.phone},
-            after={"wa_id": new_wa_id, "applied": False, "other_customer": other.pk},
-        )
     logger.warning("customer %s changed number to %s, held by %s", customer.pk, new_wa_id, other.pk)
 
 
@@ -89,57 +55,29 @@ def customer_change_number(
 ) -> Customer:
     """Move the customer to their new WhatsApp number (``wa_id`` and E.164 ``phone``).
 
-    Writes a ``number_changed`` event on each of their conversations in progress (and on
-    ``conversation``) and broadcasts ``conversation_update`` after commit. When another customer
-    already has the new number, both are left untouched (the unique ``wa_id`` holds): the event
-    says so (``applied: false``) and a ``ChannelError`` tells the admins.
+    The core writes a ``number_changed`` event on each of their conversations in progress (and on
+    ``conversation``) and emits ``conversation.updated``. When another customer already has the
+    new number, both are left untouched (the unique ``wa_id`` holds): the event says so
+    (``applied: false``) and a ``ChannelError`` tells the admins.
     """
     variants = wa_id_variants(new_wa_id)
     if not variants:
         raise ServiceError(_("This is not a WhatsApp number."), code="invalid_wa_id")
-    new = variants[0]
-    _lock_identities([min(variants, key=len)])  # the lock inbound processing takes per number
-    customer = Customer.objects.select_for_update().get(pk=customer.pk)
-    if customer.wa_id in variants:
-        return customer  # already there (a redelivery, or either Brazilian form)
-    conversations = _conversations_of(customer, conversation)
-
-    def holder() -> Customer | None:
-        return Customer.objects.filter(wa_id__in=variants).exclude(pk=customer.pk).first()
-
-    old_wa_id, old_phone = customer.wa_id, customer.phone
-    before = {"wa_id": old_wa_id, "phone": old_phone}
-    other = holder()
-    if other is None:
-        customer.wa_id, customer.phone = new, e164(new)
-        try:
-            with transaction.atomic():
-                customer.save(update_fields=["wa_id", "phone", "updated_at"])
-        except IntegrityError:  # created by a worker that did not take the lock: a conflict too
-            customer.wa_id, customer.phone = old_wa_id, old_phone
-            other = holder()
-            if other is None:
-                raise
-    if other is not None:
-        _record_conflict(
-            customer=customer,
-            other=other,
-            new_wa_id=new,
-            conversations=conversations,
-            actor=actor,
+    customers.customers_lock([min(variants, key=len)])  # the lock inbound processing takes
+    old_wa_id = customer.wa_id or ""
+    change = customers.customer_change_number(
+        customer=customer,
+        identity=CustomerIdentity(wa_ids=tuple(variants), phone=e164(variants[0])),
+        actor=actor,
+        conversation=conversation,
+    )
+    if change.other is not None:
+        _report_conflict(
+            change=change, other=change.other, new_wa_id=variants[0], old_wa_id=old_wa_id
         )
-        return customer
-    for item in conversations:
-        ConversationEvent.objects.create(
-            conversation=item,
-            actor=actor,
-            kind=EventKind.NUMBER_CHANGED,
-            before=before,
-            after={"wa_id": customer.wa_id, "phone": customer.phone, "applied": True},
-        )
-    conversation_services.conversations_changed(conversations=conversations, changes=["customer"])
-    logger.info("customer %s changed number %s -> %s", customer.pk, old_wa_id, new)
-    return customer
+    elif change.conversations or change.customer.wa_id != old_wa_id:
+        logger.info("customer %s changed number %s -> %s", customer.pk, old_wa_id, variants[0])
+    return change.customer
 
 
 def _new_wa_id(system: Any) -> str:

@@ -8,14 +8,14 @@ processed any number of times (Celery retries, ``manage.py replay_webhooks``).
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from conversations import services as conversation_services
@@ -27,6 +27,8 @@ from conversations.models import (
     MessageType,
     SenderKind,
 )
+from conversations.services import customers as customer_services
+from conversations.services.customers import CustomerIdentity
 from whatsapp.identity import e164, wa_id_variants
 from whatsapp.models import (
     ChannelError,
@@ -66,103 +68,23 @@ def wa_time(value: Any) -> datetime | None:
 # --- Customers -------------------------------------------------------------------------------
 
 
-def _lock_identities(keys: Iterable[str]) -> None:
-    """Serialise work on customers across workers (PostgreSQL advisory locks, transaction-long).
-
-    With the partial unique index on active conversations this makes concurrent deliveries for one
-    customer converge on one customer row and one conversation. The keys are locked in sorted
-    order, so two workers locking overlapping sets wait for each other instead of deadlocking.
-    """
-    ordered = sorted({k for k in keys if k})
-    if connection.vendor == "postgresql" and ordered:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
-                "FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, n)",
-                [ordered],
-            )
-
-
-def _customer_among(
-    pool: Sequence[Customer], *, variants: Sequence[str], bsuid: str
-) -> Customer | None:
-    """The customer of ``pool`` with one of these WhatsApp ids (the oldest), else that user id."""
-    by_wa_id = [c for c in pool if c.wa_id and c.wa_id in variants]
-    if by_wa_id:
-        return min(by_wa_id, key=lambda c: c.pk)
-    return next((c for c in pool if bsuid and c.bsuid == bsuid), None)
-
-
-def _customer_new(*, variants: Sequence[str], bsuid: str, name: str) -> Customer:
-    """A new (unsaved) customer: Meta's form of the number first, its E.164 phone."""
-    return Customer(
-        wa_id=variants[0] if variants else None,
-        bsuid=bsuid or None,
+def customer_identity(*, wa_id: str = "", bsuid: str = "", name: str = "") -> CustomerIdentity:
+    """Who WhatsApp says wrote: every form of the number (Meta's first), its E.164 phone."""
+    variants = wa_id_variants(wa_id)
+    return CustomerIdentity(
+        wa_ids=tuple(variants),
+        bsuid=bsuid,
+        name=name,
         phone=e164(variants[0]) if variants else "",
-        name=name[:200],
     )
 
 
-def customer_upsert(
-    *,
-    wa_id: str = "",
-    bsuid: str = "",
-    name: str = "",
-    candidates: Sequence[Customer] | None = None,
-) -> Customer:
-    """The customer with this WhatsApp id (either Brazilian form) or business-scoped user id.
-
-    Created when new; the profile name and missing identifiers are filled in when they arrive.
-    ``candidates``: customers read already (by :func:`_customers_for`), looked through instead of
-    the database.
-    """
-    variants = wa_id_variants(wa_id)
-    bsuid = (bsuid or "").strip()[:64]
-    if not variants and not bsuid:
-        raise ValueError("a customer needs a WhatsApp id or a business-scoped user id")
-
-    def find(pool: Sequence[Customer] | None) -> Customer | None:
-        if pool is not None:
-            return _customer_among(pool, variants=variants, bsuid=bsuid)
-        found = None
-        if variants:
-            found = Customer.objects.filter(wa_id__in=variants).order_by("pk").first()
-        if found is None and bsuid:
-            found = Customer.objects.filter(bsuid=bsuid).first()
-        return found
-
-    customer = find(candidates)
-    if customer is None:
-        try:
-            with transaction.atomic():
-                customer = _customer_new(variants=variants, bsuid=bsuid, name=name)
-                customer.save(force_insert=True)
-                return customer
-        except IntegrityError:
-            customer = find(None)
-            if customer is None:
-                raise
-    changed: list[str] = []
-    if name and customer.name != name[:200]:
-        customer.name = name[:200]
-        changed.append("name")
-    if bsuid and not customer.bsuid and not Customer.objects.filter(bsuid=bsuid).exists():
-        customer.bsuid = bsuid
-        changed.append("bsuid")
-    # Meta's wa_id is canonical (it is what we send to): adopt the form Meta uses now.
-    if (
-        variants
-        and customer.wa_id != variants[0]
-        and not Customer.objects.filter(wa_id=variants[0]).exclude(pk=customer.pk).exists()
-    ):
-        customer.wa_id = variants[0]
-        changed.append("wa_id")
-    if variants and not customer.phone:
-        customer.phone = e164(variants[0])
-        changed.append("phone")
-    if changed:
-        customer.save(update_fields=[*changed, "updated_at"])
-    return customer
+def customer_upsert(*, wa_id: str = "", bsuid: str = "", name: str = "") -> Customer:
+    """The customer with this WhatsApp id (either Brazilian form) or business-scoped user id,
+    created when new (``conversations.services.customers.customer_upsert``)."""
+    return customer_services.customer_upsert(
+        identity=customer_identity(wa_id=wa_id, bsuid=bsuid, name=name)
+    )
 
 
 # --- Messages --------------------------------------------------------------------------------
@@ -276,39 +198,12 @@ def _item(*, event_id: int, account: WhatsAppAccount, value: dict[str, Any], mes
 
 def _customers_for(items: Sequence[_Item]) -> dict[str, Customer]:
     """The customer of every sender (by lock key), read in one query, created when new."""
-    identities: dict[str, _Item] = {}
-    for item in items:
-        identities[item.lock_key] = item  # the newest profile name wins
-    variants = {v for item in identities.values() for v in wa_id_variants(item.wa_id)}
-    bsuids = {item.user_id[:64] for item in identities.values() if item.user_id}
-    lookup = Q(wa_id__in=variants) | Q(bsuid__in=bsuids)
-    pool = list(Customer.objects.filter(lookup).order_by("pk"))
-    new: dict[str, Customer] = {}  # by lock key, not saved yet
-    for key, item in identities.items():
-        forms, bsuid = wa_id_variants(item.wa_id), item.user_id.strip()[:64]
-        if _customer_among(pool, variants=forms, bsuid=bsuid) is None:
-            new[key] = _customer_new(variants=forms, bsuid=bsuid, name=item.name)
-    customers: dict[str, Customer] = {}
-    if len(new) > 1:
-        # New customers in one INSERT. Should the batch clash with itself or with a customer
-        # created meanwhile (a unique id), they are made one by one below instead.
-        try:
-            with transaction.atomic():
-                created = Customer.objects.bulk_create(list(new.values()))
-        except IntegrityError:
-            pass
-        else:
-            customers = dict(zip(new, created, strict=True))
-    for key, item in identities.items():
-        if key in customers:
-            continue
-        customer = customer_upsert(
-            wa_id=item.wa_id, bsuid=item.user_id, name=item.name, candidates=pool
+    identities: dict[str, CustomerIdentity] = {}
+    for item in items:  # the newest profile name wins
+        identities[item.lock_key] = customer_identity(
+            wa_id=item.wa_id, bsuid=item.user_id, name=item.name
         )
-        if customer not in pool:
-            pool.append(customer)
-        customers[key] = customer
-    return customers
+    return customer_services.customers_upsert_many(identities=identities)
 
 
 def _conversations_for(
@@ -424,7 +319,7 @@ def _ingest(items: Sequence[_Item]) -> list[Message]:
     is left out, customers and conversations are read in one query each, and the messages are
     written by one INSERT (split where a reaction or a reply quotes a message of the same batch).
     """
-    _lock_identities(item.lock_key for item in items)
+    customer_services.customers_lock(item.lock_key for item in items)
     fresh = _fresh(items)
     if not fresh:
         return []

@@ -12,11 +12,10 @@ import random
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.db import transaction
 from django.utils.translation import gettext as _
 
 from conversations.models import Message
+from conversations.services import delivery
 from whatsapp.client import ErrorKind, GraphClient, GraphError, UnsafeURLError, sha256_matches
 from whatsapp.models import ChannelError, ChannelErrorKind
 
@@ -53,7 +52,7 @@ def _filename(message: Message, mime_type: str) -> str:
 
 
 def _give_up(message: Message, reason: str) -> None:
-    Message.objects.filter(pk=message.pk).update(media_error=reason[:255])
+    delivery.message_media_failed(message=message, reason=reason)
     ChannelError.objects.create(
         kind=ChannelErrorKind.MEDIA,
         account=message.conversation.whatsapp_account,
@@ -62,9 +61,7 @@ def _give_up(message: Message, reason: str) -> None:
     )
 
 
-def media_download(  # noqa: PLR0911 - every outcome returns the message
-    *, message_id: int, final: bool = False
-) -> Message:
+def media_download(*, message_id: int, final: bool = False) -> Message:
     """Download the media of an inbound message once; idempotent (skips when already stored).
 
     Raises :class:`MediaRetry` while retrying makes sense; on the ``final`` attempt (or for an
@@ -101,21 +98,10 @@ def media_download(  # noqa: PLR0911 - every outcome returns the message
         _give_up(message, str(exc))
         return message
     mime_type = str(info.get("mime_type") or message.media_mime_type)
-    with transaction.atomic():
-        message = Message.objects.select_for_update().get(pk=message_id)
-        if message.media_file:
-            return message  # a concurrent download won
-        message.media_file.save(_filename(message, mime_type), ContentFile(content), save=False)
-        message.media_size = len(content)
-        message.media_mime_type = mime_type[:100]
-        message.media_error = ""
-        message.save(
-            update_fields=[
-                "media_file",
-                "media_size",
-                "media_mime_type",
-                "media_error",
-                "updated_at",
-            ]
-        )
+    message = delivery.message_media_store(
+        message_id=message_id,
+        content=content,
+        filename=_filename(message, mime_type),
+        mime_type=mime_type,
+    )
     return message

@@ -29,7 +29,6 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from common import realtime
 from common.exceptions import ServiceError
 from conversations.models import (
     Conversation,
@@ -38,7 +37,7 @@ from conversations.models import (
     MessageStatus,
     MessageType,
 )
-from conversations.serializers import message_payload
+from conversations.services import delivery
 from whatsapp.client import ErrorKind, GraphClient, GraphError
 from whatsapp.models import ChannelError, ChannelErrorKind, WhatsAppAccount
 
@@ -268,16 +267,9 @@ def outbound_requeue_stuck(
             )
             if locked is None or locked.sending_since != message.sending_since:
                 continue  # a worker took it meanwhile
-            locked.status_history = [
-                *locked.status_history,
-                {
-                    "status": "requeued",
-                    "at": timezone.now().isoformat(),
-                    "applied": False,
-                    "note": "still queued: handed to the sender again",
-                },
-            ]
-            locked.save(update_fields=["status_history"])
+            delivery.message_history_note(
+                message=locked, status="requeued", note="still queued: handed to the sender again"
+            )
             transaction.on_commit(partial(outbound_queue, message_id=locked.pk))
         requeued.append(locked)
         if progress is not None:
@@ -356,39 +348,7 @@ def _pair_key(conversation: Conversation) -> str:
 def _fail(message_id: int, *, error: str, code: int | None = None, data: Any = None) -> Message:
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message_id)
-        message.status = MessageStatus.FAILED
-        message.error = error[:2000]
-        message.error_code = code
-        message.error_data = data or None
-        message.sending_since = None
-        message.status_history = [
-            *message.status_history,
-            {"status": "failed", "at": timezone.now().isoformat(), "applied": True, "note": error},
-        ]
-        message.save(
-            update_fields=[
-                "status",
-                "error",
-                "error_code",
-                "error_data",
-                "sending_since",
-                "status_history",
-                "updated_at",
-            ]
-        )
-        _broadcast(message)
-    return message
-
-
-def _broadcast(message: Message) -> None:
-    conversation = message.conversation
-    realtime.broadcast_on_commit(
-        event="message_update",
-        data=message_payload(message),
-        groups=realtime.conversation_audience(
-            department_id=conversation.department_id, assigned_to_id=conversation.assigned_to_id
-        ),
-    )
+        return delivery.message_send_failed(message=message, error=error, code=code, data=data)
 
 
 def _claim(message_id: int, *, respect_backoff: bool) -> Message | None:
@@ -416,10 +376,7 @@ def _claim(message_id: int, *, respect_backoff: bool) -> Message | None:
             remaining = (blocked_until or 0) - timezone.now().timestamp()
             if remaining > 0:
                 raise RetryLater(remaining + random.uniform(0, 1), "pair rate limit")  # noqa: S311
-        message.sending_since = timezone.now()
-        message.send_attempts += 1
-        message.save(update_fields=["sending_since", "send_attempts"])
-    return message
+        return delivery.message_sending_start(message=message)
 
 
 class _Interrupted(Exception):  # noqa: N818
@@ -439,27 +396,7 @@ def _record_sent(message_id: int, *, wa_message_id: str, only_if_queued: bool = 
             or message.wa_message_id
         ):
             return message
-        message.wa_message_id = wa_message_id[:128]
-        message.status = MessageStatus.SENT
-        message.sending_since = None
-        message.error, message.error_code, message.error_data = "", None, None
-        message.status_history = [
-            *message.status_history,
-            {"status": "sent", "at": timezone.now().isoformat(), "applied": True},
-        ]
-        message.save(
-            update_fields=[
-                "wa_message_id",
-                "status",
-                "sending_since",
-                "error",
-                "error_code",
-                "error_data",
-                "status_history",
-                "updated_at",
-            ]
-        )
-        _broadcast(message)
+        delivery.message_sent(message=message, channel_message_id=wa_message_id)
         pending_statuses_apply(message=message)
     return message
 
@@ -468,12 +405,7 @@ def _release(message_id: int, *, note: str) -> None:
     """A retryable answer: the message stays queued, free to be claimed again."""
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message_id)
-        message.sending_since = None
-        message.status_history = [
-            *message.status_history,
-            {"status": "retry", "at": timezone.now().isoformat(), "applied": False, "note": note},
-        ]
-        message.save(update_fields=["sending_since", "status_history"])
+        delivery.message_sending_release(message=message, note=note)
 
 
 def _alert_admins(error: GraphError, message: Message) -> None:
@@ -511,8 +443,7 @@ def _upload_if_needed(client: GraphClient, message: Message) -> None:
         filename=message.media_filename or str(message.media_file.name).rsplit("/", 1)[-1],
     )
     # Kept at once: a retry sends by this id instead of uploading again.
-    Message.objects.filter(pk=message.pk).update(media_id=media_id)
-    message.media_id = media_id
+    delivery.message_media_uploaded(message=message, media_id=media_id)
 
 
 def message_deliver(  # noqa: PLR0911 - every outcome returns the message

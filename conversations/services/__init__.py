@@ -1,7 +1,9 @@
-"""Every change to a conversation goes through here.
+"""Every change to a conversation, its messages and its customer goes through here.
 
 Each service is atomic, locks the conversation row it changes (``_lock``), checks the actor's
-right to act, writes a :class:`ConversationEvent`, and broadcasts after commit.
+right to act, writes a :class:`ConversationEvent`, and emits its domain events (dispatched after
+commit). Customers' identities: :mod:`.customers`; messages' delivery by a channel:
+:mod:`.delivery`.
 """
 
 from collections.abc import Iterable, Sequence
@@ -21,9 +23,9 @@ from common.events import emit, emit_many
 from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
 
-from . import events, selectors
-from .channels import conversation_channel
-from .models import (
+from .. import events, selectors
+from ..channels import conversation_channel
+from ..models import (
     Conversation,
     ConversationEvent,
     ConversationNote,
@@ -38,51 +40,8 @@ from .models import (
     MessageType,
     SenderKind,
 )
-from .serializers import conversation_payload, message_payload
-
-
-def _lock(conversation: Conversation) -> Conversation:
-    """Re-read the conversation under a row lock; all read-then-write flows start here."""
-    return (
-        Conversation.objects.select_for_update(of=("self",))
-        .select_related("customer", "department", "assigned_to")
-        .get(pk=conversation.pk)
-    )
-
-
-def _state(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "status": conversation.status,
-        "department": conversation.department_id,
-        "assigned_to": conversation.assigned_to_id,
-    }
-
-
-def _event(
-    *,
-    conversation: Conversation,
-    actor: User | None,
-    kind: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> ConversationEvent:
-    """An unsaved event (:func:`_record` saves one; a batch saves many in one INSERT)."""
-    return ConversationEvent(
-        conversation=conversation, actor=actor, kind=kind, before=before or {}, after=after or {}
-    )
-
-
-def _record(
-    *,
-    conversation: Conversation,
-    actor: User | None,
-    kind: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> ConversationEvent:
-    event = _event(conversation=conversation, actor=actor, kind=kind, before=before, after=after)
-    event.save(force_insert=True)
-    return event
+from ..serializers import conversation_payload, message_payload
+from ._base import _event, _lock, _record, _state
 
 
 def _updated(conversation: Conversation, *, changes: list[str]) -> events.ConversationUpdated:
