@@ -1,5 +1,6 @@
 # SupportDesk — the two commands of the README, and a few more.
 #   make run     a working desk on http://127.0.0.1:8000 (SQLite, no other service needed)
+#   make simulate a customer's WhatsApp message to that desk (TEXT='Olá' FROM=5511987650002)
 #   make test    the whole test suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 #   make worker  a Celery worker (production mode)
 #   make beat    the Celery beat scheduler (one per deployment)
@@ -19,7 +20,7 @@ PYTHON ?= $(shell for v in 3.14 3.13 3.12; do \
 	  done; done; \
 	  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v python3; fi)
 
-.PHONY: run test worker beat bench lint typecheck messages clean venv
+.PHONY: run simulate test worker beat bench lint typecheck messages clean venv
 
 $(VENV)/.created:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -47,14 +48,24 @@ run: $(VENV)/.runtime
 	@export DEBUG=$${DEBUG:-true}; \
 	$(PY) manage.py migrate --no-input && \
 	$(PY) manage.py seed_demo && \
-	echo "" && \
-	echo "  SupportDesk is running on http://127.0.0.1:$(PORT)/" && \
-	echo "    console : http://127.0.0.1:$(PORT)/        (agente1@suporte.com / Agente@123)" && \
-	echo "    admin   : http://127.0.0.1:$(PORT)/admin/  (admin@suporte.com / Admin@123)" && \
-	echo "    API docs: http://127.0.0.1:$(PORT)/api/v1/docs" && \
-	echo "    sandbox : http://127.0.0.1:$(PORT)/sandbox/ (chat as a customer)" && \
-	echo "" && \
+	{ for _ in $$(seq 1 600); do \
+	    (echo > /dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null && break; sleep 0.2; done; \
+	  (echo > /dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null && \
+	  echo "" && \
+	  echo "  SupportDesk is running on http://127.0.0.1:$(PORT)/" && \
+	  echo "    console : http://127.0.0.1:$(PORT)/        (agente1@suporte.com / Agente@123)" && \
+	  echo "    admin   : http://127.0.0.1:$(PORT)/admin/  (admin@suporte.com / Admin@123)" && \
+	  echo "    API docs: http://127.0.0.1:$(PORT)/api/v1/docs" && \
+	  echo "    sandbox : http://127.0.0.1:$(PORT)/sandbox/ (chat as a customer)" && \
+	  echo "    a customer writes: make simulate TEXT='Olá'" && \
+	  echo ""; } & \
 	exec $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# Be a customer from a shell (the demo desk of make run): make simulate TEXT='Olá' [FROM=5511987650002]
+FROM ?= 5511987650002
+TEXT ?= Olá
+simulate: $(VENV)/.runtime
+	@DEBUG=$${DEBUG:-true} $(PY) manage.py simulate_message --from "$(FROM)" "$(TEXT)"
 
 test: $(VENV)/.dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
@@ -8,7 +10,14 @@ admin.site.site_header = "SupportDesk"
 admin.site.site_title = "SupportDesk"
 admin.site.index_title = _("Back office")
 
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
 urlpatterns = [
+    # Browsers ask for /favicon.ico whatever the page says.
+    path("favicon.ico", favicon),
     path("health", health, name="health"),
     path("health/", health),
     path("admin/", admin.site.urls),
