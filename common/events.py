@@ -104,16 +104,18 @@ def emit_many(events: Iterable[DomainEvent]) -> None:
     batch = list(events)
     if not batch:
         return
-    for handler in handlers():
+    current = handlers()  # those in force when the events happened, also at commit
+    for handler in current:
         record = getattr(handler, "in_transaction", None)
         if record is not None:
             record(batch)
-    transaction.on_commit(lambda: dispatch(batch))
+    transaction.on_commit(lambda: dispatch(batch, to=current))
 
 
-def dispatch(events: Sequence[DomainEvent]) -> None:
-    """Hand committed events to every ``on_commit`` handler; one failing never stops another."""
-    for handler in handlers():
+def dispatch(events: Sequence[DomainEvent], *, to: Sequence[Any] | None = None) -> None:
+    """Hand committed events to every ``on_commit`` handler (``to``: these instead of the
+    configured ones); one failing never stops another."""
+    for handler in handlers() if to is None else to:
         deliver = getattr(handler, "on_commit", None)
         if deliver is None:
             continue

@@ -232,3 +232,12 @@ def test_the_sandbox_number_gets_an_approved_template_to_reopen_a_closed_window(
     assert template_check(account_id=template.account_id, payload=payload) == template
     _seed()
     assert MessageTemplate.objects.count() == 1  # idempotent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scripted_stories_are_not_answered_again_by_the_live_bot() -> None:
+    call_command("seed_demo", stdout=StringIO())
+
+    waiting = Conversation.objects.get(status=ConversationStatus.BOT)
+    bot_lines = list(waiting.messages.filter(sender="bot").values_list("body", flat=True))
+    assert len(bot_lines) == len(set(bot_lines)) == 2  # the greeting and the menu, once each

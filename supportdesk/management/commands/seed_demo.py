@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.test.utils import override_settings
 from django.utils.translation import gettext as _
 
 from accounts.models import Role, User
@@ -97,6 +98,11 @@ CUSTOMERS: list[DemoCustomer] = [
     DemoCustomer("5511990000002", "João Santos", "pending"),
     DemoCustomer("5511990000001", "Maria Oliveira", "bot"),
 ]
+
+
+def _handlers_without_bot() -> list[str]:
+    """Every domain-event handler but the bot's, for the demo's scripted conversations."""
+    return [h for h in settings.DOMAIN_EVENT_HANDLERS if h != "botflows.handlers.BotHandler"]
 
 
 class Command(BaseCommand):
@@ -241,7 +247,9 @@ class Command(BaseCommand):
                 self.report(_("customer %s") % demo.name, False)
                 continue
             customer = customer_upsert(wa_id=demo.wa_id, name=demo.name)
-            self.play(demo, customer, account, departments, users)
+            # The story is scripted, the bot's lines included: the live bot sits it out.
+            with override_settings(DOMAIN_EVENT_HANDLERS=_handlers_without_bot()):
+                self.play(demo, customer, account, departments, users)
             self.report(
                 _("customer %(name)s (%(scenario)s)")
                 % {"name": demo.name, "scenario": ConversationStatus(demo.scenario).label},
