@@ -10,6 +10,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Conversation, ConversationStatus, Message
+from conversations.services.csat import CsatTexts
 from departments.models import BusinessSchedule, Department
 from whatsapp.models import WhatsAppAccount
 
@@ -51,6 +52,14 @@ CONFIG_DEFAULTS: dict[str, tuple[Any, Any]] = {
         _("Text sent out of business hours; {department} and {next_opening} are replaced."),
     ),
     "message_ai_prompt": (None, _("Text that invites the customer to type a question.")),
+    "csat_question": (None, _("Satisfaction survey: the question sent after closing.")),
+    "csat_button": (None, _("Satisfaction survey: the label of the list's button.")),
+    "csat_options": (
+        None,
+        _("Satisfaction survey: the five titles of the scores 1 to 5, as a list of texts."),
+    ),
+    "csat_comment_prompt": (None, _("Satisfaction survey: the invitation to leave a comment.")),
+    "csat_thanks": (None, _("Satisfaction survey: the thanks after the comment.")),
 }
 
 NUMERIC_CONFIG_LIMITS: dict[str, tuple[float, float]] = {
@@ -250,3 +259,21 @@ def bot_transcript(*, conversation: Conversation, limit: int = 20) -> list[Messa
 
 def ai_answer_list(*, conversation: Conversation) -> QuerySet[AIAnswerLog]:
     return AIAnswerLog.objects.filter(conversation=conversation).order_by("created_at", "id")
+
+
+def csat_texts() -> CsatTexts:
+    """The satisfaction survey's texts: the admins' bot settings, else the translated defaults."""
+    config = bot_config_values()
+    options = config.get("csat_options")
+    if not (isinstance(options, list) and len(options) == 5 and all(options)):
+        options = [_("Very bad"), _("Bad"), _("Fair"), _("Good"), _("Excellent")]
+    return CsatTexts(
+        question=str(config.get("csat_question") or _("How would you rate our service?")),
+        button=str(config.get("csat_button") or _("Rate")),
+        options=tuple(str(o) for o in options),  # type: ignore[arg-type]
+        comment_prompt=str(
+            config.get("csat_comment_prompt")
+            or _("Thank you! If you like, write a comment about the service (optional).")
+        ),
+        thanks=str(config.get("csat_thanks") or _("Thank you for your feedback!")),
+    )

@@ -5,7 +5,10 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
-from . import engine
+from conversations.models import Conversation, Message
+from conversations.services import csat
+
+from . import engine, selectors
 
 logger = logging.getLogger(__name__)
 
@@ -36,3 +39,33 @@ def bot_handle_messages(message_ids: list[int]) -> None:
         except Exception:
             logger.exception("bot turn for message %s failed; queued on its own", message_id)
             bot_handle_message.delay(message_id)
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def csat_send(conversation_id: int) -> None:
+    """Ask the customer of a just-closed conversation to score the service (idempotent)."""
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is not None:
+        csat.csat_request(conversation=conversation, texts=selectors.csat_texts())
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def csat_reply(message_id: int) -> None:
+    """Take a customer's message on a closed conversation as its survey's score or comment."""
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    if message is not None:
+        csat.csat_answer(message=message, texts=selectors.csat_texts())

@@ -136,3 +136,16 @@ class MessageReacted(MessageFact):
     public = False
     sender: str = ""
     emoji: str = ""
+
+
+@event_type
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CsatReceived(ConversationFact):
+    """The customer scored the service (``csat``: the survey resource; a comment may follow, in
+    a ``csat.received`` of its own with the same survey id)."""
+
+    type = "csat.received"
+    csat: dict[str, Any]
+
+    def webhook_data(self) -> dict[str, Any]:
+        return {**self.csat, "conversation": self.conversation}

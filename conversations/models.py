@@ -307,6 +307,7 @@ class EventKind(models.TextChoices):
     QUEUED = "queued", _("Sent to queue")
     FIRST_RESPONSE = "first_response", _("First response")
     NUMBER_CHANGED = "number_changed", _("Customer changed number")
+    CSAT_RECEIVED = "csat_received", _("Satisfaction score received")
 
 
 class ConversationEvent(models.Model):
@@ -393,3 +394,62 @@ class QuickReply(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"/{self.shortcut} {self.title}"
+
+
+class CsatStatus(models.TextChoices):
+    REQUESTED = "requested", _("Asked, waiting for the score")
+    AWAITING_COMMENT = "awaiting_comment", _("Scored, waiting for a comment")
+    COMPLETED = "completed", _("Completed")
+    EXPIRED = "expired", _("Expired unanswered")
+
+
+class CsatSurvey(TimeStampedModel):
+    """A satisfaction survey sent when a conversation an agent handled was closed.
+
+    The score (1 to 5) belongs to ``agent``: the agent of the last handling segment, the one who had
+    the conversation when it was closed. A conversation closed, reopened and closed again may be
+    asked again; the newest answered survey is its score.
+    """
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="csat_surveys"
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="csat_surveys",
+        verbose_name=_("agent"),
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=CsatStatus.choices, default=CsatStatus.REQUESTED
+    )
+    score = models.PositiveSmallIntegerField(_("score"), null=True, blank=True)
+    comment = models.TextField(_("comment"), blank=True)
+    scored_at = models.DateTimeField(_("scored at"), null=True, blank=True)
+    request_message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("satisfaction survey")
+        verbose_name_plural = _("satisfaction surveys")
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=models.Q(score__isnull=True) | models.Q(score__gte=1, score__lte=5),
+                name="csat_score_1_to_5",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=models.Q(status__in=["requested", "awaiting_comment"]),
+                name="csat_one_open_survey_per_conversation",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["agent", "scored_at"], name="csat_agent_scored_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} CSAT {self.score or '-'} ({self.status})"

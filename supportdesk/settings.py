@@ -226,6 +226,10 @@ REST_FRAMEWORK = {
     # Client IPs come from X-Forwarded-For as set by this many trusted reverse proxies.
     "NUM_PROXIES": env.int("RATE_LIMIT_NUM_PROXIES", default=0 if DEBUG else 1),
 }
+# Customer satisfaction (conversations/services/csat.py): asked when a conversation an agent
+# handled is closed inside the 24-hour window; a reply later than this many hours is no score.
+CSAT_ENABLED = env.bool("CSAT_ENABLED", default=True)
+CSAT_REPLY_HOURS = env.int("CSAT_REPLY_HOURS", default=24)
 # The session login forms (console /login/, /admin/login/): failed attempts allowed per window
 # (accounts/login_throttle.py) for an account from one IP, an account from anywhere, and one IP.
 LOGIN_FAILURES_ACCOUNT_IP = (env.int("LOGIN_FAILURES_ACCOUNT_IP", default=5), 15 * 60)

@@ -26,3 +26,15 @@ def test_conversations_with_agents_get_no_bot_answer(demo_flow, support, agent):
     message_record_inbound(conversation=conversation, body="Olá", wa_message_id="wamid.H2")
 
     assert not Message.objects.filter(conversation=conversation, direction=Direction.OUT).exists()
+
+
+def test_the_survey_asks_in_portuguese_as_the_contract_says(settings):
+    from django.utils import translation
+
+    from botflows.selectors import csat_texts
+
+    with translation.override("pt-br"):
+        texts = csat_texts()
+
+    assert texts.question == "Como você avalia o atendimento?"
+    assert texts.options == ("Péssimo", "Ruim", "Regular", "Bom", "Excelente")

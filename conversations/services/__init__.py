@@ -627,6 +627,29 @@ def message_create_outbound(
         )
     elif conversation.is_closed:
         raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+    return _outbound(
+        conversation=conversation,
+        actor=actor,
+        body=body,
+        type=type,
+        sender=sender,
+        reply_to=reply_to,
+        media=media,
+    )
+
+
+def _outbound(
+    *,
+    conversation: Conversation,
+    actor: User | None,
+    body: str,
+    type: str,
+    sender: str | None,
+    reply_to: Message | None,
+    media: dict[str, Any],
+) -> Message:
+    """Validate through the channel, write the ``queued`` row, emit ``message.created`` (the
+    caller holds the conversation's lock and has checked the right to write)."""
     if not body.strip() and not media:
         raise ServiceError(_("A message needs text or an attachment."), code="empty_message")
     conversation_channel(conversation).outbound_validate(
@@ -664,6 +687,22 @@ def message_create_outbound(
         )
     )
     return message
+
+
+def message_create_automated(
+    *, conversation: Conversation, body: str, type: str = MessageType.TEXT, **media: Any
+) -> Message:
+    """A message the desk sends by itself (``sender`` bot), also on a closed conversation: the
+    satisfaction survey after closing. The caller holds the conversation's lock."""
+    return _outbound(
+        conversation=conversation,
+        actor=None,
+        body=body,
+        type=type,
+        sender=SenderKind.BOT,
+        reply_to=None,
+        media=media,
+    )
 
 
 # Meta's statuses in the order they happen; ``failed`` is handled apart.

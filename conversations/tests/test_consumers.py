@@ -354,7 +354,9 @@ async def test_close_and_reopen_updates_reach_the_assignee(agent, support) -> No
         for f in await _frames(communicator)
         if f["type"] == "conversation_update"
     ]
-    assert statuses == ["closed", "open"]
+    # The satisfaction survey sent after closing updates the closed conversation once more.
+    changes = [s for i, s in enumerate(statuses) if i == 0 or statuses[i - 1] != s]
+    assert changes == ["closed", "open"]
     await communicator.disconnect()
 
 

@@ -22,11 +22,13 @@ from conversations import services as conversation_services
 from conversations.models import (
     Conversation,
     ConversationStatus,
+    CsatStatus,
     Customer,
     Message,
     MessageType,
     SenderKind,
 )
+from conversations.services import csat
 from conversations.services import customers as customer_services
 from conversations.services.customers import CustomerIdentity
 from whatsapp.identity import e164, wa_id_variants
@@ -206,22 +208,65 @@ def _customers_for(items: Sequence[_Item]) -> dict[str, Customer]:
     return customer_services.customers_upsert_many(identities=identities)
 
 
+def _answer_of(message: dict[str, Any]) -> tuple[str, str]:
+    """(text, tapped button or list row id) of one of Meta's message objects."""
+    interactive = message.get("interactive")
+    if isinstance(interactive, dict):
+        for kind in ("list_reply", "button_reply"):
+            reply = interactive.get(kind)
+            if isinstance(reply, dict) and reply.get("id"):
+                return str(reply.get("title") or ""), str(reply["id"])
+    text = message.get("text")
+    return (str(text.get("body") or ""), "") if isinstance(text, dict) else ("", "")
+
+
 def _conversations_for(
     items: Sequence[_Item], customers: dict[str, Customer]
-) -> dict[tuple[int, int], Conversation]:
-    """The conversation in progress of every (customer, number), opened with the bot when none."""
+) -> Callable[[_Item], Conversation]:
+    """The conversation of every item: the customer's conversation in progress on that number,
+    opened with the bot when none. An answer to a satisfaction survey (a score, then a comment)
+    goes to the closed conversation that asked; anything else moves on and the survey expires."""
     pairs = {(customers[item.lock_key], item.account.pk) for item in items}
     active = Conversation.objects.filter(
         customer_id__in={customer.pk for customer, _account in pairs},
         whatsapp_account_id__in={account for _customer, account in pairs},
     ).exclude(status=ConversationStatus.CLOSED)
     found = {(c.customer_id, c.whatsapp_account_id): c for c in active}
+    idle = [(c.pk, account) for c, account in pairs if (c.pk, account) not in found]
+    surveys = csat.csat_pending_for(pairs=idle) if idle else {}
+    routed: dict[int, Conversation] = {}
+    answered: set[tuple[int, int]] = set()
+    moved_on: set[tuple[int, int]] = set()
+    for item in items:
+        key = (customers[item.lock_key].pk, item.account.pk)
+        survey = surveys.get(key)
+        if key in found or survey is None or key in moved_on:
+            moved_on.add(key)
+            continue
+        text, reply_id = _answer_of(item.message)
+        if csat.csat_takes(survey=survey, text=text, reply_id=reply_id):
+            routed[id(item)] = survey.conversation
+            answered.add(key)
+            # What the answers of this batch will make of it: a score, then a comment, then done.
+            survey.status = (
+                CsatStatus.AWAITING_COMMENT
+                if survey.status == CsatStatus.REQUESTED
+                else CsatStatus.COMPLETED
+            )
+        else:
+            moved_on.add(key)
+    csat.csat_expire(surveys=[s for k, s in surveys.items() if k in moved_on - answered])
+    by_pk = {customer.pk: customer for customer, _account in pairs}
     found.update(
         conversation_services.conversations_open_for_customers(
-            pairs=[(c, account) for c, account in pairs if (c.pk, account) not in found]
+            pairs=[(by_pk[c], account) for c, account in idle if (c, account) in moved_on]
         )
     )
-    return found
+
+    def conversation_of(item: _Item) -> Conversation:
+        return routed.get(id(item)) or found[customers[item.lock_key].pk, item.account.pk]
+
+    return conversation_of
 
 
 def _fresh(items: Sequence[_Item]) -> list[_Item]:
@@ -324,10 +369,10 @@ def _ingest(items: Sequence[_Item]) -> list[Message]:
     if not fresh:
         return []
     customers = _customers_for(fresh)
-    conversations = _conversations_for(fresh, customers)
+    conversation_of = _conversations_for(fresh, customers)
     writer = _Writer(_referenced(fresh))
     for item in fresh:
-        writer.add(item, conversations[customers[item.lock_key].pk, item.account.pk])
+        writer.add(item, conversation_of(item))
     writer.flush()
     for saved in writer.stored:
         if saved.type == MessageType.SYSTEM:
