@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Value
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -585,7 +585,9 @@ def _conversations_bump(bumps: dict[int, tuple[int, datetime]]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {Conversation._meta.db_table} AS c SET "  # noqa: S608 - our table name
-                "unread_count = c.unread_count + v.n, "
+                # A closed conversation (a survey's answer) waits for nobody: no unread badge.
+                "unread_count = CASE WHEN c.status = 'closed' THEN c.unread_count "
+                "ELSE c.unread_count + v.n END, "
                 "last_inbound_at = GREATEST(c.last_inbound_at, v.latest), "
                 "last_message_at = GREATEST(c.last_message_at, v.latest), "
                 "updated_at = %s "
@@ -597,7 +599,10 @@ def _conversations_bump(bumps: dict[int, tuple[int, datetime]]) -> None:
     for conversation_id, (count, moment) in bumps.items():
         latest = Value(moment)
         Conversation.objects.filter(pk=conversation_id).update(
-            unread_count=F("unread_count") + count,
+            unread_count=Case(
+                When(status=ConversationStatus.CLOSED, then=F("unread_count")),
+                default=F("unread_count") + count,
+            ),
             last_inbound_at=Greatest(Coalesce("last_inbound_at", latest), latest),
             last_message_at=Greatest(Coalesce("last_message_at", latest), latest),
             updated_at=now,

@@ -177,7 +177,7 @@ def csat_answer(*, message: Message, texts: CsatTexts) -> CsatSurvey | None:
     comment; the comment emits ``csat.received`` again and thanks the customer."""
     conversation = _lock(message.conversation)
     survey = (
-        _fresh(CsatSurvey.objects.select_for_update().filter(conversation=conversation))
+        _fresh(CsatSurvey.objects.select_for_update(of=("self",)).filter(conversation=conversation))
         .select_related("agent")
         .first()
     )

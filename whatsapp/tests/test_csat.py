@@ -166,3 +166,13 @@ def test_admins_edit_the_texts(fake_graph, agent, support, admin_user):
     services.conversation_close(conversation=conversation, actor=agent)
 
     assert fake_graph.message_sends[-1]["interactive"]["body"]["text"] == "De 1 a 5, como foi?"
+
+
+def test_an_answer_leaves_no_unread_badge_on_the_closed_conversation(fake_graph, agent, support):
+    conversation = open_conversation(fake_graph, agent, support)
+    services.conversation_close(conversation=conversation, actor=agent)
+
+    reply(tap(3))
+
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.unread_count) == ("closed", 0)
