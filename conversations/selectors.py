@@ -363,8 +363,9 @@ class TimelineKind(StrEnum):
     NOTE = "note"
 
 
-# At the same instant: what happened to the conversation, then what was said, then the team's notes.
-_TIMELINE_RANK = {TimelineKind.EVENT: 0, TimelineKind.MESSAGE: 1, TimelineKind.NOTE: 2}
+# At the same instant, what happened to the conversation comes before what was said; messages and
+# notes of the same instant keep the order the console always gave them (by id).
+_TIMELINE_RANK = {TimelineKind.EVENT: 0, TimelineKind.MESSAGE: 1, TimelineKind.NOTE: 1}
 
 
 @dataclass(frozen=True)
