@@ -26,9 +26,11 @@ from .models import (
     ConversationEvent,
     ConversationNote,
     ConversationStatus,
+    Direction,
     EventKind,
     Message,
     MessageReaction,
+    MessageStatus,
     MessageType,
     QuickReply,
 )
@@ -193,6 +195,24 @@ def user_list_transfer_targets(*, conversation: Conversation) -> QuerySet[User]:
         .exclude(pk=conversation.assigned_to_id or 0)
         .only("pk", "name", "email")
     )
+
+
+def user_get_active(*, pk: int) -> User | None:
+    """An active user to hand a conversation to (the service checks the rest)."""
+    return User.objects.filter(pk=pk, is_active=True).first()
+
+
+def department_get(*, pk: int) -> Department | None:
+    return Department.objects.filter(pk=pk).first()
+
+
+def message_get_retryable(
+    *, conversation: Conversation, pk: int, types: Collection[str]
+) -> Message | None:
+    """The conversation's outbound message ``pk`` if it failed and is of one of ``types``."""
+    return conversation.messages.filter(
+        pk=pk, direction=Direction.OUT, status=MessageStatus.FAILED, type__in=types
+    ).first()
 
 
 # --- the console's inbox ------------------------------------------------------------------------
@@ -446,7 +466,7 @@ def conversation_board(*, user: User) -> Board:
     """Queues per department and load per agent, for supervisors and admins: two queries and one
     presence look-up in the cache. ``NotPermitted`` for anyone else."""
     if not (user.is_authenticated and user.is_active and user.sees_everything):
-        raise NotPermitted(gettext("Only supervisors and admins see the board."))
+        raise NotPermitted(gettext("Only supervisors and administrators can do this."))
     open_statuses = [ConversationStatus.OPEN, ConversationStatus.PENDING]
     agents = list(
         User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])

@@ -13,7 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -21,16 +21,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
 from common.exceptions import NotPermitted, ServiceError
-from departments.models import Department
 
 from . import selectors, services
 from .channels import TemplateChoice, conversation_channel
 from .models import (
     Conversation,
     ConversationStatus,
-    Direction,
     Message,
-    MessageStatus,
     MessageType,
 )
 from .uploads import upload_classify
@@ -218,10 +215,8 @@ def conversation_read(request: HttpRequest, pk: int) -> HttpResponse:
 def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
     to_user_id = _int(request.POST.get("to_user"))
     to_department_id = _int(request.POST.get("to_department"))
-    to_user = User.objects.filter(pk=to_user_id, is_active=True).first() if to_user_id else None
-    to_department = (
-        Department.objects.filter(pk=to_department_id).first() if to_department_id else None
-    )
+    to_user = selectors.user_get_active(pk=to_user_id) if to_user_id else None
+    to_department = selectors.department_get(pk=to_department_id) if to_department_id else None
     return _act(
         request,
         pk,
@@ -336,14 +331,11 @@ RETRYABLE_TYPES = (MessageType.TEXT, MessageType.TEMPLATE)
 def message_retry(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
     """Send a failed text or template message again, as a new message."""
     conversation = _visible_or_404(request, pk)
-    failed = get_object_or_404(
-        Message,
-        pk=message_pk,
-        conversation=conversation,
-        direction=Direction.OUT,
-        status=MessageStatus.FAILED,
-        type__in=RETRYABLE_TYPES,
+    failed = selectors.message_get_retryable(
+        conversation=conversation, pk=message_pk, types=RETRYABLE_TYPES
     )
+    if failed is None:
+        raise Http404
     return _act(request, pk, _resend, failed=failed)
 
 
