@@ -221,7 +221,7 @@ def story(agent):  # type: ignore[no-untyped-def]
         "taken": t0 + timedelta(minutes=1),
         "read": t0 + timedelta(minutes=2),
         "transfer": t0 + timedelta(minutes=6),
-        "note": t0 + timedelta(minutes=5),  # the same instant as "later", written after it
+        "note": t0 + timedelta(minutes=3),  # between two messages
     }
     for name, row in rows.items():
         type(row).objects.filter(pk=row.pk).update(created_at=when[name])
@@ -254,7 +254,7 @@ def test_timeline_for_the_console_has_notes_and_reactions_on_their_messages(
         items = selectors.conversation_timeline(
             conversation=conversation, notes=True, events=False, reactions_on_messages=True
         )
-    assert _names(items, rows) == ["hello", "later", "note"]
+    assert _names(items, rows) == ["hello", "note", "later"]
     hello = items[0].message
     assert [r.emoji for r in hello.reaction_list] == ["❤️"]  # type: ignore[union-attr]
 
