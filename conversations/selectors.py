@@ -102,15 +102,33 @@ def user_can_reply(*, user: User, conversation: Conversation) -> bool:
     return user.is_admin or conversation.assigned_to_id == user.pk
 
 
+# What each role may do with a conversation it can see; the ``user_can_*`` selectors add that it
+# can see it (and whether it is closed).
+
+
+def _may_take_over(user: User, conversation: Conversation) -> bool:
+    # An agent claims what waits (bot or queue) or is unassigned, never a colleague's conversation.
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
+def _may_transfer(user: User, conversation: Conversation) -> bool:
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
+def _may_close(user: User, conversation: Conversation) -> bool:
+    return user.sees_everything or conversation.assigned_to_id == user.pk
+
+
+def _may_reopen(user: User, conversation: Conversation) -> bool:
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
 def user_can_take_over(*, user: User, conversation: Conversation) -> bool:
     if conversation.is_closed or not conversation_is_visible_to(
         user=user, conversation=conversation
     ):
         return False
-    if user.sees_everything:
-        return True
-    # An agent claims what waits (bot or queue) or is unassigned, never a colleague's conversation.
-    return conversation.assigned_to_id in (None, user.pk)
+    return _may_take_over(user, conversation)
 
 
 def user_can_transfer(*, user: User, conversation: Conversation) -> bool:
@@ -118,7 +136,7 @@ def user_can_transfer(*, user: User, conversation: Conversation) -> bool:
         user=user, conversation=conversation
     ):
         return False
-    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+    return _may_transfer(user, conversation)
 
 
 def user_can_close(*, user: User, conversation: Conversation) -> bool:
@@ -126,7 +144,7 @@ def user_can_close(*, user: User, conversation: Conversation) -> bool:
         user=user, conversation=conversation
     ):
         return False
-    return user.sees_everything or conversation.assigned_to_id == user.pk
+    return _may_close(user, conversation)
 
 
 def user_can_reopen(*, user: User, conversation: Conversation) -> bool:
@@ -134,7 +152,35 @@ def user_can_reopen(*, user: User, conversation: Conversation) -> bool:
         user=user, conversation=conversation
     ):
         return False
-    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+    return _may_reopen(user, conversation)
+
+
+@dataclass(frozen=True)
+class ConversationRights:
+    reply: bool
+    take_over: bool
+    transfer: bool
+    close: bool
+    reopen: bool
+
+
+def conversation_rights(*, user: User, conversation: Conversation) -> ConversationRights:
+    """Every ``user_can_*`` at once, asking for the user's departments once at most (the console's
+    pane shows them all)."""
+    closed = conversation.is_closed
+    rules = {
+        "take_over": not closed and _may_take_over(user, conversation),
+        "transfer": not closed and _may_transfer(user, conversation),
+        "close": not closed and _may_close(user, conversation),
+        "reopen": closed and _may_reopen(user, conversation),
+    }
+    visible = any(rules.values()) and conversation_is_visible_to(
+        user=user, conversation=conversation
+    )
+    return ConversationRights(
+        reply=user_can_reply(user=user, conversation=conversation),
+        **{name: visible and allowed for name, allowed in rules.items()},
+    )
 
 
 def conversation_list_messages(*, conversation: Conversation) -> QuerySet[Message]:

@@ -82,7 +82,8 @@ def _visible_or_404(request: HttpRequest, pk: int) -> Conversation:
 def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dict[str, Any]:
     user: User = request.user  # type: ignore[assignment]
     expires = conversation.window_expires_at
-    can_reply = selectors.user_can_reply(user=user, conversation=conversation)
+    rights = selectors.conversation_rights(user=user, conversation=conversation)
+    can_reply = rights.reply
     window_open = bool(expires and expires > timezone.now())
     return {
         "conversation": conversation,
@@ -98,11 +99,10 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "quick_replies": list(selectors.quick_reply_list_for(conversation=conversation))
         if can_reply and window_open
         else [],
-        "can_take_over": selectors.user_can_take_over(user=user, conversation=conversation)
-        and conversation.assigned_to_id != user.pk,
-        "can_transfer": selectors.user_can_transfer(user=user, conversation=conversation),
-        "can_close": selectors.user_can_close(user=user, conversation=conversation),
-        "can_reopen": selectors.user_can_reopen(user=user, conversation=conversation),
+        "can_take_over": rights.take_over and conversation.assigned_to_id != user.pk,
+        "can_transfer": rights.transfer,
+        "can_close": rights.close,
+        "can_reopen": rights.reopen,
         "past_conversations": selectors.conversation_list_past_for_customer(
             user=user, conversation=conversation
         ),

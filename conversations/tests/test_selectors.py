@@ -311,3 +311,25 @@ def test_board_costs_two_queries(board, supervisor, django_assert_num_queries) -
     UserFactory.create_batch(5, role="agent")
     with django_assert_num_queries(2):  # agents with their load, departments with their queues
         selectors.conversation_board(user=supervisor)
+
+
+# --- rights -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def everyone(agent, other_agent, supervisor, admin_user):  # type: ignore[no-untyped-def]
+    return (agent, other_agent, supervisor, admin_user)
+
+
+def test_rights_agree_with_each_user_can(board, everyone, django_assert_max_num_queries) -> None:
+    for conversation in board.values():
+        for user in everyone:
+            with django_assert_max_num_queries(1):  # the agent's departments, once at most
+                rights = selectors.conversation_rights(user=user, conversation=conversation)
+            assert rights == selectors.ConversationRights(
+                reply=selectors.user_can_reply(user=user, conversation=conversation),
+                take_over=selectors.user_can_take_over(user=user, conversation=conversation),
+                transfer=selectors.user_can_transfer(user=user, conversation=conversation),
+                close=selectors.user_can_close(user=user, conversation=conversation),
+                reopen=selectors.user_can_reopen(user=user, conversation=conversation),
+            ), (user, conversation)

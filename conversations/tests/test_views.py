@@ -623,6 +623,19 @@ def test_conversation_timeline_query_count_is_fixed(
     assert shown() == 12
 
 
+def test_queue_conversation_pane_query_count_is_fixed(
+    agent_client, agent, support, django_assert_num_queries
+) -> None:
+    # session, user, conversation; messages, reactions, notes; the agent's departments (once, for
+    # every right); past conversations, transfer agents and departments (no composer: not theirs)
+    conversation = ConversationFactory(department=support)
+    for size in (3, 12):
+        _grow_timeline(conversation, agent, size)
+        with django_assert_num_queries(10):
+            html = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+        assert "Take over" in html and 'id="composer"' not in html
+
+
 def test_conversation_page_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
