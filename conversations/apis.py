@@ -37,7 +37,7 @@ from . import selectors, services
 from .channels import conversation_channel
 from .filters import ConversationFilter
 from .metrics import conversation_stats
-from .models import Conversation, ConversationEvent, EventKind, Message, MessageType
+from .models import Conversation, ConversationEvent, Message, MessageType
 from .serializers import ConversationSerializer, MessageSerializer
 from .uploads import upload_classify
 
@@ -245,18 +245,7 @@ class ConversationHistoryApi(ListAPIView[Any]):
 
     def get_queryset(self) -> Any:
         conversation = _visible_conversation(self.request, self.kwargs["pk"])
-        items: list[dict[str, Any]] = [
-            {"kind": "message", "created_at": m.created_at, "message": m, "event": None}
-            for m in selectors.conversation_list_messages(conversation=conversation)
-        ]
-        items += [
-            {"kind": "event", "created_at": e.created_at, "message": None, "event": e}
-            for e in selectors.conversation_list_events(conversation=conversation).exclude(
-                kind=EventKind.READ
-            )
-        ]
-        items.sort(key=lambda item: (item["created_at"], item["kind"] == "message"))
-        return items
+        return selectors.conversation_timeline(conversation=conversation)
 
     @extend_schema(
         tags=["conversations"],

@@ -1,12 +1,39 @@
-"""Reads about conversations, scoped to what the asking user may see (contract §4 "Roles")."""
+"""Reads about conversations, scoped to what the asking user may see (contract §4 "Roles").
 
-from collections.abc import Collection
+Every interface reads through here: the visibility rule, the console's inbox and its tab counts,
+the one timeline of a conversation (console and ``GET /conversations/:id/history``), the
+supervisors' board. Each read costs a fixed number of queries, whatever the number of rows.
+"""
 
-from django.db.models import Q, QuerySet
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
 
-from accounts.models import User
+from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
-from .models import Conversation, ConversationEvent, ConversationStatus, Message, QuickReply
+from accounts import presence
+from accounts.models import Role, User
+from common.exceptions import NotPermitted
+from departments.models import Department
+
+from .models import (
+    Conversation,
+    ConversationEvent,
+    ConversationNote,
+    ConversationStatus,
+    Direction,
+    EventKind,
+    Message,
+    MessageReaction,
+    MessageStatus,
+    MessageType,
+    QuickReply,
+)
 
 
 def conversation_visibility_q(*, user: User) -> Q:
@@ -75,15 +102,33 @@ def user_can_reply(*, user: User, conversation: Conversation) -> bool:
     return user.is_admin or conversation.assigned_to_id == user.pk
 
 
+# What each role may do with a conversation it can see; the ``user_can_*`` selectors add that it
+# can see it (and whether it is closed).
+
+
+def _may_take_over(user: User, conversation: Conversation) -> bool:
+    # An agent claims what waits (bot or queue) or is unassigned, never a colleague's conversation.
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
+def _may_transfer(user: User, conversation: Conversation) -> bool:
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
+def _may_close(user: User, conversation: Conversation) -> bool:
+    return user.sees_everything or conversation.assigned_to_id == user.pk
+
+
+def _may_reopen(user: User, conversation: Conversation) -> bool:
+    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+
+
 def user_can_take_over(*, user: User, conversation: Conversation) -> bool:
     if conversation.is_closed or not conversation_is_visible_to(
         user=user, conversation=conversation
     ):
         return False
-    if user.sees_everything:
-        return True
-    # An agent claims what waits (bot or queue) or is unassigned, never a colleague's conversation.
-    return conversation.assigned_to_id in (None, user.pk)
+    return _may_take_over(user, conversation)
 
 
 def user_can_transfer(*, user: User, conversation: Conversation) -> bool:
@@ -91,7 +136,7 @@ def user_can_transfer(*, user: User, conversation: Conversation) -> bool:
         user=user, conversation=conversation
     ):
         return False
-    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+    return _may_transfer(user, conversation)
 
 
 def user_can_close(*, user: User, conversation: Conversation) -> bool:
@@ -99,7 +144,7 @@ def user_can_close(*, user: User, conversation: Conversation) -> bool:
         user=user, conversation=conversation
     ):
         return False
-    return user.sees_everything or conversation.assigned_to_id == user.pk
+    return _may_close(user, conversation)
 
 
 def user_can_reopen(*, user: User, conversation: Conversation) -> bool:
@@ -107,7 +152,35 @@ def user_can_reopen(*, user: User, conversation: Conversation) -> bool:
         user=user, conversation=conversation
     ):
         return False
-    return user.sees_everything or conversation.assigned_to_id in (None, user.pk)
+    return _may_reopen(user, conversation)
+
+
+@dataclass(frozen=True)
+class ConversationRights:
+    reply: bool
+    take_over: bool
+    transfer: bool
+    close: bool
+    reopen: bool
+
+
+def conversation_rights(*, user: User, conversation: Conversation) -> ConversationRights:
+    """Every ``user_can_*`` at once, asking for the user's departments once at most (the console's
+    pane shows them all)."""
+    closed = conversation.is_closed
+    rules = {
+        "take_over": not closed and _may_take_over(user, conversation),
+        "transfer": not closed and _may_transfer(user, conversation),
+        "close": not closed and _may_close(user, conversation),
+        "reopen": closed and _may_reopen(user, conversation),
+    }
+    visible = any(rules.values()) and conversation_is_visible_to(
+        user=user, conversation=conversation
+    )
+    return ConversationRights(
+        reply=user_can_reply(user=user, conversation=conversation),
+        **{name: visible and allowed for name, allowed in rules.items()},
+    )
 
 
 def conversation_list_messages(*, conversation: Conversation) -> QuerySet[Message]:
@@ -138,3 +211,333 @@ def quick_reply_list_for(*, conversation: Conversation) -> QuerySet[QuickReply]:
     if conversation.department_id:
         department_q |= Q(department_id=conversation.department_id)
     return QuickReply.objects.filter(department_q, is_active=True).order_by("title")
+
+
+def conversation_list_past_for_customer(
+    *, user: User, conversation: Conversation, limit: int = 10
+) -> list[Conversation]:
+    """The customer's other conversations that ``user`` may see, most recent first."""
+    return list(
+        conversation_list_visible_to(user=user)
+        .filter(customer_id=conversation.customer_id)
+        .exclude(pk=conversation.pk)[:limit]
+    )
+
+
+def department_list_active() -> QuerySet[Department]:
+    """The departments the console offers (filters, transfer targets)."""
+    return Department.objects.filter(is_active=True).only("pk", "name")
+
+
+def user_list_inbox_agents() -> QuerySet[User]:
+    """The people the inbox can be filtered by: every active user but the admins."""
+    return User.objects.filter(is_active=True).exclude(role=Role.ADMIN).only("pk", "name", "email")
+
+
+def user_list_transfer_targets(*, conversation: Conversation) -> QuerySet[User]:
+    """The agents and supervisors ``conversation`` may be handed to (not its current assignee)."""
+    return (
+        User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
+        .exclude(pk=conversation.assigned_to_id or 0)
+        .only("pk", "name", "email")
+    )
+
+
+def user_get_active(*, pk: int) -> User | None:
+    """An active user to hand a conversation to (the service checks the rest)."""
+    return User.objects.filter(pk=pk, is_active=True).first()
+
+
+def department_get(*, pk: int) -> Department | None:
+    return Department.objects.filter(pk=pk).first()
+
+
+def message_get_retryable(
+    *, conversation: Conversation, pk: int, types: Collection[str]
+) -> Message | None:
+    """The conversation's outbound message ``pk`` if it failed and is of one of ``types``."""
+    return conversation.messages.filter(
+        pk=pk, direction=Direction.OUT, status=MessageStatus.FAILED, type__in=types
+    ).first()
+
+
+# --- the console's inbox ------------------------------------------------------------------------
+
+INBOX_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class Tab:
+    key: str
+    label: Any
+
+
+TABS = (
+    Tab("inbox", _("Inbox")),
+    Tab("mine", _("Mine")),
+    Tab("queue", _("Queue")),
+    Tab("bot", _("Bot")),
+    Tab("all", _("All")),
+    Tab("closed", _("Closed")),
+)
+TAB_KEYS = frozenset(tab.key for tab in TABS)
+
+
+@dataclass(frozen=True)
+class TabCount:
+    key: str
+    label: Any
+    count: int
+
+
+def _tab_filters(*, user: User) -> dict[str, Q]:
+    """What each tab shows, on top of what the user may see."""
+    not_closed = ~Q(status=ConversationStatus.CLOSED)
+    if user.sees_everything:
+        queue = Q(status=ConversationStatus.PENDING)
+    else:
+        queue = Q(status=ConversationStatus.PENDING, department__in=user.departments.values("pk"))
+    mine = Q(assigned_to=user) & not_closed
+    return {
+        "inbox": queue | mine,
+        "mine": mine,
+        "queue": queue,
+        "bot": Q(status=ConversationStatus.BOT),
+        "all": not_closed,
+        "closed": Q(status=ConversationStatus.CLOSED),
+    }
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    """What the inbox shows: a tab, a search, filters and a page (the console's query string)."""
+
+    tab: str = "inbox"
+    q: str = ""
+    department: int | None = None
+    agent: int | None = None
+    status: str = ""
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> "InboxQuery":
+        """From a query string; anything unknown or malformed falls back to the default."""
+        tab = params.get("tab", "inbox")
+        status = params.get("status", "")
+        return cls(
+            tab=tab if tab in TAB_KEYS else "inbox",
+            q=params.get("q", "").strip()[:100],
+            department=_int(params.get("department")),
+            agent=_int(params.get("agent")),
+            status=status if status in ConversationStatus.values else "",
+            page=max(_int(params.get("page")) or 1, 1),
+        )
+
+    def params(self, **override: Any) -> str:
+        """The query string that gives this query back, with ``override`` applied."""
+        values = {
+            "tab": self.tab,
+            "q": self.q,
+            "department": self.department or "",
+            "agent": self.agent or "",
+            "status": self.status,
+            "page": self.page if self.page > 1 else "",
+        } | override
+        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.q or self.department or self.agent or self.status)
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    conversations: Sequence[Conversation]
+    has_next: bool
+    has_previous: bool
+
+
+def conversation_tab_counts(*, user: User) -> list[TabCount]:
+    """How many conversations ``user`` finds in each tab (of those they may see): one query."""
+    filters = _tab_filters(user=user)
+    counts = (
+        conversation_list_visible_to(user=user)
+        .order_by()
+        .aggregate(**{key: Count("pk", filter=q) for key, q in filters.items()})
+    )
+    return [TabCount(key=tab.key, label=tab.label, count=counts[tab.key]) for tab in TABS]
+
+
+def _inbox_search_q(text: str) -> Q:
+    """The customer's name, any message's text, or (3 digits or more) the phone number."""
+    match: Q = Q(customer__name__icontains=text) | Exists(  # type: ignore[assignment]
+        Message.objects.filter(conversation=OuterRef("pk"), body__icontains=text)
+    )
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) >= 3:
+        match |= Q(customer__phone__contains=digits)
+    return match
+
+
+def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
+    """One page of ``query.tab`` with its filters and search, most recent activity first: one query.
+
+    Each row carries its last message (reactions aside) as ``last_body``, ``last_type`` and
+    ``last_direction`` for the preview.
+    """
+    rows = conversation_list_visible_to(user=user).filter(_tab_filters(user=user)[query.tab])
+    if query.department:
+        rows = rows.filter(department_id=query.department)
+    if query.agent:
+        rows = rows.filter(assigned_to_id=query.agent)
+    if query.status:
+        rows = rows.filter(status=query.status)
+    if query.q:
+        rows = rows.filter(_inbox_search_q(query.q))
+    last = (
+        Message.objects.filter(conversation=OuterRef("pk"))
+        .exclude(type=MessageType.REACTION)
+        .order_by("-created_at", "-id")
+    )
+    rows = rows.annotate(
+        last_body=Subquery(last.values("body")[:1]),
+        last_type=Subquery(last.values("type")[:1]),
+        last_direction=Subquery(last.values("direction")[:1]),
+    )
+    offset = (query.page - 1) * INBOX_PAGE_SIZE
+    page = list(rows[offset : offset + INBOX_PAGE_SIZE + 1])
+    return InboxPage(
+        conversations=page[:INBOX_PAGE_SIZE],
+        has_next=len(page) > INBOX_PAGE_SIZE,
+        has_previous=query.page > 1,
+    )
+
+
+# --- the timeline of a conversation -------------------------------------------------------------
+
+
+class TimelineKind(StrEnum):
+    EVENT = "event"
+    MESSAGE = "message"
+    NOTE = "note"
+
+
+# At the same instant, what happened to the conversation comes before what was said; messages and
+# notes of the same instant keep the order the console always gave them (by id).
+_TIMELINE_RANK = {TimelineKind.EVENT: 0, TimelineKind.MESSAGE: 1, TimelineKind.NOTE: 1}
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    """One entry of a conversation's timeline: exactly one of ``message``, ``event``, ``note``."""
+
+    kind: TimelineKind
+    created_at: datetime
+    pk: int
+    message: Message | None = None
+    event: ConversationEvent | None = None
+    note: ConversationNote | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, int]:
+        return (self.created_at, _TIMELINE_RANK[self.kind], self.pk)
+
+
+def conversation_timeline(
+    *,
+    conversation: Conversation,
+    notes: bool = False,
+    events: bool = True,
+    reactions_on_messages: bool = False,
+) -> list[TimelineItem]:
+    """Messages, and optionally events and internal notes, oldest first: at most three queries.
+
+    - ``events``: what happened to the conversation (take-overs, transfers with their notes,
+      closings...), "marked read" aside; the history API shows them.
+    - ``notes``: the team's internal notes, which only the console shows.
+    - ``reactions_on_messages``: reactions are not entries of their own; each message carries the
+      emoji put on it as ``reaction_list`` (the console). Otherwise a reaction is a message like
+      any other (the API).
+    """
+    messages = conversation_list_messages(conversation=conversation)
+    if reactions_on_messages:
+        messages = messages.exclude(type=MessageType.REACTION).prefetch_related(
+            Prefetch(
+                "reactions",
+                queryset=MessageReaction.objects.exclude(emoji=""),
+                to_attr="reaction_list",
+            )
+        )
+    items = [
+        TimelineItem(kind=TimelineKind.MESSAGE, created_at=m.created_at, pk=m.pk, message=m)
+        for m in messages
+    ]
+    if events:
+        items += [
+            TimelineItem(kind=TimelineKind.EVENT, created_at=e.created_at, pk=e.pk, event=e)
+            for e in conversation_list_events(conversation=conversation).exclude(
+                kind=EventKind.READ
+            )
+        ]
+    if notes:
+        items += [
+            TimelineItem(kind=TimelineKind.NOTE, created_at=n.created_at, pk=n.pk, note=n)
+            for n in conversation.notes.select_related("author").order_by("created_at", "id")
+        ]
+    items.sort(key=lambda item: item.sort_key)
+    return items
+
+
+# --- the supervisors' board ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Board:
+    """``agents`` carry ``open_count`` and ``online``; ``departments`` carry ``queued``,
+    ``with_bot``, ``in_progress`` and ``oldest_waiting`` (the oldest waiting customer's message)."""
+
+    agents: Sequence[User]
+    online_count: int
+    departments: Sequence[Department]
+
+
+def conversation_board(*, user: User) -> Board:
+    """Queues per department and load per agent, for supervisors and admins: two queries and one
+    presence look-up in the cache. ``NotPermitted`` for anyone else."""
+    if not (user.is_authenticated and user.is_active and user.sees_everything):
+        raise NotPermitted(gettext("Only supervisors and administrators can do this."))
+    open_statuses = [ConversationStatus.OPEN, ConversationStatus.PENDING]
+    agents = list(
+        User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
+        .annotate(
+            open_count=Count(
+                "assigned_conversations",
+                filter=Q(assigned_conversations__status__in=open_statuses),
+            )
+        )
+        .order_by("name")
+    )
+    online = presence.online_user_ids(candidates=[a.pk for a in agents])
+    for agent in agents:
+        agent.online = agent.pk in online  # type: ignore[attr-defined]
+    pending = Q(conversations__status=ConversationStatus.PENDING)
+    departments = list(
+        Department.objects.filter(is_active=True)
+        .annotate(
+            queued=Count("conversations", filter=pending),
+            with_bot=Count("conversations", filter=Q(conversations__status=ConversationStatus.BOT)),
+            in_progress=Count(
+                "conversations", filter=Q(conversations__status=ConversationStatus.OPEN)
+            ),
+            oldest_waiting=Min("conversations__last_inbound_at", filter=pending),
+        )
+        .order_by("name")
+    )
+    return Board(agents=agents, online_count=len(online), departments=departments)

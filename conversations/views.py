@@ -6,77 +6,33 @@ page). Full pages for plain requests; the partial named like its DOM id for htmx
 """
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
-from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts import presence
-from accounts.models import Role, User
-from common.exceptions import ServiceError
-from departments.models import Department
+from accounts.models import User
+from common.exceptions import NotPermitted, ServiceError
 
 from . import selectors, services
 from .channels import TemplateChoice, conversation_channel
 from .models import (
     Conversation,
     ConversationStatus,
-    Direction,
     Message,
-    MessageReaction,
-    MessageStatus,
     MessageType,
 )
 from .uploads import upload_classify
 
-PAGE_SIZE = 25
 PAGE_TEMPLATE = "conversations/console.html"
-
-
-@dataclass(frozen=True)
-class Tab:
-    key: str
-    label: Any
-
-
-TABS = (
-    Tab("inbox", _("Inbox")),
-    Tab("mine", _("Mine")),
-    Tab("queue", _("Queue")),
-    Tab("bot", _("Bot")),
-    Tab("all", _("All")),
-    Tab("closed", _("Closed")),
-)
-TAB_KEYS = {tab.key for tab in TABS}
-
-
-def _tab_filters(user: User) -> dict[str, Q]:
-    """What each tab shows, on top of what the user may see."""
-    not_closed = ~Q(status=ConversationStatus.CLOSED)
-    if user.sees_everything:
-        queue = Q(status=ConversationStatus.PENDING)
-    else:
-        queue = Q(status=ConversationStatus.PENDING, department__in=user.departments.values("pk"))
-    mine = Q(assigned_to=user) & not_closed
-    return {
-        "inbox": queue | mine,
-        "mine": mine,
-        "queue": queue,
-        "bot": Q(status=ConversationStatus.BOT),
-        "all": not_closed,
-        "closed": Q(status=ConversationStatus.CLOSED),
-    }
 
 
 def _int(value: str | None) -> int | None:
@@ -86,99 +42,29 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-@dataclass
-class InboxQuery:
-    tab: str
-    q: str
-    department: int | None
-    agent: int | None
-    status: str
-    page: int
-
-    @classmethod
-    def from_request(cls, request: HttpRequest) -> "InboxQuery":
-        tab = request.GET.get("tab", "inbox")
-        status = request.GET.get("status", "")
-        return cls(
-            tab=tab if tab in TAB_KEYS else "inbox",
-            q=request.GET.get("q", "").strip()[:100],
-            department=_int(request.GET.get("department")),
-            agent=_int(request.GET.get("agent")),
-            status=status if status in ConversationStatus.values else "",
-            page=max(_int(request.GET.get("page")) or 1, 1),
-        )
-
-    def params(self, **override: Any) -> str:
-        values = {
-            "tab": self.tab,
-            "q": self.q,
-            "department": self.department or "",
-            "agent": self.agent or "",
-            "status": self.status,
-            "page": self.page if self.page > 1 else "",
-        } | override
-        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
-
-    @property
-    def filtered(self) -> bool:
-        return bool(self.q or self.department or self.agent or self.status)
-
-
-def _inbox(request: HttpRequest, query: InboxQuery) -> dict[str, Any]:
+def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
     """Tabs with counts and one page of conversations: a fixed number of queries."""
     user: User = request.user  # type: ignore[assignment]
-    visible = selectors.conversation_list_visible_to(user=user)
-    filters = _tab_filters(user)
-    counts = visible.order_by().aggregate(
-        **{key: Count("pk", filter=q) for key, q in filters.items()}
-    )
-    rows: QuerySet[Conversation] = visible.filter(filters[query.tab])
-    if query.department:
-        rows = rows.filter(department_id=query.department)
-    if query.agent:
-        rows = rows.filter(assigned_to_id=query.agent)
-    if query.status:
-        rows = rows.filter(status=query.status)
-    if query.q:
-        digits = "".join(ch for ch in query.q if ch.isdigit())
-        match: Q = Q(customer__name__icontains=query.q) | Exists(  # type: ignore[assignment]
-            Message.objects.filter(conversation=OuterRef("pk"), body__icontains=query.q)
-        )
-        if len(digits) >= 3:
-            match |= Q(customer__phone__contains=digits)
-        rows = rows.filter(match)
-    last = (
-        Message.objects.filter(conversation=OuterRef("pk"))
-        .exclude(type=MessageType.REACTION)
-        .order_by("-created_at", "-id")
-    )
-    rows = rows.annotate(
-        last_body=Subquery(last.values("body")[:1]),
-        last_type=Subquery(last.values("type")[:1]),
-        last_direction=Subquery(last.values("direction")[:1]),
-    )
-    offset = (query.page - 1) * PAGE_SIZE
-    page = list(rows[offset : offset + PAGE_SIZE + 1])
-    has_next = len(page) > PAGE_SIZE
-    departments = list(Department.objects.filter(is_active=True).only("pk", "name"))
-    agents = list(
-        User.objects.filter(is_active=True).exclude(role=Role.ADMIN).only("pk", "name", "email")
-    )
+    page = selectors.conversation_list_inbox(user=user, query=query)
     return {
-        "tabs": [{"key": t.key, "label": t.label, "count": counts[t.key]} for t in TABS],
+        "tabs": selectors.conversation_tab_counts(user=user),
         "query": query,
-        "conversations": page[:PAGE_SIZE],
-        "has_next": has_next,
-        "has_previous": query.page > 1,
+        "conversations": page.conversations,
+        "has_next": page.has_next,
+        "has_previous": page.has_previous,
         "next_params": query.params(page=query.page + 1),
         "previous_params": query.params(page=query.page - 1),
         "params": query.params(),
         "params_no_page": query.params(page=""),
-        "departments": departments,
-        "agents": agents,
+        "departments": list(selectors.department_list_active()),
+        "agents": list(selectors.user_list_inbox_agents()),
         "statuses": ConversationStatus.choices,
         "now_day": timezone.localdate().strftime("%Y%m%d"),
     }
+
+
+def _inbox_query(request: HttpRequest) -> selectors.InboxQuery:
+    return selectors.InboxQuery.from_params(request.GET)
 
 
 def _text(request: HttpRequest, name: str, limit: int) -> str:
@@ -195,34 +81,15 @@ def _visible_or_404(request: HttpRequest, pk: int) -> Conversation:
 
 def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dict[str, Any]:
     user: User = request.user  # type: ignore[assignment]
-    # Reactions are shown on the message they react to (``MessageReaction``), not as messages.
-    shown = list(
-        selectors.conversation_list_messages(conversation=conversation)
-        .exclude(type=MessageType.REACTION)
-        .prefetch_related(
-            Prefetch(
-                "reactions",
-                queryset=MessageReaction.objects.exclude(emoji=""),
-                to_attr="reaction_list",
-            )
-        )
-    )
-    notes = list(conversation.notes.select_related("author"))
-    for note in notes:
-        note.is_note = True  # type: ignore[attr-defined]
-    timeline: list[Any] = sorted([*shown, *notes], key=lambda item: (item.created_at, item.pk))
-    now = timezone.now()
     expires = conversation.window_expires_at
-    past = list(
-        selectors.conversation_list_visible_to(user=user)
-        .filter(customer_id=conversation.customer_id)
-        .exclude(pk=conversation.pk)[:10]
-    )
-    can_reply = selectors.user_can_reply(user=user, conversation=conversation)
-    window_open = bool(expires and expires > now)
+    rights = selectors.conversation_rights(user=user, conversation=conversation)
+    can_reply = rights.reply
+    window_open = bool(expires and expires > timezone.now())
     return {
         "conversation": conversation,
-        "messages": timeline,
+        "timeline": selectors.conversation_timeline(
+            conversation=conversation, notes=True, events=False, reactions_on_messages=True
+        ),
         "window_open": window_open,
         "templates": _approved_templates(conversation) if can_reply and not window_open else [],
         "retryable_types": RETRYABLE_TYPES,
@@ -232,18 +99,15 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "quick_replies": list(selectors.quick_reply_list_for(conversation=conversation))
         if can_reply and window_open
         else [],
-        "can_take_over": selectors.user_can_take_over(user=user, conversation=conversation)
-        and conversation.assigned_to_id != user.pk,
-        "can_transfer": selectors.user_can_transfer(user=user, conversation=conversation),
-        "can_close": selectors.user_can_close(user=user, conversation=conversation),
-        "can_reopen": selectors.user_can_reopen(user=user, conversation=conversation),
-        "past_conversations": past,
-        "transfer_agents": list(
-            User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
-            .exclude(pk=conversation.assigned_to_id or 0)
-            .only("pk", "name", "email")
+        "can_take_over": rights.take_over and conversation.assigned_to_id != user.pk,
+        "can_transfer": rights.transfer,
+        "can_close": rights.close,
+        "can_reopen": rights.reopen,
+        "past_conversations": selectors.conversation_list_past_for_customer(
+            user=user, conversation=conversation
         ),
-        "transfer_departments": list(Department.objects.filter(is_active=True).only("pk", "name")),
+        "transfer_agents": list(selectors.user_list_transfer_targets(conversation=conversation)),
+        "transfer_departments": list(selectors.department_list_active()),
         **extra,
     }
 
@@ -254,7 +118,7 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
 @require_GET
 @login_required
 def console(request: HttpRequest) -> HttpResponse:
-    query = InboxQuery.from_request(request)
+    query = _inbox_query(request)
     return render(request, PAGE_TEMPLATE, {"page": "inbox", **_inbox(request, query)})
 
 
@@ -262,7 +126,7 @@ def console(request: HttpRequest) -> HttpResponse:
 @login_required
 def inbox(request: HttpRequest) -> HttpResponse:
     """The tabs and the list, refreshed by the live socket and by filters."""
-    query = InboxQuery.from_request(request)
+    query = _inbox_query(request)
     return render(request, f"{PAGE_TEMPLATE}#inbox", _inbox(request, query))
 
 
@@ -273,7 +137,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = _pane(request, conversation)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, f"{PAGE_TEMPLATE}#conversation_pane", context)
-    query = InboxQuery.from_request(request)
+    query = _inbox_query(request)
     return render(request, PAGE_TEMPLATE, {"page": "inbox", **_inbox(request, query), **context})
 
 
@@ -351,10 +215,8 @@ def conversation_read(request: HttpRequest, pk: int) -> HttpResponse:
 def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
     to_user_id = _int(request.POST.get("to_user"))
     to_department_id = _int(request.POST.get("to_department"))
-    to_user = User.objects.filter(pk=to_user_id, is_active=True).first() if to_user_id else None
-    to_department = (
-        Department.objects.filter(pk=to_department_id).first() if to_department_id else None
-    )
+    to_user = selectors.user_get_active(pk=to_user_id) if to_user_id else None
+    to_department = selectors.department_get(pk=to_department_id) if to_department_id else None
     return _act(
         request,
         pk,
@@ -469,14 +331,11 @@ RETRYABLE_TYPES = (MessageType.TEXT, MessageType.TEMPLATE)
 def message_retry(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
     """Send a failed text or template message again, as a new message."""
     conversation = _visible_or_404(request, pk)
-    failed = get_object_or_404(
-        Message,
-        pk=message_pk,
-        conversation=conversation,
-        direction=Direction.OUT,
-        status=MessageStatus.FAILED,
-        type__in=RETRYABLE_TYPES,
+    failed = selectors.message_get_retryable(
+        conversation=conversation, pk=message_pk, types=RETRYABLE_TYPES
     )
+    if failed is None:
+        raise Http404
     return _act(request, pk, _resend, failed=failed)
 
 
@@ -496,47 +355,19 @@ def _resend(*, conversation: Conversation, actor: User, failed: Message) -> Conv
 # --- supervisor board ---------------------------------------------------------------------------
 
 
-def _board(request: HttpRequest) -> dict[str, Any]:
-    open_statuses = [ConversationStatus.OPEN, ConversationStatus.PENDING]
-    agents = list(
-        User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
-        .annotate(
-            open_count=Count(
-                "assigned_conversations",
-                filter=Q(assigned_conversations__status__in=open_statuses),
-            )
-        )
-        .order_by("name")
-    )
-    online = presence.online_user_ids(candidates=[a.pk for a in agents])
-    for agent in agents:
-        agent.online = agent.pk in online  # type: ignore[attr-defined]
-    departments = list(
-        Department.objects.filter(is_active=True)
-        .annotate(
-            queued=Count("conversations", filter=Q(conversations__status="pending")),
-            with_bot=Count("conversations", filter=Q(conversations__status="bot")),
-            in_progress=Count("conversations", filter=Q(conversations__status="open")),
-            oldest_waiting=Min(
-                "conversations__last_inbound_at", filter=Q(conversations__status="pending")
-            ),
-        )
-        .order_by("name")
-    )
-    return {
-        "agents": agents,
-        "online_count": len(online),
-        "board_departments": departments,
-        "now": timezone.now(),
-    }
-
-
 @require_GET
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
-    if not request.user.sees_everything:  # type: ignore[union-attr]
-        raise PermissionDenied
-    context = _board(request)
+    try:
+        board = selectors.conversation_board(user=request.user)  # type: ignore[arg-type]
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    context = {
+        "agents": board.agents,
+        "online_count": board.online_count,
+        "board_departments": board.departments,
+        "now": timezone.now(),
+    }
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "conversations/board.html#board", context)
     return render(request, "conversations/board.html", {"page": "board", **context})

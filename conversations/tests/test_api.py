@@ -374,3 +374,37 @@ def test_history_query_count_is_constant(
         MessageFactory(conversation=conversation)
         ConversationEvent.objects.create(conversation=conversation, actor=admin_user, kind="queued")
     assert fetch() == 11
+
+
+def test_history_query_count_does_not_grow_with_messages_transfers_and_notes(
+    admin_user: Any, support: Any, sales: Any, django_assert_num_queries: Any
+) -> None:
+    from conversations.models import ConversationNote, MessageReaction
+
+    conversation = ConversationFactory(department=support)
+    client = bearer(admin_user)
+
+    def grow(messages: int) -> None:
+        while conversation.messages.count() < messages:
+            asked = MessageFactory(conversation=conversation)
+            MessageReaction.objects.create(message=asked, sender="agent", emoji="👍")
+            MessageFactory(conversation=conversation, reply_to=asked, sender_user=admin_user)
+            for kind in (EventKind.TRANSFERRED, EventKind.READ):
+                ConversationEvent.objects.create(
+                    conversation=conversation,
+                    actor=admin_user,
+                    kind=kind,
+                    after={"department": sales.pk, "note": "Vendas"},
+                )
+            ConversationNote.objects.create(conversation=conversation, author=admin_user, body="n")
+
+    def kinds() -> list[str]:
+        with django_assert_num_queries(4):  # auth user, conversation, messages, events
+            response = client.get(f"/api/v1/conversations/{conversation.pk}/history")
+        return [row["kind"] for row in response.json()["results"]]
+
+    grow(3)
+    # notes are the team's, "marked read" is no history: neither is listed
+    assert kinds().count("message") == 4 and kinds().count("event") == 2
+    grow(12)
+    assert kinds().count("message") == 12 and kinds().count("event") == 6

@@ -540,3 +540,136 @@ def test_no_quick_replies_for_someone_who_cannot_reply(client, supervisor, suppo
     conversation = ConversationFactory(department=support, status=ConversationStatus.PENDING)
     client.force_login(supervisor)
     assert "Saudação" not in client.get(f"/c/{conversation.pk}/").content.decode()
+
+
+# --- query counts: each screen costs the same whatever the number of rows -----------------------
+
+
+def _conversations_with_messages(count: int, department, **extra) -> None:  # type: ignore[no-untyped-def]
+    for conversation in ConversationFactory.create_batch(count, department=department, **extra):
+        MessageFactory.create_batch(2, conversation=conversation, body="Cliente pergunta")
+
+
+def _grow_timeline(conversation: Conversation, agent, messages: int) -> None:  # type: ignore[no-untyped-def]
+    """Customer messages with a reaction each, agent replies quoting them, notes, past visits."""
+    from conversations.models import ConversationNote
+
+    while conversation.messages.count() < messages:
+        asked = MessageFactory(conversation=conversation)
+        MessageReaction.objects.create(message=asked, sender=SenderKind.AGENT, emoji="👍")
+        MessageFactory(
+            conversation=conversation,
+            direction=Direction.OUT,
+            sender=SenderKind.AGENT,
+            sender_user=agent,
+            status=MessageStatus.DELIVERED,
+            reply_to=asked,
+        )
+        ConversationNote.objects.create(conversation=conversation, author=agent, body="Nota")
+        ConversationFactory(
+            department=conversation.department,
+            customer=conversation.customer,
+            status=ConversationStatus.CLOSED,
+        )
+
+
+def test_console_page_query_count_is_fixed(
+    agent_client, support, django_assert_num_queries
+) -> None:
+    # session, user, page of rows, tab counts, departments and agents for the filters
+    _conversations_with_messages(3, support)
+    with django_assert_num_queries(6):
+        assert agent_client.get("/").content.decode().count("data-conversation-id=") == 3
+    _conversations_with_messages(9, support)
+    with django_assert_num_queries(6):
+        assert agent_client.get("/").content.decode().count("data-conversation-id=") == 12
+
+
+def test_inbox_search_query_count_is_fixed(
+    agent_client, support, django_assert_num_queries
+) -> None:
+    def search() -> int:
+        with django_assert_num_queries(6):  # as the page: the search is part of the rows' query
+            html = agent_client.get("/inbox/", {"tab": "all", "q": "pergunta"}, **HTMX)
+        return html.content.decode().count("data-conversation-id=")
+
+    _conversations_with_messages(3, support)
+    assert search() == 3
+    _conversations_with_messages(9, support)
+    assert search() == 12
+
+
+@pytest.mark.parametrize(
+    "url", ["/c/{pk}/", "/c/{pk}/messages/"], ids=["conversation pane", "message list"]
+)
+def test_conversation_timeline_query_count_is_fixed(
+    agent_client, agent, support, django_assert_num_queries, url
+) -> None:
+    # session, user, conversation; messages (sender and quoted message joined), their reactions,
+    # notes (author joined); quick replies, past conversations, transfer agents and departments
+    conversation = ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+
+    def shown() -> int:
+        with django_assert_num_queries(10):
+            html = agent_client.get(url.format(pk=conversation.pk), **HTMX).content.decode()
+        assert html.count('class="note"') == html.count("msg-reactions")
+        return html.count('class="msg ')
+
+    _grow_timeline(conversation, agent, 3)
+    assert shown() == 4
+    _grow_timeline(conversation, agent, 12)
+    assert shown() == 12
+
+
+def test_queue_conversation_pane_query_count_is_fixed(
+    agent_client, agent, support, django_assert_num_queries
+) -> None:
+    # session, user, conversation; messages, reactions, notes; the agent's departments (once, for
+    # every right); past conversations, transfer agents and departments (no composer: not theirs)
+    conversation = ConversationFactory(department=support)
+    for size in (3, 12):
+        _grow_timeline(conversation, agent, size)
+        with django_assert_num_queries(10):
+            html = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+        assert "Take over" in html and 'id="composer"' not in html
+
+
+def test_conversation_page_query_count_is_fixed(
+    agent_client, agent, support, django_assert_num_queries
+) -> None:
+    # the pane's ten and the inbox's four beside it (session and user are shared)
+    conversation = ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    _grow_timeline(conversation, agent, 3)
+    _conversations_with_messages(3, support)
+    with django_assert_num_queries(14):
+        agent_client.get(f"/c/{conversation.pk}/")
+    _grow_timeline(conversation, agent, 12)
+    _conversations_with_messages(9, support)
+    with django_assert_num_queries(14):
+        agent_client.get(f"/c/{conversation.pk}/")
+
+
+def test_board_query_count_is_fixed(
+    client, supervisor, support, sales, django_assert_num_queries
+) -> None:
+    client.force_login(supervisor)
+
+    def rows() -> int:
+        with django_assert_num_queries(4):  # session, user, agents with their load, departments
+            html = client.get("/board/").content.decode()
+        return html.count("data-presence-user=")
+
+    for department in (support, sales):
+        colleague = UserFactory(role="agent", departments=[department])
+        ConversationFactory(department=department, assigned_to=colleague, status="open")
+        ConversationFactory(department=department)
+    assert rows() == 3  # two agents and the supervisor
+    for department in (support, sales):
+        for colleague in UserFactory.create_batch(5, role="agent", departments=[department]):
+            ConversationFactory(department=department, assigned_to=colleague, status="open")
+            ConversationFactory(department=department, status=ConversationStatus.BOT)
+    assert rows() == 13
