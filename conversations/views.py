@@ -84,7 +84,9 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
     expires = conversation.window_expires_at
     rights = selectors.conversation_rights(user=user, conversation=conversation)
     can_reply = rights.reply
-    window_open = bool(expires and expires > timezone.now())
+    # The channel says what it accepts now (WhatsApp: free-form only inside the 24-hour window).
+    capabilities = conversation_channel(conversation).capabilities(conversation=conversation)
+    window_open = capabilities.free_form
     return {
         "conversation": conversation,
         "timeline": selectors.conversation_timeline(
@@ -94,6 +96,7 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "templates": _approved_templates(conversation) if can_reply and not window_open else [],
         "retryable_types": RETRYABLE_TYPES,
         "window_expires_at": expires,
+        "max_text_length": capabilities.max_text_length,
         "can_reply": can_reply,
         "ai_drafts": can_reply and window_open and bool(settings.OPENAI_API_KEY),
         "quick_replies": list(selectors.quick_reply_list_for(conversation=conversation))
