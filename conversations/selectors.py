@@ -506,6 +506,8 @@ class Board:
     agents: Sequence[User]
     online_count: int
     departments: Sequence[Department]
+    # Conversations no department has yet: with the bot before the menu, or in the general queue.
+    no_department: dict[str, Any]
 
 
 def conversation_board(*, user: User) -> Board:
@@ -540,4 +542,16 @@ def conversation_board(*, user: User) -> Board:
         )
         .order_by("name")
     )
-    return Board(agents=agents, online_count=len(online), departments=departments)
+    waiting = Q(status=ConversationStatus.PENDING)
+    no_department = Conversation.objects.filter(department__isnull=True).aggregate(
+        queued=Count("pk", filter=waiting),
+        with_bot=Count("pk", filter=Q(status=ConversationStatus.BOT)),
+        in_progress=Count("pk", filter=Q(status=ConversationStatus.OPEN)),
+        oldest_waiting=Min("last_inbound_at", filter=waiting),
+    )
+    return Board(
+        agents=agents,
+        online_count=len(online),
+        departments=departments,
+        no_department=no_department,
+    )

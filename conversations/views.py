@@ -369,6 +369,7 @@ def board(request: HttpRequest) -> HttpResponse:
         "agents": board.agents,
         "online_count": board.online_count,
         "board_departments": board.departments,
+        "board_no_department": board.no_department,
         "now": timezone.now(),
     }
     if request.htmx:  # type: ignore[attr-defined]

@@ -325,6 +325,20 @@ def test_customer_panel_lists_past_conversations(agent_client, support) -> None:
     assert "prefere e-mail" in html
 
 
+def test_board_shows_conversations_no_department_has_yet(client, supervisor, support) -> None:
+    ConversationFactory(department=None, status=ConversationStatus.BOT)
+    ConversationFactory(department=None, status=ConversationStatus.BOT)
+    ConversationFactory(department=None, status=ConversationStatus.PENDING)
+    ConversationFactory(department=support, status=ConversationStatus.BOT)
+    client.force_login(supervisor)
+
+    html = client.get("/board/").content.decode()
+
+    row = html[html.index('id="board-no-department"') :].split("</tr>", 1)[0]
+    assert "No department yet" in row
+    assert "<td><strong>1</strong></td><td>2</td><td>0</td>" in row
+
+
 def test_board_is_for_supervisors(agent_client, client, supervisor, agent, support) -> None:
     assert agent_client.get("/board/").status_code == 403
     ConversationFactory(department=support)
@@ -659,7 +673,8 @@ def test_board_query_count_is_fixed(
     client.force_login(supervisor)
 
     def rows() -> int:
-        with django_assert_num_queries(4):  # session, user, agents with their load, departments
+        # session, user, agents with their load, departments, conversations with no department
+        with django_assert_num_queries(5):
             html = client.get("/board/").content.decode()
         return html.count("data-presence-user=")
 
