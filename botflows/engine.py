@@ -36,6 +36,7 @@ from conversations.models import (
     MessageType,
     SenderKind,
 )
+from conversations.replies import reply_choice
 from departments.models import Department
 
 from . import ai, selectors
@@ -141,17 +142,7 @@ def render_menu(
 
 def _reply(message: Message) -> tuple[str, str]:
     """(id, title) of a tapped button or list row, from the stored Meta message object."""
-    payload = message.raw_payload if isinstance(message.raw_payload, dict) else {}
-    interactive = payload.get("interactive")
-    if isinstance(interactive, dict):
-        for kind in ("button_reply", "list_reply"):
-            reply = interactive.get(kind)
-            if isinstance(reply, dict) and reply.get("id"):
-                return str(reply["id"]), str(reply.get("title") or "")
-    button = payload.get("button")
-    if isinstance(button, dict) and button.get("payload"):
-        return str(button["payload"]), str(button.get("text") or "")
-    return "", ""
+    return reply_choice(message.raw_payload)
 
 
 def match_option(

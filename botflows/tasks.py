@@ -1,6 +1,7 @@
 """Bot tasks. ``bot_handle_message`` is queued by WhatsApp intake for conversations with the bot."""
 
 import logging
+from typing import Any
 
 from celery import shared_task
 from django.db import OperationalError
@@ -41,14 +42,18 @@ def bot_handle_messages(message_ids: list[int]) -> None:
             bot_handle_message.delay(message_id)
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
-)
+# The survey's tasks: fetched afresh, idempotent, retried when the database is away.
+SURVEY_TASK: dict[str, Any] = {
+    "acks_late": True,
+    "ignore_result": True,
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@shared_task(**SURVEY_TASK)
 def csat_send(conversation_id: int) -> None:
     """Ask the customer of a just-closed conversation to score the service (idempotent)."""
     conversation = Conversation.objects.filter(pk=conversation_id).first()
@@ -56,14 +61,7 @@ def csat_send(conversation_id: int) -> None:
         csat.csat_request(conversation=conversation, texts=selectors.csat_texts())
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
-)
+@shared_task(**SURVEY_TASK)
 def csat_reply(message_id: int) -> None:
     """Take a customer's message on a closed conversation as its survey's score or comment."""
     message = Message.objects.select_related("conversation").filter(pk=message_id).first()

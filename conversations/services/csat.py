@@ -30,6 +30,7 @@ from ..models import (
     Message,
     MessageType,
 )
+from ..replies import reply_choice
 from ..serializers import conversation_payload
 from . import message_create_automated
 from ._base import _lock, _record
@@ -158,18 +159,6 @@ def csat_expire(*, surveys: Iterable[CsatSurvey]) -> None:
         )
 
 
-def _reply_of(message: Message) -> tuple[str, str]:
-    """(text, tapped row id) of an inbound message, from the stored Meta object."""
-    raw = message.raw_payload if isinstance(message.raw_payload, dict) else {}
-    interactive = raw.get("interactive")
-    if isinstance(interactive, dict):
-        for kind in ("list_reply", "button_reply"):
-            reply = interactive.get(kind)
-            if isinstance(reply, dict) and reply.get("id"):
-                return str(reply.get("title") or ""), str(reply["id"])
-    return message.body or "", ""
-
-
 @transaction.atomic
 def csat_answer(*, message: Message, texts: CsatTexts) -> CsatSurvey | None:
     """Take the customer's inbound ``message`` (on a closed conversation) as the open survey's
@@ -183,7 +172,8 @@ def csat_answer(*, message: Message, texts: CsatTexts) -> CsatSurvey | None:
     )
     if survey is None:
         return None
-    text, reply_id = _reply_of(message)
+    reply_id, title = reply_choice(message.raw_payload)
+    text = title if reply_id else message.body or ""
     if not csat_takes(survey=survey, text=text, reply_id=reply_id):
         return None
     if survey.status == CsatStatus.REQUESTED:

@@ -28,6 +28,7 @@ from conversations.models import (
     MessageType,
     SenderKind,
 )
+from conversations.replies import reply_choice
 from conversations.services import csat
 from conversations.services import customers as customer_services
 from conversations.services.customers import CustomerIdentity
@@ -210,12 +211,9 @@ def _customers_for(items: Sequence[_Item]) -> dict[str, Customer]:
 
 def _answer_of(message: dict[str, Any]) -> tuple[str, str]:
     """(text, tapped button or list row id) of one of Meta's message objects."""
-    interactive = message.get("interactive")
-    if isinstance(interactive, dict):
-        for kind in ("list_reply", "button_reply"):
-            reply = interactive.get(kind)
-            if isinstance(reply, dict) and reply.get("id"):
-                return str(reply.get("title") or ""), str(reply["id"])
+    reply_id, title = reply_choice(message)
+    if reply_id:
+        return title, reply_id
     text = message.get("text")
     return (str(text.get("body") or ""), "") if isinstance(text, dict) else ("", "")
 
