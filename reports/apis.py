@@ -54,12 +54,16 @@ class ReportQuerySerializer(serializers.Serializer[Any]):
     PARAMS = ("from", "to", "department", "agent", "tag", "business_hours", "bucket")
 
     def _parse(self, value: str, *, end: bool) -> datetime:
-        moment = parse_datetime(value)
-        if moment is None:
-            day = parse_date(value)
-            if day is None:
-                raise serializers.ValidationError(_("Use a date (YYYY-MM-DD) or an ISO datetime."))
+        # A bare date is a whole day (``to`` inclusive); parse_datetime would read it as
+        # midnight (datetime.fromisoformat accepts dates), making ``to`` exclusive.
+        day = parse_date(value) if len(value) == 10 else None  # noqa: PLR2004 - YYYY-MM-DD
+        if day is not None:
             moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+        else:
+            parsed = parse_datetime(value)
+            if parsed is None:
+                raise serializers.ValidationError(_("Use a date (YYYY-MM-DD) or an ISO datetime."))
+            moment = parsed
         if timezone.is_naive(moment):
             moment = timezone.make_aware(moment)
         return moment

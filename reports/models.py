@@ -98,8 +98,8 @@ class Segment(TimeStampedModel):
 class ConversationMetrics(TimeStampedModel):
     """The figures of one conversation (contract §9), summed from its segments.
 
-    A figure is null until it is known: ``queue_wait_seconds`` once the bot let go (0 when an
-    agent took it straight from the bot), ``handling_seconds`` once an agent segment ended,
+    A figure is null until it is known: ``queue_wait_seconds`` once a wait in a queue ended or
+    an agent had it (0 when taken straight from the bot), ``handling_seconds`` once an agent segment ended,
     ``resolution_seconds`` while closed. CSAT (``csat_score``/``csat_comment``) is written by the
     CSAT change; the stats and the CSV already read it.
     """

@@ -97,8 +97,8 @@ class Timeline:
         self._touch(segment)
         m = self.metrics
         m.department_id = department_id if kind != SegmentKind.BOT else m.department_id
-        if kind != SegmentKind.BOT and m.queue_wait_seconds is None:
-            # The bot let go: from now on the conversation has a queue wait (0 if taken at once).
+        if kind == SegmentKind.AGENT and m.queue_wait_seconds is None:
+            # An agent has it without a wait behind it (taken straight from the bot): 0.
             m.queue_wait_seconds = m.business_queue_wait_seconds = 0.0
         if kind == SegmentKind.AGENT and agent_id is not None:
             m.last_agent_id = agent_id
