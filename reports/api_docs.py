@@ -20,7 +20,7 @@ _CSAT = inline_serializer(
         ),
     },
 )
-_REF = {"id": serializers.IntegerField(), "name": serializers.CharField()}
+_REF: dict[str, Any] = {"id": serializers.IntegerField(), "name": serializers.CharField()}
 
 
 def _seconds() -> serializers.FloatField:

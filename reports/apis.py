@@ -56,7 +56,7 @@ class ReportQuerySerializer(serializers.Serializer[Any]):
     def _parse(self, value: str, *, end: bool) -> datetime:
         # A bare date is a whole day (``to`` inclusive); parse_datetime would read it as
         # midnight (datetime.fromisoformat accepts dates), making ``to`` exclusive.
-        day = parse_date(value) if len(value) == 10 else None  # noqa: PLR2004 - YYYY-MM-DD
+        day = parse_date(value) if len(value) == 10 else None
         if day is not None:
             moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
         else:

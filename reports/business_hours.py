@@ -43,9 +43,7 @@ def _day_windows(schedule: BusinessSchedule, day: date, zone: ZoneInfo) -> Itera
         yield _at(day, interval.opens_at, zone), _at(closes_on, interval.closes_at, zone)
 
 
-def _without_holidays(
-    window: Window, holidays: set[date], zone: ZoneInfo
-) -> Iterable[Window]:
+def _without_holidays(window: Window, holidays: set[date], zone: ZoneInfo) -> Iterable[Window]:
     """``window`` cut at local midnights, holidays' parts left out."""
     start, end = window
     while start < end:

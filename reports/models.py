@@ -44,7 +44,9 @@ class Segment(TimeStampedModel):
     kind = models.CharField(_("kind"), max_length=10, choices=SegmentKind.choices)
     started_at = models.DateTimeField(_("started at"))
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
-    ended_by = models.CharField(_("ended by"), max_length=12, choices=SegmentEnd.choices, blank=True)
+    ended_by = models.CharField(
+        _("ended by"), max_length=12, choices=SegmentEnd.choices, blank=True
+    )
     agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -99,9 +101,9 @@ class ConversationMetrics(TimeStampedModel):
     """The figures of one conversation (contract §9), summed from its segments.
 
     A figure is null until it is known: ``queue_wait_seconds`` once a wait in a queue ended or
-    an agent had it (0 when taken straight from the bot), ``handling_seconds`` once an agent segment ended,
-    ``resolution_seconds`` while closed. CSAT (``csat_score``/``csat_comment``) is written by the
-    CSAT change; the stats and the CSV already read it.
+    an agent had it (0 when taken straight from the bot), ``handling_seconds`` once an agent
+    segment ended, ``resolution_seconds`` while closed. CSAT (``csat_score``/``csat_comment``)
+    is written by the CSAT change; the stats and the CSV already read it.
     """
 
     conversation = models.OneToOneField(

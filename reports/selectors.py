@@ -8,7 +8,7 @@ every duration.
 """
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -96,11 +96,11 @@ def _conversation_aggregates(filters: ReportFilters) -> dict[str, Any]:
     return aggregates
 
 
-def _by_status(row: dict[str, Any]) -> dict[str, int]:
+def _by_status(row: Mapping[str, Any]) -> dict[str, int]:
     return {value: row[value] for value in ConversationStatus.values}
 
 
-def _csat(row: dict[str, Any]) -> dict[str, Any]:
+def _csat(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "average": _seconds(row["csat_average"]),
         "responses": row["csat_responses"],
@@ -108,7 +108,7 @@ def _csat(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _conversation_figures(row: dict[str, Any]) -> dict[str, Any]:
+def _conversation_figures(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "total": row["total"],
         "by_status": _by_status(row),

@@ -3,7 +3,7 @@ happen (:func:`segments_record`, inside the emitting transaction), or rebuilt fr
 history (:func:`segments_rebuild`, for data from before this app, or after a fix of the rules).
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +46,7 @@ def _moment(value: Any) -> datetime | None:
 # --- Live: from domain events ------------------------------------------------------------------
 
 
-def _change_of(event: DomainEvent) -> Change | None:
+def _change_of(event: DomainEvent) -> Change | None:  # noqa: PLR0911 - one per event type
     """The segments' view of one domain event (None: it changes no figure)."""
     if not isinstance(event, desk_events.ConversationFact):
         return None
@@ -160,9 +160,8 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
     payloads: dict[int, dict[str, Any]] = {}
     for event in events:
         change = _change_of(event)
-        if change is None:
+        if change is None or not isinstance(event, desk_events.ConversationFact):
             continue
-        assert isinstance(event, desk_events.ConversationFact)
         changes.setdefault(event.conversation_id, []).append(change)
         payloads.setdefault(event.conversation_id, event.conversation)
     if not changes:
@@ -213,14 +212,17 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
 # --- Rebuild: from the stored history ----------------------------------------------------------
 
 
-def _change_of_row(row: dict[str, Any]) -> Change | None:
+def _change_of_row(row: Mapping[str, Any]) -> Change | None:
     """The segments' view of a stored ``ConversationEvent`` (the same as of its domain event)."""
     kind, after, at = row["kind"], row["after"] or {}, row["created_at"]
     by_person = row["actor_id"] is not None
     department_id, assignee = after.get("department"), after.get("assigned_to")
     if kind in (EventKind.TAKEN_OVER, EventKind.ASSIGNED):
         return Change(
-            at=at, what="agent", agent_id=assignee, department_id=department_id,
+            at=at,
+            what="agent",
+            agent_id=assignee,
+            department_id=department_id,
             ended_by=SegmentEnd.ASSIGNED,
         )
     if kind in (EventKind.TRANSFERRED, EventKind.QUEUED):
@@ -279,7 +281,9 @@ def _rebuild_chunk(ids: list[int], *, schedule_of: ScheduleOf) -> None:
             sender=message["sender"],
             sender_user_id=message["sender_user_id"],
         )
-        history[message["conversation_id"]].append((message["created_at"], 2, message["id"], change))
+        history[message["conversation_id"]].append(
+            (message["created_at"], 2, message["id"], change)
+        )
     csat = {
         row["conversation_id"]: row
         for row in ConversationMetrics.objects.filter(conversation_id__in=ids).values(
@@ -288,7 +292,7 @@ def _rebuild_chunk(ids: list[int], *, schedule_of: ScheduleOf) -> None:
     }
     timelines = []
     for c in conversations:
-        kept = csat.get(c["pk"], {})
+        kept: Mapping[str, Any] = csat.get(c["pk"]) or {}
         metrics = ConversationMetrics(
             conversation_id=c["pk"],
             opened_at=c["created_at"],
@@ -344,4 +348,3 @@ def segments_rebuild(
         if progress is not None:
             progress(done, total)
     return done
-

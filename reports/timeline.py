@@ -79,7 +79,9 @@ class Timeline:
         total = _TOTALS[SegmentKind(segment.kind)]
         m = self.metrics
         setattr(m, total, _add(getattr(m, total), segment.seconds))
-        setattr(m, f"business_{total}", _add(getattr(m, f"business_{total}"), segment.business_seconds))
+        setattr(
+            m, f"business_{total}", _add(getattr(m, f"business_{total}"), segment.business_seconds)
+        )
         self._touch(segment)
         self.current = None
 
@@ -106,7 +108,12 @@ class Timeline:
                 m.agents = [*m.agents, agent_id]
 
     def _move(
-        self, *, at: datetime, kind: str, agent_id: int | None, department_id: int | None,
+        self,
+        *,
+        at: datetime,
+        kind: str,
+        agent_id: int | None,
+        department_id: int | None,
         ended_by: str,
     ) -> None:
         current = self.current
@@ -126,8 +133,11 @@ class Timeline:
         m = self.metrics
         if change.what == "created":
             self._move(
-                at=change.at, kind=SegmentKind.BOT, agent_id=None,
-                department_id=change.department_id, ended_by=SegmentEnd.QUEUED,
+                at=change.at,
+                kind=SegmentKind.BOT,
+                agent_id=None,
+                department_id=change.department_id,
+                ended_by=SegmentEnd.QUEUED,
             )
         elif change.what in ("agent", "queue", "reopened"):
             if change.what == "reopened":

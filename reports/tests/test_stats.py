@@ -205,11 +205,17 @@ def test_counts_by_status_and_department_of_a_mixed_desk(
     ("role", "expected"),
     [("admin", 200), ("supervisor", 200), ("agent", 403), ("anonymous", 401)],
 )
-@pytest.mark.parametrize("path", ["/api/v1/conversations/stats", "/api/v1/reports/conversations.csv"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/conversations/stats", "/api/v1/reports/conversations.csv"]
+)
 def test_supervisors_and_admins_only(
-    role: str, expected: int, path: str, admin_user: Any, supervisor: Any, agent: Any
+    role: str, expected: int, path: str, request: pytest.FixtureRequest
 ) -> None:
-    user = {"admin": admin_user, "supervisor": supervisor, "agent": agent, "anonymous": None}[role]
+    user = (
+        None
+        if role == "anonymous"
+        else request.getfixturevalue(f"{role}_user" if role == "admin" else role)
+    )
     response = bearer(user).get(path)
     if expected == 200:
         assert response.status_code == 200
@@ -221,7 +227,7 @@ def _desk_of(count: int, *, agent: Any, support: Any, minute: int) -> None:
     desk, account = Desk(), WhatsAppAccountFactory()
     for n in range(count):
 
-        def step() -> None:
+        def step(n: int = n) -> None:
             c, _ = services.conversation_open_for_customer(
                 customer=CustomerFactory(), whatsapp_account_id=account.pk
             )
