@@ -117,3 +117,16 @@ STATS_EXAMPLE = OpenApiExample(
         ],
     },
 )
+
+CSV_EXAMPLE = OpenApiExample(
+    "CSV",
+    response_only=True,
+    media_type="text/csv",
+    value=(
+        "id,created_at,customer,phone,department,agents,status,bot_seconds,queue_wait_seconds,"
+        "first_response_seconds,handling_seconds,resolution_seconds,messages_in,messages_out,"
+        "transfers,tags,priority,csat_score,csat_comment\r\n"
+        "42,2026-11-23T17:50:00-03:00,João Conceição,'+5511987650002,Suporte,"
+        "Ana Agente; Bia Suporte,closed,120.0,240.0,540.0,2040.0,3600.0,3,4,1,,,,\r\n"
+    ),
+)

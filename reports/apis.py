@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from common.api import IsSupervisorOrAdmin
 from common.api_docs import ERROR, VALIDATION_ERROR
 
-from .api_docs import STATS_EXAMPLE, STATS_RESPONSE
+from .api_docs import CSV_EXAMPLE, STATS_EXAMPLE, STATS_RESPONSE
 from .selectors import CSV_COLUMNS, ReportFilters, report_rows, report_stats
 
 
@@ -40,6 +40,8 @@ class ReportQuerySerializer(serializers.Serializer[Any]):
     business_hours = serializers.BooleanField(required=False, default=False)
     bucket = serializers.ChoiceField(choices=("hour", "day"), required=False, default="day")
 
+    PARAMS = ("from", "to", "department", "agent", "tag", "business_hours", "bucket")
+
     @classmethod
     def from_request(cls, request: Request) -> ReportFilters:
         params = request.query_params
@@ -50,8 +52,6 @@ class ReportQuerySerializer(serializers.Serializer[Any]):
         query = cls(data=data)
         query.is_valid(raise_exception=True)
         return query.save()
-
-    PARAMS = ("from", "to", "department", "agent", "tag", "business_hours", "bucket")
 
     def _parse(self, value: str, *, end: bool) -> datetime:
         # A bare date is a whole day (``to`` inclusive); parse_datetime would read it as
@@ -186,6 +186,7 @@ class ConversationsCsvApi(APIView):
             401: ERROR,
             403: ERROR,
         },
+        examples=[CSV_EXAMPLE],
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         filters = ReportQuerySerializer.from_request(request)
