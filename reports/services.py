@@ -176,8 +176,13 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
         _count_messages(counts)
     if not stateful:
         return
-    segments = Segment.objects.filter(conversation_id__in=stateful, ended_at__isnull=True)
-    metrics = ConversationMetrics.objects.filter(conversation_id__in=stateful)
+    # Locked in one order (by conversation), after the service's lock on the conversation row.
+    segments = Segment.objects.filter(conversation_id__in=stateful, ended_at__isnull=True).order_by(
+        "conversation_id"
+    )
+    metrics = ConversationMetrics.objects.filter(conversation_id__in=stateful).order_by(
+        "conversation_id"
+    )
     if connection.in_atomic_block:
         segments, metrics = segments.select_for_update(), metrics.select_for_update()
     current = {s.conversation_id: s for s in segments}
