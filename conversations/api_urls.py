@@ -4,7 +4,6 @@ from . import apis
 
 urlpatterns = [
     *api_path("conversations", apis.ConversationListApi.as_view(), "api-conversations"),
-    *api_path("conversations/stats", apis.ConversationStatsApi.as_view(), "api-conversation-stats"),
     *api_path("conversations/<int:pk>", apis.ConversationDetailApi.as_view(), "api-conversation"),
     *api_path(
         "conversations/<int:pk>/takeover",

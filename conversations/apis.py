@@ -4,13 +4,10 @@ Interfaces only: every read goes through ``selectors`` (an object out of reach i
 change through ``services`` (a refused action is a 403/400 with the service's message).
 """
 
-from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -18,7 +15,6 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_field,
-    inline_serializer,
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -29,14 +25,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from common.api import IsSupervisorOrAdmin
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
 from departments.models import Department
 
 from . import selectors, services
 from .channels import conversation_channel
 from .filters import ConversationFilter
-from .metrics import conversation_stats
 from .models import Conversation, ConversationEvent, Message, MessageType
 from .serializers import ConversationSerializer, MessageSerializer
 from .uploads import upload_classify
@@ -288,136 +282,6 @@ class ConversationHistoryApi(ListAPIView[Any]):
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
-
-
-class StatsQuerySerializer(serializers.Serializer[Any]):
-    # ``from``/``to``: ISO dates (whole days in the desk's time zone) or datetimes.
-    date_from = serializers.CharField(required=False, allow_blank=True)
-    date_to = serializers.CharField(required=False, allow_blank=True)
-
-    def _parse(self, value: str, *, end: bool) -> datetime:
-        moment = parse_datetime(value)
-        if moment is None:
-            day = parse_date(value)
-            if day is None:
-                raise serializers.ValidationError(_("Use a date (YYYY-MM-DD) or an ISO datetime."))
-            moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
-        return moment
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        now = timezone.now()
-        errors: dict[str, Any] = {}
-        result: dict[str, datetime] = {}
-        for key, end in (("date_from", False), ("date_to", True)):
-            if attrs.get(key):
-                try:
-                    result[key] = self._parse(attrs[key], end=end)
-                except (serializers.ValidationError, ValueError) as exc:
-                    detail = getattr(exc, "detail", [str(exc)])
-                    errors[key.removeprefix("date_")] = detail
-        if errors:
-            raise serializers.ValidationError(errors)
-        result.setdefault("date_to", now)
-        result.setdefault("date_from", result["date_to"] - timedelta(days=30))
-        if result["date_from"] >= result["date_to"]:
-            raise serializers.ValidationError({"from": [_("'from' must be before 'to'.")]})
-        return result
-
-
-_STATUS_COUNTS = inline_serializer(
-    name="StatusCounts",
-    fields={value: serializers.IntegerField() for value in ("bot", "pending", "open", "closed")},
-)
-
-
-def _group_fields(**extra: Any) -> dict[str, Any]:
-    return {
-        **extra,
-        "total": serializers.IntegerField(),
-        "by_status": _STATUS_COUNTS,
-        "first_response_seconds_avg": serializers.FloatField(allow_null=True),
-        "handling_seconds_avg": serializers.FloatField(allow_null=True),
-    }
-
-
-STATS_RESPONSE = inline_serializer(
-    name="ConversationStats",
-    fields={
-        "from": serializers.DateTimeField(),
-        "to": serializers.DateTimeField(),
-        **_group_fields(),
-        "csat": serializers.FloatField(allow_null=True, help_text="Not collected yet: null."),
-        "by_department": inline_serializer(
-            name="DepartmentStats",
-            many=True,
-            fields=_group_fields(
-                department=inline_serializer(
-                    name="StatsDepartment",
-                    fields={"id": serializers.IntegerField(), "name": serializers.CharField()},
-                    allow_null=True,
-                )
-            ),
-        ),
-        "by_agent": inline_serializer(
-            name="AgentStats",
-            many=True,
-            fields=_group_fields(agent=ActorSerializer()),
-        ),
-    },
-)
-
-
-class ConversationStatsApi(APIView):
-    permission_classes = (IsSupervisorOrAdmin,)
-
-    @extend_schema(
-        tags=["conversations"],
-        summary="Desk metrics (supervisors and admins)",
-        description=(
-            "Over conversations created in [from, to) (default: the last 30 days): counts by "
-            "status, average first-response time (creation → first agent message) and handling "
-            "time (creation → closing) in seconds, per department and per assigned agent. CSAT is "
-            "not collected yet (null)."
-        ),
-        parameters=[
-            OpenApiParameter("from", OpenApiTypes.STR, description="YYYY-MM-DD or ISO datetime"),
-            OpenApiParameter("to", OpenApiTypes.STR, description="YYYY-MM-DD (inclusive) or ISO"),
-        ],
-        responses={200: STATS_RESPONSE, 400: VALIDATION_ERROR, 401: ERROR, 403: ERROR},
-        examples=[
-            OpenApiExample(
-                "Stats",
-                response_only=True,
-                value={
-                    "from": "2026-11-01T00:00:00-03:00",
-                    "to": "2026-12-01T00:00:00-03:00",
-                    "total": 2,
-                    "by_status": {"bot": 0, "pending": 0, "open": 1, "closed": 1},
-                    "first_response_seconds_avg": 95.0,
-                    "handling_seconds_avg": 1800.0,
-                    "csat": None,
-                    "by_department": [],
-                    "by_agent": [],
-                },
-            )
-        ],
-    )
-    def get(self, request: Request) -> Response:
-        query = StatsQuerySerializer(
-            data={
-                "date_from": request.query_params.get("from", ""),
-                "date_to": request.query_params.get("to", ""),
-            }
-        )
-        query.is_valid(raise_exception=True)
-        stats = conversation_stats(
-            queryset=selectors.conversation_list_visible_to(user=request.user),  # type: ignore[arg-type]
-            date_from=query.validated_data["date_from"],
-            date_to=query.validated_data["date_to"],
-        )
-        return Response(stats)
 
 
 # --- Messages ----------------------------------------------------------------------------------

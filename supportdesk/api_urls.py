@@ -27,6 +27,7 @@ urlpatterns = [
     path("", include("botflows.api_urls")),
     path("", include("accounts.api_urls")),
     path("", include("departments.api_urls")),
+    path("", include("reports.api_urls")),  # conversations/stats, reports/*
     path("", include("conversations.api_urls")),
     # OpenAPI 3 schema and its browsable docs (Swagger UI; Redoc below), assets served locally.
     *api_path("schema", SchemaApi.as_view(), "api-schema"),

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "conversations",
     "botflows",
     "whatsapp",
+    "reports",
     "supportdesk",  # the project's top: demo data (seed_demo), which alone knows every app
 ]
 
@@ -64,6 +65,8 @@ DOMAIN_EVENT_HANDLERS = [
     "conversations.handlers.RealtimeHandler",
     "whatsapp.handlers.ChannelSender",
     "botflows.handlers.BotHandler",
+    # Segments and roll-ups of the reports, written inside the emitting transaction.
+    "reports.handlers.SegmentRecorder",
 ]
 # The channel a conversation's messages go through (conversations/channels.py), the way Django
 # finds EMAIL_BACKEND: the core validates and asks what it can do through this port.

@@ -1,16 +1,13 @@
-"""``/api/v1/conversations...`` and ``/api/v1/messages...``: filters, actions, history, stats,
-sending text and files, marking read, errors and query counts."""
+"""``/api/v1/conversations...`` and ``/api/v1/messages...``: filters, actions, history,
+sending text and files, marking read, errors and query counts (stats: reports/tests)."""
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.utils import timezone
 
 from accounts.models import AuditAction, AuditLogEntry
 from conversations.models import (
-    Conversation,
     ConversationEvent,
     ConversationStatus,
     EventKind,
@@ -198,69 +195,6 @@ def test_reopen_conflict_is_a_400_with_the_service_code(admin_user: Any, support
     )
     response = bearer(admin_user).post(f"/api/v1/conversations/{old.pk}/reopen")
     assert_error_shape(response, 400, "conversation_in_progress")
-
-
-# --- Stats ---------------------------------------------------------------------------------------
-
-
-def test_stats_counts_and_average_times(
-    supervisor: Any, agent: Any, support: Any, sales: Any
-) -> None:
-    now = timezone.now()
-
-    def conversation(department: Any, status: str, **times: Any) -> Conversation:
-        c = ConversationFactory(department=department, status=status, assigned_to=agent)
-        Conversation.objects.filter(pk=c.pk).update(created_at=now - timedelta(hours=2), **times)
-        return c
-
-    conversation(
-        support, "open", first_response_at=now - timedelta(hours=2) + timedelta(seconds=60)
-    )
-    conversation(
-        support,
-        "closed",
-        first_response_at=now - timedelta(hours=2) + timedelta(seconds=180),
-        closed_at=now - timedelta(hours=1),
-    )
-    conversation(sales, "pending")
-    old = ConversationFactory(department=sales)
-    Conversation.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=90))
-
-    body = bearer(supervisor).get("/api/v1/conversations/stats").json()
-
-    assert body["total"] == 3
-    assert body["by_status"] == {"bot": 0, "pending": 1, "open": 1, "closed": 1}
-    assert body["first_response_seconds_avg"] == 120.0
-    assert body["handling_seconds_avg"] == 3600.0
-    assert body["csat"] is None
-    by_department = {row["department"]["name"]: row for row in body["by_department"]}
-    assert by_department["Suporte"]["total"] == 2
-    assert by_department["Vendas"]["by_status"]["pending"] == 1
-    assert body["by_agent"][0]["agent"] == {"id": agent.pk, "name": agent.name}
-    assert body["by_agent"][0]["total"] == 3
-    # a window that holds only the old one
-    since = (now - timedelta(days=100)).date().isoformat()
-    until = (now - timedelta(days=80)).date().isoformat()
-    windowed = bearer(supervisor).get(f"/api/v1/conversations/stats?from={since}&to={until}")
-    assert windowed.json()["total"] == 1
-
-
-def test_stats_rejects_bad_dates(supervisor: Any) -> None:
-    client = bearer(supervisor)
-    body = assert_error_shape(client.get("/api/v1/conversations/stats?from=yesterday"), 400)
-    assert list(body["errors"]) == ["from"]
-    reversed_ = client.get("/api/v1/conversations/stats?from=2026-02-01&to=2026-01-01")
-    assert list(assert_error_shape(reversed_, 400)["errors"]) == ["from"]
-
-
-def test_stats_query_count_is_constant(
-    supervisor: Any, support: Any, django_assert_num_queries: Any
-) -> None:
-    for _ in range(5):
-        ConversationFactory(department=support)
-    client = bearer(supervisor)
-    with django_assert_num_queries(4):  # auth user, overall, per department, per agent
-        assert client.get("/api/v1/conversations/stats").status_code == 200
 
 
 # --- Messages ------------------------------------------------------------------------------------

@@ -122,6 +122,12 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         {"admin": 200, "supervisor": 200, "agent": 403, "other_agent": 403, "anonymous": 401},
     ),
     (
+        "conversations CSV",
+        "pending",
+        lambda c, w: c.get("/api/v1/reports/conversations.csv"),
+        {"admin": 200, "supervisor": 200, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
         "message list",
         "pending",
         lambda c, w: c.get(f"/api/v1/messages?conversation={w.conversation.pk}"),
@@ -266,6 +272,7 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
         ("POST", "/api/v1/conversations/{id}/reopen"),
         ("GET", "/api/v1/conversations/{id}/history"),
         ("GET", "/api/v1/conversations/stats"),
+        ("GET", "/api/v1/reports/conversations.csv"),
         ("GET", "/api/v1/messages"),
         ("POST", "/api/v1/messages"),
         ("PATCH", "/api/v1/messages/{id}/read"),

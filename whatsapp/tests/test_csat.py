@@ -9,6 +9,7 @@ from django.utils import timezone
 from conversations import services
 from conversations.events import CsatReceived
 from conversations.models import Conversation, ConversationStatus, CsatStatus, CsatSurvey
+from supportdesk.tests.api_support import api_env  # noqa: F401 - fixture
 from whatsapp.services import sandbox as wa
 from whatsapp.services.inbound import webhook_event_process
 from whatsapp.services.intake import webhook_receive
@@ -176,3 +177,32 @@ def test_an_answer_leaves_no_unread_badge_on_the_closed_conversation(fake_graph,
 
     conversation.refresh_from_db()
     assert (conversation.status, conversation.unread_count) == ("closed", 0)
+
+
+def test_the_score_reaches_the_reports_credited_to_the_agent(
+    fake_graph,
+    agent,
+    support,
+    supervisor,
+    api_env,  # noqa: F811 - the API tests' fixture
+):
+    from supportdesk.tests.api_support import bearer
+
+    conversation = open_conversation(fake_graph, agent, support)
+    services.conversation_take_over(conversation=conversation, actor=agent)
+    services.conversation_close(conversation=conversation, actor=agent)
+    reply(tap(4))
+    reply(text("Muito bom"))
+
+    day = timezone.localdate().isoformat()
+    body = bearer(supervisor).get(f"/api/v1/conversations/stats?from={day}&to={day}").json()
+
+    assert body["csat"] == {
+        "average": 4.0,
+        "responses": 1,
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 1, "5": 0},
+    }
+    (row,) = [a for a in body["by_agent"] if a["agent"]["id"] == agent.pk]
+    assert row["csat"]["average"] == 4.0
+    csv = bearer(supervisor).get(f"/api/v1/reports/conversations.csv?from={day}&to={day}")
+    assert "Muito bom" in b"".join(csv.streaming_content).decode("utf-8-sig")

@@ -1,0 +1,168 @@
+"""What the reports read: each conversation cut into segments (with the bot, waiting in a queue,
+with an agent) and one roll-up row per conversation, both kept up to date by
+:class:`reports.handlers.SegmentRecorder` from the desk's domain events, so that the stats and
+the CSV export are a few aggregate queries that never scan messages (see docs/reports.md).
+
+Every duration is stored twice when it becomes known: wall-clock seconds and ``business_*``
+seconds (only the department's open hours, :mod:`reports.business_hours`).
+"""
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from common.models import TimeStampedModel
+
+
+class SegmentKind(models.TextChoices):
+    BOT = "bot", _("With the bot")
+    QUEUE = "queue", _("Waiting in a queue")
+    AGENT = "agent", _("With an agent")
+
+
+class SegmentEnd(models.TextChoices):
+    """What ended a segment."""
+
+    ASSIGNED = "assigned", _("Assigned")
+    TRANSFERRED = "transferred", _("Transferred")
+    QUEUED = "queued", _("Sent to a queue")
+    CLOSED = "closed", _("Closed")
+
+
+class Segment(TimeStampedModel):
+    """One stretch of a conversation in the same hands. ``ended_at`` null: the current one."""
+
+    conversation = models.ForeignKey(
+        "conversations.Conversation",
+        on_delete=models.CASCADE,
+        related_name="report_segments",
+        verbose_name=_("conversation"),
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=SegmentKind.choices)
+    started_at = models.DateTimeField(_("started at"))
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    ended_by = models.CharField(
+        _("ended by"), max_length=12, choices=SegmentEnd.choices, blank=True
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("agent"),
+    )
+    department = models.ForeignKey(
+        "departments.Department",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("department"),
+    )
+    first_reply_at = models.DateTimeField(_("first reply"), null=True, blank=True)
+    messages_in = models.PositiveIntegerField(_("messages in"), default=0)
+    messages_out = models.PositiveIntegerField(_("messages out"), default=0)
+    # Known once the segment has ended (first reply: once it happened).
+    seconds = models.FloatField(_("seconds"), null=True, blank=True)
+    business_seconds = models.FloatField(_("seconds in business hours"), null=True, blank=True)
+    first_reply_seconds = models.FloatField(_("first reply seconds"), null=True, blank=True)
+    business_first_reply_seconds = models.FloatField(
+        _("first reply seconds in business hours"), null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["conversation", "started_at", "id"]
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(ended_at__isnull=True),
+                name="report_segment_one_open_per_conversation",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["conversation", "started_at"], name="report_segment_conv_idx"),
+            models.Index(fields=["agent", "kind", "started_at"], name="report_segment_agent_idx"),
+            models.Index(
+                fields=["department", "kind", "started_at"], name="report_segment_dept_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} {self.kind} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class ConversationMetrics(TimeStampedModel):
+    """The figures of one conversation (contract §9), summed from its segments.
+
+    A figure is null until it is known: ``queue_wait_seconds`` once a wait in a queue ended or
+    an agent had it (0 when taken straight from the bot), ``handling_seconds`` once an agent
+    segment ended, ``resolution_seconds`` while closed. CSAT (``csat_score``/``csat_comment``)
+    is written by the CSAT change; the stats and the CSV already read it.
+    """
+
+    conversation = models.OneToOneField(
+        "conversations.Conversation",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="report_metrics",
+        verbose_name=_("conversation"),
+    )
+    opened_at = models.DateTimeField(_("conversation created at"), db_index=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    department = models.ForeignKey(
+        "departments.Department",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("department"),
+    )
+    agents = models.JSONField(_("agents"), default=list, blank=True)  # user ids, in order
+    last_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("last agent"),
+    )
+    first_response_at = models.DateTimeField(_("first response"), null=True, blank=True)
+    bot_seconds = models.FloatField(null=True, blank=True)
+    queue_wait_seconds = models.FloatField(null=True, blank=True)
+    first_response_seconds = models.FloatField(null=True, blank=True)
+    handling_seconds = models.FloatField(null=True, blank=True)
+    resolution_seconds = models.FloatField(null=True, blank=True)
+    business_bot_seconds = models.FloatField(null=True, blank=True)
+    business_queue_wait_seconds = models.FloatField(null=True, blank=True)
+    business_first_response_seconds = models.FloatField(null=True, blank=True)
+    business_handling_seconds = models.FloatField(null=True, blank=True)
+    business_resolution_seconds = models.FloatField(null=True, blank=True)
+    messages_in = models.PositiveIntegerField(_("messages in"), default=0)
+    messages_out = models.PositiveIntegerField(_("messages out"), default=0)
+    transfers = models.PositiveIntegerField(_("transfers"), default=0)
+    csat_score = models.PositiveSmallIntegerField(_("CSAT score"), null=True, blank=True)
+    csat_comment = models.TextField(_("CSAT comment"), blank=True)
+
+    class Meta:
+        ordering = ["opened_at", "conversation"]
+        verbose_name = _("conversation metrics")
+        verbose_name_plural = _("conversation metrics")
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(csat_score__isnull=True) | Q(csat_score__gte=1, csat_score__lte=5),
+                name="report_metrics_csat_1_to_5",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["department", "opened_at"], name="report_metrics_dept_idx"),
+            models.Index(fields=["last_agent", "opened_at"], name="report_metrics_agent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} metrics"
