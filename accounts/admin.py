@@ -165,7 +165,12 @@ class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-
     filter_horizontal = ()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).prefetch_related("departments")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(is_service_account=False)
+            .prefetch_related("departments")
+        )
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if not change:

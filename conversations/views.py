@@ -166,7 +166,10 @@ def _inbox(request: HttpRequest, query: InboxQuery) -> dict[str, Any]:
     has_next = len(page) > PAGE_SIZE
     departments = list(Department.objects.filter(is_active=True).only("pk", "name"))
     agents = list(
-        User.objects.filter(is_active=True).exclude(role=Role.ADMIN).only("pk", "name", "email")
+        User.objects.people()
+        .filter(is_active=True)
+        .exclude(role=Role.ADMIN)
+        .only("pk", "name", "email")
     )
     return {
         "tabs": [{"key": t.key, "label": t.label, "count": counts[t.key]} for t in TABS],
@@ -243,7 +246,8 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "can_reopen": selectors.user_can_reopen(user=user, conversation=conversation),
         "past_conversations": past,
         "transfer_agents": list(
-            User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
+            User.objects.people()
+            .filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
             .exclude(pk=conversation.assigned_to_id or 0)
             .only("pk", "name", "email")
         ),
@@ -355,7 +359,9 @@ def conversation_read(request: HttpRequest, pk: int) -> HttpResponse:
 def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
     to_user_id = _int(request.POST.get("to_user"))
     to_department_id = _int(request.POST.get("to_department"))
-    to_user = User.objects.filter(pk=to_user_id, is_active=True).first() if to_user_id else None
+    to_user = (
+        User.objects.people().filter(pk=to_user_id, is_active=True).first() if to_user_id else None
+    )
     to_department = (
         Department.objects.filter(pk=to_department_id).first() if to_department_id else None
     )
@@ -520,7 +526,8 @@ def _resend(*, conversation: Conversation, actor: User, failed: Message) -> Conv
 def _board(request: HttpRequest) -> dict[str, Any]:
     open_statuses = [ConversationStatus.OPEN, ConversationStatus.PENDING]
     agents = list(
-        User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
+        User.objects.people()
+        .filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
         .annotate(
             open_count=Count(
                 "assigned_conversations",

@@ -201,6 +201,7 @@ LOGOUT_REDIRECT_URL = "/login/"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.DeskJWTAuthentication",
+        "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -236,6 +237,10 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 DATA_UPLOAD_MAX_NUMBER_FILES = 5
 API_UPLOAD_MAX_BYTES = env.int("API_UPLOAD_MAX_BYTES", default=16 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "accounts.models.Role",
+        "ApiKeyRoleEnum": "accounts.models.API_KEY_ROLE_CHOICES",
+    },
     "TITLE": "SupportDesk API",
     "DESCRIPTION": "WhatsApp customer-support desk: conversations, messages, users, departments.",
     "VERSION": "1.0.0",
