@@ -201,3 +201,24 @@ def test_revoking_deactivates_the_service_account(admin_user: Any) -> None:
     bearer(admin_user).delete(f"/api/v1/api-keys/{api_key.pk}")
     assert not User.objects.get(pk=api_key.user_id).is_active
     assert timezone.now() >= ApiKey.objects.get(pk=api_key.pk).revoked_at
+
+
+def test_admins_list_and_revoke_keys_in_the_back_office(client: Any, admin_user: Any) -> None:
+    api_key, key = api_key_create(actor=admin_user, name="Legacy", role="admin")
+    client.force_login(admin_user)
+    changelist = "/admin/accounts/apikey/"
+    html = client.get(changelist).content.decode()
+    assert "Legacy" in html and api_key.prefix in html
+    assert key not in html
+    # when
+    response = client.post(changelist, {"action": "revoke", "_selected_action": [api_key.pk]})
+    # then
+    assert response.status_code == 302
+    assert ApiKey.objects.get(pk=api_key.pk).revoked
+    assert with_key(key).get("/api/v1/auth/me").status_code == 401
+    assert AuditLogEntry.objects.filter(action=AuditAction.API_KEY_REVOKED).count() == 1
+
+
+def test_supervisors_do_not_see_keys_in_the_back_office(client: Any, supervisor: Any) -> None:
+    client.force_login(supervisor)
+    assert client.get("/admin/accounts/apikey/").status_code == 403
