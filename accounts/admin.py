@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import (
@@ -24,11 +24,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
-from common.admin import ServiceBackedAdminMixin
+from common.admin import ReadOnlyAdminMixin, ServiceBackedAdminMixin
 from departments.models import Department
 
-from .models import User
-from .services import user_revoke_tokens, user_set_password, user_update
+from .models import ApiKey, User
+from .services import api_key_revoke, user_revoke_tokens, user_set_password, user_update
 from .views import AdminLoginForm
 
 # Who is changing a password on the admin's password page (the form only knows the user).
@@ -165,7 +165,12 @@ class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-
     filter_horizontal = ()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).prefetch_related("departments")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(is_service_account=False)
+            .prefetch_related("departments")
+        )
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if not change:
@@ -206,4 +211,42 @@ class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-
 
 # Permissions follow from the role (``User.has_perm``); groups would only mislead.
 admin.site.unregister(Group)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Integration keys (admins): created through ``POST /api/v1/api-keys`` (the key is shown
+    there once); here they are listed and can be revoked."""
+
+    list_display = ("name", "role", "prefix", "created_at", "last_used_at", "revoked")
+    list_filter = ("role", "revoked")
+    search_fields = ("name", "prefix")
+    list_select_related = ("created_by",)
+    fields = (
+        "name",
+        "role",
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked",
+        "revoked_at",
+    )
+    readonly_fields = fields
+    actions = ("revoke",)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        user = request.user
+        return bool(user.is_active and getattr(user, "is_admin", False))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and self.has_view_permission(request)  # the changelist's actions only
+
+    @admin.action(description=_("Revoke the selected API keys"))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            api_key_revoke(actor=request.user, api_key=api_key)  # type: ignore[arg-type]
+        self.message_user(request, _("The keys were revoked."), messages.SUCCESS)
+
+
 admin.site.login_form = AdminLoginForm  # throttled like the console's (accounts.login_throttle)

@@ -11,4 +11,6 @@ urlpatterns = [
     *api_path("users", apis.UserListApi.as_view(), "api-users"),
     *api_path("users/online", apis.UserOnlineApi.as_view(), "api-users-online"),
     *api_path("users/<int:pk>", apis.UserDetailApi.as_view(), "api-user"),
+    *api_path("api-keys", apis.ApiKeyListApi.as_view(), "api-keys"),
+    *api_path("api-keys/<int:pk>", apis.ApiKeyDetailApi.as_view(), "api-key"),
 ]

@@ -1,4 +1,4 @@
-"""``/api/v1/auth/...`` and ``/api/v1/users/...`` (contract §4)."""
+"""``/api/v1/auth/...``, ``/api/v1/users/...`` (contract §4) and ``/api/v1/api-keys`` (§8)."""
 
 from typing import Any
 
@@ -34,7 +34,7 @@ from departments.models import Department
 
 from . import selectors, services
 from .authentication import token_is_current
-from .models import AuditAction, Role, User
+from .models import API_KEY_ROLE_CHOICES, ApiKey, AuditAction, Role, User
 from .presence import is_online, online_user_ids
 
 USER_EXAMPLE = {
@@ -262,7 +262,7 @@ class MeApi(APIView):
     permission_classes = (IsAuthenticated,)
 
     def get(self, request: Request) -> Response:
-        user = selectors.user_get_visible(user=request.user, pk=request.user.pk)  # type: ignore[arg-type]
+        user = selectors.user_get_me(user=request.user)  # type: ignore[arg-type]
         return Response(_user_payload(user))
 
 
@@ -434,4 +434,127 @@ class UserDetailApi(APIView):
     def delete(self, request: Request, pk: int) -> Response:
         user = self._get(request, pk)
         services.user_deactivate(user=user, actor=request.user)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Integration keys (contract §8) ------------------------------------------------------------
+
+API_KEY_EXAMPLE = {
+    "id": 1,
+    "name": "n8n",
+    "role": "supervisor",
+    "prefix": "sdk_1a2b3c4d",
+    "created_at": "2026-12-01T12:00:00-03:00",
+    "last_used_at": None,
+    "revoked": False,
+    "revoked_at": None,
+    "created_by": {"id": 1, "name": "Admin"},
+}
+
+
+class _UserRefSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
+    created_by = _UserRefSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ApiKey
+        fields: tuple[str, ...] = (
+            "id",
+            "name",
+            "role",
+            "prefix",
+            "created_at",
+            "last_used_at",
+            "revoked",
+            "revoked_at",
+            "created_by",
+        )
+        read_only_fields = fields
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(help_text="The key itself: shown in this answer only.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = (*ApiKeySerializer.Meta.fields, "key")
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=API_KEY_ROLE_CHOICES)
+
+
+class ApiKeyListApi(ListAPIView[ApiKey]):
+    permission_classes = (IsAuthenticated, IsAdminRole)
+    serializer_class = ApiKeySerializer
+    filterset_class = None
+
+    def get_queryset(self) -> Any:
+        return selectors.api_key_list()
+
+    @extend_schema(
+        tags=["api-keys"],
+        summary="Integration keys (admins), newest first; the keys themselves are never shown",
+        responses={200: ApiKeySerializer(many=True), **LIST_ERRORS, 403: ERROR},
+        examples=[
+            OpenApiExample(
+                "Page",
+                value={"count": 1, "next": None, "previous": None, "results": [API_KEY_EXAMPLE]},
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["api-keys"],
+        summary="Create an integration key (admins): the answer holds `key`, shown this once",
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyCreatedSerializer, 400: VALIDATION_ERROR, 401: ERROR, 403: ERROR},
+        examples=[
+            OpenApiExample(
+                "New key", value={"name": "n8n", "role": "supervisor"}, request_only=True
+            ),
+            OpenApiExample(
+                "Created",
+                value={**API_KEY_EXAMPLE, "key": "sdk_1a2b3c4d_Vd3...q0"},
+                response_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ApiKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, key = services.api_key_create(actor=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        api_key = selectors.api_key_get(pk=api_key.pk)
+        return Response(
+            {**ApiKeySerializer(api_key).data, "key": key}, status=status.HTTP_201_CREATED
+        )
+
+
+class ApiKeyDetailApi(APIView):
+    permission_classes = (IsAuthenticated, IsAdminRole)
+
+    @extend_schema(
+        tags=["api-keys"],
+        summary="One integration key (admins)",
+        responses={200: ApiKeySerializer, 401: ERROR, 403: ERROR, 404: ERROR},
+        examples=[OpenApiExample("Key", value=API_KEY_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ApiKeySerializer(selectors.api_key_get(pk=pk)).data)
+
+    @extend_schema(
+        tags=["api-keys"],
+        summary="Revoke an integration key (admins): it stops working at once and stays listed",
+        responses={204: None, 401: ERROR, 403: ERROR, 404: ERROR},
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        services.api_key_revoke(actor=request.user, api_key=selectors.api_key_get(pk=pk))  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)

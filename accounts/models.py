@@ -53,6 +53,10 @@ class UserManager(BaseUserManager["User"]):
         extra_fields.setdefault("name", email.split("@", maxsplit=1)[0])
         return self.create_user(email, password, **extra_fields)
 
+    def people(self) -> "models.QuerySet[User]":
+        """The people who work the desk: every user but the service accounts of API keys."""
+        return self.get_queryset().filter(is_service_account=False)
+
 
 class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
     """A person who works the desk. Logs in by e-mail; what they may do follows from ``role``."""
@@ -69,6 +73,12 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
     )
     is_active = models.BooleanField(_("active"), default=True)
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
+    is_service_account = models.BooleanField(
+        _("integration account"),
+        default=False,
+        editable=False,
+        help_text=_("The principal an API key acts as: never logs in, never shown as an agent."),
+    )
 
     objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
 
@@ -165,6 +175,8 @@ class AuditAction(models.TextChoices):
     USER_DEACTIVATED = "user_deactivated", _("User deactivated")
     TRANSFER = "transfer", _("Conversation transferred")
     CONFIG_CHANGED = "config_changed", _("Configuration changed")
+    API_KEY_CREATED = "api_key_created", _("API key created")
+    API_KEY_REVOKED = "api_key_revoked", _("API key revoked")
 
 
 class AuditLogEntry(models.Model):
@@ -201,3 +213,58 @@ class AuditLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action} {self.target_repr}"
+
+
+# Roles an integration key may act with (contract §8): never an agent's.
+API_KEY_ROLES = (Role.ADMIN, Role.SUPERVISOR)
+API_KEY_ROLE_CHOICES = [(role.value, role.label) for role in API_KEY_ROLES]
+
+
+class ApiKey(TimeStampedModel):
+    """An integration key (``Authorization: Api-Key <key>``), acting as its own service user.
+
+    Only the SHA-256 of the key is stored: keys are 256-bit random values, so a fast hash is as
+    safe as a password hash and lets one indexed query find the key. ``prefix`` (the key's first
+    characters) tells keys apart in lists. Revoked keys are kept, marked, for the audit trail.
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    role = models.CharField(
+        _("role"),
+        max_length=20,
+        choices=API_KEY_ROLE_CHOICES,
+    )
+    prefix = models.CharField(_("prefix"), max_length=16, db_index=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    user = models.OneToOneField(
+        User,
+        on_delete=models.PROTECT,
+        related_name="api_key",
+        verbose_name=_("acts as"),
+        editable=False,
+    )
+    created_by = models.ForeignKey(
+        User,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked = models.BooleanField(_("revoked"), default=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=models.Q(role__in=[role.value for role in API_KEY_ROLES]),
+                name="api_key_role_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

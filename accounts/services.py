@@ -1,9 +1,14 @@
 """Writes about the people who work the desk, and the audit log every app writes to."""
 
+import hashlib
+import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
@@ -11,7 +16,7 @@ from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
 
 from .middleware import current_ip
-from .models import AuditAction, AuditLogEntry, Role, User
+from .models import API_KEY_ROLES, ApiKey, AuditAction, AuditLogEntry, Role, User
 
 
 def audit_log_record(
@@ -157,3 +162,91 @@ def user_set_password(*, user: User, actor: User | None, password: str) -> User:
         after={"password": "changed"},
     )
     return user
+
+
+# --- Integration keys (contract §8) -------------------------------------------------------------
+
+API_KEY_PREFIX = "sdk_"
+API_KEY_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is at most this stale: no write per call
+
+
+def api_key_hash(key: str) -> str:
+    """What is stored of a key: its SHA-256 (hex). Keys are 256-bit random values, so no salt or
+    slow hash is needed, and the hash itself is the lookup."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _api_key_state(api_key: ApiKey) -> dict[str, Any]:
+    return {"name": api_key.name, "role": api_key.role, "prefix": api_key.prefix}
+
+
+@transaction.atomic
+def api_key_create(*, actor: User | None, name: str, role: str) -> tuple[ApiKey, str]:
+    """A new key and the service account it acts as; returns the key and its value, which is
+    shown this once and never stored."""
+    if actor is None or not (actor.is_active and actor.is_admin):
+        raise NotPermitted(_("Only administrators can do this."))
+    name = name.strip()
+    if not name:
+        raise ServiceError(_("Give the key a name."), code="missing_name")
+    if role not in API_KEY_ROLES:
+        raise ServiceError(_("An API key acts as an admin or a supervisor."), code="invalid_role")
+    prefix = f"{API_KEY_PREFIX}{secrets.token_hex(4)}"
+    key = f"{prefix}_{secrets.token_urlsafe(32)}"
+    user = User.objects.create_user(
+        email=f"{prefix}@api-keys.invalid",
+        password=None,  # unusable: the account never logs in
+        name=f"API key: {name}"[:150],
+        role=role,
+        is_service_account=True,
+    )
+    api_key = ApiKey.objects.create(
+        name=name, role=role, prefix=prefix, key_hash=api_key_hash(key), user=user, created_by=actor
+    )
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.API_KEY_CREATED,
+        target=api_key,
+        after=_api_key_state(api_key),
+    )
+    return api_key, key
+
+
+@transaction.atomic
+def api_key_revoke(*, actor: User | None, api_key: ApiKey) -> ApiKey:
+    """Stop a key working at once (kept, marked revoked; its service account is deactivated).
+    Revoking a revoked key changes nothing."""
+    if actor is None or not (actor.is_active and actor.is_admin):
+        raise NotPermitted(_("Only administrators can do this."))
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked:
+        return api_key
+    api_key.revoked = True
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked", "revoked_at", "updated_at"])
+    User.objects.filter(pk=api_key.user_id).update(is_active=False, updated_at=timezone.now())
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.API_KEY_REVOKED,
+        target=api_key,
+        before={"revoked": False},
+        after={"revoked": True},
+    )
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> bool:
+    """Record that the key was used, at most once a minute (one conditional UPDATE, no lock, so
+    concurrent requests never wait on each other). True when it wrote."""
+    now = now or timezone.now()
+    stale = now - API_KEY_TOUCH_EVERY
+    if api_key.last_used_at is not None and api_key.last_used_at > stale:
+        return False
+    written = (
+        ApiKey.objects.filter(pk=api_key.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale))
+        .update(last_used_at=now)
+    )
+    if written:
+        api_key.last_used_at = now
+    return bool(written)

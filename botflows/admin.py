@@ -70,6 +70,7 @@ class FlowNodeInline(admin.StackedInline):  # type: ignore[type-arg]
         ("next_node", "department"),
         ("field_name", "validation", "pattern"),
         ("error_text", "menu_button"),
+        ("url", "secret", "fallback_node"),
     )
 
 

@@ -107,6 +107,7 @@ class MenuOptionSerializer(serializers.ModelSerializer[MenuOption]):
 
 class FlowNodeSerializer(serializers.ModelSerializer[FlowNode]):
     next_node = serializers.SlugRelatedField[FlowNode](slug_field="key", read_only=True)
+    fallback_node = serializers.SlugRelatedField[FlowNode](slug_field="key", read_only=True)
     department = _Ref(read_only=True, allow_null=True)
     options = MenuOptionSerializer(many=True, read_only=True)
 
@@ -123,6 +124,8 @@ class FlowNodeSerializer(serializers.ModelSerializer[FlowNode]):
             "validation",
             "pattern",
             "error_text",
+            "url",
+            "fallback_node",
             "options",
         )
         read_only_fields = fields

@@ -9,7 +9,9 @@
 3. replies through ``conversations.services.message_create_outbound`` (queued; the WhatsApp sender
    delivers it) and hands over through ``conversation_route_to_department``;
 4. for free text, asks the AI *after* releasing the lock, then applies the answer under the lock
-   again; any AI failure hands the customer to a human, so nobody is left without a reply.
+   again; any AI failure hands the customer to a human, so nobody is left without a reply;
+5. on an ``http`` node, likewise calls the external service (``botflows.http_node``) with no
+   transaction open, then applies its answer under the lock; a failure takes the node's fallback.
 """
 
 import logging
@@ -37,9 +39,10 @@ from conversations.models import (
     SenderKind,
 )
 from conversations.replies import reply_choice
+from conversations.serializers import conversation_payload, message_payload
 from departments.models import Department
 
-from . import ai, selectors
+from . import ai, http_node, selectors
 from .models import BotSession, BotTurn, NodeKind, SessionState, Validation
 from .services import bot_context_broadcast, bot_summarize
 
@@ -242,6 +245,7 @@ class _Run:
     needs_ai: bool = False
     ai_department_id: int | None = None
     handed_off: bool = False
+    http_key: str = ""  # an http node waiting for its call (made after the lock is released)
     turn: BotTurn | None = None
     sent: list[Message] = field(default_factory=list)
 
@@ -357,7 +361,7 @@ def _send_menu(run: _Run, key: str, node: dict[str, Any], prefix: str = "") -> N
     _send(run, body, interactive)
 
 
-def _enter(run: _Run, key: str) -> None:
+def _enter(run: _Run, key: str) -> None:  # noqa: PLR0912 - one branch per kind of node
     """Run nodes from ``key`` until one waits for the customer (or the flow ends)."""
     for _hop in range(MAX_HOPS):
         node = run.nodes.get(key)
@@ -389,6 +393,9 @@ def _enter(run: _Run, key: str) -> None:
             prompt = node["text"] or str(run.config.get("message_ai_prompt") or "")
             _send(run, prompt or _("Sure! Type your question and I will try to help."))
             run.outcome = "ai_prompt"
+        elif kind == NodeKind.HTTP:
+            run.http_key = key
+            run.outcome = "http_pending"
         elif kind == NodeKind.HUMAN:
             _handoff(
                 run,
@@ -499,6 +506,8 @@ def _advance(run: _Run, message: Message) -> None:  # noqa: PLR0912
             _handoff(run, department=_department(node.get("department")), reason="collected")
     elif node["kind"] == NodeKind.AI:
         _ask_ai(run, department_id=node.get("department"))
+    elif node["kind"] == NodeKind.HTTP:  # the service keeps the conversation: ask it again
+        _enter(run, key)
     else:  # waiting after a final message: start over
         _enter(run, run.start)
 
@@ -596,6 +605,119 @@ def _apply_ai(run: _Run, result: ai.AIResult) -> None:
     turn.save(update_fields=["outcome"])
 
 
+def _http_body(run: _Run) -> bytes:
+    """The http node's request, read outside any transaction (no row is locked meanwhile)."""
+    conversation = Conversation.objects.select_related("customer", "department", "assigned_to").get(
+        pk=run.conversation.pk
+    )
+    customer = conversation.customer
+    message = run.turn.inbound_message if run.turn is not None else None
+    return http_node.http_node_body(
+        conversation=conversation_payload(conversation),
+        customer={
+            "id": customer.pk,
+            "phone": customer.phone,
+            "name": customer.name,
+            "notes": customer.notes,
+        },
+        message=message_payload(message) if message is not None else None,
+        collected=dict(run.session.collected),
+    )
+
+
+def _http_fallback(run: _Run, key: str, node: dict[str, Any], reason: str) -> None:
+    logger.warning(
+        "bot http node %r failed for conversation %s: %s", key, run.conversation.pk, reason
+    )
+    fallback = node.get("fallback")
+    if fallback:
+        _enter(run, fallback)
+    else:  # the default fallback: the general queue
+        _handoff(run, department=None, reason="http_failed")
+    run.outcome = f"http_failed:{reason}"[:30]
+
+
+def _http_answer(
+    run: _Run, key: str, node: dict[str, Any], answer: http_node.HttpNodeAnswer
+) -> None:
+    if not answer.ok:
+        _http_fallback(run, key, node, answer.failure)
+        return
+    if answer.collected:
+        run.session.collected = {**run.session.collected, **answer.collected}
+    if answer.reply:
+        _send(run, answer.reply)
+    if answer.department is not None:
+        department = _department_by_name(answer.department)
+        if department is None:
+            _http_fallback(run, key, node, "unknown_department")
+        else:
+            _handoff(run, department=department, reason="http")
+    elif node.get("next"):
+        _enter(run, node["next"])
+        run.outcome = f"http:{run.outcome}"[:30]
+    else:  # no next node: the service answers the customer's next message too
+        run.outcome = "http_answered"
+
+
+@transaction.atomic
+def _apply_http(run: _Run, key: str, answer: http_node.HttpNodeAnswer) -> None:
+    """Apply the service's answer under the lock again, unless the conversation moved on while
+    the service was thinking (an agent took over, a later message was answered)."""
+    conversation = _lock_conversation(run.conversation.pk)
+    turn = run.turn
+    if turn is None:  # pragma: no cover - _step always records the turn
+        return
+    session = BotSession.objects.select_related("flow_version").get(conversation=conversation)
+    later = session.turns.filter(inbound_message_id__gt=turn.inbound_message_id).exists()
+    if (
+        conversation.status != ConversationStatus.BOT
+        or session.state != SessionState.ACTIVE
+        or session.node_key != key
+        or later
+    ):
+        turn.outcome = "http_dropped"
+        turn.save(update_fields=["outcome"])
+        return
+    run.conversation = conversation
+    run.session = session
+    collected_before = dict(session.collected)
+    node = run.nodes[key]
+    try:
+        with transaction.atomic():
+            _http_answer(run, key, node, answer)
+    except ServiceError as exc:  # e.g. the 24-hour window closed meanwhile
+        logger.warning("bot could not apply the http answer of %s: %s", conversation.pk, exc.code)
+        session.refresh_from_db()
+        run.session = session
+        run.http_key = ""
+        run.outcome = f"failed:{exc.code}"
+    session.save()
+    if session.collected != collected_before:
+        bot_context_broadcast(conversation_id=conversation.pk)
+    turn.outcome = run.outcome
+    turn.save(update_fields=["outcome"])
+
+
+def _run_http_nodes(run: _Run) -> None:
+    """Call each http node the run reached, one after the other (a service's answer may lead to
+    another one), never more than ``MAX_HOPS``."""
+    for _hop in range(MAX_HOPS):
+        key = run.http_key
+        if not key:
+            return
+        run.http_key = ""
+        node = run.nodes.get(key) or {}
+        answer = http_node.http_node_call(
+            url=str(node.get("url") or ""),
+            secret=str(node.get("secret") or ""),
+            body=_http_body(run),
+        )
+        _apply_http(run, key, answer)
+    if run.http_key:
+        logger.warning("bot http nodes loop in conversation %s; stopping", run.conversation.pk)
+
+
 def bot_handle_inbound(*, message_id: int, now: datetime | None = None) -> BotTurn | None:
     """Answer the inbound message ``message_id`` if its conversation is with the bot.
 
@@ -609,6 +731,7 @@ def bot_handle_inbound(*, message_id: int, now: datetime | None = None) -> BotTu
     if run.needs_ai:
         result = ai.ai_answer(conversation=run.conversation, config=run.config)
         _apply_ai(run, result)
+    _run_http_nodes(run)
     if run.handed_off and ai.ai_available(config=run.config):
         try:
             bot_summarize(conversation=run.conversation)

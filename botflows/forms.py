@@ -95,6 +95,8 @@ class FlowNodeForm(_ServiceFormMixin, forms.ModelForm):  # type: ignore[type-arg
         "invalid_next_node": "next_node",
         "missing_field": "field_name",
         "invalid_pattern": "pattern",
+        "missing_url": "url",
+        "invalid_fallback": "fallback_node",
     }
 
     class Meta:
@@ -110,19 +112,36 @@ class FlowNodeForm(_ServiceFormMixin, forms.ModelForm):  # type: ignore[type-arg
             "pattern",
             "error_text",
             "menu_button",
+            "url",
+            "secret",
+            "fallback_node",
         )
         widgets: ClassVar[dict[str, Any]] = {
             "text": forms.Textarea(attrs={"rows": 3}),
             "error_text": forms.TextInput(),
+            # never echoed back into the page; left empty on an existing node, it is kept
+            "secret": forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         }
 
     def __init__(self, *args: Any, nodes: Any, departments: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         instance_pk = self.instance.pk
-        _limit_choices(self, "next_node", nodes.exclude(pk=instance_pk) if instance_pk else nodes)
+        others = nodes.exclude(pk=instance_pk) if instance_pk else nodes
+        _limit_choices(self, "next_node", others)
+        _limit_choices(self, "fallback_node", others)
         _limit_choices(self, "department", departments)
+        if instance_pk and self.instance.secret:
+            self.fields["secret"].help_text = _(
+                "A secret is set. Leave empty to keep it, or type a new one."
+            )
         # The id of each field is unique on the page, where several forms may be open at once.
         self.auto_id = f"node-{instance_pk or 'new'}-%s"
+
+    def service_arguments(self) -> dict[str, Any]:
+        arguments = super().service_arguments()
+        if self.instance.pk and not arguments["secret"]:
+            arguments["secret"] = None  # keep the secret already set
+        return arguments
 
 
 class MenuOptionForm(_ServiceFormMixin, forms.ModelForm):  # type: ignore[type-arg]

@@ -76,6 +76,7 @@ class NodeKind(models.TextChoices):
     MENU = "menu", _("Menu")
     COLLECT = "collect", _("Collect a value")
     AI = "ai", _("AI answer")
+    HTTP = "http", _("Ask an external service (HTTP)")
     HUMAN = "human", _("Hand over to a human")
     END = "end", _("End")
 
@@ -125,6 +126,33 @@ class FlowNode(TimeStampedModel):
     error_text = models.CharField(_("retry text"), max_length=500, blank=True)
     menu_button = models.CharField(
         _("list button label"), max_length=20, blank=True, help_text=_("At most 20 characters.")
+    )
+    url = models.URLField(
+        _("URL"),
+        max_length=500,
+        blank=True,
+        help_text=_("For external services: where the bot POSTs the conversation (https://…)."),
+    )
+    secret = models.CharField(
+        _("signing secret"),
+        max_length=200,
+        blank=True,
+        help_text=_(
+            "For external services: signs each request (X-SupportDesk-Signature). "
+            "Leave empty to send unsigned requests."
+        ),
+    )
+    fallback_node = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("fallback node"),
+        help_text=_(
+            "For external services: where to go when the service fails or does not answer in "
+            "time. Empty: hand over to the general queue."
+        ),
     )
 
     class Meta:

@@ -121,7 +121,7 @@ def flow_list() -> QuerySet[Flow]:
         .prefetch_related(
             Prefetch(
                 "nodes",
-                queryset=FlowNode.objects.select_related("next_node", "department")
+                queryset=FlowNode.objects.select_related("next_node", "fallback_node", "department")
                 .prefetch_related("options__target_node", "options__department")
                 .order_by("position", "id"),
             ),

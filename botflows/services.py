@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -119,6 +119,9 @@ def _node_state(node: FlowNode) -> dict[str, Any]:
         "pattern": node.pattern,
         "error_text": node.error_text,
         "menu_button": node.menu_button,
+        "url": node.url,
+        "secret": "(set)" if node.secret else "",  # the audit log never holds the secret
+        "fallback_node": node.fallback_node_id,
     }
 
 
@@ -177,6 +180,7 @@ def _validate_node(*, node: FlowNode, flow: Flow) -> None:
             )
         if node.pk and node.next_node.pk == node.pk:
             raise ServiceError(_("A node cannot continue into itself."), code="invalid_next_node")
+    _validate_http_node(node=node, flow=flow)
     if node.kind == NodeKind.COLLECT and not node.field_name:
         raise ServiceError(_("Name the field this node collects."), code="missing_field")
     if node.validation == Validation.REGEX:
@@ -195,6 +199,22 @@ def _validate_node(*, node: FlowNode, flow: Flow) -> None:
         )
 
 
+def _validate_http_node(*, node: FlowNode, flow: Flow) -> None:
+    if node.kind != NodeKind.HTTP:
+        return
+    if not node.url.startswith(("https://", "http://")):
+        raise ServiceError(
+            _("An external service node needs the URL it calls (https://…)."), code="missing_url"
+        )
+    fallback = node.fallback_node
+    if fallback is not None and (
+        fallback.flow_id != flow.pk or (node.pk and fallback.pk == node.pk)
+    ):
+        raise ServiceError(
+            _("The fallback node must be another node of this flow."), code="invalid_fallback"
+        )
+
+
 def _apply_node_fields(
     node: FlowNode,
     *,
@@ -208,6 +228,9 @@ def _apply_node_fields(
     pattern: str,
     error_text: str,
     menu_button: str,
+    url: str,
+    secret: str,
+    fallback_node: FlowNode | None,
 ) -> None:
     node.key = key.strip()
     node.kind = kind
@@ -219,6 +242,9 @@ def _apply_node_fields(
     node.pattern = pattern
     node.error_text = error_text
     node.menu_button = menu_button
+    node.url = url.strip()
+    node.secret = secret
+    node.fallback_node = fallback_node
 
 
 @transaction.atomic
@@ -236,6 +262,9 @@ def flow_node_create(
     pattern: str = "",
     error_text: str = "",
     menu_button: str = "",
+    url: str = "",
+    secret: str = "",
+    fallback_node: FlowNode | None = None,
 ) -> FlowNode:
     """Add a step at the end of the flow; the first node of a flow becomes its start node."""
     admin = _require_bot_admin(actor)
@@ -253,6 +282,9 @@ def flow_node_create(
         pattern=pattern,
         error_text=error_text,
         menu_button=menu_button,
+        url=url,
+        secret=secret,
+        fallback_node=fallback_node,
     )
     _validate_node(node=node, flow=flow)
     last = flow.nodes.aggregate(last=Max("position"))["last"]
@@ -280,12 +312,17 @@ def flow_node_update(
     pattern: str,
     error_text: str,
     menu_button: str,
+    url: str = "",
+    secret: str | None = None,
+    fallback_node: FlowNode | None = None,
 ) -> FlowNode:
     """Change one step of the flow (its draft: publish to make it live)."""
     admin = _require_bot_admin(actor)
     flow = _lock_flow(node.flow)
     node = FlowNode.objects.select_for_update().get(pk=node.pk)
     before = _node_state(node)
+    if secret is None:  # not given (the editor leaves it empty): keep the one set before
+        secret = node.secret
     _apply_node_fields(
         node,
         key=key,
@@ -298,6 +335,9 @@ def flow_node_update(
         pattern=pattern,
         error_text=error_text,
         menu_button=menu_button,
+        url=url,
+        secret=secret,
+        fallback_node=fallback_node,
     )
     _validate_node(node=node, flow=flow)
     node.save()
@@ -321,7 +361,7 @@ def flow_node_delete(*, actor: User | None, node: FlowNode) -> None:
         )
     users = sorted(
         set(
-            FlowNode.objects.filter(flow=flow, next_node=node)
+            FlowNode.objects.filter(Q(next_node=node) | Q(fallback_node=node), flow=flow)
             .exclude(pk=node.pk)
             .values_list("key", flat=True)
         )
@@ -724,6 +764,11 @@ def _node_definition(node: FlowNode) -> dict[str, Any]:
         "pattern": node.pattern,
         "error_text": node.error_text,
         "menu_button": node.menu_button,
+        "url": node.url,
+        "secret": node.secret,
+        "fallback": node.fallback_node.key
+        if node.fallback_node_id and node.fallback_node
+        else None,
         "options": [],
     }
 
@@ -735,7 +780,9 @@ def flow_definition(*, flow: Flow) -> dict[str, Any]:
     (``_<menu key>_<number>``), so the engine only ever moves from node to node.
     """
     nodes = list(
-        flow.nodes.select_related("next_node").prefetch_related("options__target_node").all()
+        flow.nodes.select_related("next_node", "fallback_node")
+        .prefetch_related("options__target_node")
+        .all()
     )
     if not nodes:
         raise ServiceError(_("A flow needs at least one node."), code="empty_flow")
@@ -749,6 +796,16 @@ def flow_definition(*, flow: Flow) -> dict[str, Any]:
             raise ServiceError(
                 _("Node %(key)s continues in another flow.") % {"key": node.key},
                 code="invalid_target",
+            )
+        if node.fallback_node is not None and node.fallback_node.flow_id != flow.pk:
+            raise ServiceError(
+                _("Node %(key)s falls back to another flow.") % {"key": node.key},
+                code="invalid_target",
+            )
+        if node.kind == NodeKind.HTTP and not node.url:
+            raise ServiceError(
+                _("Node %(key)s needs the URL of its service.") % {"key": node.key},
+                code="missing_url",
             )
         if node.kind == NodeKind.MENU and not node.options.all():
             raise ServiceError(

@@ -166,7 +166,7 @@ class TransferForm(forms.Form):
     )
     to_user = UserChoiceField(
         label=_("To agent"),
-        queryset=User.objects.filter(is_active=True).order_by("name", "email"),
+        queryset=User.objects.people().filter(is_active=True).order_by("name", "email"),
         required=False,
         empty_label=_("— nobody: the department's queue —"),
         help_text=_(

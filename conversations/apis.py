@@ -144,7 +144,7 @@ class ConversationTakeOverApi(APIView):
 
 class TransferSerializer(serializers.Serializer[Any]):
     to_user = serializers.PrimaryKeyRelatedField(
-        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
+        queryset=User.objects.people().filter(is_active=True), required=False, allow_null=True
     )
     to_department = serializers.PrimaryKeyRelatedField(
         queryset=Department.objects.filter(is_active=True), required=False, allow_null=True

@@ -231,13 +231,19 @@ def department_list_active() -> QuerySet[Department]:
 
 def user_list_inbox_agents() -> QuerySet[User]:
     """The people the inbox can be filtered by: every active user but the admins."""
-    return User.objects.filter(is_active=True).exclude(role=Role.ADMIN).only("pk", "name", "email")
+    return (
+        User.objects.people()
+        .filter(is_active=True)
+        .exclude(role=Role.ADMIN)
+        .only("pk", "name", "email")
+    )
 
 
 def user_list_transfer_targets(*, conversation: Conversation) -> QuerySet[User]:
     """The agents and supervisors ``conversation`` may be handed to (not its current assignee)."""
     return (
-        User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
+        User.objects.people()
+        .filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
         .exclude(pk=conversation.assigned_to_id or 0)
         .only("pk", "name", "email")
     )
@@ -245,7 +251,7 @@ def user_list_transfer_targets(*, conversation: Conversation) -> QuerySet[User]:
 
 def user_get_active(*, pk: int) -> User | None:
     """An active user to hand a conversation to (the service checks the rest)."""
-    return User.objects.filter(pk=pk, is_active=True).first()
+    return User.objects.people().filter(pk=pk, is_active=True).first()
 
 
 def department_get(*, pk: int) -> Department | None:
@@ -517,7 +523,8 @@ def conversation_board(*, user: User) -> Board:
         raise NotPermitted(gettext("Only supervisors and administrators can do this."))
     open_statuses = [ConversationStatus.OPEN, ConversationStatus.PENDING]
     agents = list(
-        User.objects.filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
+        User.objects.people()
+        .filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
         .annotate(
             open_count=Count(
                 "assigned_conversations",

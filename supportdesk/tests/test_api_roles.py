@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from accounts.models import ApiKey
+from accounts.services import api_key_create
 from conversations.models import ConversationStatus
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from supportdesk.tests.api_support import api_env, bearer
@@ -32,6 +34,9 @@ class World:
             kwargs.update(status=ConversationStatus.OPEN, assigned_to=self.agent)
         self.conversation = ConversationFactory(**kwargs)
         self.message = MessageFactory(conversation=self.conversation)
+
+    def api_key(self) -> ApiKey:
+        return api_key_create(actor=self.admin, name="Matrix", role="supervisor")[0]
 
     def user(self, role: str) -> Any:
         return None if role == "anonymous" else getattr(self, role)
@@ -217,6 +222,30 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         lambda c, w: c.delete(f"/api/v1/departments/{w.sales.pk}"),
         {"admin": 204, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
     ),
+    (
+        "API keys",
+        "pending",
+        lambda c, w: c.get("/api/v1/api-keys"),
+        {"admin": 200, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "create an API key",
+        "pending",
+        lambda c, w: c.post("/api/v1/api-keys", {"name": "n8n", "role": "admin"}, format="json"),
+        {"admin": 201, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "an API key",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/api-keys/{w.api_key().pk}"),
+        {"admin": 200, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "revoke an API key",
+        "pending",
+        lambda c, w: c.delete(f"/api/v1/api-keys/{w.api_key().pk}"),
+        {"admin": 204, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
 ]
 
 CASES = [
@@ -286,5 +315,9 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
         ("GET", "/api/v1/departments/{id}"),
         ("PATCH", "/api/v1/departments/{id}"),
         ("DELETE", "/api/v1/departments/{id}"),
+        ("GET", "/api/v1/api-keys"),
+        ("POST", "/api/v1/api-keys"),
+        ("GET", "/api/v1/api-keys/{id}"),
+        ("DELETE", "/api/v1/api-keys/{id}"),
     }
     assert operations - not_in_matrix == covered
