@@ -7,12 +7,16 @@ backlog when the load ends, lost and duplicated messages — and, in the same ru
 same server answering a bare view that checks the HMAC and inserts one row.
 
     .venv/bin/python bench/webhook_ingest.py [--deliveries 3000] [--servers daphne,uvicornx2]
+        [--subscribers N]   # N outgoing-webhook subscriptions to every event (a local receiver)
 """
 
 import argparse
 import random
+import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -89,10 +93,66 @@ def provision_number() -> None:
     )
 
 
-def run(server: str, count: int, customers: int, concurrency: int) -> None:
+class Receiver:
+    """A subscriber answering 200 to every delivery, counting them (for ``--subscribers``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.count += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def subscribe(url: str, count: int) -> None:
+    code = (
+        "from integrations.models import WebhookSubscription;"
+        f"[WebhookSubscription.objects.create(url='{url}', events=['*'], secret='bench-{{n}}'"
+        f".format(n=n)) for n in range({count})]"
+    )
+
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=harness.ROOT,
+        env=harness.bench_env(DATABASE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true"),
+        check=True,
+    )
+
+
+def subscriber(count: int) -> Receiver | None:
+    """With ``count`` subscriptions to every event, all to one local receiver."""
+    if not count:
+        return None
+    receiver = Receiver()
+    subscribe(receiver.url, count)
+    return receiver
+
+
+def report_subscriber(receiver: Receiver | None) -> None:
+    if receiver is not None:
+        print(f"{'outgoing webhook deliveries':<34} {receiver.count} received by the subscriber")
+
+
+def run(server: str, count: int, customers: int, concurrency: int, subscribers: int = 0) -> None:
     harness.fresh_database(DATABASE)
     provision_number()
-    env = harness.bench_env(DATABASE)
+    receiver = subscriber(subscribers)
+    env = harness.bench_env(DATABASE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true")
     port = harness.free_port()
     bodies, unique = deliveries(count, customers)
     floor_bodies = [
@@ -156,7 +216,7 @@ def run(server: str, count: int, customers: int, concurrency: int) -> None:
     ratio = load.rate / floor.rate if floor.rate else float("nan")
     print(
         f"\n== {server}: {len(bodies)} deliveries ({unique} unique messages, "
-        f"{customers} customers), {concurrency} connections"
+        f"{customers} customers), {concurrency} connections, {subscribers} webhook subscribers"
     )
     print(floor.line("floor (HMAC + one INSERT)"))
     print(load.line("webhook (store + queue)"))
@@ -176,6 +236,7 @@ def run(server: str, count: int, customers: int, concurrency: int) -> None:
     )
     print(f"{'lost / duplicated messages':<34} {unique - distinct} / {rows - distinct}")
     print(f"{'customers with 2 open conversations':<34} {open_twice}")
+    report_subscriber(receiver)
 
 
 def main() -> None:
@@ -184,9 +245,10 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--servers", default="daphne,uvicornx2")
+    parser.add_argument("--subscribers", type=int, default=0)
     args = parser.parse_args()
     for server in args.servers.split(","):
-        run(server, args.deliveries, args.customers, args.concurrency)
+        run(server, args.deliveries, args.customers, args.concurrency, args.subscribers)
 
 
 if __name__ == "__main__":
