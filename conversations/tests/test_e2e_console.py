@@ -521,3 +521,38 @@ def test_images_open_in_a_viewer(
     page.wait_for_function("document.getElementById('viewer-image').naturalWidth === 2")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
+
+
+# --- The supervisors' board (issue 12) ----------------------------------------------------
+
+
+def test_the_board_counts_move_live_and_show_conversations_with_no_department(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+
+    support = DepartmentFactory(name="Suporte")
+    account = WhatsAppAccountFactory()
+    supervisor = UserFactory(role="supervisor", name="Sofia")
+    page = open_console(supervisor, "/board/")
+    no_department = page.locator("#board-no-department td").nth(1)  # with the bot
+    support_row = page.locator("tr", has_text="Suporte")
+    expect(no_department).to_have_text("0")
+
+    # A customer writes: a conversation with the bot, no department yet.
+    customer = CustomerFactory(name="Rita", wa_id="5511987650077", phone="+5511987650077")
+    conversation, _ = live_server_e2e.call(
+        services.conversation_open_for_customer, customer=customer, whatsapp_account_id=account.pk
+    )
+    expect(no_department).to_have_text("1")
+
+    # The bot hands over to Suporte: the board moves it to that queue, without a reload.
+    live_server_e2e.call(
+        services.conversation_route_to_department,
+        conversation=conversation,
+        department=support,
+        reason="menu",
+    )
+    expect(no_department).to_have_text("0")
+    expect(support_row.locator("td").first).to_have_text("1")
