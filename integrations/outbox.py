@@ -1,0 +1,259 @@
+"""The transactional outbox of outgoing webhooks (contract §8).
+
+- :func:`deliveries_record` writes one :class:`~integrations.models.WebhookDelivery` per public
+  event and matching active subscription, inside the transaction that emitted the events;
+- :func:`delivery_attempt` makes one attempt, holding the row's lock for its duration (two
+  workers never send the same attempt at once; a worker killed mid-request releases the lock
+  with its connection, and the task, acknowledged late, is run again);
+- :func:`delivery_list_due` is what the beat sweeper queues again (lost tasks, broker outages).
+
+Tasks (``integrations.tasks``) call these; nothing here queues a task.
+"""
+
+import dataclasses
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from common.events import DomainEvent
+
+from . import selectors, signing
+from .addresses import UnsafeAddress, url_resolve_public
+from .models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+
+logger = logging.getLogger(__name__)
+
+#: Failed attempts are retried for this long after the event (then the delivery is ``failed``).
+RETRY_FOR = timedelta(hours=24)
+#: The first retry comes after about this many seconds (±20 % jitter: within 30 s), each next one
+#: after twice as long, at most RETRY_CAP: about 35 attempts over the 24 hours.
+FIRST_RETRY = 15.0
+RETRY_CAP = 3600.0
+#: A bound on attempts besides the time window (a redelivery starts a new window).
+MAX_ATTEMPTS = 60
+#: A task may run this early (clock skew between hosts) and still make its attempt.
+EARLY_TOLERANCE = timedelta(seconds=2)
+#: The sweeper leaves a due delivery this long to its own scheduled task before queuing another.
+SWEEP_GRACE = timedelta(seconds=60)
+USER_AGENT = "SupportDesk-Webhooks/1.0"
+_ERROR_BODY_BYTES = 300
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: exponential, capped, jittered."""
+    base = min(RETRY_CAP, FIRST_RETRY * 2 ** max(0, attempts - 1))
+    return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+
+
+def _data(event: DomainEvent) -> Any:
+    webhook_data = getattr(event, "webhook_data", None)
+    if webhook_data is not None:
+        return webhook_data()
+    return {k: v for k, v in event.to_json().items() if k not in {"type", "occurred_at"}}
+
+
+def deliveries_record(*, events: Sequence[DomainEvent]) -> list[uuid.UUID]:
+    """Write the deliveries of ``events`` (inside the emitting transaction; one INSERT for the
+    batch, and no query at all when nobody subscribes). Internal events are never delivered.
+    Returns the ids written, for the caller to queue once the transaction commits."""
+    public = [event for event in events if event.public]
+    if not public:
+        return []
+    active = selectors.subscription_list_active_cached()
+    if not active:
+        return []
+    now = timezone.now()
+    rows = []
+    for event in public:
+        data = None
+        for subscription in active:
+            if not subscription.wants(event.type):
+                continue
+            if data is None:
+                data = _data(event)
+            delivery_id = uuid.uuid4()
+            rows.append(
+                WebhookDelivery(
+                    id=delivery_id,
+                    subscription_id=subscription.id,
+                    event=event.type,
+                    payload={
+                        "id": str(delivery_id),
+                        "type": event.type,
+                        "created_at": event.occurred_at,
+                        "data": data,
+                    },
+                    next_attempt_at=now,
+                    retry_until=now + RETRY_FOR,
+                )
+            )
+    if rows:
+        WebhookDelivery.objects.bulk_create(rows)
+    return [row.id for row in rows]
+
+
+def delivery_body(delivery: WebhookDelivery) -> bytes:
+    """The raw body of a delivery: its payload with the keys in contract §8's order."""
+    payload = delivery.payload
+    ordered = {key: payload.get(key) for key in ("id", "type", "created_at", "data")}
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def delivery_headers(delivery: WebhookDelivery, *, secret: str, body: bytes) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-SupportDesk-Event": delivery.event,
+        "X-SupportDesk-Delivery": str(delivery.pk),
+        signing.HEADER: signing.sign(secret, body, int(time.time())),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """What one call of :func:`delivery_attempt` did. ``retry_in``: seconds until the next
+    attempt should be made (a failure with retries left), else None."""
+
+    made: bool
+    status: str | None = None
+    retry_in: float | None = None
+
+
+def _post(url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
+    """POST once: (status code or None, error text; empty when the answer is a 2xx)."""
+    try:
+        url_resolve_public(url)  # again, right before connecting (DNS may have changed)
+    except UnsafeAddress as refused:
+        return None, f"refused: {refused}"
+    timeout = settings.OUTGOING_WEBHOOK_TIMEOUT
+    try:
+        with requests.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=(timeout, timeout),
+            allow_redirects=False,
+            stream=True,  # the status is all we need: the body is not waited for
+        ) as response:
+            code = response.status_code
+            if 200 <= code < 300:
+                return code, ""
+            try:
+                snippet = response.raw.read(_ERROR_BODY_BYTES, decode_content=True)
+            except Exception:  # the status says enough
+                snippet = b""
+            text = snippet.decode("utf-8", "replace").strip()
+            return code, f"HTTP {code}" + (f": {text}" if text else "")
+    except requests.Timeout:
+        return None, f"timed out after {timeout:g} s"
+    except requests.ConnectionError as exc:
+        return None, f"connection failed: {exc}"
+    except requests.RequestException as exc:
+        return None, f"request failed: {exc}"
+
+
+def _give_up(delivery: WebhookDelivery, now: Any) -> bool:
+    if delivery.attempts >= MAX_ATTEMPTS:
+        return True
+    until = delivery.retry_until or (delivery.created_at + RETRY_FOR)
+    return bool(now >= until)
+
+
+def delivery_attempt(*, delivery_id: str) -> Attempt:
+    """Make one attempt of a pending delivery that is due, at most once at a time.
+
+    Nothing is done (``made`` False) when the delivery is gone, no longer pending, being
+    attempted by another worker (its row is locked) or not due yet (a duplicate task: the one
+    scheduled for it will come). Any 2xx: ``succeeded``. Anything else: the next attempt is
+    scheduled with backoff, or the delivery is ``failed`` once its retry window has passed.
+    """
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+            .first()
+        )
+        if delivery is None:
+            return Attempt(made=False)
+        now = timezone.now()
+        if delivery.next_attempt_at and delivery.next_attempt_at > now + EARLY_TOLERANCE:
+            return Attempt(made=False, status=delivery.status)
+        subscription = WebhookSubscription.objects.filter(pk=delivery.subscription_id).first()
+        if subscription is None or not subscription.is_active:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = (
+                "the subscription was deleted"
+                if subscription is None
+                else "the subscription is not active"
+            )
+            delivery.next_attempt_at = None
+            delivery.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
+            return Attempt(made=False, status=delivery.status)
+
+        body = delivery_body(delivery)
+        code, error = _post(
+            subscription.url,
+            body=body,
+            headers=delivery_headers(delivery, secret=subscription.secret, body=body),
+        )
+        now = timezone.now()
+        delivery.attempts += 1
+        delivery.response_code = code
+        retry_in = None
+        if not error:
+            delivery.status = DeliveryStatus.SUCCEEDED
+            delivery.delivered_at = now
+            delivery.last_error = ""
+            delivery.next_attempt_at = None
+        elif _give_up(delivery, now):
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = error
+            delivery.next_attempt_at = None
+        else:
+            retry_in = retry_delay(delivery.attempts)
+            delivery.last_error = error
+            delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+        delivery.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "response_code",
+                "last_error",
+                "next_attempt_at",
+                "delivered_at",
+                "updated_at",
+            ]
+        )
+    if error:
+        logger.info(
+            "webhook delivery %s (%s) attempt %s failed: %s",
+            delivery.pk,
+            delivery.event,
+            delivery.attempts,
+            error,
+        )
+    return Attempt(made=True, status=delivery.status, retry_in=retry_in)
+
+
+def delivery_list_due(*, limit: int = 500) -> list[str]:
+    """Pending deliveries whose attempt is overdue by more than :data:`SWEEP_GRACE`: their task
+    was lost (a broker outage, a purge). Queuing one twice is harmless (the claim decides)."""
+    overdue = timezone.now() - SWEEP_GRACE
+    return [
+        str(pk)
+        for pk in WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=overdue
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    ]

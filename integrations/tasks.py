@@ -1,0 +1,62 @@
+"""Celery tasks of outgoing webhooks: interfaces only (ids in, one outbox call).
+
+They run on a queue of their own (``<default queue>.webhooks``, ``supportdesk.celery.route_task``)
+so that a slow or failing receiver never delays the intake or the bot. ``acks_late`` with
+``reject_on_worker_lost``: a worker killed mid-delivery leaves the task to another one, and the
+row lock it held (see :func:`integrations.outbox.delivery_attempt`) went with its connection.
+"""
+
+import logging
+from collections.abc import Iterable
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from . import outbox
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=5,
+)
+def webhook_deliver(self, delivery_id: str) -> None:  # type: ignore[no-untyped-def]
+    """One attempt of a delivery; a failure with retries left schedules the next one.
+
+    Embedded mode (eager tasks, no broker) makes one attempt: nothing can wait for a retry there.
+    """
+    attempt = outbox.delivery_attempt(delivery_id=delivery_id)
+    if attempt.retry_in is None or self.request.is_eager:
+        return
+    try:
+        webhook_deliver.apply_async((delivery_id,), countdown=attempt.retry_in)
+    except Exception:
+        logger.exception(
+            "delivery %s: could not schedule its retry (the sweeper will)", delivery_id
+        )
+
+
+def deliveries_queue(delivery_ids: Iterable[object]) -> None:
+    """Queue an attempt of each delivery; a broker outage leaves them to the sweeper."""
+    for delivery_id in delivery_ids:
+        try:
+            webhook_deliver.delay(str(delivery_id))
+        except Exception:
+            logger.exception("could not queue webhook delivery %s; the sweeper will", delivery_id)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def webhook_deliveries_sweep(self) -> None:  # type: ignore[no-untyped-def]
+    """Celery beat: queue again the pending deliveries whose attempt is overdue."""
+    due = outbox.delivery_list_due()
+    if due:
+        logger.info("re-queuing %d overdue webhook deliveries", len(due))
+    deliveries_queue(due)
