@@ -150,8 +150,9 @@ def test_a_500_is_retried_soon_under_the_same_delivery_id(
 
 
 def test_a_timeout_is_retried_under_the_same_delivery_id(
-    receiver, settings, admin_user, agent, conversation, django_capture_on_commit_callbacks
+    receiver, settings, admin_user, conversation, django_capture_on_commit_callbacks
 ):
+    agent = conversation.assigned_to
     settings.OUTGOING_WEBHOOK_TIMEOUT = 0.5
     receiver.hang_seconds = 3
     receiver.answer("hang")
@@ -236,13 +237,13 @@ def test_a_private_address_is_refused_at_delivery(
 def test_a_rolled_back_change_writes_no_delivery(receiver, admin_user, agent, conversation):
     subscribe(admin_user, receiver.url, ["*"])
 
-    class Refused(Exception):
+    class RefusedError(Exception):
         pass
 
-    with pytest.raises(Refused), transaction.atomic():
+    with pytest.raises(RefusedError), transaction.atomic():
         desk.conversation_close(conversation=conversation, actor=agent)
         assert WebhookDelivery.objects.count() == 1  # written with the change...
-        raise Refused
+        raise RefusedError
     assert not WebhookDelivery.objects.exists()  # ...and gone with it
     assert receiver.requests == []
 
@@ -262,7 +263,7 @@ def test_without_subscriptions_events_cost_no_query(agent, support, settings):
     selectors.subscription_list_active_cached()  # steady state: the cache is warm
     with CaptureQueriesContext(connection) as queries:
         WebhookHandler().in_transaction(
-            [e for e in events] + [desk_closed(conversation)]  # public and internal events
+            [*events, desk_closed(conversation)]  # public and internal events
         )
     assert queries.captured_queries == []
     assert not WebhookDelivery.objects.exists()
