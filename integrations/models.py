@@ -84,6 +84,9 @@ class WebhookDelivery(TimeStampedModel):
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     #: Failed attempts are retried until then (24 h after the event, or after a redelivery).
     retry_until = models.DateTimeField(_("retried until"), null=True, blank=True)
+    #: Set while a worker makes an attempt (claimed under the row lock): nobody else makes one
+    #: before then. A worker that dies mid-attempt leaves it to expire.
+    claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -2,9 +2,11 @@
 
 - :func:`deliveries_record` writes one :class:`~integrations.models.WebhookDelivery` per public
   event and matching active subscription, inside the transaction that emitted the events;
-- :func:`delivery_attempt` makes one attempt, holding the row's lock for its duration (two
-  workers never send the same attempt at once; a worker killed mid-request releases the lock
-  with its connection, and the task, acknowledged late, is run again);
+- :func:`delivery_attempt` makes one attempt: it claims the delivery under the row lock
+  (``select_for_update(skip_locked)``, so two workers never make the same attempt at once) for
+  at most the time an attempt can take, then POSTs with no database connection held (a slow
+  receiver costs a worker thread, nothing more). A worker killed mid-request leaves its claim to
+  expire; its task, acknowledged late and rejected on worker loss, runs again and waits for it;
 - :func:`delivery_list_due` is what the beat sweeper queues again (lost tasks, broker outages).
 
 Tasks (``integrations.tasks``) call these; nothing here queues a task.
@@ -23,6 +25,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from common.events import DomainEvent
@@ -122,11 +125,18 @@ def delivery_headers(delivery: WebhookDelivery, *, secret: str, body: bytes) -> 
 @dataclasses.dataclass(frozen=True)
 class Attempt:
     """What one call of :func:`delivery_attempt` did. ``retry_in``: seconds until the next
-    attempt should be made (a failure with retries left), else None."""
+    attempt should be made (a failure with retries left); ``busy_for``: another worker is making
+    an attempt, which cannot last longer than that many seconds (look again then)."""
 
     made: bool
     status: str | None = None
     retry_in: float | None = None
+    busy_for: float | None = None
+
+
+def claim_seconds() -> float:
+    """How long one attempt may take at most: connecting and waiting for the answer, plus slack."""
+    return 2 * float(settings.OUTGOING_WEBHOOK_TIMEOUT) + 5
 
 
 def _post(url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
@@ -169,25 +179,24 @@ def _give_up(delivery: WebhookDelivery, now: Any) -> bool:
     return bool(now >= until)
 
 
-def delivery_attempt(*, delivery_id: str) -> Attempt:
-    """Make one attempt of a pending delivery that is due, at most once at a time.
-
-    Nothing is done (``made`` False) when the delivery is gone, no longer pending, being
-    attempted by another worker (its row is locked) or not due yet (a duplicate task: the one
-    scheduled for it will come). Any 2xx: ``succeeded``. Anything else: the next attempt is
-    scheduled with backoff, or the delivery is ``failed`` once its retry window has passed.
-    """
+def _claim(delivery_id: str) -> Attempt | tuple[WebhookDelivery, WebhookSubscription]:
+    """Under the row lock (skipped when another worker holds it): is an attempt to be made now?
+    If so the delivery is claimed (``claimed_until``) and the lock released at once, so that no
+    database connection is held while the receiver takes its time."""
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(skip_locked=True)
             .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
             .first()
         )
-        if delivery is None:
+        if delivery is None:  # done, gone, or being claimed this very moment
             return Attempt(made=False)
         now = timezone.now()
+        if delivery.claimed_until and delivery.claimed_until > now:
+            busy_for = (delivery.claimed_until - now).total_seconds()
+            return Attempt(made=False, status=delivery.status, busy_for=busy_for)
         if delivery.next_attempt_at and delivery.next_attempt_at > now + EARLY_TOLERANCE:
-            return Attempt(made=False, status=delivery.status)
+            return Attempt(made=False, status=delivery.status)  # a duplicate: its own task comes
         subscription = WebhookSubscription.objects.filter(pk=delivery.subscription_id).first()
         if subscription is None or not subscription.is_active:
             delivery.status = DeliveryStatus.FAILED
@@ -196,19 +205,38 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
                 if subscription is None
                 else "the subscription is not active"
             )
-            delivery.next_attempt_at = None
-            delivery.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
+            delivery.next_attempt_at = delivery.claimed_until = None
+            delivery.save(
+                update_fields=[
+                    "status",
+                    "last_error",
+                    "next_attempt_at",
+                    "claimed_until",
+                    "updated_at",
+                ]
+            )
             return Attempt(made=False, status=delivery.status)
+        delivery.claimed_until = now + timedelta(seconds=claim_seconds())
+        delivery.save(update_fields=["claimed_until", "updated_at"])
+    return delivery, subscription
 
-        body = delivery_body(delivery)
-        code, error = _post(
-            subscription.url,
-            body=body,
-            headers=delivery_headers(delivery, secret=subscription.secret, body=body),
-        )
+
+def _record(
+    claimed: WebhookDelivery, *, code: int | None, error: str
+) -> tuple[WebhookDelivery, float | None] | None:
+    """Write the outcome of an attempt, if the claim is still ours (None otherwise)."""
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=claimed.pk).first()
+        if (
+            delivery is None
+            or delivery.status != DeliveryStatus.PENDING
+            or delivery.claimed_until != claimed.claimed_until
+        ):
+            return None  # deleted, or our claim expired and another worker took it over
         now = timezone.now()
         delivery.attempts += 1
         delivery.response_code = code
+        delivery.claimed_until = None
         retry_in = None
         if not error:
             delivery.status = DeliveryStatus.SUCCEEDED
@@ -231,9 +259,35 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
                 "last_error",
                 "next_attempt_at",
                 "delivered_at",
+                "claimed_until",
                 "updated_at",
             ]
         )
+    return delivery, retry_in
+
+
+def delivery_attempt(*, delivery_id: str) -> Attempt:
+    """Make one attempt of a pending delivery that is due, never two at once.
+
+    Nothing is done (``made`` False) when the delivery is gone, no longer pending, claimed by
+    another worker's attempt (``busy_for`` says until when) or not due yet (a duplicate task:
+    the one scheduled for it will come). Any 2xx: ``succeeded``. Anything else: the next attempt
+    is scheduled with backoff, or the delivery is ``failed`` once its retry window has passed.
+    """
+    claim = _claim(delivery_id)
+    if isinstance(claim, Attempt):
+        return claim
+    delivery, subscription = claim
+    body = delivery_body(delivery)
+    code, error = _post(
+        subscription.url,
+        body=body,
+        headers=delivery_headers(delivery, secret=subscription.secret, body=body),
+    )
+    recorded = _record(delivery, code=code, error=error)
+    if recorded is None:
+        return Attempt(made=True)
+    delivery, retry_in = recorded
     if error:
         logger.info(
             "webhook delivery %s (%s) attempt %s failed: %s",
@@ -248,11 +302,13 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
 def delivery_list_due(*, limit: int = 500) -> list[str]:
     """Pending deliveries whose attempt is overdue by more than :data:`SWEEP_GRACE`: their task
     was lost (a broker outage, a purge). Queuing one twice is harmless (the claim decides)."""
-    overdue = timezone.now() - SWEEP_GRACE
+    now = timezone.now()
     return [
         str(pk)
         for pk in WebhookDelivery.objects.filter(
-            status=DeliveryStatus.PENDING, next_attempt_at__lte=overdue
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+            status=DeliveryStatus.PENDING,
+            next_attempt_at__lte=now - SWEEP_GRACE,
         )
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]

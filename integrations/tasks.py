@@ -2,8 +2,10 @@
 
 They run on a queue of their own (``<default queue>.webhooks``, ``supportdesk.celery.route_task``)
 so that a slow or failing receiver never delays the intake or the bot. ``acks_late`` with
-``reject_on_worker_lost``: a worker killed mid-delivery leaves the task to another one, and the
-row lock it held (see :func:`integrations.outbox.delivery_attempt`) went with its connection.
+``reject_on_worker_lost``: a worker killed mid-delivery leaves the task to another one, which
+waits for the dead attempt's claim to expire (:func:`integrations.outbox.delivery_attempt`).
+Attempts hold no database connection while waiting for the receiver: run the webhooks queue on a
+threads pool (``-Q <queue>.webhooks --pool=threads -c 50``) and a slow receiver costs a thread.
 """
 
 import logging
@@ -34,10 +36,15 @@ def webhook_deliver(self, delivery_id: str) -> None:  # type: ignore[no-untyped-
     Embedded mode (eager tasks, no broker) makes one attempt: nothing can wait for a retry there.
     """
     attempt = outbox.delivery_attempt(delivery_id=delivery_id)
-    if attempt.retry_in is None or self.request.is_eager:
+    # A retry after a failure, or, while another attempt is in flight (this task was run again
+    # after its worker died, or is a duplicate), a look once that attempt must be over.
+    countdown = attempt.retry_in if attempt.retry_in is not None else attempt.busy_for
+    if countdown is None or self.request.is_eager:
         return
+    if attempt.busy_for is not None:
+        countdown += 1
     try:
-        webhook_deliver.apply_async((delivery_id,), countdown=attempt.retry_in)
+        webhook_deliver.apply_async((delivery_id,), countdown=countdown)
     except Exception:
         logger.exception(
             "delivery %s: could not schedule its retry (the sweeper will)", delivery_id
