@@ -94,6 +94,12 @@ class WebhookDelivery(TimeStampedModel):
         verbose_name_plural = _("webhook deliveries")
         indexes: ClassVar = [
             models.Index(fields=["subscription", "-created_at"], name="webhook_delivery_sub_idx"),
+            # Attempts in flight per subscription (the cap on a slow receiver's share).
+            models.Index(
+                fields=["subscription", "claimed_until"],
+                name="webhook_delivery_claims_idx",
+                condition=models.Q(status="pending"),
+            ),
             # The sweeper's question: what is pending and due?
             models.Index(
                 fields=["next_attempt_at"],

@@ -9,6 +9,10 @@
   expire; its task, acknowledged late and rejected on worker loss, runs again and waits for it;
 - :func:`delivery_list_due` is what the beat sweeper queues again (lost tasks, broker outages).
 
+One slow subscriber never holds up the others: its attempts in flight are capped
+(``OUTGOING_WEBHOOKS_MAX_IN_FLIGHT`` per subscription), and a task over the cap steps aside for a
+while (``Attempt.throttled``) instead of occupying a worker thread.
+
 Tasks (``integrations.tasks``) call these; nothing here queues a task.
 """
 
@@ -24,7 +28,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -132,6 +136,9 @@ class Attempt:
     status: str | None = None
     retry_in: float | None = None
     busy_for: float | None = None
+    #: The subscription already has its share of attempts in flight (a slow receiver): this one
+    #: waits its turn instead of taking a worker thread that other subscribers need.
+    throttled: bool = False
 
 
 def claim_seconds() -> float:
@@ -216,9 +223,18 @@ def _claim(delivery_id: str) -> Attempt | tuple[WebhookDelivery, WebhookSubscrip
                 ]
             )
             return Attempt(made=False, status=delivery.status)
+        limit = settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT
+        if limit and _in_flight(subscription.pk, now) >= limit:
+            return Attempt(made=False, status=delivery.status, throttled=True)
         delivery.claimed_until = now + timedelta(seconds=claim_seconds())
         delivery.save(update_fields=["claimed_until", "updated_at"])
     return delivery, subscription
+
+
+def _in_flight(subscription_id: int, now: Any) -> int:
+    return WebhookDelivery.objects.filter(
+        subscription_id=subscription_id, status=DeliveryStatus.PENDING, claimed_until__gt=now
+    ).count()
 
 
 def _record(
@@ -278,6 +294,10 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
     if isinstance(claim, Attempt):
         return claim
     delivery, subscription = claim
+    if not connection.in_atomic_block:
+        # Back to the pool while the receiver takes its time (a worker thread keeps its
+        # connection between queries otherwise): slow receivers never exhaust the database.
+        connection.close()
     body = delivery_body(delivery)
     code, error = _post(
         subscription.url,

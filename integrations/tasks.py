@@ -9,6 +9,7 @@ threads pool (``-Q <queue>.webhooks --pool=threads -c 50``) and a slow receiver 
 """
 
 import logging
+import random
 from collections.abc import Iterable
 
 from celery import shared_task
@@ -30,25 +31,36 @@ logger = logging.getLogger(__name__)
     retry_jitter=True,
     max_retries=5,
 )
-def webhook_deliver(self, delivery_id: str) -> None:  # type: ignore[no-untyped-def]
+def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: ignore[no-untyped-def]
     """One attempt of a delivery; a failure with retries left schedules the next one.
 
+    ``waited``: how many times this delivery already stepped aside for its subscription's other
+    attempts in flight (it then waits twice as long, up to a minute, before looking again).
     Embedded mode (eager tasks, no broker) makes one attempt: nothing can wait for a retry there.
     """
     attempt = outbox.delivery_attempt(delivery_id=delivery_id)
-    # A retry after a failure, or, while another attempt is in flight (this task was run again
-    # after its worker died, or is a duplicate), a look once that attempt must be over.
-    countdown = attempt.retry_in if attempt.retry_in is not None else attempt.busy_for
-    if countdown is None or self.request.is_eager:
+    if self.request.is_eager:
         return
-    if attempt.busy_for is not None:
-        countdown += 1
+    args: tuple[str, int] = (delivery_id, 0)
+    if attempt.retry_in is not None:  # failed: the next attempt
+        countdown = attempt.retry_in
+    elif attempt.busy_for is not None:  # an attempt in flight (this task ran again after its
+        countdown = attempt.busy_for + 1  # worker died, or is a duplicate): look once it is over
+    elif attempt.throttled:  # a slow subscriber's share of the workers is in use: wait a turn
+        countdown = min(THROTTLED_WAIT_MAX, 2**waited) * random.uniform(0.5, 1.0)  # noqa: S311
+        args = (delivery_id, waited + 1)
+    else:
+        return
     try:
-        webhook_deliver.apply_async((delivery_id,), countdown=countdown)
+        webhook_deliver.apply_async(args, countdown=countdown)
     except Exception:
         logger.exception(
             "delivery %s: could not schedule its retry (the sweeper will)", delivery_id
         )
+
+
+#: The longest a throttled delivery waits before it looks again, in seconds.
+THROTTLED_WAIT_MAX = 60
 
 
 def deliveries_queue(delivery_ids: Iterable[object]) -> None:

@@ -315,6 +315,9 @@ WHATSAPP_READ_TIMEOUT = env.float("WHATSAPP_READ_TIMEOUT", default=30.0)
 OUTGOING_WEBHOOK_TIMEOUT = env.float("OUTGOING_WEBHOOK_TIMEOUT", default=10.0)
 # Deliver to loopback, private and link-local addresses too (a receiver on this host or network).
 OUTGOING_WEBHOOKS_ALLOW_PRIVATE = env.bool("OUTGOING_WEBHOOKS_ALLOW_PRIVATE", default=False)
+# Attempts in flight at once per subscription (0: no cap): a slow receiver gets this many worker
+# threads, never all of them, so every other subscriber's deliveries keep flowing.
+OUTGOING_WEBHOOKS_MAX_IN_FLIGHT = env.int("OUTGOING_WEBHOOKS_MAX_IN_FLIGHT", default=8)
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
