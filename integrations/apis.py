@@ -71,12 +71,28 @@ class SubscriptionCreatedSerializer(SubscriptionSerializer):
         read_only_fields = fields
 
 
+class EventTypesField(serializers.ListField):  # type: ignore[type-arg]
+    """A list of strings whose errors are one flat list (contract §4's ``errors`` shape), not
+    DRF's ``{"0": [...]}`` per item; which types exist is the service's check."""
+
+    child = serializers.CharField(allow_blank=True)
+
+    def run_child_validation(self, data: list[Any]) -> list[Any]:
+        try:
+            return super().run_child_validation(data)
+        except ValidationError as exc:
+            raise ValidationError(
+                [
+                    ErrorDetail(
+                        str(_("Event types are strings, such as conversation.closed.")), "invalid"
+                    )
+                ]
+            ) from exc
+
+
 class SubscriptionWriteSerializer(serializers.Serializer[Any]):
     url = serializers.URLField(max_length=2000)
-    events = serializers.ListField(
-        child=serializers.CharField(max_length=64),
-        help_text=_('Event types (contract §8), or ["*"] for every one.'),
-    )
+    events = EventTypesField(help_text=_('Event types (contract §8), or ["*"] for every one.'))
     secret = serializers.CharField(
         write_only=True,
         required=False,

@@ -258,3 +258,12 @@ def test_the_schema_documents_the_webhook_paths(admin_user: Any) -> None:
     assert "/api/v1/webhook-subscriptions" in schema["paths"]
     assert "/api/v1/webhook-subscriptions/{id}/deliveries" in schema["paths"]
     assert "/api/v1/webhook-deliveries/{id}/redeliver" in schema["paths"]
+
+
+def test_events_that_are_not_strings_are_one_flat_field_error(admin_user: Any) -> None:
+    response = bearer(admin_user).post(
+        BASE, {"url": PUBLIC_URL, "events": [{"type": "x"}, ["y"]]}, format="json"
+    )
+    body = assert_error_shape(response, 400)
+    assert isinstance(body["errors"]["events"], list)
+    assert all(isinstance(message, str) for message in body["errors"]["events"])
