@@ -357,3 +357,38 @@ def test_two_workers_never_make_the_same_attempt_at_once(receiver, admin_user):
     assert len(receiver.requests) == 1
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SUCCEEDED, 1)
+
+
+def _pending(subscription: Any, **fields: Any) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        subscription=subscription,
+        event="conversation.created",
+        payload={"id": "x", "type": "conversation.created", "created_at": "", "data": {}},
+        **fields,
+    )
+
+
+def test_a_slow_subscriber_gets_only_its_share_of_attempts_in_flight(
+    receiver, settings, admin_user
+):
+    # given: a subscription with as many attempts in flight as it may have
+    settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT = 2
+    slow = WebhookSubscriptionFactory(url=receiver.url)
+    other = WebhookSubscriptionFactory(url=receiver.url)
+    soon = timezone.now() + timedelta(seconds=20)
+    for _ in range(2):
+        _pending(slow, next_attempt_at=timezone.now(), claimed_until=soon)
+    waiting = _pending(slow, next_attempt_at=timezone.now())
+    others = _pending(other, next_attempt_at=timezone.now())
+    # when / then: its next delivery waits its turn, without a request...
+    attempt = outbox.delivery_attempt(delivery_id=str(waiting.pk))
+    assert (attempt.made, attempt.throttled) == (False, True)
+    assert receiver.requests == []
+    # ...while another subscriber's goes at once
+    assert outbox.delivery_attempt(delivery_id=str(others.pk)).status == DeliveryStatus.SUCCEEDED
+    assert len(receiver.requests) == 1
+    # and the sweeper leaves attempts in flight alone
+    WebhookDelivery.objects.filter(subscription=slow).update(
+        next_attempt_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert outbox.delivery_list_due() == [str(waiting.pk)]
