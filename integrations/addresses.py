@@ -2,8 +2,9 @@
 
 Loopback, private, link-local, multicast, reserved and unspecified addresses are refused unless
 ``settings.OUTGOING_WEBHOOKS_ALLOW_PRIVATE`` (a receiver on the same host or network, tests).
-The check runs when a subscription is saved and again right before every delivery, against the
-addresses the connection will then use (limits DNS rebinding).
+The check runs when a subscription is saved and again right before every delivery, whose
+connection then goes to exactly the addresses checked (``integrations.transport``: no DNS
+rebinding between the check and the connection).
 """
 
 import ipaddress

@@ -37,6 +37,7 @@ from common.events import DomainEvent
 from . import selectors, signing
 from .addresses import UnsafeAddress, url_resolve_public
 from .models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from .transport import post_pinned
 
 logger = logging.getLogger(__name__)
 
@@ -149,19 +150,16 @@ def claim_seconds() -> float:
 def _post(url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
     """POST once: (status code or None, error text; empty when the answer is a 2xx)."""
     try:
-        url_resolve_public(url)  # again, right before connecting (DNS may have changed)
+        # Again, right before connecting (DNS may have changed), and the connection goes to
+        # these very addresses (integrations.transport).
+        addresses = url_resolve_public(url)
     except UnsafeAddress as refused:
         return None, f"refused: {refused}"
     timeout = settings.OUTGOING_WEBHOOK_TIMEOUT
     try:
-        with requests.post(
-            url,
-            data=body,
-            headers=headers,
-            timeout=(timeout, timeout),
-            allow_redirects=False,
-            stream=True,  # the status is all we need: the body is not waited for
-        ) as response:
+        with post_pinned(
+            url, addresses=addresses, data=body, headers=headers, timeout=timeout
+        ) as response:  # streamed: the status is all we need, the body is not waited for
             code = response.status_code
             if 200 <= code < 300:
                 return code, ""

@@ -21,19 +21,26 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, *, tls: Any = None) -> None:
         self.requests: list[Received] = []
         self._answers: list[int | str] = []
         self.hang_seconds = 5.0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # an ssl.SSLContext: serve https
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/hook"
+        return f"{self.scheme}://127.0.0.1:{self.port}/hook"
 
     def answer(self, *answers: int | str) -> None:
         with self._lock:
