@@ -20,8 +20,9 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from integrations.addresses import UnsafeAddress, url_resolve_public
 from integrations.signing import sign
-from integrations.ssrf import url_is_public
+from integrations.transport import post_pinned
 
 logger = logging.getLogger(__name__)
 
@@ -115,19 +116,20 @@ def _read_limited(response: requests.Response) -> bytes | None:
 
 def http_node_call(*, url: str, secret: str, body: bytes) -> HttpNodeAnswer:
     """POST ``body`` to ``url`` and check the answer. Never raises for what the service does."""
-    if not settings.OUTGOING_WEBHOOKS_ALLOW_PRIVATE and not url_is_public(url):
+    try:  # the same address rule as outgoing webhooks, connecting only to what was checked
+        addresses = url_resolve_public(url)
+    except UnsafeAddress:
         return HttpNodeAnswer(failure="private_url")
     timeout = float(settings.OUTGOING_WEBHOOK_TIMEOUT)
     started = time.monotonic()
     status_code: int | None = None
     try:
-        with requests.post(
+        with post_pinned(  # no redirect followed: it could lead anywhere, private addresses too
             url,
+            addresses=addresses,
             data=body,
             headers=http_node_headers(body=body, secret=secret),
-            timeout=(timeout, timeout),
-            allow_redirects=False,  # a redirect could lead anywhere, private addresses included
-            stream=True,
+            timeout=timeout,
         ) as response:
             status_code = response.status_code
             raw = _read_limited(response) if 200 <= status_code < 300 else b""

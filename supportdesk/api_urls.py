@@ -29,6 +29,7 @@ urlpatterns = [
     path("", include("departments.api_urls")),
     path("", include("reports.api_urls")),  # conversations/stats, reports/*
     path("", include("conversations.api_urls")),
+    path("", include("integrations.api_urls")),
     # OpenAPI 3 schema and its browsable docs (Swagger UI; Redoc below), assets served locally.
     *api_path("schema", SchemaApi.as_view(), "api-schema"),
     *api_path("docs", SwaggerDocs.as_view(url_name="api-schema"), "api-docs"),

@@ -21,8 +21,20 @@ def intake_queue(default_queue: str) -> str:
     return f"{default_queue}.intake"
 
 
+# Outgoing webhook deliveries: a queue of their own, listed last (a slow receiver never delays
+# the intake or the bot).
+WEBHOOK_TASKS = frozenset({"integrations.tasks.webhook_deliver"})
+
+
+def webhooks_queue(default_queue: str) -> str:
+    return f"{default_queue}.webhooks"
+
+
 def route_task(name: str, *args: Any, **kwargs: Any) -> dict[str, str] | None:
-    """``task_routes``: intake tasks to the intake queue of the configured default queue."""
+    """``task_routes``: intake tasks to the intake queue of the configured default queue,
+    webhook deliveries to its webhooks queue."""
     if name in INTAKE_TASKS:
         return {"queue": intake_queue(app.conf.task_default_queue)}
+    if name in WEBHOOK_TASKS:
+        return {"queue": webhooks_queue(app.conf.task_default_queue)}
     return None

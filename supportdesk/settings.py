@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "botflows",
     "whatsapp",
     "reports",
+    "integrations",
     "supportdesk",  # the project's top: demo data (seed_demo), which alone knows every app
 ]
 
@@ -67,6 +68,8 @@ DOMAIN_EVENT_HANDLERS = [
     "botflows.handlers.BotHandler",
     # Segments and roll-ups of the reports, written inside the emitting transaction.
     "reports.handlers.SegmentRecorder",
+    # Outgoing webhooks (contract §8): writes its outbox rows inside the emitting transaction.
+    "integrations.handlers.WebhookHandler",
 ]
 # The channel a conversation's messages go through (conversations/channels.py), the way Django
 # finds EMAIL_BACKEND: the core validates and asks what it can do through this port.
@@ -160,6 +163,10 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 CELERY_TASK_QUEUES = [
     Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.intake"),  # supportdesk.celery.intake_queue
     Queue(CELERY_TASK_DEFAULT_QUEUE),
+    # Outgoing webhook deliveries (supportdesk.celery.webhooks_queue), last: a slow or failing
+    # receiver never holds up the intake or the bot (run workers with `-Q <queue>.webhooks` to
+    # give them processes of their own).
+    Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.webhooks"),
 ]
 CELERY_TASK_ROUTES = ("supportdesk.celery.route_task",)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"queue_order_strategy": "priority"}
@@ -181,6 +188,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     "whatsapp-outbound-requeue-stuck": {
         "task": "whatsapp.tasks.outbound_requeue_stuck",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Pending webhook deliveries whose task was lost (broker outage, purge) are queued again.
+    "integrations-webhook-deliveries-sweep": {
+        "task": "integrations.tasks.webhook_deliveries_sweep",
         "schedule": 60.0,
         "options": {"expires": 55},
     },
@@ -311,13 +324,18 @@ WHATSAPP_INTAKE_BATCH = env.int("WHATSAPP_INTAKE_BATCH", default=100)
 WHATSAPP_WEBHOOK_MAX_BODY = env.int("WHATSAPP_WEBHOOK_MAX_BODY", default=3 * 1024 * 1024)
 WHATSAPP_CONNECT_TIMEOUT = env.float("WHATSAPP_CONNECT_TIMEOUT", default=5.0)
 WHATSAPP_READ_TIMEOUT = env.float("WHATSAPP_READ_TIMEOUT", default=30.0)
+# --- Outgoing webhooks (integrations) -------------------------------------------------------
+# Seconds to connect and to wait for the answer of a webhook receiver (and the bot's http node).
+OUTGOING_WEBHOOK_TIMEOUT = env.float("OUTGOING_WEBHOOK_TIMEOUT", default=10.0)
+# Deliver to loopback, private and link-local addresses too (a receiver on this host or network).
+OUTGOING_WEBHOOKS_ALLOW_PRIVATE = env.bool("OUTGOING_WEBHOOKS_ALLOW_PRIVATE", default=False)
+# Attempts in flight at once per subscription (0: no cap): a slow receiver gets this many worker
+# threads, never all of them, so every other subscriber's deliveries keep flowing.
+OUTGOING_WEBHOOKS_MAX_IN_FLIGHT = env.int("OUTGOING_WEBHOOKS_MAX_IN_FLIGHT", default=8)
+
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
-# Requests the desk sends out (outgoing webhooks, the bot's http node, contract §8): how long to
-# wait for an answer, and whether loopback/private/link-local addresses may be called.
-OUTGOING_WEBHOOK_TIMEOUT = env.float("OUTGOING_WEBHOOK_TIMEOUT", default=10.0)
-OUTGOING_WEBHOOKS_ALLOW_PRIVATE = env.bool("OUTGOING_WEBHOOKS_ALLOW_PRIVATE", default=False)
 
 # --- i18n --------------------------------------------------------------------------------------
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="pt-br")

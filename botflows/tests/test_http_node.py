@@ -22,8 +22,8 @@ from botflows.http_node import parse_answer
 from botflows.models import BotSession, BotTurn, Flow, FlowNode, FlowVersion, NodeKind
 from conversations.models import ConversationEvent, ConversationStatus
 from conversations.services import conversation_route_to_department
+from integrations.addresses import UnsafeAddress, url_resolve_public
 from integrations.signing import sign
-from integrations.ssrf import url_is_public
 
 from .conftest import Chat
 
@@ -359,8 +359,13 @@ def test_parse_answer_accepts_missing_keys_and_trims():
         ("http://1.1.1.1:8080/hook", True),
     ],
 )
-def test_url_is_public(url, public):
-    assert url_is_public(url) is public
+def test_only_public_addresses_are_called(url, public):
+    try:
+        url_resolve_public(url)
+    except UnsafeAddress:
+        assert not public
+    else:
+        assert public
 
 
 # --- The editor --------------------------------------------------------------------------------

@@ -531,7 +531,6 @@ def test_the_board_counts_move_live_and_show_conversations_with_no_department(
 ) -> None:
     from playwright.sync_api import expect
 
-
     support = DepartmentFactory(name="Suporte")
     account = WhatsAppAccountFactory()
     supervisor = UserFactory(role="supervisor", name="Sofia")

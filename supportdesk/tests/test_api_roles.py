@@ -10,6 +10,8 @@ from accounts.models import ApiKey
 from accounts.services import api_key_create
 from conversations.models import ConversationStatus
 from conversations.tests.factories import ConversationFactory, MessageFactory
+from integrations.models import WebhookDelivery
+from integrations.tests.factories import WebhookSubscriptionFactory
 from supportdesk.tests.api_support import api_env, bearer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]
@@ -43,6 +45,22 @@ class World:
 
 
 Call = Callable[[Any, World], Any]
+
+
+def _subscription() -> Any:
+    return WebhookSubscriptionFactory()
+
+
+def _delivery() -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        subscription=WebhookSubscriptionFactory(),
+        event="conversation.closed",
+        payload={"id": "x", "type": "conversation.closed", "created_at": "", "data": {}},
+        status="failed",
+    )
+
+
+ADMIN_ONLY = {"supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401}
 
 # (name, state of the conversation, call, {role: status})
 MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
@@ -246,6 +264,62 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         lambda c, w: c.delete(f"/api/v1/api-keys/{w.api_key().pk}"),
         {"admin": 204, "supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401},
     ),
+    (
+        "webhook subscription list",
+        "pending",
+        lambda c, w: c.get("/api/v1/webhook-subscriptions"),
+        {"admin": 200, **ADMIN_ONLY},
+    ),
+    (
+        "subscribe a webhook",
+        "pending",
+        lambda c, w: c.post(
+            "/api/v1/webhook-subscriptions",
+            {"url": "https://93.184.215.14/hook", "events": ["*"]},
+            format="json",
+        ),
+        {"admin": 201, **ADMIN_ONLY},
+    ),
+    (
+        "webhook subscription detail",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/webhook-subscriptions/{_subscription().pk}"),
+        {"admin": 200, **ADMIN_ONLY},
+    ),
+    (
+        "change a webhook subscription",
+        "pending",
+        lambda c, w: c.patch(
+            f"/api/v1/webhook-subscriptions/{_subscription().pk}",
+            {"is_active": False},
+            format="json",
+        ),
+        {"admin": 200, **ADMIN_ONLY},
+    ),
+    (
+        "delete a webhook subscription",
+        "pending",
+        lambda c, w: c.delete(f"/api/v1/webhook-subscriptions/{_subscription().pk}"),
+        {"admin": 204, **ADMIN_ONLY},
+    ),
+    (
+        "webhook deliveries",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/webhook-subscriptions/{_subscription().pk}/deliveries"),
+        {"admin": 200, **ADMIN_ONLY},
+    ),
+    (
+        "redeliver a webhook",
+        "pending",
+        lambda c, w: c.post(f"/api/v1/webhook-deliveries/{_delivery().pk}/redeliver"),
+        {"admin": 202, **ADMIN_ONLY},
+    ),
+    (
+        "webhook event types",
+        "pending",
+        lambda c, w: c.get("/api/v1/webhook-event-types"),
+        {"admin": 200, **ADMIN_ONLY},
+    ),
 ]
 
 CASES = [
@@ -319,5 +393,13 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
         ("POST", "/api/v1/api-keys"),
         ("GET", "/api/v1/api-keys/{id}"),
         ("DELETE", "/api/v1/api-keys/{id}"),
+        ("GET", "/api/v1/webhook-subscriptions"),
+        ("POST", "/api/v1/webhook-subscriptions"),
+        ("GET", "/api/v1/webhook-subscriptions/{id}"),
+        ("PATCH", "/api/v1/webhook-subscriptions/{id}"),
+        ("DELETE", "/api/v1/webhook-subscriptions/{id}"),
+        ("GET", "/api/v1/webhook-subscriptions/{id}/deliveries"),
+        ("POST", "/api/v1/webhook-deliveries/{id}/redeliver"),
+        ("GET", "/api/v1/webhook-event-types"),
     }
     assert operations - not_in_matrix == covered

@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("common", "accounts", "departments", "conversations", "whatsapp", "botflows", "supportdesk")
+APPS = (
+    "common",
+    "accounts",
+    "departments",
+    "conversations",
+    "whatsapp",
+    "botflows",
+    "reports",
+    "integrations",
+    "supportdesk",
+)
 
 
 def test_the_import_contract_holds():

@@ -1,0 +1,225 @@
+"""Outgoing webhooks benchmark (contract §8): one slow or failing subscriber must not delay
+another's deliveries.
+
+PostgreSQL + Redis + a real Celery worker on the webhooks queue (threads pool), all on this
+machine, and three receivers on 127.0.0.1: healthy (200 at once), slow (200 after 2 s) and flaky
+(500 to the first attempt of each delivery, 200 to the next). N conversations are closed through
+the real service as fast as one process can; each close is delivered to the three. Prints the
+healthy receiver's event→delivery latency p50/p95, when the slow and flaky ones were done, and
+lost / duplicated deliveries.
+
+    .venv/bin/python bench/outgoing_webhooks.py [--events 1000] [--threads 50]
+"""
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness
+
+DATABASE = "supportdesk_bench_webhooks"
+QUEUE = "bench-hooks"
+SLOW_SECONDS = 2.0
+
+
+class Receiver:
+    """An HTTP receiver in a thread; ``mode``: healthy, slow or flaky."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.lock = threading.Lock()
+        self.arrivals: dict[str, float] = {}  # delivery id -> first 2xx answer time
+        self.latencies: list[float] = []  # seconds from the event to its first 2xx
+        self.requests = 0
+        self.duplicates = 0
+        self.last_done = 0.0
+        self.seen: set[str] = set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                delivery = self.headers.get("X-SupportDesk-Delivery", "")
+                with receiver.lock:
+                    receiver.requests += 1
+                    first_try = delivery not in receiver.seen
+                    receiver.seen.add(delivery)
+                if receiver.mode == "slow":
+                    time.sleep(SLOW_SECONDS)
+                status = 500 if receiver.mode == "flaky" and first_try else 200
+                if status == 200:
+                    now = time.time()
+                    occurred = datetime.fromisoformat(json.loads(body)["created_at"]).timestamp()
+                    with receiver.lock:
+                        if delivery in receiver.arrivals:
+                            receiver.duplicates += 1
+                        else:
+                            receiver.arrivals[delivery] = now
+                            receiver.latencies.append(now - occurred)
+                            receiver.last_done = now
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{self.mode}"
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
+
+
+SETUP = """
+from django.utils import timezone
+from accounts.models import User
+from conversations.models import Conversation, Customer
+from integrations import services
+from whatsapp.models import WhatsAppAccount
+admin = User.objects.create(email="bench-admin@example.com", name="Bench", role="admin")
+for url in {urls!r}:
+    services.subscription_create(actor=admin, url=url, events=["conversation.closed"])
+account, _ = WhatsAppAccount.objects.get_or_create(
+    phone_number_id="{phone}", defaults={{"name": "Bench"}}
+)
+customers = Customer.objects.bulk_create(
+    Customer(wa_id=f"55119{{i:08d}}", phone=f"+55119{{i:08d}}", name=f"C{{i}}")
+    for i in range({count})
+)
+Conversation.objects.bulk_create(
+    Conversation(customer=c, whatsapp_account=account, status="open",
+                 last_message_at=timezone.now())
+    for c in customers
+)
+"""
+
+EMIT = """
+import time
+from conversations.models import Conversation
+from conversations.services import conversation_close
+started = time.monotonic()
+for conversation in list(Conversation.objects.filter(status="open").order_by("pk")):
+    conversation_close(conversation=conversation, actor=None)
+print(f"EMITTED {time.monotonic() - started:.2f}")
+"""
+
+
+def manage_shell(code: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=harness.ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=50)
+    parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait at most")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--receivers", default="healthy,slow,flaky", help="which receivers subscribe"
+    )
+    args = parser.parse_args()
+
+    harness.fresh_database(DATABASE)
+    healthy, slow, flaky = Receiver("healthy"), Receiver("slow"), Receiver("flaky")
+    chosen = args.receivers.split(",")
+    receivers = [r for r in (healthy, slow, flaky) if r.mode in chosen]
+    env = harness.bench_env(DATABASE, CELERY_QUEUE=QUEUE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true")
+    manage_shell(
+        SETUP.format(
+            urls=[r.url for r in receivers],
+            phone=harness.PHONE_NUMBER_ID,
+            count=args.events,
+        ),
+        env,
+    )
+    worker = [
+        str(harness.VENV_BIN / "celery"),
+        "-A",
+        "supportdesk",
+        "worker",
+        f"--queues={QUEUE}.webhooks",
+        "--pool=threads",
+        f"--concurrency={args.threads}",
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    with contextlib.ExitStack() as workers:
+        for n in range(args.workers):
+            workers.enter_context(harness.process(worker, env, f"worker-webhooks-{n}"))
+        time.sleep(3)  # the workers connect to Redis
+        started = time.time()
+        output = manage_shell(EMIT, env)
+        emitted_in = float(output.split("EMITTED")[-1])
+        deadline = time.monotonic() + args.wait
+        expected = args.events
+        while time.monotonic() < deadline and not all(
+            len(r.arrivals) >= expected for r in receivers
+        ):
+            time.sleep(0.25)
+        status = dict(
+            harness.query(
+                DATABASE,
+                "SELECT status, count(*) FROM integrations_webhookdelivery GROUP BY status",
+            )
+        )
+
+    pending = status.get("pending", 0)
+    print(
+        f"\n== {args.events} conversation.closed events x {len(receivers)} subscribers "
+        f"({args.receivers}); {args.workers} webhooks workers x {args.threads} threads; "
+        f"events emitted in {emitted_in:.1f} s"
+    )
+    print(
+        f"{'healthy: event -> delivery':<34} p50 {healthy.pct(0.50):8.1f} ms  "
+        f"p95 {healthy.pct(0.95):8.1f} ms  max {healthy.pct(1.0):8.1f} ms  "
+        f"({len(healthy.arrivals)}/{expected})"
+    )
+    for receiver, what in ((slow, f"slow ({SLOW_SECONDS:g} s)"), (flaky, "flaky (500, then 200)")):
+        if receiver not in receivers:
+            continue
+        done = receiver.last_done - started if receiver.arrivals else float("nan")
+        print(
+            f"{what:<34} {len(receiver.arrivals)}/{expected} delivered, the last "
+            f"{done:.1f} s after the first event; p50 {receiver.pct(0.5):.0f} ms, "
+            f"{receiver.requests} requests"
+        )
+    # Lost: never written, or given up on (a pending delivery is still being retried).
+    lost = len(receivers) * expected - sum(status.values()) + status.get("failed", 0)
+    duplicates = sum(r.duplicates for r in receivers)
+    print(f"{'delivery rows (by status)':<34} {sum(status.values())}: {status}")
+    if pending:
+        print(f"{'':<34} ({pending} still pending at the end: retried, not lost)")
+    print(f"{'lost / duplicated deliveries':<34} {lost} / {duplicates}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The transactional outbox of outgoing webhooks (contract §8).
+
+- :func:`deliveries_record` writes one :class:`~integrations.models.WebhookDelivery` per public
+  event and matching active subscription, inside the transaction that emitted the events;
+- :func:`delivery_attempt` makes one attempt: it claims the delivery under the row lock
+  (``select_for_update(skip_locked)``, so two workers never make the same attempt at once) for
+  at most the time an attempt can take, then POSTs with no database connection held (a slow
+  receiver costs a worker thread, nothing more). A worker killed mid-request leaves its claim to
+  expire; its task, acknowledged late and rejected on worker loss, runs again and waits for it;
+- :func:`delivery_list_due` is what the beat sweeper queues again (lost tasks, broker outages).
+
+One slow subscriber never holds up the others: its attempts in flight are capped
+(``OUTGOING_WEBHOOKS_MAX_IN_FLIGHT`` per subscription), and a task over the cap steps aside for a
+while (``Attempt.throttled``) instead of occupying a worker thread.
+
+Tasks (``integrations.tasks``) call these; nothing here queues a task.
+"""
+
+import dataclasses
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from common.events import DomainEvent
+
+from . import selectors, signing
+from .addresses import UnsafeAddress, url_resolve_public
+from .models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from .transport import post_pinned
+
+logger = logging.getLogger(__name__)
+
+#: Failed attempts are retried for this long after the event (then the delivery is ``failed``).
+RETRY_FOR = timedelta(hours=24)
+#: The first retry comes after about this many seconds (±20 % jitter: within 30 s), each next one
+#: after twice as long, at most RETRY_CAP: about 35 attempts over the 24 hours.
+FIRST_RETRY = 15.0
+RETRY_CAP = 3600.0
+#: A bound on attempts besides the time window (a redelivery starts a new window).
+MAX_ATTEMPTS = 60
+#: A task may run this early (clock skew between hosts) and still make its attempt.
+EARLY_TOLERANCE = timedelta(seconds=2)
+#: The sweeper leaves a due delivery this long to its own scheduled task before queuing another.
+SWEEP_GRACE = timedelta(seconds=60)
+USER_AGENT = "SupportDesk-Webhooks/1.0"
+_ERROR_BODY_BYTES = 300
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: exponential, capped, jittered."""
+    base = min(RETRY_CAP, FIRST_RETRY * 2 ** max(0, attempts - 1))
+    return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+
+
+def _data(event: DomainEvent) -> Any:
+    webhook_data = getattr(event, "webhook_data", None)
+    if webhook_data is not None:
+        return webhook_data()
+    return {k: v for k, v in event.to_json().items() if k not in {"type", "occurred_at"}}
+
+
+def deliveries_record(*, events: Sequence[DomainEvent]) -> list[uuid.UUID]:
+    """Write the deliveries of ``events`` (inside the emitting transaction; one INSERT for the
+    batch, and no query at all when nobody subscribes). Internal events are never delivered.
+    Returns the ids written, for the caller to queue once the transaction commits."""
+    public = [event for event in events if event.public]
+    if not public:
+        return []
+    active = selectors.subscription_list_active_cached()
+    if not active:
+        return []
+    now = timezone.now()
+    rows = []
+    for event in public:
+        data = None
+        for subscription in active:
+            if not subscription.wants(event.type):
+                continue
+            if data is None:
+                data = _data(event)
+            delivery_id = uuid.uuid4()
+            rows.append(
+                WebhookDelivery(
+                    id=delivery_id,
+                    subscription_id=subscription.id,
+                    event=event.type,
+                    payload={
+                        "id": str(delivery_id),
+                        "type": event.type,
+                        "created_at": event.occurred_at,
+                        "data": data,
+                    },
+                    next_attempt_at=now,
+                    retry_until=now + RETRY_FOR,
+                )
+            )
+    if rows:
+        WebhookDelivery.objects.bulk_create(rows)
+    return [row.id for row in rows]
+
+
+def delivery_body(delivery: WebhookDelivery) -> bytes:
+    """The raw body of a delivery: its payload with the keys in contract §8's order."""
+    payload = delivery.payload
+    ordered = {key: payload.get(key) for key in ("id", "type", "created_at", "data")}
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def delivery_headers(delivery: WebhookDelivery, *, secret: str, body: bytes) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-SupportDesk-Event": delivery.event,
+        "X-SupportDesk-Delivery": str(delivery.pk),
+        signing.HEADER: signing.sign(secret, body, int(time.time())),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """What one call of :func:`delivery_attempt` did. ``retry_in``: seconds until the next
+    attempt should be made (a failure with retries left); ``busy_for``: another worker is making
+    an attempt, which cannot last longer than that many seconds (look again then)."""
+
+    made: bool
+    status: str | None = None
+    retry_in: float | None = None
+    busy_for: float | None = None
+    #: The subscription already has its share of attempts in flight (a slow receiver): this one
+    #: waits its turn instead of taking a worker thread that other subscribers need.
+    throttled: bool = False
+
+
+def claim_seconds() -> float:
+    """How long one attempt may take at most: connecting and waiting for the answer, plus slack."""
+    return 2 * float(settings.OUTGOING_WEBHOOK_TIMEOUT) + 5
+
+
+def _post(url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
+    """POST once: (status code or None, error text; empty when the answer is a 2xx)."""
+    try:
+        # Again, right before connecting (DNS may have changed), and the connection goes to
+        # these very addresses (integrations.transport).
+        addresses = url_resolve_public(url)
+    except UnsafeAddress as refused:
+        return None, f"refused: {refused}"
+    timeout = settings.OUTGOING_WEBHOOK_TIMEOUT
+    try:
+        with post_pinned(
+            url, addresses=addresses, data=body, headers=headers, timeout=timeout
+        ) as response:  # streamed: the status is all we need, the body is not waited for
+            code = response.status_code
+            if 200 <= code < 300:
+                return code, ""
+            try:
+                snippet = response.raw.read(_ERROR_BODY_BYTES, decode_content=True)
+            except Exception:  # the status says enough
+                snippet = b""
+            text = snippet.decode("utf-8", "replace").strip()
+            return code, f"HTTP {code}" + (f": {text}" if text else "")
+    except requests.Timeout:
+        return None, f"timed out after {timeout:g} s"
+    except requests.ConnectionError as exc:
+        return None, f"connection failed: {exc}"
+    except requests.RequestException as exc:
+        return None, f"request failed: {exc}"
+
+
+def _give_up(delivery: WebhookDelivery, now: Any) -> bool:
+    if delivery.attempts >= MAX_ATTEMPTS:
+        return True
+    until = delivery.retry_until or (delivery.created_at + RETRY_FOR)
+    return bool(now >= until)
+
+
+def _claim(delivery_id: str) -> Attempt | tuple[WebhookDelivery, WebhookSubscription]:
+    """Under the row lock (skipped when another worker holds it): is an attempt to be made now?
+    If so the delivery is claimed (``claimed_until``) and the lock released at once, so that no
+    database connection is held while the receiver takes its time."""
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+            .first()
+        )
+        if delivery is None:  # done, gone, or being claimed this very moment
+            return Attempt(made=False)
+        now = timezone.now()
+        if delivery.claimed_until and delivery.claimed_until > now:
+            busy_for = (delivery.claimed_until - now).total_seconds()
+            return Attempt(made=False, status=delivery.status, busy_for=busy_for)
+        if delivery.next_attempt_at and delivery.next_attempt_at > now + EARLY_TOLERANCE:
+            return Attempt(made=False, status=delivery.status)  # a duplicate: its own task comes
+        subscription = WebhookSubscription.objects.filter(pk=delivery.subscription_id).first()
+        if subscription is None or not subscription.is_active:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = (
+                "the subscription was deleted"
+                if subscription is None
+                else "the subscription is not active"
+            )
+            delivery.next_attempt_at = delivery.claimed_until = None
+            delivery.save(
+                update_fields=[
+                    "status",
+                    "last_error",
+                    "next_attempt_at",
+                    "claimed_until",
+                    "updated_at",
+                ]
+            )
+            return Attempt(made=False, status=delivery.status)
+        limit = settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT
+        if limit and _in_flight(subscription.pk, now) >= limit:
+            return Attempt(made=False, status=delivery.status, throttled=True)
+        delivery.claimed_until = now + timedelta(seconds=claim_seconds())
+        delivery.save(update_fields=["claimed_until", "updated_at"])
+    return delivery, subscription
+
+
+def _in_flight(subscription_id: int, now: Any) -> int:
+    return WebhookDelivery.objects.filter(
+        subscription_id=subscription_id, status=DeliveryStatus.PENDING, claimed_until__gt=now
+    ).count()
+
+
+def _record(
+    claimed: WebhookDelivery, *, code: int | None, error: str
+) -> tuple[WebhookDelivery, float | None] | None:
+    """Write the outcome of an attempt, if the claim is still ours (None otherwise)."""
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=claimed.pk).first()
+        if (
+            delivery is None
+            or delivery.status != DeliveryStatus.PENDING
+            or delivery.claimed_until != claimed.claimed_until
+        ):
+            return None  # deleted, or our claim expired and another worker took it over
+        now = timezone.now()
+        delivery.attempts += 1
+        delivery.response_code = code
+        delivery.claimed_until = None
+        retry_in = None
+        if not error:
+            delivery.status = DeliveryStatus.SUCCEEDED
+            delivery.delivered_at = now
+            delivery.last_error = ""
+            delivery.next_attempt_at = None
+        elif _give_up(delivery, now):
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = error
+            delivery.next_attempt_at = None
+        else:
+            retry_in = retry_delay(delivery.attempts)
+            delivery.last_error = error
+            delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+        delivery.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "response_code",
+                "last_error",
+                "next_attempt_at",
+                "delivered_at",
+                "claimed_until",
+                "updated_at",
+            ]
+        )
+    return delivery, retry_in
+
+
+def delivery_attempt(*, delivery_id: str) -> Attempt:
+    """Make one attempt of a pending delivery that is due, never two at once.
+
+    Nothing is done (``made`` False) when the delivery is gone, no longer pending, claimed by
+    another worker's attempt (``busy_for`` says until when) or not due yet (a duplicate task:
+    the one scheduled for it will come). Any 2xx: ``succeeded``. Anything else: the next attempt
+    is scheduled with backoff, or the delivery is ``failed`` once its retry window has passed.
+    """
+    claim = _claim(delivery_id)
+    if isinstance(claim, Attempt):
+        return claim
+    delivery, subscription = claim
+    if not connection.in_atomic_block:
+        # Back to the pool while the receiver takes its time (a worker thread keeps its
+        # connection between queries otherwise): slow receivers never exhaust the database.
+        connection.close()
+    body = delivery_body(delivery)
+    code, error = _post(
+        subscription.url,
+        body=body,
+        headers=delivery_headers(delivery, secret=subscription.secret, body=body),
+    )
+    recorded = _record(delivery, code=code, error=error)
+    if recorded is None:
+        return Attempt(made=True)
+    delivery, retry_in = recorded
+    if error:
+        logger.info(
+            "webhook delivery %s (%s) attempt %s failed: %s",
+            delivery.pk,
+            delivery.event,
+            delivery.attempts,
+            error,
+        )
+    return Attempt(made=True, status=delivery.status, retry_in=retry_in)
+
+
+def delivery_list_due(*, limit: int = 500) -> list[str]:
+    """Pending deliveries whose attempt is overdue by more than :data:`SWEEP_GRACE`: their task
+    was lost (a broker outage, a purge). Queuing one twice is harmless (the claim decides)."""
+    now = timezone.now()
+    return [
+        str(pk)
+        for pk in WebhookDelivery.objects.filter(
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+            status=DeliveryStatus.PENDING,
+            next_attempt_at__lte=now - SWEEP_GRACE,
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    ]

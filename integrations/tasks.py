@@ -1,0 +1,81 @@
+"""Celery tasks of outgoing webhooks: interfaces only (ids in, one outbox call).
+
+They run on a queue of their own (``<default queue>.webhooks``, ``supportdesk.celery.route_task``)
+so that a slow or failing receiver never delays the intake or the bot. ``acks_late`` with
+``reject_on_worker_lost``: a worker killed mid-delivery leaves the task to another one, which
+waits for the dead attempt's claim to expire (:func:`integrations.outbox.delivery_attempt`).
+Attempts hold no database connection while waiting for the receiver: run the webhooks queue on a
+threads pool (``-Q <queue>.webhooks --pool=threads -c 50``) and a slow receiver costs a thread.
+"""
+
+import logging
+import random
+from collections.abc import Iterable
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from . import outbox
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=5,
+)
+def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """One attempt of a delivery; a failure with retries left schedules the next one.
+
+    ``waited``: how many times this delivery already stepped aside for its subscription's other
+    attempts in flight (it then waits twice as long, up to a minute, before looking again).
+    Embedded mode (eager tasks, no broker) makes one attempt: nothing can wait for a retry there.
+    """
+    attempt = outbox.delivery_attempt(delivery_id=delivery_id)
+    if self.request.is_eager:
+        return
+    args: tuple[str, int] = (delivery_id, 0)
+    if attempt.retry_in is not None:  # failed: the next attempt
+        countdown = attempt.retry_in
+    elif attempt.busy_for is not None:  # an attempt in flight (this task ran again after its
+        countdown = attempt.busy_for + 1  # worker died, or is a duplicate): look once it is over
+    elif attempt.throttled:  # a slow subscriber's share of the workers is in use: wait a turn
+        countdown = min(THROTTLED_WAIT_MAX, 2**waited) * random.uniform(0.5, 1.0)  # noqa: S311
+        args = (delivery_id, waited + 1)
+    else:
+        return
+    try:
+        webhook_deliver.apply_async(args, countdown=countdown)
+    except Exception:
+        logger.exception(
+            "delivery %s: could not schedule its retry (the sweeper will)", delivery_id
+        )
+
+
+#: The longest a throttled delivery waits before it looks again, in seconds.
+THROTTLED_WAIT_MAX = 60
+
+
+def deliveries_queue(delivery_ids: Iterable[object]) -> None:
+    """Queue an attempt of each delivery; a broker outage leaves them to the sweeper."""
+    for delivery_id in delivery_ids:
+        try:
+            webhook_deliver.delay(str(delivery_id))
+        except Exception:
+            logger.exception("could not queue webhook delivery %s; the sweeper will", delivery_id)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def webhook_deliveries_sweep(self) -> None:  # type: ignore[no-untyped-def]
+    """Celery beat: queue again the pending deliveries whose attempt is overdue."""
+    due = outbox.delivery_list_due()
+    if due:
+        logger.info("re-queuing %d overdue webhook deliveries", len(due))
+    deliveries_queue(due)
