@@ -69,6 +69,10 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
     )
     is_active = models.BooleanField(_("active"), default=True)
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
+    # How the console tells this person a customer wrote while they look elsewhere (the title
+    # badge always does): a short sound, a desktop notification (the browser asks on a click).
+    notify_sound = models.BooleanField(_("notification sound"), default=False)
+    notify_desktop = models.BooleanField(_("desktop notifications"), default=False)
 
     objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
 

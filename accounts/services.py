@@ -157,3 +157,13 @@ def user_set_password(*, user: User, actor: User | None, password: str) -> User:
         after={"password": "changed"},
     )
     return user
+
+
+def user_set_notifications(*, user: User, actor: User, sound: bool, desktop: bool) -> User:
+    """The console's notification settings of ``user``, which only they change."""
+    if actor.pk != user.pk:
+        raise NotPermitted(_("Only you can change your notification settings."))
+    user.notify_sound = sound
+    user.notify_desktop = desktop
+    user.save(update_fields=["notify_sound", "notify_desktop"])
+    return user
