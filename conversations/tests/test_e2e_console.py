@@ -772,3 +772,51 @@ def test_attachments_are_checked_before_upload(
     page.locator("[data-remove-attachment]").click()
     expect(page.locator("#composer-attachment")).to_be_hidden()
     expect(send).to_be_disabled()
+
+
+def test_a_transfer_away_updates_every_tab_of_the_old_agent(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    sales = DepartmentFactory(name="Vendas")
+    ana = UserFactory(name="Ana Agente", email="ana-away@example.com", departments=[support])
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=WhatsAppAccountFactory(),
+        department=support,
+        name="Cliente Vendas",
+        body="Quero comprar",
+        wa_id="5511987650303",
+    )
+    conversation = live_server_e2e.call(
+        services.conversation_take_over, conversation=conversation, actor=ana
+    )
+    acting = open_console(ana, f"/c/{conversation.pk}/?tab=mine")
+    watching = open_console(ana, f"/c/{conversation.pk}/?tab=mine")
+    stale = open_console(ana, "/?tab=mine", init_script=SOCKET_CUTTER)
+    stale.evaluate("() => window.__cutSockets(true)")  # a tab that hears nothing
+    row = f'.conversation-row[data-conversation-id="{conversation.pk}"]'
+
+    acting.locator("#transfer-popover summary").click()
+    acting.select_option("#t-dept", str(sales.pk))
+    acting.locator("#transfer-popover button[type=submit]").click()
+
+    # the acting tab: told, and its list refreshed at once (no 60 s wait)
+    expect(acting.locator("#conversation-pane")).to_contain_text(
+        "The conversation was handed over."
+    )
+    expect(acting.locator(row)).to_have_count(0, timeout=3000)
+    # another tab of hers hears the transfer: list and pane refresh at once
+    expect(watching.locator(row)).to_have_count(0, timeout=3000)
+    expect(watching.locator("#conversation-pane")).to_contain_text(
+        "This conversation is no longer available to you.", timeout=3000
+    )
+    # a tab that missed it: clicking the stale row gives a friendly pane, not a raw 404 page
+    stale.locator(row).click()
+    expect(stale.locator("#conversation-pane")).to_contain_text(
+        "This conversation is no longer available to you."
+    )
+    expect(stale.locator(row)).to_have_count(0)  # and the list catches up
+    assert stale.locator("#inbox").count() == 1
