@@ -616,6 +616,8 @@
     var unread = Number(inbox.dataset.unread || 0);
     baseTitle = document.title.replace(/^\(\d+\) /, "");
     document.title = (unread ? "(" + unread + ") " : "") + baseTitle;
+    // a conversation became unread (e.g. the bot handed a new customer to the queue)
+    if (lastUnread !== null && unread > lastUnread) notifyCustomerWrote({});
     lastUnread = unread;
   }
 
@@ -644,10 +646,13 @@
     }
   }
 
+  var lastNotified = 0;
   function notifyCustomerWrote(data) {
     if (data.direction && data.direction !== "in") return;
-    var away = document.visibilityState !== "visible" || data.conversation !== currentId();
-    if (!away) return;
+    var open = data.conversation !== undefined && data.conversation === currentId();
+    if (document.visibilityState === "visible" && open) return; // they are reading it
+    if (Date.now() - lastNotified < 3000) return; // one message, one notification
+    lastNotified = Date.now();
     var wanted = settings();
     if (wanted.sound) beep();
     if (wanted.desktop && window.Notification && Notification.permission === "granted") {
