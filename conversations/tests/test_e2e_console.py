@@ -593,6 +593,7 @@ def test_a_whole_conversation_on_a_phone(
     assert tabs.evaluate("el => getComputedStyle(el).overflowX") == "auto"
     assert tabs.evaluate("el => el.scrollWidth > el.clientWidth")
     expect(page.locator(".conversation-row")).to_have_count(1)
+    expect(page.locator(".pane-empty")).to_be_hidden()  # the list has the whole screen
     assert page.title().startswith("(1) ")  # the unread badge in the title
 
     # list -> conversation: the list makes way, a back link appears
@@ -616,7 +617,7 @@ def test_a_whole_conversation_on_a_phone(
     composer.fill("Bom dia! Vou verificar o seu pedido.")
     expect(send).to_be_enabled()
     composer.press("Enter")
-    expect(page.locator("#message-list .msg-out").last).to_contain_text("Vou verificar")
+    expect(page.locator("#message-list .msg-out", has_text="Vou verificar")).to_be_visible()
     _reachable(page, "#composer-body")
     _no_horizontal_overflow(page)
 
