@@ -571,6 +571,8 @@
     preview.removeAttribute("src");
     preview.hidden = true;
     if (!input.files.length) {
+      var attach = input.closest(".attach");
+      if (attach) attach.classList.remove("has-file");
       box.hidden = true;
       updateComposer();
       return;
@@ -583,6 +585,8 @@
       error.textContent = problem;
       input.value = ""; // never uploaded
       name.textContent = "";
+      var label = input.closest(".attach");
+      if (label) label.classList.remove("has-file");
     } else if (/^image\//.test(file.type)) {
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
