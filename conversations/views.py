@@ -144,6 +144,32 @@ CONSOLE_EVENT_KINDS = (
 )
 
 
+def _name_targets(
+    timeline: list[selectors.TimelineItem],
+    conversation: Conversation,
+    agents: list[User],
+    departments: list[Any],
+) -> None:
+    """Give each transfer and assignment line whom it went to (``target_name``), from the people
+    and departments the pane loads anyway: no query of its own."""
+    people = {a.pk: a.name for a in agents}
+    if conversation.assigned_to is not None:
+        people[conversation.assigned_to.pk] = conversation.assigned_to.name
+    places = {d.pk: d.name for d in departments}
+    if conversation.department is not None:
+        places[conversation.department.pk] = conversation.department.name
+    for item in timeline:
+        event = item.event
+        if event is None or event.kind not in (EventKind.TRANSFERRED, EventKind.ASSIGNED):
+            continue
+        after = event.after or {}
+        before = event.before or {}
+        name = people.get(after.get("assigned_to") or 0)
+        if not name and after.get("department") != before.get("department"):
+            name = places.get(after.get("department") or 0)
+        event.target_name = name or ""  # type: ignore[attr-defined]
+
+
 def _first_unread_id(timeline: list[selectors.TimelineItem]) -> int | None:
     for item in timeline:
         m = item.message
@@ -168,6 +194,9 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         reactions_on_messages=True,
     )
     can_take_over = rights.take_over and conversation.assigned_to_id != user.pk
+    transfer_agents = list(selectors.user_list_transfer_targets(conversation=conversation))
+    transfer_departments = list(selectors.department_list_active())
+    _name_targets(timeline, conversation, transfer_agents, transfer_departments)
     return {
         "conversation": conversation,
         "timeline": timeline,
@@ -195,8 +224,8 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "past_conversations": selectors.conversation_list_past_for_customer(
             user=user, conversation=conversation
         ),
-        "transfer_agents": list(selectors.user_list_transfer_targets(conversation=conversation)),
-        "transfer_departments": list(selectors.department_list_active()),
+        "transfer_agents": transfer_agents,
+        "transfer_departments": transfer_departments,
         **extra,
     }
 

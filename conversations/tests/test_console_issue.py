@@ -68,7 +68,7 @@ def test_the_timeline_shows_what_happened_as_system_lines(client, agent, support
     html = client.get(f"/c/{conversation.pk}/messages/", **HTMX).content.decode()
 
     assert "Ana Agente took over the conversation" in html
-    assert "Ana Agente transferred the conversation" in html
+    assert "Ana Agente transferred the conversation to Carla Costa" in html
     assert "Note for the next agent:</strong> Cliente quer segunda via" in html
     assert "The customer rated the service 4/5" in html and "Rápido" in html
     assert 'data-event-kind="read"' not in html and 'data-event-kind="first_response"' not in html
@@ -76,7 +76,18 @@ def test_the_timeline_shows_what_happened_as_system_lines(client, agent, support
         client.cookies["django_language"] = "pt-br"
         html = client.get(f"/c/{conversation.pk}/messages/", **HTMX).content.decode()
     assert "Observação para o próximo agente" in html
-    assert "Ana Agente transferiu a conversa" in html
+    assert "Ana Agente transferiu a conversa para Carla Costa" in html
+
+
+def test_a_transfer_to_a_department_names_it(agent_client, agent, support, sales) -> None:
+    conversation = ConversationFactory(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    services.conversation_transfer(conversation=conversation, actor=agent, to_department=sales)
+    colleague = UserFactory(departments=[sales])
+    agent_client.force_login(colleague)
+    html = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert "Ana Agente transferred the conversation to Vendas" in html
 
 
 def test_closing_and_reopening_are_system_lines(agent_client, agent, support) -> None:
