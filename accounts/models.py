@@ -79,6 +79,10 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
         editable=False,
         help_text=_("The principal an API key acts as: never logs in, never shown as an agent."),
     )
+    # How the console tells this person a customer wrote while they look elsewhere (the title
+    # badge always does): a short sound, a desktop notification (the browser asks on a click).
+    notify_sound = models.BooleanField(_("notification sound"), default=False)
+    notify_desktop = models.BooleanField(_("desktop notifications"), default=False)
 
     objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
 

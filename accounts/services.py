@@ -250,3 +250,13 @@ def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> bool:
     if written:
         api_key.last_used_at = now
     return bool(written)
+
+
+def user_set_notifications(*, user: User, actor: User, sound: bool, desktop: bool) -> User:
+    """The console's notification settings of ``user``, which only they change."""
+    if actor.pk != user.pk:
+        raise NotPermitted(_("Only you can change your notification settings."))
+    user.notify_sound = sound
+    user.notify_desktop = desktop
+    user.save(update_fields=["notify_sound", "notify_desktop"])
+    return user

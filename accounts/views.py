@@ -5,9 +5,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from common.api import client_ip
 
+from . import services
 from .login_throttle import (
     login_failure_record,
     login_refusal_audit,
@@ -130,3 +133,16 @@ def language_switch(request: HttpRequest) -> HttpResponse:
             samesite=settings.LANGUAGE_COOKIE_SAMESITE,
         )
     return response
+
+
+@require_POST
+@login_required
+def notification_settings(request: HttpRequest) -> HttpResponse:
+    """The console's sound and desktop notifications, on or off (the form swaps itself)."""
+    user = services.user_set_notifications(
+        user=request.user,  # type: ignore[arg-type]
+        actor=request.user,  # type: ignore[arg-type]
+        sound=request.POST.get("sound") == "on",
+        desktop=request.POST.get("desktop") == "on",
+    )
+    return render(request, "components/notify_settings.html", {"user": user, "saved": True})

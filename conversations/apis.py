@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from common.exceptions import ServiceError
 from departments.models import Department
 
 from . import selectors, services
@@ -33,7 +34,7 @@ from .channels import conversation_channel
 from .filters import ConversationFilter
 from .models import Conversation, ConversationEvent, Message, MessageType
 from .serializers import ConversationSerializer, MessageSerializer
-from .uploads import upload_classify
+from .uploads import upload_validate
 
 CONVERSATION_EXAMPLE = {
     "id": 42,
@@ -340,6 +341,10 @@ class MessageCreateSerializer(serializers.Serializer[Any]):
                 _("The file is larger than %(mb)s MB.") % {"mb": round(limit / 1024 / 1024, 1)},
                 code="file_too_large",
             )
+        try:  # WhatsApp's own types and sizes, as the console checks them
+            upload_validate(filename=value.name, content_type=value.content_type, size=value.size)
+        except ServiceError as exc:
+            raise serializers.ValidationError(exc.message, code="file_not_sendable") from exc
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -434,7 +439,9 @@ class MessageListApi(ListAPIView[Message]):
             body, raw_payload = content
             media = {"raw_payload": raw_payload}
         elif upload is not None:
-            classified = upload_classify(filename=upload.name, content_type=upload.content_type)
+            classified = upload_validate(
+                filename=upload.name, content_type=upload.content_type, size=upload.size
+            )
             kind = classified.type
             media = {
                 "media_file": upload,

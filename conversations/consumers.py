@@ -390,6 +390,14 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             if conversation_id in self.subscriptions:
                 self.subscriptions.discard(conversation_id)
                 await self._leave(realtime.conversation_group(conversation_id))
+            if (
+                event == "conversation_transferred"
+                and data.get("fromUserId") == self.user.pk
+                and not self._is_duplicate(event, data)
+            ):
+                # It left its former assignee's view: only ids, so that every tab of theirs
+                # refreshes its list (and pane) at once instead of showing a stale row.
+                await self.send_json({"type": event, "data": data})
             return
         if self._is_duplicate(event, data):
             return

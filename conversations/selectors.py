@@ -12,7 +12,18 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    Func,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -26,6 +37,7 @@ from .models import (
     ConversationEvent,
     ConversationNote,
     ConversationStatus,
+    Customer,
     Direction,
     EventKind,
     Message,
@@ -34,6 +46,7 @@ from .models import (
     MessageType,
     QuickReply,
 )
+from .text import text_unaccent
 
 
 def conversation_visibility_q(*, user: User) -> Q:
@@ -100,6 +113,15 @@ def user_can_reply(*, user: User, conversation: Conversation) -> bool:
     if conversation.is_closed or not user.is_active:
         return False
     return user.is_admin or conversation.assigned_to_id == user.pk
+
+
+def user_marks_read(*, user: User, conversation: Conversation) -> bool:
+    """Whether ``user`` reading the conversation clears its unread count: its assignee's reading,
+    or an agent's on a conversation nobody has yet. A supervisor or admin looking at a colleague's
+    conversation (or the queue) leaves the badge for the agents."""
+    if conversation.assigned_to_id is not None:
+        return conversation.assigned_to_id == user.pk
+    return not user.sees_everything
 
 
 # What each role may do with a conversation it can see; the ``user_can_*`` selectors add that it
@@ -283,7 +305,7 @@ TABS = (
     Tab("mine", _("Mine")),
     Tab("queue", _("Queue")),
     Tab("bot", _("Bot")),
-    Tab("all", _("All")),
+    Tab("all", _("All open")),
     Tab("closed", _("Closed")),
 )
 TAB_KEYS = frozenset(tab.key for tab in TABS)
@@ -370,21 +392,52 @@ class InboxPage:
     has_previous: bool
 
 
+@dataclass(frozen=True)
+class TabSummary:
+    tabs: list[TabCount]
+    unread: int  # conversations of the Inbox tab with something the customer wrote unread
+
+
+def conversation_tab_summary(*, user: User) -> TabSummary:
+    """How many conversations ``user`` finds in each tab (of those they may see), and how many of
+    their Inbox are unread (the page title's badge): one query."""
+    filters = _tab_filters(user=user)
+    aggregates = {key: Count("pk", filter=q) for key, q in filters.items()}
+    aggregates["_unread"] = Count("pk", filter=filters["inbox"] & Q(unread_count__gt=0))
+    counts = conversation_list_visible_to(user=user).order_by().aggregate(**aggregates)
+    return TabSummary(
+        tabs=[TabCount(key=tab.key, label=tab.label, count=counts[tab.key]) for tab in TABS],
+        unread=counts["_unread"],
+    )
+
+
 def conversation_tab_counts(*, user: User) -> list[TabCount]:
     """How many conversations ``user`` finds in each tab (of those they may see): one query."""
-    filters = _tab_filters(user=user)
-    counts = (
-        conversation_list_visible_to(user=user)
-        .order_by()
-        .aggregate(**{key: Count("pk", filter=q) for key, q in filters.items()})
-    )
-    return [TabCount(key=tab.key, label=tab.label, count=counts[tab.key]) for tab in TABS]
+    return conversation_tab_summary(user=user).tabs
+
+
+class Unaccent(Func):
+    """SQL ``UNACCENT(text)``: PostgreSQL's extension (migration 0008), on SQLite the Python
+    :func:`text_unaccent` registered under the same name when a connection opens."""
+
+    function = "UNACCENT"
+    output_field = CharField()
 
 
 def _inbox_search_q(text: str) -> Q:
-    """The customer's name, any message's text, or (3 digits or more) the phone number."""
-    match: Q = Q(customer__name__icontains=text) | Exists(  # type: ignore[assignment]
-        Message.objects.filter(conversation=OuterRef("pk"), body__icontains=text)
+    """The customer's name, any message's text (both ignoring accents and case), or (3 digits or
+    more) the phone number."""
+    plain = text_unaccent(text)
+    match: Q = Q(  # type: ignore[assignment]
+        Exists(
+            Customer.objects.annotate(plain_name=Unaccent("name")).filter(
+                pk=OuterRef("customer_id"), plain_name__icontains=plain
+            )
+        )
+    ) | Exists(
+        Message.objects.annotate(plain_body=Unaccent("body")).filter(
+            conversation=OuterRef("pk"), plain_body__icontains=plain
+        )
     )
     digits = "".join(ch for ch in text if ch.isdigit())
     if len(digits) >= 3:
@@ -461,12 +514,14 @@ def conversation_timeline(
     conversation: Conversation,
     notes: bool = False,
     events: bool = True,
+    event_kinds: Collection[str] | None = None,
     reactions_on_messages: bool = False,
 ) -> list[TimelineItem]:
     """Messages, and optionally events and internal notes, oldest first: at most three queries.
 
     - ``events``: what happened to the conversation (take-overs, transfers with their notes,
-      closings...), "marked read" aside; the history API shows them.
+      closings...), "marked read" aside; the history API shows them. ``event_kinds`` keeps only
+      those kinds (the console shows what a person did, not its bookkeeping).
     - ``notes``: the team's internal notes, which only the console shows.
     - ``reactions_on_messages``: reactions are not entries of their own; each message carries the
       emoji put on it as ``reaction_list`` (the console). Otherwise a reaction is a message like
@@ -486,11 +541,12 @@ def conversation_timeline(
         for m in messages
     ]
     if events:
+        rows = conversation_list_events(conversation=conversation).exclude(kind=EventKind.READ)
+        if event_kinds is not None:
+            rows = rows.filter(kind__in=list(event_kinds))
         items += [
             TimelineItem(kind=TimelineKind.EVENT, created_at=e.created_at, pk=e.pk, event=e)
-            for e in conversation_list_events(conversation=conversation).exclude(
-                kind=EventKind.READ
-            )
+            for e in rows
         ]
     if notes:
         items += [

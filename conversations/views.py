@@ -6,18 +6,23 @@ page). Full pages for plain requests; the partial named like its DOM id for htmx
 """
 
 import contextlib
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from accounts.models import User
 from common.exceptions import NotPermitted, ServiceError
@@ -27,10 +32,12 @@ from .channels import TemplateChoice, conversation_channel
 from .models import (
     Conversation,
     ConversationStatus,
+    Direction,
+    EventKind,
     Message,
     MessageType,
 )
-from .uploads import upload_classify
+from .uploads import UploadKind, upload_validate
 
 PAGE_TEMPLATE = "conversations/console.html"
 
@@ -46,8 +53,10 @@ def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
     """Tabs with counts and one page of conversations: a fixed number of queries."""
     user: User = request.user  # type: ignore[assignment]
     page = selectors.conversation_list_inbox(user=user, query=query)
+    summary = selectors.conversation_tab_summary(user=user)
     return {
-        "tabs": selectors.conversation_tab_counts(user=user),
+        "tabs": summary.tabs,
+        "unread_total": summary.unread,
         "query": query,
         "conversations": page.conversations,
         "has_next": page.has_next,
@@ -67,16 +76,106 @@ def _inbox_query(request: HttpRequest) -> selectors.InboxQuery:
     return selectors.InboxQuery.from_params(request.GET)
 
 
+def _list_params(request: HttpRequest) -> str:
+    """The query string of the list the agent came from (the pane's back link): the request's
+    own, or for an htmx action (posted without it) the address bar's."""
+    params = request.GET
+    current = request.htmx.current_url if request.htmx else None  # type: ignore[attr-defined]
+    if not params and current:
+        params = QueryDict(urlsplit(current).query)
+    return selectors.InboxQuery.from_params(params).params()
+
+
 def _text(request: HttpRequest, name: str, limit: int) -> str:
     """A posted text field with the browser's CRLF line breaks turned into plain newlines."""
     return request.POST.get(name, "").replace("\r\n", "\n").strip()[:limit]
+
+
+class ConversationGone(Http404):
+    """The conversation does not exist or is out of the user's reach (never says which)."""
 
 
 def _visible_or_404(request: HttpRequest, pk: int) -> Conversation:
     try:
         return selectors.conversation_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
     except Conversation.DoesNotExist as exc:
-        raise Http404(_("No such conversation.")) from exc
+        raise ConversationGone(_("No such conversation.")) from exc
+
+
+def _gone_fragment(request: HttpRequest) -> HttpResponse:
+    """What an htmx request gets for a conversation it can no longer see: the pane says so, the
+    list refreshes (a plain request still gets the 404 page)."""
+    response = render(
+        request,
+        f"{PAGE_TEMPLATE}#conversation_pane",
+        {
+            "conversation": None,
+            "notice": _("This conversation is no longer available to you."),
+            "back_params": _list_params(request),
+        },
+    )
+    retarget(response, "#conversation-pane")
+    reswap(response, "outerHTML")
+    return trigger_client_event(response, "inbox:refresh")
+
+
+def conversation_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ConversationGone:
+            if request.htmx:  # type: ignore[attr-defined]
+                return _gone_fragment(request)
+            raise
+
+    return wrapper
+
+
+# What the console's timeline shows of what happened to a conversation (not its bookkeeping:
+# "marked read", "first response", "created", "queued").
+CONSOLE_EVENT_KINDS = (
+    EventKind.TAKEN_OVER,
+    EventKind.ASSIGNED,
+    EventKind.TRANSFERRED,
+    EventKind.CLOSED,
+    EventKind.REOPENED,
+    EventKind.CSAT_RECEIVED,
+)
+
+
+def _name_targets(
+    timeline: list[selectors.TimelineItem],
+    conversation: Conversation,
+    agents: list[User],
+    departments: list[Any],
+) -> None:
+    """Give each transfer and assignment line whom it went to (``target_name``), from the people
+    and departments the pane loads anyway: no query of its own."""
+    people = {a.pk: a.name for a in agents}
+    if conversation.assigned_to is not None:
+        people[conversation.assigned_to.pk] = conversation.assigned_to.name
+    places = {d.pk: d.name for d in departments}
+    if conversation.department is not None:
+        places[conversation.department.pk] = conversation.department.name
+    for item in timeline:
+        event = item.event
+        if event is None or event.kind not in (EventKind.TRANSFERRED, EventKind.ASSIGNED):
+            continue
+        after = event.after or {}
+        before = event.before or {}
+        name = people.get(after.get("assigned_to") or 0)
+        if not name and after.get("department") != before.get("department"):
+            name = places.get(after.get("department") or 0)
+        event.target_name = name or ""  # type: ignore[attr-defined]
+
+
+def _first_unread_id(timeline: list[selectors.TimelineItem]) -> int | None:
+    for item in timeline:
+        m = item.message
+        if m is not None and m.direction == Direction.IN and m.read_at is None:
+            return m.pk
+    return None
 
 
 def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dict[str, Any]:
@@ -87,11 +186,23 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
     # The channel says what it accepts now (WhatsApp: free-form only inside the 24-hour window).
     capabilities = conversation_channel(conversation).capabilities(conversation=conversation)
     window_open = capabilities.free_form
+    timeline = selectors.conversation_timeline(
+        conversation=conversation,
+        notes=True,
+        events=True,
+        event_kinds=CONSOLE_EVENT_KINDS,
+        reactions_on_messages=True,
+    )
+    can_take_over = rights.take_over and conversation.assigned_to_id != user.pk
+    transfer_agents = list(selectors.user_list_transfer_targets(conversation=conversation))
+    transfer_departments = list(selectors.department_list_active())
+    _name_targets(timeline, conversation, transfer_agents, transfer_departments)
     return {
         "conversation": conversation,
-        "timeline": selectors.conversation_timeline(
-            conversation=conversation, notes=True, events=False, reactions_on_messages=True
-        ),
+        "timeline": timeline,
+        "first_unread_id": _first_unread_id(timeline),
+        "back_params": _list_params(request),
+        "marks_read": selectors.user_marks_read(user=user, conversation=conversation),
         "window_open": window_open,
         "templates": _approved_templates(conversation) if can_reply and not window_open else [],
         "retryable_types": RETRYABLE_TYPES,
@@ -102,15 +213,19 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "quick_replies": list(selectors.quick_reply_list_for(conversation=conversation))
         if can_reply and window_open
         else [],
-        "can_take_over": rights.take_over and conversation.assigned_to_id != user.pk,
+        "can_take_over": can_take_over,
+        # a supervisor stepping into an agent's live conversation confirms it first
+        "take_over_confirm": can_take_over
+        and conversation.assigned_to_id is not None
+        and conversation.status == ConversationStatus.OPEN,
         "can_transfer": rights.transfer,
         "can_close": rights.close,
         "can_reopen": rights.reopen,
         "past_conversations": selectors.conversation_list_past_for_customer(
             user=user, conversation=conversation
         ),
-        "transfer_agents": list(selectors.user_list_transfer_targets(conversation=conversation)),
-        "transfer_departments": list(selectors.department_list_active()),
+        "transfer_agents": transfer_agents,
+        "transfer_departments": transfer_departments,
         **extra,
     }
 
@@ -128,13 +243,22 @@ def console(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    """The tabs and the list, refreshed by the live socket and by filters."""
+    """The tabs and the list, refreshed by the live socket and by filters.
+
+    A search or a filter puts the page's own URL (``/?…``) in the address bar, never this
+    fragment's; the socket's refreshes (``X-Inbox-Refresh``) leave the address alone.
+    """
     query = _inbox_query(request)
-    return render(request, f"{PAGE_TEMPLATE}#inbox", _inbox(request, query))
+    response = render(request, f"{PAGE_TEMPLATE}#inbox", _inbox(request, query))
+    if request.htmx and not request.headers.get("X-Inbox-Refresh"):  # type: ignore[attr-defined]
+        params = query.params()
+        push_url(response, reverse("conversations:console") + (f"?{params}" if params else ""))
+    return response
 
 
 @require_GET
 @login_required
+@conversation_view
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _visible_or_404(request, pk)
     context = _pane(request, conversation)
@@ -146,6 +270,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
+@conversation_view
 def conversation_messages(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _visible_or_404(request, pk)
     return render(request, f"{PAGE_TEMPLATE}#message_list", _pane(request, conversation))
@@ -153,6 +278,7 @@ def conversation_messages(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
+@conversation_view
 def conversation_header(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _visible_or_404(request, pk)
     return render(request, f"{PAGE_TEMPLATE}#conversation_header", _pane(request, conversation))
@@ -177,7 +303,11 @@ def _act(
         return render(
             request,
             f"{PAGE_TEMPLATE}#conversation_pane",
-            {"conversation": None, "notice": _("The conversation was handed over.")},
+            {
+                "conversation": None,
+                "notice": _("The conversation was handed over."),
+                "back_params": _list_params(request),
+            },
         )
     return render(
         request,
@@ -188,26 +318,32 @@ def _act(
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_take_over(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, services.conversation_take_over)
+    return _act(request, pk, services.conversation_take_over, extra={"autofocus_composer": True})
 
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_close(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, services.conversation_close)
 
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_reopen(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, services.conversation_reopen)
 
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_read(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _visible_or_404(request, pk)
+    if not selectors.user_marks_read(user=request.user, conversation=conversation):  # type: ignore[arg-type]
+        return HttpResponse(status=204)  # a supervisor looking on leaves the agent's badge alone
     with contextlib.suppress(ServiceError):  # nothing to tell: the page just stays as it is
         services.conversation_mark_read(conversation=conversation, actor=request.user)  # type: ignore[arg-type]
     return HttpResponse(status=204)
@@ -215,12 +351,13 @@ def conversation_read(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
     to_user_id = _int(request.POST.get("to_user"))
     to_department_id = _int(request.POST.get("to_department"))
     to_user = selectors.user_get_active(pk=to_user_id) if to_user_id else None
     to_department = selectors.department_get(pk=to_department_id) if to_department_id else None
-    return _act(
+    response = _act(
         request,
         pk,
         services.conversation_transfer,
@@ -228,10 +365,12 @@ def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
         to_department=to_department,
         note=_text(request, "note", 1000),
     )
+    return trigger_client_event(response, "inbox:refresh")  # the row moves at once
 
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
     body = _text(request, "body", 4096)
     upload = request.FILES.get("attachment")
@@ -245,6 +384,17 @@ def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
             f"{PAGE_TEMPLATE}#conversation_pane",
             _pane(request, conversation, error=_("Files are limited to %s.") % limit),
         )
+    try:
+        classified = upload_validate(
+            filename=upload.name, content_type=upload.content_type, size=upload.size
+        )
+    except ServiceError as exc:
+        conversation = _visible_or_404(request, pk)
+        return render(
+            request,
+            f"{PAGE_TEMPLATE}#conversation_pane",
+            _pane(request, conversation, error=exc.message),
+        )
     return _act(
         request,
         pk,
@@ -252,13 +402,18 @@ def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
         extra={"autofocus_composer": True},
         body=body,
         upload=upload,
+        classified=classified,
     )
 
 
 def _send_file(
-    *, conversation: Conversation, actor: User, body: str, upload: UploadedFile
+    *,
+    conversation: Conversation,
+    actor: User,
+    body: str,
+    upload: UploadedFile,
+    classified: UploadKind,
 ) -> Conversation:
-    classified = upload_classify(filename=upload.name, content_type=upload.content_type)
     services.message_create_outbound(
         conversation=conversation,
         actor=actor,
@@ -274,6 +429,7 @@ def _send_file(
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_note(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, _note, body=_text(request, "body", 4000))
 
@@ -294,6 +450,7 @@ def _approved_templates(conversation: Conversation) -> list[TemplateChoice]:
 
 @require_POST
 @login_required
+@conversation_view
 def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
     """Outside the 24-hour window only an approved template may start the conversation again."""
     conversation = _visible_or_404(request, pk)
@@ -331,6 +488,7 @@ RETRYABLE_TYPES = (MessageType.TEXT, MessageType.TEMPLATE)
 
 @require_POST
 @login_required
+@conversation_view
 def message_retry(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
     """Send a failed text or template message again, as a new message."""
     conversation = _visible_or_404(request, pk)

@@ -216,6 +216,29 @@ async def test_transfer_away_stops_events_for_the_old_department(
     await new_side.disconnect()
 
 
+async def test_the_former_assignee_hears_the_transfer_away_and_nothing_after(
+    agent, support, sales
+) -> None:
+    conversation = await database_sync_to_async(ConversationFactory)(
+        department=support, assigned_to=agent, status=ConversationStatus.OPEN
+    )
+    other_tab = await _connect_session(agent)
+    await _settle(other_tab)
+
+    await _run(
+        services.conversation_transfer, conversation=conversation, actor=agent, to_department=sales
+    )
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="oi?", wa_message_id="w9"
+    )
+
+    frames = await _frames(other_tab)
+    # the transfer itself (ids only), so that the list refreshes at once; nothing of what follows
+    assert _types(frames) == ["conversation_transferred"]
+    assert frames[0]["data"]["fromUserId"] == agent.pk
+    await other_tab.disconnect()
+
+
 async def test_transfer_to_an_agent_reaches_them_and_the_supervisor(
     agent, supervisor, support
 ) -> None:

@@ -12,6 +12,7 @@ Set ``UPDATE_SCREENSHOTS=1`` to refresh ``docs/screenshots/*.png``.
 import asyncio
 import base64
 import os
+import re
 import shutil
 import threading
 import time
@@ -194,8 +195,18 @@ def open_console(browser: Any, live_server_e2e: LiveServer) -> Iterator[Callable
     contexts = []
     problems: list[str] = []
 
-    def login(user: Any, path: str = "/", language: str = "en", init_script: str = "") -> Any:
-        context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
+    def login(
+        user: Any,
+        path: str = "/",
+        language: str = "en",
+        init_script: str = "",
+        viewport: dict[str, int] | None = None,
+    ) -> Any:
+        context = browser.new_context(
+            viewport=viewport or {"width": 1440, "height": 900},
+            locale="en-US",
+            has_touch=viewport is not None,
+        )
         context.add_cookies(
             [{"name": "django_language", "value": language, "url": live_server_e2e.url}]
         )
@@ -521,6 +532,366 @@ def test_images_open_in_a_viewer(
     page.wait_for_function("document.getElementById('viewer-image').naturalWidth === 2")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def _no_horizontal_overflow(page: Any) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page is {width} px wide in a {PHONE['width']} px screen"
+
+
+def _reachable(page: Any, selector: str) -> None:
+    """On screen, of a usable size, and the topmost element where a finger would touch it."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None, selector
+    assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], (selector, box)
+    assert box["height"] >= 40, (selector, box)
+    on_top = page.evaluate(
+        """(sel) => {
+            const el = document.querySelector(sel);
+            const r = el.getBoundingClientRect();
+            const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+            return hit === el || el.contains(hit);
+        }""",
+        selector,
+    )
+    assert on_top, f"{selector} is covered"
+
+
+def test_a_whole_conversation_on_a_phone(
+    live_server_e2e: LiveServer, open_console: Any, fake_graph: Any
+) -> None:
+    """390x844: list -> conversation -> take over -> reply -> transfer -> back, nothing wider
+    than the screen, the reply box always at hand; the colleague reads the transfer note."""
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana-phone@example.com", departments=[support])
+    carla = UserFactory(name="Carla Costa", email="carla-phone@example.com", departments=[support])
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=fake_graph.account,
+        department=support,
+        name="Cliente Celular",
+        body="Olá, meu pedido não chegou",
+        wa_id="5511987650301",
+    )
+    for n in range(25):  # a long history: the page must not grow, the messages scroll
+        live_server_e2e.call(
+            services.message_record_inbound,
+            conversation=conversation,
+            body=f"Mais um detalhe {n}",
+            wa_message_id=f"wamid.phone.{n}",
+        )
+
+    page = open_console(ana, "/?tab=queue", viewport=PHONE)
+    _no_horizontal_overflow(page)
+    # the tabs scroll sideways instead of widening the page
+    tabs = page.locator(".tabs")
+    assert tabs.evaluate("el => getComputedStyle(el).overflowX") == "auto"
+    assert tabs.evaluate("el => el.scrollWidth > el.clientWidth")
+    expect(page.locator(".conversation-row")).to_have_count(1)
+    expect(page.locator(".pane-empty")).to_be_hidden()  # the list has the whole screen
+    assert page.title().startswith("(1) ")  # the unread badge in the title
+
+    # list -> conversation: the list makes way, a back link appears
+    page.locator(f'.conversation-row[data-conversation-id="{conversation.pk}"]').click()
+    expect(page.locator("#message-list")).to_be_visible()
+    expect(page.locator(".conversation-list")).to_be_hidden()
+    expect(page.locator(".back-link")).to_be_visible()
+    assert page.url.endswith(f"/c/{conversation.pk}/?tab=queue")
+    _no_horizontal_overflow(page)
+
+    # take over: the reply box is there, focused, and nothing covers it
+    page.get_by_role("button", name="Take over").click()
+    composer = page.locator("#composer-body")
+    expect(composer).to_be_focused()
+    _no_horizontal_overflow(page)
+    _reachable(page, "#composer-body")
+    send = page.locator("#composer button[type=submit]")
+    expect(send).to_be_disabled()  # nothing to send yet
+    assert page.evaluate("document.documentElement.scrollHeight") <= PHONE["height"]
+
+    composer.fill("Bom dia! Vou verificar o seu pedido.")
+    expect(send).to_be_enabled()
+    composer.press("Enter")
+    expect(page.locator("#message-list .msg-out", has_text="Vou verificar")).to_be_visible()
+    _reachable(page, "#composer-body")
+    _no_horizontal_overflow(page)
+
+    # the typing strip never covers the reply box
+    page.evaluate("() => { document.getElementById('typing').textContent = 'Cliente is typing…'; }")
+    _reachable(page, "#composer-body")
+
+    # transfer to Carla with a note, from the phone
+    page.locator("#transfer-popover summary").click()
+    _no_horizontal_overflow(page)
+    page.select_option("#t-user", str(carla.pk))
+    page.fill("#t-note", "Cliente quer segunda via do boleto")
+    page.locator("#transfer-popover button[type=submit]").click()
+    expect(page.locator("#conversation-header")).to_contain_text("with Carla Costa")
+    expect(page.locator(".system-transferred .system-note")).to_contain_text("segunda via")
+    _no_horizontal_overflow(page)
+
+    # back to the list, which is up to date
+    page.locator(".back-link").click()
+    expect(page.locator(".conversation-list")).to_be_visible()
+    expect(page.locator("#message-list")).to_have_count(0)
+    assert page.url.endswith("/?tab=queue")
+    _no_horizontal_overflow(page)
+
+    # Carla, on her phone, reads the note Ana left, as a system line of the timeline
+    carla_page = open_console(carla, f"/c/{conversation.pk}/", viewport=PHONE, language="pt-br")
+    note = carla_page.locator(".system-transferred")
+    expect(note).to_contain_text("Observação para o próximo agente")
+    expect(note).to_contain_text("Cliente quer segunda via do boleto")
+    expect(carla_page.locator(".system-taken_over")).to_contain_text(
+        "Ana Agente assumiu a conversa"
+    )
+    _no_horizontal_overflow(carla_page)
+    _reachable(carla_page, "#composer-body")
+
+
+def test_reading_history_is_not_interrupted_by_a_new_message(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana-scroll@example.com", departments=[support])
+    account = WhatsAppAccountFactory()
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=account,
+        department=support,
+        name="Cliente Longo",
+        body="Primeira mensagem",
+        wa_id="5511987650302",
+    )
+    conversation = live_server_e2e.call(
+        services.conversation_take_over, conversation=conversation, actor=ana
+    )
+    for n in range(30):
+        live_server_e2e.call(
+            services.message_record_inbound,
+            conversation=conversation,
+            body=f"Linha antiga {n}",
+            wa_message_id=f"wamid.scroll.old.{n}",
+        )
+    live_server_e2e.call(services.conversation_mark_read, conversation=conversation, actor=ana)
+    for n in range(3):
+        live_server_e2e.call(
+            services.message_record_inbound,
+            conversation=conversation,
+            body=f"Ainda não lida {n}",
+            wa_message_id=f"wamid.scroll.new.{n}",
+        )
+
+    # opening it lands on the first unread message, not at the top nor past it
+    page = open_console(ana, "/?tab=mine")
+    page.locator(f'.conversation-row[data-conversation-id="{conversation.pk}"]').click()
+    marker = page.locator("#first-unread")
+    expect(marker).to_be_visible()
+    expect(page.locator(".msg", has_text="Ainda não lida 0")).to_be_in_viewport()
+    expect(page.locator(".msg", has_text="Linha antiga 0")).not_to_be_in_viewport()
+
+    # scrolled up reading, a message arrives: the agent stays where they are, a pill says so
+    page.evaluate("() => { document.getElementById('message-list').scrollTop = 0; }")
+    page.wait_for_timeout(500)
+    live_server_e2e.call(
+        services.message_record_inbound,
+        conversation=conversation,
+        body="Chegou agora",
+        wa_message_id="wamid.scroll.now",
+    )
+    expect(page.locator("#message-list .msg-in").last).to_contain_text("Chegou agora")
+    pill = page.locator("#new-messages")
+    expect(pill).to_be_visible()
+    assert page.evaluate("document.getElementById('message-list').scrollTop") < 50
+    pill.click()
+    expect(page.locator(".msg", has_text="Chegou agora")).to_be_in_viewport()
+    expect(pill).to_be_hidden()
+
+    # at the bottom, a new message simply shows
+    live_server_e2e.call(
+        services.message_record_inbound,
+        conversation=conversation,
+        body="E mais esta",
+        wa_message_id="wamid.scroll.more",
+    )
+    expect(page.locator(".msg", has_text="E mais esta")).to_be_in_viewport()
+    expect(pill).to_be_hidden()
+
+
+def test_attachments_are_checked_before_upload(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from conversations.tests.factories import ConversationFactory
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana-files@example.com", departments=[support])
+    conversation = ConversationFactory(
+        department=support,
+        assigned_to=ana,
+        status=ConversationStatus.OPEN,
+        customer__name="Cliente Arquivo",
+        last_inbound_at=timezone.now(),
+    )
+    page = open_console(ana, f"/c/{conversation.pk}/")
+    send = page.locator("#composer button[type=submit]")
+    expect(send).to_be_disabled()
+
+    # an .exe is refused at once, never uploaded
+    page.set_input_files(
+        "#composer-file",
+        files=[{"name": "setup.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}],
+    )
+    expect(page.locator(".attachment-error")).to_contain_text("does not accept this kind of file")
+    expect(send).to_be_disabled()
+    assert page.evaluate("document.getElementById('composer-file').files.length") == 0
+
+    # an image too big for WhatsApp (5 MB) as well
+    page.set_input_files(
+        "#composer-file",
+        files=[
+            {"name": "foto.jpg", "mimeType": "image/jpeg", "buffer": b"0" * (5 * 1024 * 1024 + 1)}
+        ],
+    )
+    expect(page.locator(".attachment-error")).to_contain_text("up to 5 MB")
+
+    # a PNG shows a preview and can be removed
+    page.set_input_files(
+        "#composer-file",
+        files=[{"name": "recibo.png", "mimeType": "image/png", "buffer": PNG}],
+    )
+    expect(page.locator(".attachment-preview")).to_be_visible()
+    expect(page.locator(".attachment-name")).to_have_text("recibo.png")
+    expect(send).to_be_enabled()
+    page.locator("[data-remove-attachment]").click()
+    expect(page.locator("#composer-attachment")).to_be_hidden()
+    expect(send).to_be_disabled()
+
+
+def test_a_transfer_away_updates_every_tab_of_the_old_agent(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    sales = DepartmentFactory(name="Vendas")
+    ana = UserFactory(name="Ana Agente", email="ana-away@example.com", departments=[support])
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=WhatsAppAccountFactory(),
+        department=support,
+        name="Cliente Vendas",
+        body="Quero comprar",
+        wa_id="5511987650303",
+    )
+    conversation = live_server_e2e.call(
+        services.conversation_take_over, conversation=conversation, actor=ana
+    )
+    acting = open_console(ana, f"/c/{conversation.pk}/?tab=mine")
+    watching = open_console(ana, f"/c/{conversation.pk}/?tab=mine")
+    stale = open_console(ana, "/?tab=mine", init_script=SOCKET_CUTTER)
+    stale.evaluate("() => window.__cutSockets(true)")  # a tab that hears nothing
+    row = f'.conversation-row[data-conversation-id="{conversation.pk}"]'
+
+    acting.locator("#transfer-popover summary").click()
+    acting.select_option("#t-dept", str(sales.pk))
+    acting.locator("#transfer-popover button[type=submit]").click()
+
+    # the acting tab: told, and its list refreshed at once (no 60 s wait)
+    # (the transfer's answer, or the pane refreshed by the transfer's frame if that came first)
+    expect(acting.locator("#conversation-pane")).to_contain_text(
+        re.compile("The conversation was handed over.|This conversation is no longer available")
+    )
+    expect(acting.locator(row)).to_have_count(0, timeout=3000)
+    # another tab of hers hears the transfer: list and pane refresh at once
+    expect(watching.locator(row)).to_have_count(0, timeout=3000)
+    expect(watching.locator("#conversation-pane")).to_contain_text(
+        "This conversation is no longer available to you.", timeout=3000
+    )
+    # a tab that missed it: clicking the stale row gives a friendly pane, not a raw 404 page
+    stale.locator(row).click()
+    expect(stale.locator("#conversation-pane")).to_contain_text(
+        "This conversation is no longer available to you."
+    )
+    expect(stale.locator(row)).to_have_count(0)  # and the list catches up
+    assert stale.locator("#inbox").count() == 1
+
+
+NOTIFICATION_SPY = """
+(() => {
+  window.__asked = 0;
+  window.__shown = [];
+  window.__beeps = 0;
+  function FakeNotification(title, options) { window.__shown.push(title); }
+  FakeNotification.permission = "default";
+  FakeNotification.requestPermission = () => {
+    window.__asked += 1;
+    FakeNotification.permission = "granted";
+    return Promise.resolve("granted");
+  };
+  window.Notification = FakeNotification;
+  window.AudioContext = function () {
+    this.currentTime = 0;
+    this.destination = {};
+    this.createGain = () => ({ gain: {}, connect() {} });
+    this.createOscillator = () => ({
+      frequency: {}, connect() {}, start() { window.__beeps += 1; }, stop() {},
+    });
+  };
+})();
+"""
+
+
+def test_an_agent_in_another_tab_is_told_a_customer_wrote(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana-notify@example.com", departments=[support])
+    page = open_console(ana, "/?tab=inbox", init_script=NOTIFICATION_SPY)
+    assert not page.title().startswith("(")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__asked") == 0  # never asked on load
+
+    # the settings live in the user menu, kept on the user; desktop asks on the click
+    page.locator(".usermenu summary").click()
+    page.get_by_label("Play a sound").check()
+    expect(page.locator("#notify-settings [role=status]")).to_have_text("Saved.")
+    page.get_by_label("Desktop notifications").check()
+    assert page.evaluate("window.__asked") == 1
+    _wait_for(
+        lambda: (
+            type(ana).objects.filter(pk=ana.pk, notify_sound=True, notify_desktop=True).exists()
+        ),
+        "saved settings",
+    )
+
+    live_server_e2e.call(
+        _customer_writes,
+        account=WhatsAppAccountFactory(),
+        department=support,
+        name="Cliente Novo",
+        body="Bom dia",
+        wa_id="5511987650304",
+    )
+    expect(page).to_have_title("(1) Conversations · SupportDesk")
+    _wait_for(lambda: page.evaluate("window.__shown.length") == 1, "a desktop notification")
+    assert page.evaluate("window.__beeps") == 1
+
+    # after a reload the settings are still there
+    page.reload()
+    page.locator(".usermenu summary").click()
+    expect(page.get_by_label("Play a sound")).to_be_checked()
+    expect(page.get_by_label("Desktop notifications")).to_be_checked()
 
 
 # --- The supervisors' board (issue 12) ----------------------------------------------------

@@ -620,13 +620,14 @@ def test_conversation_timeline_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries, url
 ) -> None:
     # session, user, conversation; messages (sender and quoted message joined), their reactions,
-    # notes (author joined); quick replies, past conversations, transfer agents and departments
+    # events (actor joined), notes (author joined); quick replies, past conversations, transfer
+    # agents and departments
     conversation = ConversationFactory(
         department=support, assigned_to=agent, status=ConversationStatus.OPEN
     )
 
     def shown() -> int:
-        with django_assert_num_queries(10):
+        with django_assert_num_queries(11):
             html = agent_client.get(url.format(pk=conversation.pk), **HTMX).content.decode()
         assert html.count('class="note"') == html.count("msg-reactions")
         return html.count('class="msg ')
@@ -640,12 +641,12 @@ def test_conversation_timeline_query_count_is_fixed(
 def test_queue_conversation_pane_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
-    # session, user, conversation; messages, reactions, notes; the agent's departments (once, for
-    # every right); past conversations, transfer agents and departments (no composer: not theirs)
+    # session, user, conversation; messages, reactions, events, notes; the agent's departments
+    # (once, for every right); past conversations, transfer agents and departments (no composer)
     conversation = ConversationFactory(department=support)
     for size in (3, 12):
         _grow_timeline(conversation, agent, size)
-        with django_assert_num_queries(10):
+        with django_assert_num_queries(11):
             html = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
         assert "Take over" in html and 'id="composer"' not in html
 
@@ -653,17 +654,17 @@ def test_queue_conversation_pane_query_count_is_fixed(
 def test_conversation_page_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
-    # the pane's ten and the inbox's four beside it (session and user are shared)
+    # the pane's eleven and the inbox's four beside it (session and user are shared)
     conversation = ConversationFactory(
         department=support, assigned_to=agent, status=ConversationStatus.OPEN
     )
     _grow_timeline(conversation, agent, 3)
     _conversations_with_messages(3, support)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(15):
         agent_client.get(f"/c/{conversation.pk}/")
     _grow_timeline(conversation, agent, 12)
     _conversations_with_messages(9, support)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(15):
         agent_client.get(f"/c/{conversation.pk}/")
 
 

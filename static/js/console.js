@@ -83,7 +83,11 @@
       coalesce("inbox", function () {
         var current = document.getElementById("inbox");
         if (!current) return null;
-        return htmx.ajax("GET", current.dataset.refreshUrl, { target: "#inbox", swap: "outerHTML" });
+        return htmx.ajax("GET", current.dataset.refreshUrl, {
+          target: "#inbox",
+          swap: "outerHTML",
+          headers: { "X-Inbox-Refresh": "1" }, // a refresh: the address bar stays as it is
+        });
       });
     }, 250);
   }
@@ -105,18 +109,61 @@
   function scrollMessages(force) {
     var list = document.getElementById("message-list");
     if (list && (force || list.dataset.stick !== "false")) list.scrollTop = list.scrollHeight;
+    hidePill();
   }
+
+  // Opening a conversation lands on its first unread message, or at the end.
+  function scrollToFirstUnread() {
+    var list = document.getElementById("message-list");
+    var marker = document.getElementById("first-unread");
+    if (list && marker) {
+      list.scrollTop = Math.max(0, marker.offsetTop - list.offsetTop - 8);
+    } else {
+      scrollMessages(true);
+    }
+  }
+
+  // "New messages": shown when something arrives while the agent reads further up.
+  function pill() {
+    return document.getElementById("new-messages");
+  }
+  function hidePill() {
+    var el = pill();
+    if (el) el.hidden = true;
+  }
+
+  function entries(list) {
+    return list.querySelectorAll(".msg, .system-line, .note").length;
+  }
+
+  // Where the agent was in the list, taken when the fresh one replaces it (not when it was asked
+  // for: they may have scrolled meanwhile).
+  var listState = null;
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var list = event.detail.target;
+    if (list && list.id === "message-list") {
+      listState = { stick: nearBottom(list), kept: list.scrollTop, before: entries(list) };
+    }
+  });
 
   function refreshMessages() {
     coalesce("messages", function () {
       var el = pane();
       if (!el) return null;
-      var list = document.getElementById("message-list");
-      var stick = !list || nearBottom(list);
+      listState = null;
       return htmx
         .ajax("GET", el.dataset.messagesUrl, { target: "#message-list", swap: "outerHTML" })
         .then(function () {
-          if (stick) scrollMessages(true);
+          var fresh = document.getElementById("message-list");
+          var state = listState || { stick: true, kept: 0, before: 0 };
+          listState = null;
+          if (!fresh || state.stick) {
+            scrollMessages(true);
+            return;
+          }
+          fresh.scrollTop = state.kept; // reading history: stay where the agent is
+          var badge = pill();
+          if (badge && entries(fresh) > state.before) badge.hidden = false;
         });
     });
     markRead();
@@ -145,7 +192,8 @@
 
   function markRead() {
     var el = pane();
-    if (!el || document.visibilityState !== "visible") return;
+    // only the assignee's reading clears the badge (a supervisor looking on does not)
+    if (!el || !el.hasAttribute("data-marks-read") || document.visibilityState !== "visible") return;
     var url = el.dataset.readUrl;
     coalesce("read", function () {
       return htmx.ajax("POST", url, { swap: "none", source: "#typing" });
@@ -197,6 +245,7 @@
     var open = currentId();
     switch (frame.type) {
       case "new_message":
+        notifyCustomerWrote(data);
         if (data.conversation === open) {
           refreshMessages();
           var box = document.getElementById("typing");
@@ -223,6 +272,7 @@
       case "conversation_transferred":
         refreshInbox();
         refreshBoard();
+        if (data.conversationId === open) refreshPane(); // it may have left this agent's reach
         break;
       case "bot_context_update":
         if (data.conversationId === open) refreshBotContext();
@@ -380,17 +430,28 @@
       }
     }
     draft = null;
+    if (target.id === "console") {
+      resubscribe();
+      highlightActive();
+      updateTitle();
+    }
     if (target.id === "conversation-pane" || (target.closest && target.closest("#conversation-pane"))) {
       resubscribe();
       highlightActive();
       if (target.id === "conversation-pane") {
-        scrollMessages(true);
+        var path = (event.detail.pathInfo && event.detail.pathInfo.requestPath) || "";
+        if (/\/c\/\d+\/(\?|$)/.test(path)) scrollToFirstUnread();
+        else scrollMessages(true);
         markRead();
-        var body = document.getElementById("composer-body");
-        if (body && body.hasAttribute("autofocus")) body.focus();
+        var composerBody = document.getElementById("composer-body");
+        if (composerBody && composerBody.hasAttribute("autofocus")) composerBody.focus();
       }
+      updateComposer();
     }
-    if (target.id === "inbox") highlightActive();
+    if (target.id === "inbox") {
+      highlightActive();
+      updateTitle();
+    }
   });
 
   document.addEventListener("visibilitychange", function () {
@@ -433,7 +494,194 @@
     }
   });
 
-  scrollMessages(true);
+  // --- after a transfer, the list at once; the "new messages" pill ------------------------------
+
+  document.body.addEventListener("inbox:refresh", function () {
+    refreshInbox();
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("#new-messages") : null;
+    if (!button) return;
+    scrollMessages(true);
+  });
+
+  document.addEventListener(
+    "scroll",
+    function (event) {
+      if (event.target && event.target.id === "message-list" && nearBottom(event.target)) hidePill();
+    },
+    true
+  );
+
+  // --- the composer: Send only with something to send; attachments checked before upload -----
+
+  // Meta's limits (https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media):
+  // the server checks the same table (conversations/uploads.py).
+  var MB = 1024 * 1024;
+  var SENDABLE = [
+    [/^image\/(jpeg|png)$/, 5 * MB],
+    [/^audio\/(aac|amr|mpeg|mp4|ogg)$/, 16 * MB],
+    [/^video\/(mp4|3gpp)$/, 16 * MB],
+    [
+      /^(application\/pdf|application\/msword|application\/vnd\.openxmlformats-officedocument\.(wordprocessingml\.document|spreadsheetml\.sheet|presentationml\.presentation)|application\/vnd\.ms-excel|application\/vnd\.ms-powerpoint|text\/plain)$/,
+      100 * MB,
+    ],
+  ];
+  var EXTENSIONS = {
+    jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", aac: "audio/aac", amr: "audio/amr",
+    mp3: "audio/mpeg", m4a: "audio/mp4", ogg: "audio/ogg", mp4: "video/mp4", "3gp": "video/3gpp",
+    pdf: "application/pdf", doc: "application/msword", xls: "application/vnd.ms-excel",
+    ppt: "application/vnd.ms-powerpoint", txt: "text/plain",
+    docx: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    xlsx: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    pptx: "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+  };
+
+  function fileProblem(file, form) {
+    var ext = (file.name.split(".").pop() || "").toLowerCase();
+    var type = EXTENSIONS[ext] || "";
+    for (var i = 0; i < SENDABLE.length; i += 1) {
+      if (SENDABLE[i][0].test(type)) {
+        return file.size > SENDABLE[i][1] ? form.dataset.tooBig.replace("%s", Math.round(SENDABLE[i][1] / MB) + " MB") : "";
+      }
+    }
+    return form.dataset.badType;
+  }
+
+  function updateComposer() {
+    var form = document.getElementById("composer");
+    if (!form) return;
+    var body = document.getElementById("composer-body");
+    var file = document.getElementById("composer-file");
+    var sendButton = form.querySelector("button[type=submit]");
+    var hasFile = !!(file && file.files.length);
+    if (sendButton) sendButton.disabled = !(body && body.value.trim()) && !hasFile;
+  }
+
+  function showAttachment(input) {
+    var form = input.form;
+    var box = document.getElementById("composer-attachment");
+    if (!form || !box) return;
+    var name = box.querySelector(".attachment-name");
+    var error = box.querySelector(".attachment-error");
+    var preview = box.querySelector(".attachment-preview");
+    error.textContent = "";
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.removeAttribute("src");
+    preview.hidden = true;
+    if (!input.files.length) {
+      var attach = input.closest(".attach");
+      if (attach) attach.classList.remove("has-file");
+      box.hidden = true;
+      updateComposer();
+      return;
+    }
+    var file = input.files[0];
+    var problem = fileProblem(file, form);
+    box.hidden = false;
+    name.textContent = file.name;
+    if (problem) {
+      error.textContent = problem;
+      input.value = ""; // never uploaded
+      name.textContent = "";
+      var label = input.closest(".attach");
+      if (label) label.classList.remove("has-file");
+    } else if (/^image\//.test(file.type)) {
+      preview.src = URL.createObjectURL(file);
+      preview.hidden = false;
+    }
+    updateComposer();
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "composer-body") updateComposer();
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.id === "composer-file") showAttachment(event.target);
+  });
+  document.addEventListener("click", function (event) {
+    var remove = event.target.closest ? event.target.closest("[data-remove-attachment]") : null;
+    if (!remove) return;
+    var input = document.getElementById("composer-file");
+    if (input) {
+      input.value = "";
+      showAttachment(input);
+    }
+  });
+
+  // --- telling an agent in another tab: title badge, sound, desktop notification --------------
+
+  var baseTitle = document.title.replace(/^\(\d+\) /, "");
+  var lastUnread = null;
+  function updateTitle() {
+    var inbox = document.getElementById("inbox");
+    if (!inbox) return;
+    var unread = Number(inbox.dataset.unread || 0);
+    baseTitle = document.title.replace(/^\(\d+\) /, "");
+    document.title = (unread ? "(" + unread + ") " : "") + baseTitle;
+    // a conversation became unread (e.g. the bot handed a new customer to the queue)
+    if (lastUnread !== null && unread > lastUnread) notifyCustomerWrote({});
+    lastUnread = unread;
+  }
+
+  function settings() {
+    var form = document.getElementById("notify-settings");
+    return {
+      sound: !!(form && form.querySelector("[name=sound]").checked),
+      desktop: !!(form && form.querySelector("[name=desktop]").checked),
+    };
+  }
+
+  var audio = null;
+  function beep() {
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      var osc = audio.createOscillator();
+      var gain = audio.createGain();
+      osc.frequency.value = 880;
+      gain.gain.value = 0.05;
+      osc.connect(gain);
+      gain.connect(audio.destination);
+      osc.start();
+      osc.stop(audio.currentTime + 0.15);
+    } catch (err) {
+      /* no sound available: the title badge still tells */
+    }
+  }
+
+  var lastNotified = 0;
+  function notifyCustomerWrote(data) {
+    if (data.direction && data.direction !== "in") return;
+    var open = data.conversation !== undefined && data.conversation === currentId();
+    if (document.visibilityState === "visible" && open) return; // they are reading it
+    if (Date.now() - lastNotified < 3000) return; // one message, one notification
+    lastNotified = Date.now();
+    var wanted = settings();
+    if (wanted.sound) beep();
+    if (wanted.desktop && window.Notification && Notification.permission === "granted") {
+      var form = document.getElementById("notify-settings");
+      try {
+        new Notification(form ? form.dataset.notificationTitle : "SupportDesk", { tag: "sd-" + data.conversation });
+      } catch (err) {
+        /* some browsers only notify from a service worker */
+      }
+    }
+  }
+  window.__notifyCustomerWrote = notifyCustomerWrote;
+
+  // Desktop notifications are asked for when the agent ticks the box (a click), never on load.
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box || !box.form || box.form.id !== "notify-settings") return;
+    if (box.name === "desktop" && box.checked && window.Notification && Notification.permission === "default") {
+      Notification.requestPermission();
+    }
+  });
+
+  scrollToFirstUnread();
   if (pane()) markRead();
+  updateComposer();
+  updateTitle();
   connect();
 })();
