@@ -11,6 +11,7 @@ same server answering a bare view that checks the HMAC and inserts one row.
 """
 
 import argparse
+import contextlib
 import random
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -143,6 +145,25 @@ def subscriber(count: int) -> Receiver | None:
     return receiver
 
 
+def intake_worker(subscribers: int) -> list[str]:
+    """The worker: every queue; with subscribers, as deployed (docker-compose.yaml), intake and
+    the bot only, the outgoing webhooks having a worker of their own."""
+    command = harness.worker_command()
+    return [*command, "--queues=celery.intake,celery"] if subscribers else command
+
+
+def webhooks_worker(subscribers: int, env: dict[str, str]) -> Any:
+    """With subscribers, the webhooks' own worker (threads pool, niced like the other)."""
+    if not subscribers:
+        return contextlib.nullcontext()
+    command = [
+        *harness.worker_command(concurrency=20),
+        "--queues=celery.webhooks",
+        "--pool=threads",
+    ]
+    return harness.process(command, env, "worker-webhooks")
+
+
 def report_subscriber(receiver: Receiver | None) -> None:
     if receiver is not None:
         print(f"{'outgoing webhook deliveries':<34} {receiver.count} received by the subscriber")
@@ -163,7 +184,8 @@ def run(server: str, count: int, customers: int, concurrency: int, subscribers: 
         for i in range(200)
     ]
     with (
-        harness.process(harness.worker_command(), env, f"worker-{server}"),
+        harness.process(intake_worker(subscribers), env, f"worker-{server}"),
+        webhooks_worker(subscribers, env),
         harness.process(harness.server_command(server, port), env, f"server-{server}"),
     ):
         harness.wait_http(port)
