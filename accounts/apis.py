@@ -29,7 +29,7 @@ from common.api import (
     LoginIpThrottle,
     error_body,
 )
-from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 from departments.models import Department
 
 from . import selectors, services
@@ -351,7 +351,7 @@ class UserListApi(ListAPIView[User]):
         examples=[
             OpenApiExample(
                 "Page",
-                value={"count": 1, "next": None, "previous": None, "results": [USER_EXAMPLE]},
+                value=page_of([USER_EXAMPLE]),
                 response_only=True,
             )
         ],
@@ -504,7 +504,7 @@ class ApiKeyListApi(ListAPIView[ApiKey]):
         examples=[
             OpenApiExample(
                 "Page",
-                value={"count": 1, "next": None, "previous": None, "results": [API_KEY_EXAMPLE]},
+                value=page_of([API_KEY_EXAMPLE]),
                 response_only=True,
             )
         ],

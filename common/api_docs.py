@@ -1,5 +1,7 @@
 """OpenAPI pieces every API module shares (the error shapes of ``common.api``)."""
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -25,3 +27,8 @@ LIST_ERRORS = {
     401: ERROR,
     404: OpenApiResponse(ERROR, description="Page out of range, or a filtered object not found."),
 }
+
+
+def page_of(results: list[Any]) -> dict[str, Any]:
+    """A page of a list endpoint as the examples show it (contract §4 pagination)."""
+    return {"count": len(results), "next": None, "previous": None, "results": results}

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 from common.exceptions import ServiceError
 from departments.models import Department
 
@@ -67,10 +67,6 @@ MESSAGE_EXAMPLE = {
 }
 
 
-def _page(results: list[Any]) -> dict[str, Any]:
-    return {"count": len(results), "next": None, "previous": None, "results": results}
-
-
 def _visible_conversation(request: Request, pk: int) -> Conversation:
     return selectors.conversation_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
 
@@ -95,7 +91,10 @@ class ConversationListApi(ListAPIView[Conversation]):
         responses={200: ConversationSerializer(many=True), **LIST_ERRORS},
         examples=[
             OpenApiExample(
-                "Page", value=_page([CONVERSATION_EXAMPLE]), response_only=True, status_codes=[200]
+                "Page",
+                value=page_of([CONVERSATION_EXAMPLE]),
+                response_only=True,
+                status_codes=[200],
             )
         ],
     )
@@ -249,7 +248,7 @@ class ConversationHistoryApi(ListAPIView[Any]):
         examples=[
             OpenApiExample(
                 "Page",
-                value=_page(
+                value=page_of(
                     [
                         {
                             "kind": "message",
@@ -379,7 +378,7 @@ class MessageListApi(ListAPIView[Message]):
             OpenApiParameter("conversation", OpenApiTypes.INT, required=True),
         ],
         responses={200: MessageSerializer(many=True), **LIST_ERRORS},
-        examples=[OpenApiExample("Page", value=_page([MESSAGE_EXAMPLE]), response_only=True)],
+        examples=[OpenApiExample("Page", value=page_of([MESSAGE_EXAMPLE]), response_only=True)],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api import AdminWriteAuthenticatedRead
-from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 
 from . import services
 from .models import Department
@@ -59,7 +59,7 @@ class DepartmentListApi(ListAPIView[Department]):
         examples=[
             OpenApiExample(
                 "Page",
-                value={"count": 1, "next": None, "previous": None, "results": [DEPARTMENT_EXAMPLE]},
+                value=page_of([DEPARTMENT_EXAMPLE]),
                 response_only=True,
             )
         ],

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api import IsAdminRole
-from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR
+from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 from common.events import event_types
 
 from . import selectors, services
@@ -260,7 +260,7 @@ class SubscriptionDeliveryListApi(ListAPIView[WebhookDelivery]):
         examples=[
             OpenApiExample(
                 "Page",
-                value={"count": 1, "next": None, "previous": None, "results": [DELIVERY_EXAMPLE]},
+                value=page_of([DELIVERY_EXAMPLE]),
                 response_only=True,
             )
         ],
