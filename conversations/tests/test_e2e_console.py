@@ -543,21 +543,30 @@ def _no_horizontal_overflow(page: Any) -> None:
 
 
 def _reachable(page: Any, selector: str) -> None:
-    """On screen, of a usable size, and the topmost element where a finger would touch it."""
-    box = page.locator(selector).bounding_box()
-    assert box is not None, selector
-    assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], (selector, box)
-    assert box["height"] >= 40, (selector, box)
-    on_top = page.evaluate(
-        """(sel) => {
-            const el = document.querySelector(sel);
-            const r = el.getBoundingClientRect();
-            const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-            return hit === el || el.contains(hit);
-        }""",
-        selector,
-    )
-    assert on_top, f"{selector} is covered"
+    """On screen, of a usable size, and the topmost element where a finger would touch it.
+
+    htmx may be swapping the pane in at that moment (after a send, after a live update): the
+    check is made on the element in place, looking again for up to five seconds."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = page.evaluate(
+            """(sel) => {
+                const el = document.querySelector(sel);
+                if (!el || !el.isConnected) return null;
+                const r = el.getBoundingClientRect();
+                if (!r.width || !r.height) return null;
+                const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+                return {y: r.top, height: r.height, onTop: hit === el || el.contains(hit)};
+            }""",
+            selector,
+        )
+        if found is not None or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    assert found is not None, selector
+    assert found["y"] >= 0 and found["y"] + found["height"] <= PHONE["height"], (selector, found)
+    assert found["height"] >= 40, (selector, found)
+    assert found["onTop"], f"{selector} is covered"
 
 
 def test_a_whole_conversation_on_a_phone(
