@@ -242,12 +242,16 @@ def _customer_writes(
     conversation, _ = services.conversation_open_for_customer(
         customer=customer, whatsapp_account_id=account.pk
     )
+    # Queued first: a message stored while the conversation is with the bot would get the live
+    # bot's own turn (it reacts to every message.created), racing this scripted hand-over.
+    conversation = services.conversation_route_to_department(
+        conversation=conversation, department=department, reason="menu"
+    )
     services.message_record_inbound(
         conversation=conversation, body=body, wa_message_id=f"wamid.{wa_id}"
     )
-    return services.conversation_route_to_department(
-        conversation=conversation, department=department, reason="menu"
-    )
+    conversation.refresh_from_db()
+    return conversation
 
 
 def _post_webhook(
