@@ -79,8 +79,9 @@ def login_wait_seconds(*, email: str, ip: str | None) -> int:
 
 def login_failure_record(*, email: str, ip: str | None) -> None:
     """Count one failed attempt under every limit (atomic increments, shared by all processes)."""
+    keys = _keys(email=email, ip=ip)
     for limit in LIMITS:
-        key = _keys(email=email, ip=ip)[limit.name]
+        key = keys[limit.name]
         _, window = _rate(limit)
         if not cache.add(key, 1, timeout=window):
             try:

@@ -1,7 +1,9 @@
-"""Live updates: group names and the one helper that broadcasts after a transaction commits.
+"""Live updates: group names and the broadcast to them.
 
-Services call :func:`broadcast_on_commit`; the WebSocket consumer (``conversations.consumers``)
-joins the groups named here and forwards ``{"type": ..., "data": ...}`` frames to the browser.
+The realtime handler of the domain events (``conversations.handlers.RealtimeHandler``) sends a
+committed batch with :func:`broadcast_many`; the few live updates that are no domain event use
+:func:`broadcast_on_commit`. The WebSocket consumer (``conversations.consumers``) joins the groups
+named here and forwards ``{"type": ..., "data": ...}`` frames to the browser.
 """
 
 import asyncio
@@ -47,10 +49,6 @@ def conversation_audience(
 
 # (event name, data, groups): one live update for :func:`broadcast_many`.
 Event = tuple[str, dict[str, Any], Iterable[str]]
-
-
-def broadcast(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:
-    broadcast_many([(event, data, groups)])
 
 
 def broadcast_many(events: Iterable[Event]) -> None:
@@ -122,12 +120,7 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
 
 
 def broadcast_on_commit(*, event: str, data: dict[str, Any], groups: Iterable[str]) -> None:
-    """Send ``event`` to ``groups`` once the surrounding transaction commits (at once if none)."""
-    broadcast_many_on_commit([(event, data, groups)])
-
-
-def broadcast_many_on_commit(events: Iterable[Event]) -> None:
-    """:func:`broadcast_many` once the surrounding transaction commits (at once if none)."""
-    frozen = [(name, data, list(groups)) for name, data, groups in events]
-    if frozen:
-        transaction.on_commit(lambda: broadcast_many(frozen))
+    """Send ``event`` to ``groups`` once the surrounding transaction commits (at once if none);
+    for live updates that are no domain event (the bot's context panel)."""
+    frozen: list[Event] = [(event, data, list(groups))]
+    transaction.on_commit(lambda: broadcast_many(frozen))
