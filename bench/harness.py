@@ -18,9 +18,11 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -351,3 +353,35 @@ def cpu_line(before: dict[str, float], after: dict[str, float], count: int, labe
     per = {k: 1000 * (after.get(k, 0.0) - before.get(k, 0.0)) / count for k in after}
     parts = ", ".join(f"{k.split('-')[0]} {v:.2f}" for k, v in per.items())
     return f"{label:<34} {parts} (total {sum(per.values()):.2f})"
+
+
+class Receivers:
+    """The webhook receivers (``bench/receiver.py``) in a process of their own, for ``with``."""
+
+    def __init__(self, *, slow: float = 2.0) -> None:
+        self.port = free_port()
+        self.slow = slow
+        self._process: contextlib.AbstractContextManager[subprocess.Popen] | None = None
+
+    def url(self, mode: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{mode}"
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as answer:
+            return json.loads(answer.read())  # type: ignore[no-any-return]
+
+    def __enter__(self) -> Receivers:
+        command = [
+            sys.executable,
+            str(ROOT / "bench" / "receiver.py"),
+            f"--port={self.port}",
+            f"--slow={self.slow}",
+        ]
+        self._process = process(command, dict(os.environ), "receiver")
+        self._process.__enter__()
+        wait_http(self.port, "/stats")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._process is not None:
+            self._process.__exit__(*exc)

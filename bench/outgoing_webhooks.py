@@ -13,13 +13,9 @@ lost / duplicated deliveries.
 
 import argparse
 import contextlib
-import json
 import subprocess
 import sys
-import threading
 import time
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,61 +28,12 @@ QUEUE = "bench-hooks"
 SLOW_SECONDS = 2.0
 
 
-class Receiver:
-    """An HTTP receiver in a thread; ``mode``: healthy, slow or flaky."""
+MODES = ("healthy", "slow", "flaky")
 
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.lock = threading.Lock()
-        self.arrivals: dict[str, float] = {}  # delivery id -> first 2xx answer time
-        self.latencies: list[float] = []  # seconds from the event to its first 2xx
-        self.requests = 0
-        self.duplicates = 0
-        self.last_done = 0.0
-        self.seen: set[str] = set()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                delivery = self.headers.get("X-SupportDesk-Delivery", "")
-                with receiver.lock:
-                    receiver.requests += 1
-                    first_try = delivery not in receiver.seen
-                    receiver.seen.add(delivery)
-                if receiver.mode == "slow":
-                    time.sleep(SLOW_SECONDS)
-                status = 500 if receiver.mode == "flaky" and first_try else 200
-                if status == 200:
-                    now = time.time()
-                    occurred = datetime.fromisoformat(json.loads(body)["created_at"]).timestamp()
-                    with receiver.lock:
-                        if delivery in receiver.arrivals:
-                            receiver.duplicates += 1
-                        else:
-                            receiver.arrivals[delivery] = now
-                            receiver.latencies.append(now - occurred)
-                            receiver.last_done = now
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{self.mode}"
-
-    def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
+def pct(latencies: list[float], p: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
 
 
 SETUP = """
@@ -147,13 +94,12 @@ def main() -> None:
     args = parser.parse_args()
 
     harness.fresh_database(DATABASE)
-    healthy, slow, flaky = Receiver("healthy"), Receiver("slow"), Receiver("flaky")
-    chosen = args.receivers.split(",")
-    receivers = [r for r in (healthy, slow, flaky) if r.mode in chosen]
+    chosen = [mode for mode in MODES if mode in args.receivers.split(",")]
+    receivers = harness.Receivers(slow=SLOW_SECONDS)
     env = harness.bench_env(DATABASE, CELERY_QUEUE=QUEUE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true")
     manage_shell(
         SETUP.format(
-            urls=[r.url for r in receivers],
+            urls=[receivers.url(mode) for mode in chosen],
             phone=harness.PHONE_NUMBER_ID,
             count=args.events,
         ),
@@ -172,7 +118,7 @@ def main() -> None:
         "--without-mingle",
         "--without-heartbeat",
     ]
-    with contextlib.ExitStack() as workers:
+    with receivers, contextlib.ExitStack() as workers:
         for n in range(args.workers):
             workers.enter_context(harness.process(worker, env, f"worker-webhooks-{n}"))
         time.sleep(3)  # the workers connect to Redis
@@ -181,9 +127,10 @@ def main() -> None:
         emitted_in = float(output.split("EMITTED")[-1])
         deadline = time.monotonic() + args.wait
         expected = args.events
-        while time.monotonic() < deadline and not all(
-            len(r.arrivals) >= expected for r in receivers
-        ):
+        while time.monotonic() < deadline:
+            stats = receivers.stats()
+            if all(stats.get(mode, {}).get("delivered", 0) >= expected for mode in chosen):
+                break
             time.sleep(0.25)
         status = dict(
             harness.query(
@@ -194,27 +141,32 @@ def main() -> None:
 
     pending = status.get("pending", 0)
     print(
-        f"\n== {args.events} conversation.closed events x {len(receivers)} subscribers "
+        f"\n== {args.events} conversation.closed events x {len(chosen)} subscribers "
         f"({args.receivers}); {args.workers} webhooks workers x {args.threads} threads; "
         f"events emitted in {emitted_in:.1f} s"
     )
-    print(
-        f"{'healthy: event -> delivery':<34} p50 {healthy.pct(0.50):8.1f} ms  "
-        f"p95 {healthy.pct(0.95):8.1f} ms  max {healthy.pct(1.0):8.1f} ms  "
-        f"({len(healthy.arrivals)}/{expected})"
-    )
-    for receiver, what in ((slow, f"slow ({SLOW_SECONDS:g} s)"), (flaky, "flaky (500, then 200)")):
-        if receiver not in receivers:
-            continue
-        done = receiver.last_done - started if receiver.arrivals else float("nan")
+    empty: dict[str, Any] = {"delivered": 0, "latencies": [], "requests": 0, "duplicates": 0}
+    got = {mode: stats.get(mode, empty) for mode in chosen}
+    if "healthy" in got:
+        latencies = got["healthy"]["latencies"]
         print(
-            f"{what:<34} {len(receiver.arrivals)}/{expected} delivered, the last "
-            f"{done:.1f} s after the first event; p50 {receiver.pct(0.5):.0f} ms, "
-            f"{receiver.requests} requests"
+            f"{'healthy: event -> delivery':<34} p50 {pct(latencies, 0.50):8.1f} ms  "
+            f"p95 {pct(latencies, 0.95):8.1f} ms  max {pct(latencies, 1.0):8.1f} ms  "
+            f"({got['healthy']['delivered']}/{expected})"
+        )
+    for mode, what in (("slow", f"slow ({SLOW_SECONDS:g} s)"), ("flaky", "flaky (500, then 200)")):
+        if mode not in got:
+            continue
+        tally = got[mode]
+        done = tally["last_done"] - started if tally["delivered"] else float("nan")
+        print(
+            f"{what:<34} {tally['delivered']}/{expected} delivered, the last "
+            f"{done:.1f} s after the first event; p50 {pct(tally['latencies'], 0.5):.0f} ms, "
+            f"{tally['requests']} requests"
         )
     # Lost: never written, or given up on (a pending delivery is still being retried).
-    lost = len(receivers) * expected - sum(status.values()) + status.get("failed", 0)
-    duplicates = sum(r.duplicates for r in receivers)
+    lost = len(chosen) * expected - sum(status.values()) + status.get("failed", 0)
+    duplicates = sum(tally["duplicates"] for tally in got.values())
     print(f"{'delivery rows (by status)':<34} {sum(status.values())}: {status}")
     if pending:
         print(f"{'':<34} ({pending} still pending at the end: retried, not lost)")

@@ -16,9 +16,7 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -96,32 +94,6 @@ def provision_number() -> None:
     )
 
 
-class Receiver:
-    """A subscriber answering 200 to every delivery, counting them (for ``--subscribers``)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.count += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
 def subscribe(url: str, count: int) -> None:
     code = (
         "from integrations.models import WebhookSubscription;"
@@ -135,15 +107,6 @@ def subscribe(url: str, count: int) -> None:
         env=harness.bench_env(DATABASE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true"),
         check=True,
     )
-
-
-def subscriber(count: int) -> Receiver | None:
-    """With ``count`` subscriptions to every event, all to one local receiver."""
-    if not count:
-        return None
-    receiver = Receiver()
-    subscribe(receiver.url, count)
-    return receiver
 
 
 def intake_worker(subscribers: int) -> list[str]:
@@ -168,26 +131,73 @@ def webhooks_worker(subscribers: int, env: dict[str, str]) -> Any:
     return harness.process(command, env, "worker-webhooks")
 
 
-def report_subscriber(receiver: Receiver | None) -> None:
-    if receiver is not None:
-        print(f"{'outgoing webhook deliveries':<34} {receiver.count} received by the subscriber")
+def floor_and_warmup(count: int) -> tuple[list[bytes], list[bytes]]:
+    floor = [
+        harness.text_delivery("5511900000000", f"wamid.FLOOR.{i}", "x", 0) for i in range(count)
+    ]
+    warmup = [
+        harness.text_delivery("5511900000001", f"wamid.WARMUP.{i}", "aquecimento", 0)
+        for i in range(200)
+    ]
+    return floor, warmup
+
+
+def subscribed(subscribers: int) -> harness.Receivers | None:
+    """With subscribers: their receiver (a process of its own) and the subscriptions to it."""
+    if not subscribers:
+        return None
+    receivers = harness.Receivers()
+    subscribe(receivers.url("healthy"), subscribers)
+    return receivers
+
+
+def subscribers_report(receivers: harness.Receivers | None, subscribers: int) -> str:
+    """What the subscribers received (once the deliveries are done, waiting up to a minute)."""
+    if receivers is None:
+        return ""
+    expected = harness.query(DATABASE, "SELECT count(*) FROM integrations_webhookdelivery")[0][0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pending = harness.query(
+            DATABASE, "SELECT count(*) FROM integrations_webhookdelivery WHERE status = 'pending'"
+        )[0][0]
+        if not pending:
+            break
+        time.sleep(0.5)
+    healthy = receivers.stats().get("healthy", {})
+    return (
+        f"{'outgoing webhook deliveries':<34} {healthy.get('delivered', 0)}/{expected} received "
+        f"by the {subscribers} subscribers (a receiver process), "
+        f"{healthy.get('duplicates', 0)} duplicated"
+    )
+
+
+def integrity() -> tuple[int, int, int]:
+    """Messages stored, distinct message ids, customers with two open conversations."""
+    rows, distinct = harness.query(
+        DATABASE,
+        "SELECT count(*), count(DISTINCT wa_message_id) FROM conversations_message "
+        "WHERE wa_message_id LIKE 'wamid.BENCH.%%'",
+    )[0]
+    open_twice = harness.query(
+        DATABASE,
+        "SELECT count(*) FROM (SELECT customer_id FROM conversations_conversation "
+        "WHERE status <> 'closed' GROUP BY customer_id, whatsapp_account_id "
+        "HAVING count(*) > 1) AS t",
+    )[0][0]
+    return rows, distinct, open_twice
 
 
 def run(server: str, count: int, customers: int, concurrency: int, subscribers: int = 0) -> None:
     harness.fresh_database(DATABASE)
     provision_number()
-    receiver = subscriber(subscribers)
     env = harness.bench_env(DATABASE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true")
     port = harness.free_port()
     bodies, unique = deliveries(count, customers)
-    floor_bodies = [
-        harness.text_delivery("5511900000000", f"wamid.FLOOR.{i}", "x", 0) for i in range(count)
-    ]
-    warmup_bodies = [
-        harness.text_delivery("5511900000001", f"wamid.WARMUP.{i}", "aquecimento", 0)
-        for i in range(200)
-    ]
+    floor_bodies, warmup_bodies = floor_and_warmup(count)
+    receivers = subscribed(subscribers)
     with (
+        receivers or contextlib.nullcontext(),
         harness.process(intake_worker(subscribers), env, f"worker-{server}"),
         webhooks_worker(subscribers, env),
         harness.process(harness.server_command(server, port), env, f"server-{server}"),
@@ -227,17 +237,8 @@ def run(server: str, count: int, customers: int, concurrency: int, subscribers: 
             time.sleep(0.5)
         bot_done_after = time.monotonic() - started
         bot_sent_all, bot_left = bot_replies_sent(), harness.queue_length("celery")
-        rows, distinct = harness.query(
-            DATABASE,
-            "SELECT count(*), count(DISTINCT wa_message_id) FROM conversations_message "
-            "WHERE wa_message_id LIKE 'wamid.BENCH.%%'",
-        )[0]
-        open_twice = harness.query(
-            DATABASE,
-            "SELECT count(*) FROM (SELECT customer_id FROM conversations_conversation "
-            "WHERE status <> 'closed' GROUP BY customer_id, whatsapp_account_id "
-            "HAVING count(*) > 1) AS t",
-        )[0][0]
+        rows, distinct, open_twice = integrity()
+        subscribers_line = subscribers_report(receivers, subscribers)
 
     ratio = load.rate / floor.rate if floor.rate else float("nan")
     print(
@@ -262,7 +263,8 @@ def run(server: str, count: int, customers: int, concurrency: int, subscribers: 
     )
     print(f"{'lost / duplicated messages':<34} {unique - distinct} / {rows - distinct}")
     print(f"{'customers with 2 open conversations':<34} {open_twice}")
-    report_subscriber(receiver)
+    if subscribers_line:
+        print(subscribers_line)
 
 
 def main() -> None:

@@ -8,13 +8,16 @@ from django.db import transaction
 from common.events import DomainEvent
 
 from . import outbox
-from .tasks import deliveries_queue
+from .tasks import deliveries_queue_batches
 
 
 class WebhookHandler:
     """A transactional outbox: the deliveries of a batch of events are written inside the
     emitting transaction (they commit, or roll back, with the change), and their tasks are
     queued once it commits.
+
+    One task per subscription takes the batch's deliveries (``webhook_deliver_batch``): a busy
+    intake costs a publish per drained batch and subscriber, not one per delivery.
 
     The queuing is registered here with ``transaction.on_commit`` rather than done in an
     ``on_commit(events)`` method: the handler is one instance shared by every thread, and only
@@ -25,4 +28,4 @@ class WebhookHandler:
     def in_transaction(self, events: Sequence[DomainEvent]) -> None:
         written = outbox.deliveries_record(events=events)
         if written:
-            transaction.on_commit(partial(deliveries_queue, written))
+            transaction.on_commit(partial(deliveries_queue_batches, written))

@@ -87,6 +87,9 @@ class WebhookDelivery(TimeStampedModel):
     #: Set while a worker makes an attempt (claimed under the row lock): nobody else makes one
     #: before then. A worker that dies mid-attempt leaves it to expire.
     claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
+    #: The deliveries of one subscription claimed together, to be made one after another on one
+    #: connection (a batch), share this: they count as one attempt in flight, not as many.
+    claim_id = models.UUIDField(_("claim"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -16,6 +16,7 @@ while (``Attempt.throttled``) instead of occupying a worker thread.
 Tasks (``integrations.tasks``) call these; nothing here queues a task.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -29,7 +30,8 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from common.events import DomainEvent
@@ -37,7 +39,7 @@ from common.events import DomainEvent
 from . import selectors, signing
 from .addresses import UnsafeAddress, url_resolve_public
 from .models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from .transport import post_pinned
+from .transport import PinnedSession
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +72,11 @@ def _data(event: DomainEvent) -> Any:
     return {k: v for k, v in event.to_json().items() if k not in {"type", "occurred_at"}}
 
 
-def deliveries_record(*, events: Sequence[DomainEvent]) -> list[uuid.UUID]:
+def deliveries_record(*, events: Sequence[DomainEvent]) -> list[tuple[int, uuid.UUID]]:
     """Write the deliveries of ``events`` (inside the emitting transaction; one INSERT for the
     batch, and no query at all when nobody subscribes). Internal events are never delivered.
-    Returns the ids written, for the caller to queue once the transaction commits."""
+    Returns (subscription id, delivery id) of each row written, for the caller to queue once the
+    transaction commits."""
     public = [event for event in events if event.public]
     if not public:
         return []
@@ -107,7 +110,7 @@ def deliveries_record(*, events: Sequence[DomainEvent]) -> list[uuid.UUID]:
             )
     if rows:
         WebhookDelivery.objects.bulk_create(rows)
-    return [row.id for row in rows]
+    return [(row.subscription_id, row.id) for row in rows]
 
 
 def delivery_body(delivery: WebhookDelivery) -> bytes:
@@ -147,21 +150,55 @@ def claim_seconds() -> float:
     return 2 * float(settings.OUTGOING_WEBHOOK_TIMEOUT) + 5
 
 
-def _post(url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
-    """POST once: (status code or None, error text; empty when the answer is a 2xx)."""
+def _resolve(url: str) -> list[str] | str:
+    """The receiver's checked addresses, or why it is refused. Done again right before
+    connecting (DNS may have changed), and the connection goes to these very addresses
+    (:mod:`integrations.transport`)."""
     try:
-        # Again, right before connecting (DNS may have changed), and the connection goes to
-        # these very addresses (integrations.transport).
-        addresses = url_resolve_public(url)
+        return url_resolve_public(url)
     except UnsafeAddress as refused:
-        return None, f"refused: {refused}"
+        return f"refused: {refused}"
+
+
+#: A 2xx answer's body up to this size is read, so that its connection can carry the next
+#: delivery of a batch; a larger (or unsized) one is not waited for, its connection is closed.
+_DRAIN_BYTES = 64 * 1024
+
+
+def _drain(response: requests.Response) -> None:
+    length = response.headers.get("Content-Length", "")
+    if not length.isdigit() or int(length) > _DRAIN_BYTES:
+        return
+    with contextlib.suppress(Exception):  # the delivery succeeded; only the connection is lost
+        response.raw.read(int(length), decode_content=False)
+
+
+def _post(
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    addresses: list[str] | None = None,
+    session: PinnedSession | None = None,
+) -> tuple[int | None, str]:
+    """POST once: (status code or None, error text; empty when the answer is a 2xx)."""
+    if addresses is None:
+        resolved = _resolve(url)
+        if isinstance(resolved, str):
+            return None, resolved
+        addresses = resolved
     timeout = settings.OUTGOING_WEBHOOK_TIMEOUT
     try:
-        with post_pinned(
-            url, addresses=addresses, data=body, headers=headers, timeout=timeout
-        ) as response:  # streamed: the status is all we need, the body is not waited for
+        with contextlib.ExitStack() as stack:
+            if session is None:
+                session = stack.enter_context(PinnedSession())
+            # Streamed: the status is all we need, the body is not waited for.
+            response = stack.enter_context(
+                session.post(url, addresses=addresses, data=body, headers=headers, timeout=timeout)
+            )
             code = response.status_code
             if 200 <= code < 300:
+                _drain(response)
                 return code, ""
             try:
                 snippet = response.raw.read(_ERROR_BODY_BYTES, decode_content=True)
@@ -230,9 +267,12 @@ def _claim(delivery_id: str) -> Attempt | tuple[WebhookDelivery, WebhookSubscrip
 
 
 def _in_flight(subscription_id: int, now: Any) -> int:
-    return WebhookDelivery.objects.filter(
-        subscription_id=subscription_id, status=DeliveryStatus.PENDING, claimed_until__gt=now
-    ).count()
+    """Attempts in flight: a batch's deliveries (one ``claim_id``) are made one at a time."""
+    return int(
+        WebhookDelivery.objects.filter(
+            subscription_id=subscription_id, status=DeliveryStatus.PENDING, claimed_until__gt=now
+        ).aggregate(n=Count(Coalesce("claim_id", "id"), distinct=True))["n"]
+    )
 
 
 def _record(
@@ -250,7 +290,7 @@ def _record(
         now = timezone.now()
         delivery.attempts += 1
         delivery.response_code = code
-        delivery.claimed_until = None
+        delivery.claimed_until = delivery.claim_id = None
         retry_in = None
         if not error:
             delivery.status = DeliveryStatus.SUCCEEDED
@@ -274,6 +314,7 @@ def _record(
                 "next_attempt_at",
                 "delivered_at",
                 "claimed_until",
+                "claim_id",
                 "updated_at",
             ]
         )
@@ -315,6 +356,193 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
             error,
         )
     return Attempt(made=True, status=delivery.status, retry_in=retry_in)
+
+
+#: A batch keeps making its attempts one after another for this long; what is left then goes
+#: back to one task per delivery (a slow receiver gets its share of parallel attempts).
+BATCH_SECONDS = 1.0
+#: At most this many deliveries in one batch task.
+BATCH_SIZE = 100
+
+
+@dataclasses.dataclass
+class BatchOutcome:
+    """What :func:`deliveries_attempt_batch` did, for its task to schedule what follows."""
+
+    made: int = 0
+    #: (delivery id, seconds until its next attempt): failures with retries left.
+    retries: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    #: Claimed by another worker's attempt (or locked this instant): look again after ``busy_for``.
+    busy: list[str] = dataclasses.field(default_factory=list)
+    busy_for: float = 0.0
+    #: Not attempted within :data:`BATCH_SECONDS`: one task each.
+    left: list[str] = dataclasses.field(default_factory=list)
+    #: Nothing attempted: the subscription has its share of attempts in flight already.
+    throttled: bool = False
+
+
+def _claim_batch(
+    subscription: WebhookSubscription, delivery_ids: Sequence[str], outcome: BatchOutcome
+) -> list[WebhookDelivery]:
+    """Claim, in one short transaction, those of ``delivery_ids`` that are pending, due and not
+    claimed by anyone; the others are sorted into ``outcome`` (busy) or dropped (done, gone, or
+    not due: a duplicate task, their own comes)."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimable = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=delivery_ids, subscription_id=subscription.pk)
+            .filter(status=DeliveryStatus.PENDING)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_TOLERANCE))
+            .order_by("created_at", "id")
+        )
+        if claimable:
+            until, claim = now + timedelta(seconds=claim_seconds()), uuid.uuid4()
+            WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimable]).update(
+                claimed_until=until, claim_id=claim, updated_at=now
+            )
+            for delivery in claimable:
+                delivery.claimed_until, delivery.claim_id = until, claim
+    if len(claimable) < len(delivery_ids):
+        taken = {str(d.pk) for d in claimable}
+        for pk, claimed_until, next_attempt_at in WebhookDelivery.objects.filter(
+            pk__in=[i for i in delivery_ids if i not in taken], status=DeliveryStatus.PENDING
+        ).values_list("pk", "claimed_until", "next_attempt_at"):
+            if next_attempt_at and next_attempt_at > now + EARLY_TOLERANCE:
+                continue  # not due: the task scheduled for it will come
+            # Claimed by an attempt in flight, or locked by a worker this very moment.
+            busy_for = (claimed_until - now).total_seconds() if claimed_until else 0.0
+            outcome.busy.append(str(pk))
+            outcome.busy_for = max(outcome.busy_for, busy_for, 1.0)
+    return claimable
+
+
+def _release(deliveries: Sequence[WebhookDelivery]) -> None:
+    """Give up the claims of deliveries not attempted (they are queued one by one)."""
+    if deliveries:
+        WebhookDelivery.objects.filter(
+            pk__in=[d.pk for d in deliveries], claim_id=deliveries[0].claim_id
+        ).update(claimed_until=None, claim_id=None, updated_at=timezone.now())
+
+
+def _record_successes(successes: Sequence[tuple[WebhookDelivery, int]]) -> None:
+    """One UPDATE per response code for the batch's successful attempts (still ours)."""
+    if not successes:
+        return
+    now = timezone.now()
+    by_code: dict[int, list[uuid.UUID]] = {}
+    for delivery, code in successes:
+        by_code.setdefault(code, []).append(delivery.pk)
+    claim = successes[0][0].claim_id
+    for code, pks in by_code.items():
+        WebhookDelivery.objects.filter(
+            pk__in=pks, claim_id=claim, status=DeliveryStatus.PENDING
+        ).update(
+            status=DeliveryStatus.SUCCEEDED,
+            attempts=F("attempts") + 1,
+            response_code=code,
+            delivered_at=now,
+            last_error="",
+            next_attempt_at=None,
+            claimed_until=None,
+            claim_id=None,
+            updated_at=now,
+        )
+
+
+def deliveries_attempt_batch(
+    *, subscription_id: int, delivery_ids: Sequence[str], seconds: float | None = None
+) -> BatchOutcome:
+    """Attempt deliveries of one subscription one after another on one connection: one claim
+    and one success write for the lot instead of a few queries each (what lets a busy intake
+    feed several subscribers without the database noticing).
+
+    The same rules as :func:`delivery_attempt`: a delivery is attempted only when pending, due
+    and claimed by nobody else; a failure is recorded on its own with its backoff. The batch
+    counts as one attempt in flight for the subscription's cap. After ``seconds``
+    (:data:`BATCH_SECONDS`) the deliveries not yet attempted are released to one task each, so
+    a slow receiver gets parallel attempts (up to its cap) and never holds up a batch's tail.
+    """
+    outcome = BatchOutcome()
+    subscription = WebhookSubscription.objects.filter(pk=subscription_id).first()
+    if subscription is None or not subscription.is_active:
+        for delivery_id in delivery_ids:  # each one is marked failed, with the reason
+            delivery_attempt(delivery_id=delivery_id)
+        return outcome
+    limit = settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT
+    if limit and _in_flight(subscription.pk, timezone.now()) >= limit:
+        outcome.throttled = True
+        return outcome
+    claimed = _claim_batch(subscription, delivery_ids, outcome)
+    if not claimed:
+        return outcome
+    if not connection.in_atomic_block:
+        connection.close()  # back to the pool while the receiver answers
+    successes, failures = _post_batch(
+        subscription, claimed, BATCH_SECONDS if seconds is None else seconds, outcome
+    )
+    _record_successes(successes)
+    _record_failures(failures, outcome)
+    return outcome
+
+
+Failure = tuple[WebhookDelivery, int | None, str]
+
+
+def _post_batch(
+    subscription: WebhookSubscription,
+    claimed: Sequence[WebhookDelivery],
+    budget: float,
+    outcome: BatchOutcome,
+) -> tuple[list[tuple[WebhookDelivery, int]], list[Failure]]:
+    """POST the claimed deliveries in order on one connection for ``budget`` seconds; release
+    the rest (``outcome.left``)."""
+    resolved = _resolve(subscription.url)
+    successes: list[tuple[WebhookDelivery, int]] = []
+    failures: list[Failure] = []
+    started = time.monotonic()
+    with PinnedSession() as session:
+        for index, delivery in enumerate(claimed):
+            if index and time.monotonic() - started > budget:
+                rest = claimed[index:]
+                _release(rest)
+                outcome.left = [str(d.pk) for d in rest]
+                break
+            outcome.made += 1
+            if isinstance(resolved, str):
+                failures.append((delivery, None, resolved))
+                continue
+            body = delivery_body(delivery)
+            code, error = _post(
+                subscription.url,
+                body=body,
+                headers=delivery_headers(delivery, secret=subscription.secret, body=body),
+                addresses=resolved,
+                session=session,
+            )
+            if error:
+                failures.append((delivery, code, error))
+            else:
+                successes.append((delivery, code or 200))
+    return successes, failures
+
+
+def _record_failures(failures: Sequence[Failure], outcome: BatchOutcome) -> None:
+    for claimed, code, error in failures:
+        recorded = _record(claimed, code=code, error=error)
+        if recorded is None:
+            continue
+        delivery, retry_in = recorded
+        logger.info(
+            "webhook delivery %s (%s) attempt %s failed: %s",
+            delivery.pk,
+            delivery.event,
+            delivery.attempts,
+            error,
+        )
+        if retry_in is not None:
+            outcome.retries.append((str(delivery.pk), retry_in))
 
 
 def delivery_list_due(*, limit: int = 500) -> list[str]:

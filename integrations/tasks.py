@@ -63,6 +63,74 @@ def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: i
 THROTTLED_WAIT_MAX = 60
 
 
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=5,
+)
+def webhook_deliver_batch(  # type: ignore[no-untyped-def]
+    self, subscription_id: int, delivery_ids: list[str], waited: int = 0
+) -> None:
+    """The first attempts of a committed batch's deliveries to one subscription, one after
+    another on one connection (:func:`integrations.outbox.deliveries_attempt_batch`). What it
+    does not finish goes on as :func:`webhook_deliver` tasks: retries, the tail of a batch that
+    ran out of time, deliveries another worker holds. Killed mid-batch, it runs again (acks
+    late) and waits for its dead claim to expire."""
+    eager = self.request.is_eager
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription_id,
+        delivery_ids=delivery_ids,
+        seconds=float("inf") if eager else None,  # embedded mode: nothing can wait for later
+    )
+    if eager:
+        return
+    try:
+        if outcome.throttled:
+            countdown = min(THROTTLED_WAIT_MAX, 2**waited) * random.uniform(0.5, 1.0)  # noqa: S311
+            webhook_deliver_batch.apply_async(
+                (subscription_id, delivery_ids, waited + 1), countdown=countdown
+            )
+            return
+        if outcome.busy:
+            webhook_deliver_batch.apply_async(
+                (subscription_id, outcome.busy), countdown=outcome.busy_for + 1
+            )
+        for delivery_id, retry_in in outcome.retries:
+            webhook_deliver.apply_async((delivery_id, 0), countdown=retry_in)
+    except Exception:
+        logger.exception(
+            "subscription %s: could not schedule the batch's next attempts (the sweeper will)",
+            subscription_id,
+        )
+    deliveries_queue(outcome.left)
+
+
+def deliveries_queue_batches(written: Iterable[tuple[int, object]]) -> None:
+    """Queue the first attempts of a committed transaction's deliveries: one task per
+    subscription (and per :data:`~integrations.outbox.BATCH_SIZE`), not one per delivery."""
+    by_subscription: dict[int, list[str]] = {}
+    for subscription_id, delivery_id in written:
+        by_subscription.setdefault(subscription_id, []).append(str(delivery_id))
+    size = outbox.BATCH_SIZE
+    for subscription_id, ids in by_subscription.items():
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            try:
+                webhook_deliver_batch.delay(subscription_id, chunk)
+            except Exception:
+                logger.exception(
+                    "could not queue %d webhook deliveries to subscription %s; the sweeper will",
+                    len(chunk),
+                    subscription_id,
+                )
+
+
 def deliveries_queue(delivery_ids: Iterable[object]) -> None:
     """Queue an attempt of each delivery; a broker outage leaves them to the sweeper."""
     for delivery_id in delivery_ids:

@@ -45,24 +45,52 @@ def _at(parts: SplitResult, address: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-@contextlib.contextmanager
-def post_pinned(
-    url: str, *, addresses: list[str], data: bytes, headers: dict[str, str], timeout: float
-) -> Iterator[requests.Response]:
-    """``requests.post(url, ...)`` (no redirects followed, the body streamed), connecting only to
-    ``addresses``, tried in order while they refuse the connection."""
-    parts = urlsplit(url)
-    hostname = parts.hostname or ""
-    host_header = parts.netloc.rpartition("@")[2]
-    pinnable = [a for a in addresses if "%" not in a] or [hostname]  # scoped IPv6: by name
-    with requests.Session() as session:
-        adapter = _PinnedAdapter(hostname=hostname)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+class PinnedSession:
+    """A :class:`requests.Session` whose connections go only to the addresses given for each
+    POST (the checked ones), kept open between POSTs to the same receiver (a batch of
+    deliveries reuses one connection). Use it as a context manager."""
+
+    def __init__(self) -> None:
+        self._session = requests.Session()
+        self._adapters: dict[str, _PinnedAdapter] = {}
+
+    def __enter__(self) -> "PinnedSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._session.close()
+        for adapter in self._adapters.values():
+            adapter.close()
+
+    def _mount(self, hostname: str) -> None:
+        # One adapter per receiver name: its TLS name is part of the pooled connection's key.
+        adapter = self._adapters.get(hostname)
+        if adapter is None:
+            adapter = self._adapters[hostname] = _PinnedAdapter(hostname=hostname)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    @contextlib.contextmanager
+    def post(
+        self,
+        url: str,
+        *,
+        addresses: list[str],
+        data: bytes,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> Iterator[requests.Response]:
+        """``requests.post(url, ...)`` (no redirects followed, the body streamed), connecting
+        only to ``addresses``, tried in order while they refuse the connection."""
+        parts = urlsplit(url)
+        hostname = parts.hostname or ""
+        host_header = parts.netloc.rpartition("@")[2]
+        pinnable = [a for a in addresses if "%" not in a] or [hostname]  # scoped IPv6: by name
+        self._mount(hostname)
         last: Exception | None = None
         for address in pinnable:
             try:
-                response = session.post(
+                response = self._session.post(
                     _at(parts, address) if address != hostname else url,
                     data=data,
                     headers={**headers, "Host": host_header},
@@ -80,3 +108,17 @@ def post_pinned(
             return
         if last is not None:  # pragma: no cover - the loop raises on its last address
             raise last
+
+
+@contextlib.contextmanager
+def post_pinned(
+    url: str, *, addresses: list[str], data: bytes, headers: dict[str, str], timeout: float
+) -> Iterator[requests.Response]:
+    """One POST on a session of its own (:meth:`PinnedSession.post`)."""
+    with (
+        PinnedSession() as session,
+        session.post(
+            url, addresses=addresses, data=data, headers=headers, timeout=timeout
+        ) as response,
+    ):
+        yield response

@@ -23,7 +23,9 @@ def intake_queue(default_queue: str) -> str:
 
 # Outgoing webhook deliveries: a queue of their own, listed last (a slow receiver never delays
 # the intake or the bot).
-WEBHOOK_TASKS = frozenset({"integrations.tasks.webhook_deliver"})
+WEBHOOK_TASKS = frozenset(
+    {"integrations.tasks.webhook_deliver", "integrations.tasks.webhook_deliver_batch"}
+)
 
 
 def webhooks_queue(default_queue: str) -> str:

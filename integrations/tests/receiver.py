@@ -18,10 +18,14 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: The client's (address, port): one per connection.
+    client: tuple[str, int] = ("", 0)
 
 
 class Receiver:
-    def __init__(self, *, tls: Any = None) -> None:
+    def __init__(self, *, tls: Any = None, keep_alive: bool = False) -> None:
+        #: HTTP/1.1 with connections kept open (the default answers as HTTP/1.0, one per request).
+        self.keep_alive = keep_alive
         self.requests: list[Received] = []
         self._answers: list[int | str] = []
         self.hang_seconds = 5.0
@@ -61,11 +65,15 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver.requests.append(
-                    Received("POST", self.path, dict(self.headers.items()), body)
+                    Received(
+                        "POST", self.path, dict(self.headers.items()), body, self.client_address
+                    )
                 )
                 answer = receiver._next()
                 if answer == "hang":

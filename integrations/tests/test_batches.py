@@ -1,0 +1,208 @@
+"""First attempts in batches: a committed transaction's deliveries to one subscription go out in
+one task, one after another on one connection, with one claim and one success write for the
+lot; what a batch cannot finish (failures, time out, deliveries held by another worker) goes on
+as single deliveries with the same rules and the same delivery ids."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from integrations import outbox, tasks
+from integrations.models import DeliveryStatus, WebhookDelivery
+
+from .factories import WebhookSubscriptionFactory
+from .receiver import Receiver
+
+pytestmark = pytest.mark.django_db
+
+
+def _pending(subscription: Any, count: int, **fields: Any) -> list[WebhookDelivery]:
+    return [
+        WebhookDelivery.objects.create(
+            subscription=subscription,
+            event="message.created",
+            payload={"id": "x", "type": "message.created", "created_at": "", "data": {"n": n}},
+            next_attempt_at=fields.pop("next_attempt_at", timezone.now()),
+            **fields,
+        )
+        for n in range(count)
+    ]
+
+
+def _ids(deliveries: list[WebhookDelivery]) -> list[str]:
+    return [str(d.pk) for d in deliveries]
+
+
+@pytest.fixture
+def keep_alive_receiver(settings: Any) -> Any:
+    settings.OUTGOING_WEBHOOKS_ALLOW_PRIVATE = True
+    running = Receiver(keep_alive=True).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_batch_goes_out_in_order_on_one_connection(keep_alive_receiver):
+    subscription = WebhookSubscriptionFactory(url=keep_alive_receiver.url)
+    batch = _pending(subscription, 5)
+
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids(batch)
+    )
+
+    assert outcome.made == 5
+    received = keep_alive_receiver.wait_for(5)
+    assert [r.headers["X-SupportDesk-Delivery"] for r in received] == _ids(batch)
+    assert len({r.client for r in received}) == 1  # one connection for the five
+    rows = WebhookDelivery.objects.filter(pk__in=_ids(batch))
+    assert {(d.status, d.attempts, d.response_code) for d in rows} == {
+        (DeliveryStatus.SUCCEEDED, 1, 200)
+    }
+    assert all(d.delivered_at and d.claimed_until is None and d.claim_id is None for d in rows)
+
+
+def test_a_batch_costs_the_same_queries_for_five_deliveries_as_for_fifty(
+    receiver, django_assert_num_queries
+):
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    small, large = _pending(subscription, 5), _pending(subscription, 50)
+
+    # subscription, cap, claim (BEGIN, SELECT FOR UPDATE, UPDATE, COMMIT), successes
+    with django_assert_num_queries(7) as small_queries:
+        outbox.deliveries_attempt_batch(subscription_id=subscription.pk, delivery_ids=_ids(small))
+    with django_assert_num_queries(len(small_queries.captured_queries)):
+        outbox.deliveries_attempt_batch(subscription_id=subscription.pk, delivery_ids=_ids(large))
+
+    assert len(receiver.wait_for(55)) == 55
+
+
+def test_a_failure_in_a_batch_is_retried_alone_and_the_rest_succeed(receiver):
+    receiver.answer(200, 500)
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    first, failing, third = _pending(subscription, 3)
+
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids([first, failing, third])
+    )
+
+    assert [delivery_id for delivery_id, _ in outcome.retries] == [str(failing.pk)]
+    failing.refresh_from_db()
+    assert (failing.status, failing.attempts, failing.response_code) == ("pending", 1, 500)
+    assert failing.last_error == "HTTP 500: receiver says no"
+    assert failing.next_attempt_at > timezone.now() and failing.claim_id is None
+    for done in (first, third):
+        done.refresh_from_db()
+        assert done.status == DeliveryStatus.SUCCEEDED
+
+
+def test_out_of_time_the_rest_of_a_batch_is_released_to_single_tasks(receiver):
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    batch = _pending(subscription, 4)
+
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids(batch), seconds=0
+    )
+
+    assert outcome.made == 1  # the first is always attempted
+    assert outcome.left == _ids(batch[1:])
+    left = WebhookDelivery.objects.filter(pk__in=outcome.left)
+    assert {(d.status, d.attempts, d.claimed_until, d.claim_id) for d in left} == {
+        (DeliveryStatus.PENDING, 0, None, None)
+    }
+    for delivery_id in outcome.left:  # what its task then does, one task each
+        assert outbox.delivery_attempt(delivery_id=delivery_id).status == DeliveryStatus.SUCCEEDED
+    assert len(receiver.wait_for(4)) == 4
+
+
+def test_deliveries_held_by_another_worker_wait_and_duplicates_are_dropped(receiver):
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    (free,) = _pending(subscription, 1)
+    (held,) = _pending(subscription, 1, claimed_until=timezone.now() + timedelta(seconds=8))
+    (later,) = _pending(subscription, 1, next_attempt_at=timezone.now() + timedelta(minutes=5))
+    (done,) = _pending(
+        subscription, 1, status=DeliveryStatus.SUCCEEDED, delivered_at=timezone.now()
+    )
+
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids([free, held, later, done])
+    )
+
+    assert outcome.made == 1
+    assert outcome.busy == [str(held.pk)]
+    assert 6 < outcome.busy_for <= 8
+    (request,) = receiver.wait_for(1)
+    assert request.headers["X-SupportDesk-Delivery"] == str(free.pk)
+
+
+def test_a_batch_is_one_attempt_in_flight_for_the_subscribers_cap(receiver, settings):
+    settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT = 2
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    claim = timezone.now() + timedelta(seconds=20)
+    batch_in_flight = _pending(subscription, 5, claimed_until=claim)
+    WebhookDelivery.objects.filter(pk__in=_ids(batch_in_flight)).update(
+        claim_id="8a0c6f0e-2b1e-4a39-9a51-3f3f1f7a0001"
+    )
+    (waiting,) = _pending(subscription, 1)
+
+    # one batch in flight (five deliveries made one at a time): room for one more attempt
+    assert outbox.delivery_attempt(delivery_id=str(waiting.pk)).status == DeliveryStatus.SUCCEEDED
+    # a single attempt in flight besides the batch: the cap of two is reached
+    _pending(subscription, 1, claimed_until=claim)
+    (next_one,) = _pending(subscription, 1)
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids([next_one])
+    )
+    assert (outcome.made, outcome.throttled) == (0, True)
+    assert len(receiver.requests) == 1
+
+
+def test_an_inactive_subscription_fails_its_batch_with_the_reason(receiver):
+    subscription = WebhookSubscriptionFactory(url=receiver.url, is_active=False)
+    batch = _pending(subscription, 2)
+
+    outbox.deliveries_attempt_batch(subscription_id=subscription.pk, delivery_ids=_ids(batch))
+
+    assert set(
+        WebhookDelivery.objects.filter(pk__in=_ids(batch)).values_list("status", "last_error")
+    ) == {("failed", "the subscription is not active")}
+    assert receiver.requests == []
+
+
+def test_a_refused_address_fails_each_attempt_of_the_batch_without_a_request(settings):
+    settings.OUTGOING_WEBHOOKS_ALLOW_PRIVATE = False
+    subscription = WebhookSubscriptionFactory(url="http://127.0.0.1:9/hook")
+    batch = _pending(subscription, 2)
+
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids(batch)
+    )
+
+    assert len(outcome.retries) == 2
+    errors = set(WebhookDelivery.objects.filter(pk__in=_ids(batch)).values_list("last_error"))
+    assert len(errors) == 1 and next(iter(errors))[0].startswith("refused:")
+
+
+def test_the_handler_queues_one_task_per_subscription_not_per_delivery(
+    receiver, monkeypatch, admin_user
+):
+    queued: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(
+        tasks.webhook_deliver_batch, "delay", lambda sub, ids: queued.append((sub, ids))
+    )
+    one, two = (
+        WebhookSubscriptionFactory(url=receiver.url),
+        WebhookSubscriptionFactory(url=receiver.url),
+    )
+    written = [(one.pk, f"a{n}") for n in range(3)] + [(two.pk, f"b{n}") for n in range(250)]
+
+    tasks.deliveries_queue_batches(written)
+
+    assert [(sub, len(ids)) for sub, ids in queued] == [
+        (one.pk, 3),
+        (two.pk, outbox.BATCH_SIZE),
+        (two.pk, outbox.BATCH_SIZE),
+        (two.pk, 250 - 2 * outbox.BATCH_SIZE),
+    ]
