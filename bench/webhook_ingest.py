@@ -155,7 +155,6 @@ def subscribers_report(receivers: harness.Receivers | None, subscribers: int) ->
     """What the subscribers received (once the deliveries are done, waiting up to a minute)."""
     if receivers is None:
         return ""
-    expected = harness.query(DATABASE, "SELECT count(*) FROM integrations_webhookdelivery")[0][0]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         pending = harness.query(
@@ -165,6 +164,7 @@ def subscribers_report(receivers: harness.Receivers | None, subscribers: int) ->
             break
         time.sleep(0.5)
     healthy = receivers.stats().get("healthy", {})
+    expected = harness.query(DATABASE, "SELECT count(*) FROM integrations_webhookdelivery")[0][0]
     return (
         f"{'outgoing webhook deliveries':<34} {healthy.get('delivered', 0)}/{expected} received "
         f"by the {subscribers} subscribers (a receiver process), "
