@@ -60,6 +60,17 @@ def nice_ceiling(value: float) -> float:
     return float(10 * power)  # pragma: no cover - the loop always returns
 
 
+_DURATION_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
+
+
+def duration_ceiling(seconds: float) -> float:
+    """The top of a duration axis: :data:`TICKS` steps of a round duration (30 s, 5 min, 1 h…)."""
+    for step in _DURATION_STEPS:
+        if step * TICKS >= seconds:
+            return float(step * TICKS)
+    return float(math.ceil(seconds / (TICKS * 43200)) * TICKS * 43200)  # half-days
+
+
 def _number(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
@@ -258,6 +269,7 @@ def series_charts(
             title=gettext("First response (average)"),
             points=first_response,
             value_label=human_duration,
+            y_max=duration_ceiling(max((p.value or 0 for p in first_response), default=0)),
         ),
         "csat": line_chart(title=gettext("CSAT (average, 1 to 5)"), points=csat, y_max=5.0),
     }
