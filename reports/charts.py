@@ -71,6 +71,11 @@ def duration_ceiling(seconds: float) -> float:
     return float(math.ceil(seconds / (TICKS * 43200)) * TICKS * 43200)  # half-days
 
 
+def count_ceiling(count: float) -> float:
+    """The top of a count axis: :data:`TICKS` whole steps (a count has no 0.25)."""
+    return float(max(1, math.ceil(nice_ceiling(count / TICKS))) * TICKS)
+
+
 def _number(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
@@ -137,10 +142,11 @@ def bar_chart(
     value_label: Callable[[float], str] = _number,
     summary: str = "",
 ) -> SafeString:
-    """One bar per point (a point without a value has none)."""
+    """One bar per point (a point without a value has none); bars count things, so the axis
+    steps in whole numbers."""
     if not any(p.value for p in points):
         return _empty(title, "bars")
-    top = _top(points, None)
+    top = count_ceiling(max(p.value or 0 for p in points))
     slot = (WIDTH - LEFT - RIGHT) / len(points)
     bar = max(1.0, slot * 0.7)
     body = _axes(points, top, value_label)

@@ -6,6 +6,7 @@ comes from :mod:`reports.selectors` (the same ``report_stats`` as the API), the 
 """
 
 from collections.abc import Callable
+from datetime import date
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -51,8 +52,8 @@ def report_page(request: HttpRequest) -> HttpResponse:
         "page": "reports",
         "form": form,
         "filters": filters,
-        "range_from": query["from"],
-        "range_to": query["to"],
+        "range_from": date.fromisoformat(query["from"]),
+        "range_to": date.fromisoformat(query["to"]),
         "stats": stats,
         "counters": report_live_counters(department_id=filters.department_id),
         "charts": series_charts(

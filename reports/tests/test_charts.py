@@ -15,6 +15,7 @@ from reports.charts import (
     TOP,
     Point,
     bar_chart,
+    count_ceiling,
     duration_ceiling,
     human_duration,
     line_chart,
@@ -55,13 +56,20 @@ def test_every_label_is_escaped() -> None:
 
 
 def test_bars_scale_to_the_axis() -> None:
-    svg = svg_of(bar_chart(title="V", points=[Point("a", 10, "a"), Point("b", 5, "b")]))
+    svg = svg_of(bar_chart(title="V", points=[Point("a", 8, "a"), Point("b", 4, "b")]))
     heights = [float(r.get("height") or 0) for r in svg.iter(f"{SVG}rect")]
-    assert heights[0] == pytest.approx(PLOT)  # 10 is the top of the axis
+    assert heights[0] == pytest.approx(PLOT)  # 8 is the top of the axis
     assert heights[1] == pytest.approx(PLOT / 2)
     labels = [t.text for t in svg.iter(f"{SVG}text")]
-    assert "10" in labels
-    assert "0" in labels
+    assert labels[:5] == ["0", "2", "4", "6", "8"]
+
+
+def test_a_count_axis_steps_in_whole_numbers() -> None:
+    svg = svg_of(bar_chart(title="V", points=[Point("a", 1, "a")]))
+    labels = [t.text for t in svg.iter(f"{SVG}text")]
+    assert labels[:5] == ["0", "1", "2", "3", "4"]
+    assert count_ceiling(10) == 12
+    assert count_ceiling(37) == 40
     assert svg.get("viewBox") == "0 0 640 240"
 
 

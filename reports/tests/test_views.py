@@ -81,6 +81,7 @@ def test_the_top_bar_links_the_page_for_supervisors_only(supervisor: Any, agent:
 def test_the_scenario_on_the_page(lived: Conversation, supervisor: Any) -> None:
     html = logged_in(supervisor).get(PAGE).content.decode()
 
+    assert "11/23/2026 to 11/23/2026" in html
     assert figure(html, "total") == "1"
     assert figure(html, "first-response") == "9 min 00 s"  # 540 s
     assert figure(html, "handling") == "34 min 00 s"  # A 540 s + B 900 s + B 600 s
