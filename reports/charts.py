@@ -220,6 +220,7 @@ def _buckets(
 
 def _labels(moment: datetime, bucket: str) -> tuple[str, str]:
     """(short axis label, the tooltip's when)."""
+    # Translators: a day under a chart, as a Django date format: n/j reads 11/23, j/n 23/11.
     day = date_format(moment, gettext("n/j"))
     if bucket == "hour":
         return date_format(moment, "H"), f"{day} {date_format(moment, 'H:i')}"

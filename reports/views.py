@@ -75,4 +75,4 @@ def report_counters(request: HttpRequest) -> HttpResponse:
     """The headline's live part, re-fetched by the page when the desk's socket says so."""
     filters = ReportFilterForm(request.GET).filters()
     counters = report_live_counters(department_id=filters.department_id)
-    return render(request, "reports/page.html#counters", {"counters": counters})
+    return render(request, "reports/page.html#live_counters", {"counters": counters})
