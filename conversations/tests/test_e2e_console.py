@@ -969,7 +969,11 @@ def test_the_reports_page_draws_filters_and_counts_live(
     # The charts are inline SVG: today's bar is drawn, with its tooltip.
     bars = page.locator(".chart-bars svg rect.bar")
     expect(bars).to_have_count(1)
-    assert bars.first.bounding_box()["height"] > 50
+    # Drawn to scale: the bar of 1 conversation reaches the axis' "1" grid line (0 is the first).
+    bar = bars.first.bounding_box()
+    one = page.locator(".chart-bars svg line.grid").nth(1).bounding_box()
+    assert bar["height"] > 10
+    assert abs(bar["y"] - one["y"]) < 2
     assert "1 conversation" in bars.first.locator("title").text_content()
 
     # A filter: the URL keeps it, the figures follow.
@@ -997,6 +1001,15 @@ def test_the_reports_page_draws_filters_and_counts_live(
     expect(waiting).to_have_text("2")
     expect(page.locator('#live-counters [data-figure="today"] .figure-value')).to_have_text("2")
     assert page.evaluate("document.querySelectorAll('#live-counters').length") == 1
+
+    # Printed: no top bar, no filters, no buttons; the figures and the charts stay.
+    page.emulate_media(media="print")
+    expect(page.locator(".topbar")).to_be_hidden()
+    expect(page.locator("#report-filters")).to_be_hidden()
+    expect(page.locator("#csv-download")).to_be_hidden()
+    expect(page.locator(".chart-bars svg")).to_be_visible()
+    expect(waiting).to_be_visible()
+    page.emulate_media(media="screen")
 
     # On a phone: nothing wider than the screen; the tables scroll inside their box.
     phone = open_console(supervisor, "/reports/", viewport=PHONE)
