@@ -27,6 +27,7 @@ SUPERVISOR_PERMISSIONS = frozenset(
         "conversations.view_conversationevent",
         "conversations.view_conversationnote",
         "departments.view_department",
+        "reports.view_goal",
         "accounts.view_user",
         "whatsapp.view_whatsappaccount",
         "whatsapp.view_webhookevent",

@@ -166,3 +166,88 @@ class ConversationMetrics(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id} metrics"
+
+
+class GoalMetric(models.TextChoices):
+    FIRST_RESPONSE = "first_response_seconds", _("First response (average)")
+    HANDLING = "handling_seconds", _("Handling (average)")
+    CSAT = "csat_average", _("CSAT (average)")
+    CONVERSATIONS_PER_DAY = "conversations_per_day", _("Conversations per day")
+
+
+# Times: lower is better (the target is a ceiling). CSAT and volume: higher is better (a floor).
+LOWER_IS_BETTER = frozenset({GoalMetric.FIRST_RESPONSE, GoalMetric.HANDLING})
+# A duration goal's target is seconds; at most thirty days.
+MAX_TARGET_SECONDS = 30 * 24 * 3600
+
+
+class Goal(TimeStampedModel):
+    """A target for one agent or one department (exactly one: a named constraint), on one of the
+    reports' figures; the reports page shows its progress over the page's range."""
+
+    metric = models.CharField(_("metric"), max_length=32, choices=GoalMetric.choices)
+    target = models.FloatField(
+        _("target"),
+        help_text=_(
+            "Seconds for first response and handling (at most), 1 to 5 for CSAT (at least), "
+            "conversations for conversations per day (at least)."
+        ),
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="report_goals",
+        verbose_name=_("agent"),
+    )
+    department = models.ForeignKey(
+        "departments.Department",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="report_goals",
+        verbose_name=_("department"),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["metric", "department__name", "agent__name", "id"]
+        verbose_name = _("goal")
+        verbose_name_plural = _("goals")
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=(
+                    Q(agent__isnull=False, department__isnull=True)
+                    | Q(agent__isnull=True, department__isnull=False)
+                ),
+                name="report_goal_agent_xor_department",
+                violation_error_message=_("Choose an agent or a department, not both."),
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        metric__in=[GoalMetric.FIRST_RESPONSE, GoalMetric.HANDLING],
+                        target__gt=0,
+                        target__lte=MAX_TARGET_SECONDS,
+                    )
+                    | Q(metric=GoalMetric.CSAT, target__gte=1, target__lte=5)
+                    | Q(metric=GoalMetric.CONVERSATIONS_PER_DAY, target__gt=0)
+                ),
+                name="report_goal_target_in_range",
+                violation_error_message=_(
+                    "The target is out of range: more than 0 seconds (at most 30 days) for "
+                    "times, 1 to 5 for CSAT, more than 0 conversations per day."
+                ),
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["is_active", "metric"], name="report_goal_active_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_metric_display()} → {self.target:g}"
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER

@@ -8,8 +8,8 @@ every duration.
 """
 
 import dataclasses
-from collections.abc import Iterator, Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, time
 from typing import Any
 
 from django.db.models import (
@@ -18,19 +18,30 @@ from django.db.models import (
     Exists,
     F,
     FloatField,
+    Min,
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
 )
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 
-from accounts.models import User
-from conversations.models import ConversationStatus
+from accounts import presence
+from accounts.models import Role, User
+from conversations.models import Conversation, ConversationStatus
 
-from .models import ConversationMetrics, Segment, SegmentEnd, SegmentKind
+from .models import (
+    LOWER_IS_BETTER,
+    ConversationMetrics,
+    Goal,
+    GoalMetric,
+    Segment,
+    SegmentEnd,
+    SegmentKind,
+)
 
 CSAT_SCORES = ("1", "2", "3", "4", "5")
 
@@ -244,6 +255,120 @@ def report_stats(*, filters: ReportFilters) -> dict[str, Any]:
             for row in series
         ],
     }
+
+
+# --- Live counters -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LiveCounters:
+    waiting: int  # pending: in a queue, waiting for an agent
+    waiting_since: datetime | None  # when the longest-waiting one entered its queue
+    agents_online: int
+    agents: int
+    today: int  # conversations created today, in the desk's time zone
+    oldest_wait_seconds: float | None  # now - waiting_since
+
+
+def report_live_counters(*, department_id: int | None = None) -> LiveCounters:
+    """What the desk looks like now (the reports page's headline, refreshed live): two queries
+    and one presence look-up in the cache, whatever the number of conversations. A department
+    narrows every figure to it (its conversations, its members)."""
+    conversations = Conversation.objects.order_by()
+    people = User.objects.people().filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
+    if department_id is not None:
+        conversations = conversations.filter(department_id=department_id)
+        people = people.filter(memberships__department_id=department_id)
+    # A pending conversation waits since its open queue segment started (a reopening or a
+    # transfer to a queue restarts the wait); one from before the reports since its last message.
+    queue_start = Segment.objects.filter(
+        conversation_id=OuterRef("pk"), kind=SegmentKind.QUEUE, ended_at__isnull=True
+    ).values("started_at")[:1]
+    midnight = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
+    pending = Q(status=ConversationStatus.PENDING)
+    row = conversations.annotate(
+        queued_at=Coalesce(Subquery(queue_start), F("last_inbound_at"), F("created_at"))
+    ).aggregate(
+        waiting=Count("pk", filter=pending),
+        waiting_since=Min("queued_at", filter=pending),
+        today=Count("pk", filter=Q(created_at__gte=midnight)),
+    )
+    candidates = list(people.values_list("pk", flat=True).distinct())
+    online = presence.online_user_ids(candidates=candidates)
+    since = row["waiting_since"]
+    return LiveCounters(
+        waiting=row["waiting"],
+        waiting_since=since,
+        oldest_wait_seconds=(timezone.now() - since).total_seconds() if since else None,
+        agents_online=len(online),
+        agents=len(candidates),
+        today=row["today"],
+    )
+
+
+# --- Goals -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GoalProgress:
+    goal: Goal
+    value: float | None  # the figure over the page's range; None: no data yet
+    met: bool | None  # None: no data
+    percent: int  # how far along the bar is, 0..100 (100: met)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.goal.metric in LOWER_IS_BETTER
+
+
+def goal_list_active() -> QuerySet[Goal]:
+    return Goal.objects.filter(is_active=True).select_related("agent", "department")
+
+
+def _goal_value(goal: Goal, row: Mapping[str, Any] | None, days: float) -> float | None:
+    if row is None:
+        return None
+    if goal.metric == GoalMetric.CONVERSATIONS_PER_DAY:
+        return round(row["total"] / days, 1) if days > 0 else None
+    if goal.metric == GoalMetric.CSAT:
+        return row["csat"]["average"]
+    return row[f"{goal.metric}_avg"]
+
+
+def goal_progress(
+    *, target: float, value: float | None, lower_is_better: bool
+) -> tuple[bool | None, int]:
+    """(met, percent of the bar). Lower is better: met at or under the target, the bar full
+    then and shorter the further above it (target / value). Higher is better: value / target."""
+    if value is None:
+        return None, 0
+    if lower_is_better:
+        met = value <= target
+        ratio = 1.0 if value <= 0 else target / value
+    else:
+        met = value >= target
+        ratio = value / target if target > 0 else 1.0
+    return met, max(0, min(100, round(ratio * 100)))
+
+
+def goal_list_progress(*, goals: Sequence[Goal], stats: Mapping[str, Any]) -> list[GoalProgress]:
+    """Each goal against :func:`report_stats`' figures for the same filters (no query): an
+    agent's goal reads its ``by_agent`` row, a department's its ``by_department`` row;
+    conversations per day divide by the range's length in days."""
+    agents = {row["agent"]["id"]: row for row in stats["by_agent"]}
+    departments = {
+        row["department"]["id"]: row for row in stats["by_department"] if row["department"]
+    }
+    days = (stats["to"] - stats["from"]).total_seconds() / 86400
+    progress = []
+    for goal in goals:
+        row = agents.get(goal.agent_id) if goal.agent_id else departments.get(goal.department_id)
+        value = _goal_value(goal, row, days)
+        met, percent = goal_progress(
+            target=goal.target, value=value, lower_is_better=goal.metric in LOWER_IS_BETTER
+        )
+        progress.append(GoalProgress(goal=goal, value=value, met=met, percent=percent))
+    return progress
 
 
 # --- CSV ---------------------------------------------------------------------------------------

@@ -7,17 +7,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case, F, IntegerField, Value, When
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
+from accounts.models import AuditAction, User
+from accounts.services import audit_log_record
 from common.events import DomainEvent
+from common.exceptions import NotPermitted, ServiceError
 from conversations import events as desk_events
 from conversations.models import Conversation, ConversationEvent, CsatSurvey, EventKind, Message
-from departments.models import BusinessSchedule
+from departments.models import BusinessSchedule, Department
 
 from .business_hours import schedules_for
-from .models import ConversationMetrics, Segment, SegmentEnd
+from .models import ConversationMetrics, Goal, Segment, SegmentEnd
 from .timeline import Change, ScheduleOf, Timeline
 
 _SEGMENT_FIELDS = [
@@ -373,3 +378,88 @@ def segments_rebuild(
         if progress is not None:
             progress(done, total)
     return done
+
+
+# --- Goals -------------------------------------------------------------------------------------
+
+
+def _require_admin(actor: User) -> None:
+    if not (actor.is_active and actor.is_admin):
+        raise NotPermitted(_("Only administrators can change goals."))
+
+
+def _goal_state(goal: Goal) -> dict[str, Any]:
+    return {
+        "metric": goal.metric,
+        "target": goal.target,
+        "agent": goal.agent_id,
+        "department": goal.department_id,
+        "is_active": goal.is_active,
+    }
+
+
+def _goal_check(goal: Goal) -> None:
+    """The model's validation (its named constraints, with their messages) as a refusal."""
+    try:
+        goal.full_clean(exclude=["created_at", "updated_at"])
+    except ValidationError as exc:
+        raise ServiceError(" ".join(exc.messages), code="invalid_goal") from exc
+
+
+@transaction.atomic
+def goal_create(
+    *,
+    actor: User,
+    metric: str,
+    target: float,
+    agent: User | None = None,
+    department: Department | None = None,
+    is_active: bool = True,
+) -> Goal:
+    _require_admin(actor)
+    goal = Goal(
+        metric=metric, target=target, agent=agent, department=department, is_active=is_active
+    )
+    _goal_check(goal)
+    goal.save()
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.CONFIG_CHANGED,
+        target=goal,
+        after={"created": _goal_state(goal)},
+    )
+    return goal
+
+
+@transaction.atomic
+def goal_update(*, goal: Goal, actor: User, **fields: Any) -> Goal:
+    """Changes ``metric``, ``target``, ``agent``, ``department``, ``is_active``."""
+    _require_admin(actor)
+    goal = Goal.objects.select_for_update().get(pk=goal.pk)
+    before = _goal_state(goal)
+    for name in ("metric", "target", "agent", "department", "is_active"):
+        if name in fields:
+            setattr(goal, name, fields[name])
+    _goal_check(goal)
+    goal.save()
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.CONFIG_CHANGED,
+        target=goal,
+        before=before,
+        after=_goal_state(goal),
+    )
+    return goal
+
+
+@transaction.atomic
+def goal_delete(*, goal: Goal, actor: User) -> None:
+    _require_admin(actor)
+    audit_log_record(
+        actor=actor,
+        action=AuditAction.CONFIG_CHANGED,
+        target=goal,
+        before=_goal_state(goal),
+        after={"deleted": True},
+    )
+    goal.delete()

@@ -27,6 +27,7 @@ urlpatterns = [
     path("", include("conversations.urls")),
     path("", include("botflows.urls")),
     path("", include("whatsapp.urls")),
+    path("", include("reports.urls")),
 ]
 # MEDIA_ROOT is never served as files, not even under DEBUG: a message's media goes through
 # whatsapp.views.media_serve, which checks that the user may see its conversation.

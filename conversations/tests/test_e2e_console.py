@@ -939,3 +939,82 @@ def test_the_board_counts_move_live_and_show_conversations_with_no_department(
     )
     expect(no_department).to_have_text("0")
     expect(support_row.locator("td").first).to_have_text("1")
+
+
+# --- The supervisors' reports page (issue 12 §3) --------------------------------------------
+
+
+def test_the_reports_page_draws_filters_and_counts_live(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    sales = DepartmentFactory(name="Vendas")
+    account = WhatsAppAccountFactory()
+    live_server_e2e.call(
+        _customer_writes,
+        account=account,
+        department=support,
+        name="Rita",
+        body="Oi, preciso de ajuda",
+        wa_id="5511987650081",
+    )
+    supervisor = UserFactory(role="supervisor", name="Sofia")
+    page = open_console(supervisor, "/reports/")
+    waiting = page.locator('#live-counters [data-figure="waiting"] .figure-value')
+    total = page.locator('[data-figure="total"] .figure-value')
+    expect(waiting).to_have_text("1")
+    expect(total).to_have_text("1")
+    # The charts are inline SVG: today's bar is drawn, with its tooltip.
+    bars = page.locator(".chart-bars svg rect.bar")
+    expect(bars).to_have_count(1)
+    # Drawn to scale: the bar of 1 conversation reaches the axis' "1" grid line (0 is the first).
+    bar = bars.first.bounding_box()
+    one = page.locator(".chart-bars svg line.grid").nth(1).bounding_box()
+    assert bar["height"] > 10
+    assert abs(bar["y"] - one["y"]) < 2
+    assert "1 conversation" in bars.first.locator("title").text_content()
+
+    # A filter: the URL keeps it, the figures follow.
+    page.select_option("#id_department", str(sales.pk))
+    page.click("#report-filters button[type=submit]")
+    page.wait_for_url(f"**department={sales.pk}**")
+    expect(total).to_have_text("0")
+    expect(page.locator(".chart-bars")).to_contain_text("No data in this period.")
+    expect(waiting).to_have_text("0")  # the live counters follow the department too
+    page.reload()
+    expect(page.locator("#id_department")).to_have_value(str(sales.pk))
+    page.goto(live_server_e2e.url + "/reports/")
+    page.wait_for_selector('#connection[data-state="online"]')
+    expect(waiting).to_have_text("1")
+
+    # A customer writes: "waiting now" moves without a reload.
+    live_server_e2e.call(
+        _customer_writes,
+        account=account,
+        department=support,
+        name="Caio",
+        body="Bom dia",
+        wa_id="5511987650082",
+    )
+    expect(waiting).to_have_text("2")
+    expect(page.locator('#live-counters [data-figure="today"] .figure-value')).to_have_text("2")
+    assert page.evaluate("document.querySelectorAll('#live-counters').length") == 1
+
+    # Printed: no top bar, no filters, no buttons; the figures and the charts stay.
+    page.emulate_media(media="print")
+    expect(page.locator(".topbar")).to_be_hidden()
+    expect(page.locator("#report-filters")).to_be_hidden()
+    expect(page.locator("#csv-download")).to_be_hidden()
+    expect(page.locator(".chart-bars svg")).to_be_visible()
+    expect(waiting).to_be_visible()
+    page.emulate_media(media="screen")
+
+    # On a phone: nothing wider than the screen; the tables scroll inside their box.
+    phone = open_console(supervisor, "/reports/", viewport=PHONE)
+    expect(phone.locator(".chart-bars svg rect.bar")).to_have_count(1)
+    _no_horizontal_overflow(phone)
+    box = phone.locator("#by-department .table-scroll").bounding_box()
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= PHONE["width"]

@@ -7,6 +7,8 @@
  *  - user_typing                              -> "Ana is typing…" under the messages
  *  - online_status                            -> presence dots / supervisor board
  *  - bot_context_update for the open one       -> refetch #bot-context (what the bot learned)
+ *  - on the reports page, whatever moves the board also refetches #live-counters, at most once
+ *    a second (and every 60 s anyway: the oldest wait grows with no event)
  * After a dropped connection it reconnects with exponential backoff and refetches every visible
  * fragment, so nothing that happened while it was offline is missed.
  */
@@ -92,7 +94,23 @@
     }, 250);
   }
 
+  var countersTimer = null;
+  var countersLast = 0;
+  function refreshCounters() {
+    if (!root.dataset.countersUrl || countersTimer) return;
+    var wait = Math.max(200, 1000 - (Date.now() - countersLast));
+    countersTimer = setTimeout(function () {
+      countersTimer = null;
+      countersLast = Date.now();
+      coalesce("counters", function () {
+        return htmx.ajax("GET", root.dataset.countersUrl, { target: "#live-counters", swap: "outerHTML" });
+      });
+    }, wait);
+  }
+  if (root.dataset.countersUrl) setInterval(refreshCounters, 60000);
+
   function refreshBoard() {
+    refreshCounters();
     if (!root.dataset.boardUrl) return;
     clearTimeout(boardTimer);
     boardTimer = setTimeout(function () {

@@ -7,4 +7,8 @@
       target.form.submit();
     }
   });
+  document.addEventListener("click", function (event) {
+    var target = event.target;
+    if (target && target.closest && target.closest("[data-print]")) window.print();
+  });
 })();
