@@ -48,6 +48,7 @@ CONVERSATION_EXAMPLE = {
     "closed_at": None,
     "first_response_at": "2026-11-24T10:02:00-03:00",
     "window_expires_at": "2026-11-25T10:15:00-03:00",
+    "whatsapp_account": {"id": 1, "name": "Loja", "display_phone_number": "+55 11 4000-1000"},
 }
 MESSAGE_EXAMPLE = {
     "id": 901,

@@ -352,6 +352,7 @@ class InboxQuery:
     department: int | None = None
     agent: int | None = None
     status: str = ""
+    number: int | None = None  # the business number (``whatsapp_account``) it came through
     page: int = 1
 
     @classmethod
@@ -365,6 +366,7 @@ class InboxQuery:
             department=_int(params.get("department")),
             agent=_int(params.get("agent")),
             status=status if status in ConversationStatus.values else "",
+            number=_int(params.get("number")),
             page=max(_int(params.get("page")) or 1, 1),
         )
 
@@ -376,13 +378,14 @@ class InboxQuery:
             "department": self.department or "",
             "agent": self.agent or "",
             "status": self.status,
+            "number": self.number or "",
             "page": self.page if self.page > 1 else "",
         } | override
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
     @property
     def filtered(self) -> bool:
-        return bool(self.q or self.department or self.agent or self.status)
+        return bool(self.q or self.department or self.agent or self.status or self.number)
 
 
 @dataclass(frozen=True)
@@ -458,6 +461,8 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
         rows = rows.filter(assigned_to_id=query.agent)
     if query.status:
         rows = rows.filter(status=query.status)
+    if query.number:
+        rows = rows.filter(whatsapp_account_id=query.number)
     if query.q:
         rows = rows.filter(_inbox_search_q(query.q))
     last = (

@@ -28,7 +28,7 @@ from accounts.models import User
 from common.exceptions import NotPermitted, ServiceError
 
 from . import selectors, services
-from .channels import TemplateChoice, conversation_channel
+from .channels import ChannelNumber, TemplateChoice, channel_numbers_active, conversation_channel
 from .models import (
     Conversation,
     ConversationStatus,
@@ -47,6 +47,16 @@ def _int(value: str | None) -> int | None:
         return int(value) if value else None
     except ValueError:
         return None
+
+
+def _numbers(request: HttpRequest) -> list[ChannelNumber]:
+    """The desk's active numbers when it has several (none with one: no clutter), asked once per
+    request (a full page shows them in the list and in the pane)."""
+    if not hasattr(request, "_desk_numbers"):
+        numbers = channel_numbers_active()
+        request._desk_numbers = numbers if len(numbers) > 1 else []  # type: ignore[attr-defined]
+    found: list[ChannelNumber] = request._desk_numbers  # type: ignore[attr-defined]
+    return found
 
 
 def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
@@ -68,6 +78,7 @@ def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
         "departments": list(selectors.department_list_active()),
         "agents": list(selectors.user_list_inbox_agents()),
         "statuses": ConversationStatus.choices,
+        "numbers": _numbers(request),
         "now_day": timezone.localdate().strftime("%Y%m%d"),
     }
 
@@ -199,6 +210,7 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
     _name_targets(timeline, conversation, transfer_agents, transfer_departments)
     return {
         "conversation": conversation,
+        "show_number": bool(_numbers(request)),
         "timeline": timeline,
         "first_unread_id": _first_unread_id(timeline),
         "back_params": _list_params(request),
