@@ -182,10 +182,19 @@ def _text_area(rows: int = 2) -> forms.Textarea:
 
 # The settings page's sections: a title and the keys shown under it, in order.
 SETTINGS_SECTIONS: tuple[tuple[Any, tuple[str, ...]], ...] = (
-    (_("Hand-over to a person"), ("handoff_keywords", "handoff_department", "max_invalid_attempts")),
+    (
+        _("Hand-over to a person"),
+        ("handoff_keywords", "handoff_department", "max_invalid_attempts"),
+    ),
     (
         _("AI answers"),
-        ("ai_enabled", "ai_system_prompt", "ai_min_confidence", "ai_max_turns", "ai_timeout_seconds"),
+        (
+            "ai_enabled",
+            "ai_system_prompt",
+            "ai_min_confidence",
+            "ai_max_turns",
+            "ai_timeout_seconds",
+        ),
     ),
     (
         _("Bot texts"),
@@ -306,8 +315,10 @@ class BotSettingsForm(forms.Form):
         options = _lines(self.cleaned_data["csat_options"])
         if options and len(options) != 5:
             raise forms.ValidationError(
-                _("Write exactly five titles, one a line (from 1, the worst, to 5, the best), "
-                  "or leave it empty for the built-in ones.")
+                _(
+                    "Write exactly five titles, one a line (from 1, the worst, to 5, the best), "
+                    "or leave it empty for the built-in ones."
+                )
             )
         return options or None
 
@@ -328,8 +339,7 @@ class BotSettingsForm(forms.Form):
         return {
             key: value
             for key, value in self.cleaned_data.items()
-            if not (key == "ai_enabled" and not self.ai_available)
-            and value != self.values.get(key)
+            if not (key == "ai_enabled" and not self.ai_available) and value != self.values.get(key)
         }
 
     def sections(self) -> list[tuple[Any, list[forms.BoundField]]]:

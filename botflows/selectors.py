@@ -99,7 +99,9 @@ def bot_config_list() -> list[dict[str, Any]]:
 
 def department_names_active() -> list[str]:
     """The names a hand-over may name (``handoff_department`` stores the name)."""
-    return list(Department.objects.filter(is_active=True).order_by("name").values_list("name", flat=True))
+    return list(
+        Department.objects.filter(is_active=True).order_by("name").values_list("name", flat=True)
+    )
 
 
 # --- Flows -------------------------------------------------------------------------------------

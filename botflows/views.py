@@ -128,7 +128,9 @@ def bot_settings_save(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(
                 request,
-                _("Settings saved.") if saved else _("Nothing changed: the settings are as they were."),
+                _("Settings saved.")
+                if saved
+                else _("Nothing changed: the settings are as they were."),
             )
             return redirect(reverse("botflows:settings") + "#config-title")
     messages.error(request, _("The settings were not saved: check the fields marked below."))

@@ -289,6 +289,27 @@ def message_get_retryable(
     ).first()
 
 
+def message_get_quotable(*, conversation: Conversation, pk: int) -> Message | None:
+    """The conversation's message ``pk`` that a reply may quote (anything but a reaction or a
+    system line)."""
+    return (
+        conversation.messages.exclude(type__in=[MessageType.REACTION, MessageType.SYSTEM])
+        .filter(pk=pk)
+        .first()
+    )
+
+
+def message_get_reactable(*, conversation: Conversation, pk: int) -> Message | None:
+    """The customer's message ``pk`` of the conversation that the desk may react to (one WhatsApp
+    knows, i.e. with its id)."""
+    return (
+        conversation.messages.filter(pk=pk, direction=Direction.IN, wa_message_id__isnull=False)
+        .exclude(type__in=[MessageType.REACTION, MessageType.SYSTEM])
+        .select_related("conversation")
+        .first()
+    )
+
+
 # --- the console's inbox ------------------------------------------------------------------------
 
 INBOX_PAGE_SIZE = 25

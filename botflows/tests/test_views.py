@@ -139,21 +139,22 @@ def test_without_an_openai_key_ai_is_shown_off_and_cannot_be_switched_on(
     BotConfiguration.objects.create(key="ai_enabled", value=True)
 
     html = client.get(reverse("botflows:settings")).content.decode()
-    checkbox = html.split('name="ai_enabled"')[0].rsplit("<input", 1)[1] + html.split(
-        'name="ai_enabled"'
-    )[1].split(">")[0]
+    checkbox = (
+        html.split('name="ai_enabled"')[0].rsplit("<input", 1)[1]
+        + html.split('name="ai_enabled"')[1].split(">")[0]
+    )
     assert "checked" not in checkbox and "disabled" in checkbox
     assert "AI is unavailable: no OpenAI key is configured" in html
 
     # posting it on anyway changes nothing
-    client.post(reverse("botflows:settings_save"), _settings_post(ai_enabled="on", ai_max_turns="7"))
+    client.post(
+        reverse("botflows:settings_save"), _settings_post(ai_enabled="on", ai_max_turns="7")
+    )
     assert BotConfiguration.objects.get(key="ai_enabled").value is True
     assert BotConfiguration.objects.get(key="ai_max_turns").value == 7
 
 
-def test_the_bot_page_is_linked_for_admins_and_shows_no_live_indicator(
-    client, admin_user, agent
-):
+def test_the_bot_page_is_linked_for_admins_and_shows_no_live_indicator(client, admin_user, agent):
     client.force_login(admin_user)
     console = client.get("/").content.decode()
     assert f'href="{reverse("botflows:settings")}"' in console

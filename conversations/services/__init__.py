@@ -632,6 +632,10 @@ def message_create_outbound(
         )
     elif conversation.is_closed:
         raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+    if reply_to is not None and reply_to.conversation_id != conversation.pk:
+        raise ServiceError(
+            _("The quoted message is not part of this conversation."), code="invalid_reply_to"
+        )
     return _outbound(
         conversation=conversation,
         actor=actor,
@@ -787,6 +791,9 @@ def message_update_status(
     return message
 
 
+MAX_EMOJI_LENGTH = 16  # one emoji, modifiers and joiners included
+
+
 @transaction.atomic
 def message_react(
     *,
@@ -813,6 +820,8 @@ def message_react(
             raise ServiceError(
                 _("This message has not reached WhatsApp yet."), code="not_on_whatsapp"
             )
+        if len(emoji) > MAX_EMOJI_LENGTH or any(ch.isascii() and ch.isalnum() for ch in emoji):
+            raise ServiceError(_("A reaction is one emoji."), code="invalid_emoji")
     existing = (
         MessageReaction.objects.select_for_update().filter(message=message, sender=sender).first()
     )

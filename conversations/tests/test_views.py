@@ -730,3 +730,122 @@ def test_board_query_count_is_fixed(
             ConversationFactory(department=department, assigned_to=colleague, status="open")
             ConversationFactory(department=department, status=ConversationStatus.BOT)
     assert rows() == 13
+
+
+# --- replying with a quote, reacting (issue 14) ---------------------------------------------------
+
+
+@pytest.fixture
+def on_whatsapp(fake_graph, agent, support):
+    """Ana's open conversation on the fake Graph API's number, a customer message in it."""
+    conversation = ConversationFactory(
+        whatsapp_account=fake_graph.account,
+        department=support,
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        customer__wa_id="5511987650002",
+        last_inbound_at=timezone.now() - timedelta(hours=1),
+    )
+    asked = MessageFactory(
+        conversation=conversation, body="Qual o prazo de entrega?", wa_message_id="wamid.ASKED"
+    )
+    return conversation, asked
+
+
+def test_agent_replies_quoting_a_message_and_whatsapp_gets_the_context(
+    agent_client, fake_graph, on_whatsapp, django_capture_on_commit_callbacks
+) -> None:
+    conversation, asked = on_whatsapp
+    pane = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert f'data-reply-to="{asked.pk}"' in pane and 'id="emoji-picker"' in pane
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = agent_client.post(
+            f"/c/{conversation.pk}/send/",
+            {"body": "Chega amanhã 👍", "reply_to": str(asked.pk)},
+            **HTMX,
+        )
+
+    reply = Message.objects.get(conversation=conversation, direction=Direction.OUT)
+    assert reply.reply_to_id == asked.pk and reply.body == "Chega amanhã 👍"
+    assert fake_graph.message_sends[-1]["context"] == {"message_id": "wamid.ASKED"}
+    # the timeline shows the quote above the reply
+    html = response.content.decode()
+    shown = html.split(f'id="message-{reply.pk}"')[1].split("</article>")[0]
+    assert 'class="msg-quote"' in shown and "Qual o prazo de entrega?" in shown
+
+
+def test_a_reply_cannot_quote_another_conversations_message(
+    agent_client, on_whatsapp, support
+) -> None:
+    conversation, _asked = on_whatsapp
+    elsewhere = MessageFactory(conversation=ConversationFactory(department=support))
+    html = agent_client.post(
+        f"/c/{conversation.pk}/send/", {"body": "Oi", "reply_to": str(elsewhere.pk)}, **HTMX
+    ).content.decode()
+    assert "The quoted message is not part of this conversation." in html
+    assert not Message.objects.filter(conversation=conversation, direction=Direction.OUT).exists()
+
+
+def test_agent_reacts_to_a_customer_message_and_takes_it_back(
+    agent_client, fake_graph, on_whatsapp, django_capture_on_commit_callbacks
+) -> None:
+    conversation, asked = on_whatsapp
+    url = f"/c/{conversation.pk}/m/{asked.pk}/react/"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        html = agent_client.post(url, {"emoji": "❤️"}, **HTMX).content.decode()
+
+    assert MessageReaction.objects.get(message=asked, sender=SenderKind.AGENT).emoji == "❤️"
+    assert fake_graph.message_sends[-1]["reaction"] == {"message_id": "wamid.ASKED", "emoji": "❤️"}
+    shown = html.split(f'id="message-{asked.pk}"')[1].split("</article>")[0]
+    assert '<span class="reaction" title="Agent">❤️</span>' in shown
+    assert "Remove ❤️" in shown
+
+    with django_capture_on_commit_callbacks(execute=True):
+        html = agent_client.post(url, {"emoji": ""}, **HTMX).content.decode()
+
+    assert not MessageReaction.objects.filter(message=asked).exists()
+    assert fake_graph.message_sends[-1]["reaction"] == {"message_id": "wamid.ASKED", "emoji": ""}
+    shown = html.split(f'id="message-{asked.pk}"')[1].split("</article>")[0]
+    assert "msg-reactions" not in shown
+
+
+def test_only_the_assignee_reacts_and_replies_and_only_inside_the_window(
+    agent_client, fake_graph, on_whatsapp, support
+) -> None:
+    conversation, asked = on_whatsapp
+    url = f"/c/{conversation.pk}/m/{asked.pk}/react/"
+    # a colleague of the same department sees the conversation, but neither replies nor reacts
+    colleague = UserFactory(departments=[support])
+    client = Client()
+    client.force_login(colleague)
+    pane = client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert "data-reply-to" not in pane and "react-picker" not in pane
+    html = client.post(url, {"emoji": "👍"}, **HTMX).content.decode()
+    assert "Only the agent assigned to this conversation can reply." in html
+    assert not MessageReaction.objects.exists()
+
+    # the desk's own messages and unknown ones get no reaction
+    own = MessageFactory(conversation=conversation, direction=Direction.OUT, sender="agent")
+    assert (
+        agent_client.post(f"/c/{conversation.pk}/m/{own.pk}/react/", {"emoji": "👍"}).status_code
+        == 404
+    )
+    assert (
+        agent_client.post(url, {"emoji": "ok"}, **HTMX)
+        .content.decode()
+        .count("A reaction is one emoji.")
+        == 1
+    )
+
+    # past the 24-hour window WhatsApp refuses reactions as any free-form message
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_inbound_at=timezone.now() - timedelta(hours=25)
+    )
+    pane = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert "react-picker" not in pane and "data-reply-to" not in pane
+    html = agent_client.post(url, {"emoji": "👍"}, **HTMX).content.decode()
+    assert "More than 24 hours have passed" in html
+    assert not MessageReaction.objects.exists()
+    assert fake_graph.message_sends == []
