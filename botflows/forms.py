@@ -187,7 +187,7 @@ SETTINGS_SECTIONS: tuple[tuple[Any, tuple[str, ...]], ...] = (
         ("handoff_keywords", "handoff_department", "max_invalid_attempts"),
     ),
     (
-        _("AI answers"),
+        _("Answers by the AI"),
         (
             "ai_enabled",
             "ai_system_prompt",
