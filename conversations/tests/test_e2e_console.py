@@ -17,7 +17,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -421,74 +420,63 @@ def test_console_catches_up_after_the_socket_drops(
 
 
 def test_screenshots_of_the_console(
-    live_server_e2e: LiveServer, open_console: Any, tmp_path: Path
+    live_server_e2e: LiveServer, open_console: Any, settings: Any
 ) -> None:
-    """A realistic desk, photographed; the pictures go to docs/ with UPDATE_SCREENSHOTS=1."""
+    """The README's pictures, on the demo desk (``seed_demo``): the inbox, a conversation with its
+    system lines, the phone view. They go to docs/screenshots/ with UPDATE_SCREENSHOTS=1 (emoji
+    need an emoji font, e.g. Debian's fonts-noto-color-emoji)."""
+    from django.core.management import call_command
     from playwright.sync_api import expect
 
-    support = DepartmentFactory(name="Suporte")
-    sales = DepartmentFactory(name="Vendas")
-    ana = UserFactory(name="Ana Souza", email="ana3@example.com", departments=[support, sales])
-    UserFactory(name="Carlos Lima", email="carlos@example.com", departments=[support])
-    account = WhatsAppAccountFactory()
-    people = [
-        ("Mariana Alves", "Oi! Meu pedido 4821 ainda não chegou, podem verificar?"),
-        ("João Pereira", "Gostaria de saber o valor do plano empresarial."),
-        ("Fernanda Rocha", "A segunda via do boleto está vindo com valor errado."),
-        ("Ricardo Gomes", "Vocês atendem aos sábados?"),
-        ("Patrícia Nunes", "Consigo trocar o produto depois de 30 dias?"),
-        ("Lucas Martins", "O aplicativo não abre desde ontem."),
-    ]
-    conversations = []
-    for n, (name, body) in enumerate(people):
-        conversations.append(
-            live_server_e2e.call(
-                _customer_writes,
-                account=account,
-                department=support if n % 3 else sales,
-                name=name,
-                body=body,
-                wa_id=f"55119876510{n:02d}",
-            )
-        )
-    featured = conversations[0]
-    live_server_e2e.call(services.conversation_take_over, conversation=featured, actor=ana)
-    live_server_e2e.call(
-        services.message_create_outbound,
-        conversation=featured,
-        actor=ana,
-        body="Olá, Mariana! Sou a Ana. Vou verificar o pedido 4821 agora mesmo.",
-    )
+    from accounts.models import User
+
+    settings.DEBUG = True  # seed_demo refuses to run without it
+    call_command("seed_demo", verbosity=0)
+    settings.DEBUG = False
+    ana = User.objects.get(email="agente1@suporte.com")
+    supervisor = User.objects.get(email="supervisor@suporte.com")
+    for person in (ana, supervisor):
+        person.set_password(DEFAULT_PASSWORD)
+        person.save(update_fields=["password"])
+    featured = Conversation.objects.get(customer__name="Carla Mendes")
+    # a little more of a working day: the customer answers, Ana leaves a note for the team
     live_server_e2e.call(
         services.message_record_inbound,
         conversation=featured,
-        body="Obrigada! Comprei no dia 12 e o prazo era de 5 dias úteis.",
+        body="Comprei no dia 12 e o prazo era de 5 dias úteis.",
         wa_message_id="wamid.shot-2",
     )
     live_server_e2e.call(
         services.conversation_note_create,
         conversation=featured,
         actor=ana,
-        body="Pedido via transportadora Rápida; prazo vence amanhã.",
+        body="Pedido 48213 via transportadora Rápida; prazo vence amanhã.",
     )
     Message.objects.filter(conversation=featured, direction=Direction.OUT).update(status="read")
-    Conversation.objects.filter(pk=featured.pk).update(
-        created_at=timezone.now() - timedelta(minutes=20)
-    )
+    live_server_e2e.call(services.conversation_mark_read, conversation=featured, actor=ana)
 
-    page = open_console(ana, "/")
-    expect(page.locator(".conversation-row")).to_have_count(len(people))
     target = (
         SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else Path(settings.BASE_DIR) / ".e2e"
     )
     target.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target / "inbox.png"))
+    desk = {"width": 1280, "height": 800}
+    board = open_console(supervisor, "/?tab=all", language="pt-br", viewport=desk)
+    expect(board.locator(".conversation-row")).to_have_count(3)  # bot, queue, open
+    board.screenshot(path=str(target / "inbox.png"))
 
+    page = open_console(ana, "/", language="pt-br", viewport=desk)
     page.locator(f'.conversation-row[data-conversation-id="{featured.pk}"]').click()
     expect(page.locator("#composer-body")).to_be_visible()
+    expect(page.locator(".system-taken_over")).to_be_visible()  # a system line of the timeline
     page.locator("#composer-body").fill("Encontrei: a transportadora registrou")
     page.screenshot(path=str(target / "conversation.png"))
-    assert Path(target / "conversation.png").stat().st_size > 10_000
+
+    phone = open_console(ana, f"/c/{featured.pk}/", language="pt-br", viewport=PHONE)
+    expect(phone.locator(".system-taken_over")).to_be_visible()
+    phone.screenshot(path=str(target / "phone.png"))
+    for name in ("inbox.png", "conversation.png", "phone.png"):
+        size = (target / name).stat().st_size
+        assert 10_000 < size < 400_000, (name, size)
     assert Conversation.objects.get(pk=featured.pk).status == ConversationStatus.OPEN
 
 
