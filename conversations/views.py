@@ -20,6 +20,7 @@ from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
@@ -505,7 +506,7 @@ def _quoted(conversation: Conversation, reply_to_id: int | None) -> Message | No
         return None
     quoted = selectors.message_get_quotable(conversation=conversation, pk=reply_to_id)
     if quoted is None:
-        raise ServiceError(_("The quoted message is not part of this conversation."))
+        raise ServiceError(gettext("The quoted message is not part of this conversation."))
     return quoted
 
 
