@@ -372,3 +372,30 @@ def test_history_query_count_does_not_grow_with_messages_transfers_and_notes(
     assert kinds().count("message") == 4 and kinds().count("event") == 2
     grow(12)
     assert kinds().count("message") == 12 and kinds().count("event") == 6
+
+
+def test_a_message_sent_through_the_api_may_quote_one_of_its_conversation(
+    agent: Any, support: Any
+) -> None:
+    conversation = ConversationFactory(department=support, assigned_to=agent, status="open")
+    asked = MessageFactory(conversation=conversation, body="Qual o prazo?")
+    elsewhere = MessageFactory(conversation=ConversationFactory(department=support))
+    client = bearer(agent)
+
+    sent = client.post(
+        "/api/v1/messages",
+        {"conversation": conversation.pk, "body": "Amanhã", "reply_to": asked.pk},
+        format="json",
+    )
+    assert sent.status_code == 201, sent.content
+    assert sent.json()["reply_to"] == asked.pk
+    assert Message.objects.get(pk=sent.json()["id"]).reply_to_id == asked.pk
+
+    refused = client.post(
+        "/api/v1/messages",
+        {"conversation": conversation.pk, "body": "Oi", "reply_to": elsewhere.pk},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "reply_to" in refused.json()["errors"]
+    assert Message.objects.filter(conversation=conversation).count() == 1
