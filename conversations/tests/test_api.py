@@ -398,4 +398,4 @@ def test_a_message_sent_through_the_api_may_quote_one_of_its_conversation(
     )
     assert refused.status_code == 400
     assert "reply_to" in refused.json()["errors"]
-    assert Message.objects.filter(conversation=conversation).count() == 1
+    assert Message.objects.filter(conversation=conversation).count() == 2  # nothing more
