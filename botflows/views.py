@@ -59,10 +59,13 @@ def _flow_form(*, data: Any = None, instance: Flow | None = None) -> FlowForm:
     )
 
 
-def _settings_form(data: Any = None) -> BotSettingsForm:
+def _settings_form(
+    data: Any = None, *, rows: list[dict[str, Any]] | None = None
+) -> BotSettingsForm:
+    rows = selectors.bot_config_list() if rows is None else rows
     return BotSettingsForm(
         data,
-        values=selectors.bot_config_values(),
+        values={row["key"]: row["value"] for row in rows},
         help_texts={key: help_text for key, (_default, help_text) in CONFIG_DEFAULTS.items()},
         departments=selectors.department_names_active(),
         ai_available=bool(settings.OPENAI_API_KEY),
@@ -72,13 +75,14 @@ def _settings_form(data: Any = None) -> BotSettingsForm:
 def _settings_context(
     *, create_form: FlowForm | None = None, settings_form: BotSettingsForm | None = None
 ) -> dict[str, Any]:
-    other_rows = [row for row in selectors.bot_config_list() if row["key"] not in CONFIG_DEFAULTS]
+    rows = selectors.bot_config_list()  # one query for the form and the others
+    other_rows = [row for row in rows if row["key"] not in CONFIG_DEFAULTS]
     for row in other_rows:
         row["json"] = json.dumps(row["value"], ensure_ascii=False)
     return {
         "page": "bot",
         "flows": selectors.flow_list(),
-        "settings_form": settings_form or _settings_form(),
+        "settings_form": settings_form or _settings_form(rows=rows),
         "other_rows": other_rows,
         "create_form": create_form or _flow_form(),
     }

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Value, When, prefetch_related_objects
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -460,6 +460,7 @@ def conversations_open_for_customers(
                 _event(conversation=c, actor=None, kind=EventKind.CREATED, after=_state(c))
                 for c in created
             )
+            prefetch_related_objects(created, "whatsapp_account")  # the payloads name it
             emit_many(_created(c, actor=None) for c in created)
             return {(c.customer_id, c.whatsapp_account_id): c for c in created}
     return {
@@ -564,7 +565,7 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
         }
     )
     conversations = Conversation.objects.select_related(
-        "customer", "department", "assigned_to"
+        "customer", "department", "assigned_to", "whatsapp_account"
     ).in_bulk(list(by_conversation))
     payloads = {pk: conversation_payload(c) for pk, c in conversations.items()}
     for message in rows:
