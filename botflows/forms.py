@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
 from common.exceptions import ServiceError
 
 from .models import Flow, FlowNode, MenuOption
+from .selectors import NUMERIC_CONFIG_LIMITS as NUMERIC_LIMITS
 
 
 def _limit_choices(form: forms.BaseForm, name: str, queryset: Any) -> None:
@@ -165,3 +167,180 @@ class MenuOptionForm(_ServiceFormMixin, forms.ModelForm):  # type: ignore[type-a
         _limit_choices(self, "target_node", nodes)
         _limit_choices(self, "department", departments)
         self.auto_id = f"option-{self.instance.pk or 'new'}-%s"
+
+
+# --- The /bot/ page's settings form -------------------------------------------------------------
+
+
+def _lines(value: str) -> list[str]:
+    return [line.strip() for line in value.splitlines() if line.strip()]
+
+
+def _text_area(rows: int = 2) -> forms.Textarea:
+    return forms.Textarea(attrs={"rows": rows, "cols": 60})
+
+
+# The settings page's sections: a title and the keys shown under it, in order.
+SETTINGS_SECTIONS: tuple[tuple[Any, tuple[str, ...]], ...] = (
+    (
+        _("Hand-over to a person"),
+        ("handoff_keywords", "handoff_department", "max_invalid_attempts"),
+    ),
+    (
+        _("Answers by the AI"),
+        (
+            "ai_enabled",
+            "ai_system_prompt",
+            "ai_min_confidence",
+            "ai_max_turns",
+            "ai_timeout_seconds",
+        ),
+    ),
+    (
+        _("Bot texts"),
+        (
+            "message_retry",
+            "message_handoff",
+            "message_queue_position",
+            "message_out_of_hours",
+            "message_ai_prompt",
+        ),
+    ),
+    (
+        _("Satisfaction survey"),
+        ("csat_question", "csat_button", "csat_options", "csat_comment_prompt", "csat_thanks"),
+    ),
+)
+_LIST_KEYS = frozenset({"handoff_keywords", "csat_options"})
+_BUILT_IN = _("Leave empty for the built-in text (in the customer's language).")
+
+
+class BotSettingsForm(forms.Form):
+    """Every setting the bot knows, as a field of its kind: texts as text boxes, lists one item a
+    line, numbers within their limits, the AI switch as a checkbox (off and locked without an
+    OpenAI key). ``changed_values()`` are the settings to store, as the bot reads them."""
+
+    handoff_keywords = forms.CharField(
+        label=_("Hand-over words"), required=False, widget=_text_area(4)
+    )
+    handoff_department = forms.ChoiceField(label=_("Department for hand-overs"), required=False)
+    max_invalid_attempts = forms.IntegerField(label=_("Invalid answers allowed"))
+    ai_enabled = forms.BooleanField(label=_("Answer free text with AI"), required=False)
+    ai_system_prompt = forms.CharField(
+        label=_("AI instructions"), required=False, widget=_text_area(5)
+    )
+    ai_min_confidence = forms.FloatField(
+        label=_("Minimum AI confidence"), widget=forms.NumberInput(attrs={"step": "0.05"})
+    )
+    ai_max_turns = forms.IntegerField(label=_("AI answers per conversation"))
+    ai_timeout_seconds = forms.IntegerField(label=_("AI time limit (seconds)"))
+    message_retry = forms.CharField(
+        label=_("After an invalid answer"), required=False, widget=_text_area()
+    )
+    message_handoff = forms.CharField(
+        label=_("When handing over to a person"), required=False, widget=_text_area()
+    )
+    message_queue_position = forms.CharField(
+        label=_("Place in the queue"), required=False, widget=_text_area()
+    )
+    message_out_of_hours = forms.CharField(
+        label=_("Out of business hours"), required=False, widget=_text_area()
+    )
+    message_ai_prompt = forms.CharField(
+        label=_("Invitation to ask the AI"), required=False, widget=_text_area()
+    )
+    csat_question = forms.CharField(label=_("Question"), required=False, widget=_text_area())
+    csat_button = forms.CharField(label=_("Button label"), required=False, max_length=20)
+    csat_options = forms.CharField(
+        label=_("Score titles (1 to 5)"), required=False, widget=_text_area(5)
+    )
+    csat_comment_prompt = forms.CharField(
+        label=_("Invitation to comment"), required=False, widget=_text_area()
+    )
+    csat_thanks = forms.CharField(label=_("Thanks"), required=False, widget=_text_area())
+
+    def __init__(
+        self,
+        data: Any = None,
+        *,
+        values: dict[str, Any],
+        help_texts: dict[str, Any],
+        departments: list[str],
+        ai_available: bool,
+    ) -> None:
+        super().__init__(data, initial=self._initial(values), auto_id="setting-%s")
+        self.values = values
+        self.ai_available = ai_available
+        for key, field in self.fields.items():
+            if key in help_texts:
+                field.help_text = help_texts[key]
+            if key in NUMERIC_LIMITS:
+                low, high = NUMERIC_LIMITS[key]
+                field.min_value = low  # type: ignore[attr-defined]
+                field.max_value = high  # type: ignore[attr-defined]
+                field.validators += [MinValueValidator(low), MaxValueValidator(high)]
+                field.widget.attrs.update({"min": low, "max": high})
+        current = str(values.get("handoff_department") or "")
+        names = [*departments, *([current] if current and current not in departments else [])]
+        choices = cast("forms.ChoiceField", self.fields["handoff_department"])
+        choices.choices = [("", _("The general queue")), *((n, n) for n in names)]
+        for key in ("message_retry", "message_handoff", "message_queue_position"):
+            self.fields[key].widget.attrs["placeholder"] = _BUILT_IN
+        if not ai_available:
+            ai = self.fields["ai_enabled"]
+            ai.disabled = True
+            ai.initial = False
+            self.initial["ai_enabled"] = False
+            ai.help_text = _(
+                "AI is unavailable: no OpenAI key is configured (OPENAI_API_KEY). "
+                "The bot answers with its flows only."
+            )
+
+    @staticmethod
+    def _initial(values: dict[str, Any]) -> dict[str, Any]:
+        initial: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in _LIST_KEYS:
+                initial[key] = "\n".join(str(v) for v in value) if isinstance(value, list) else ""
+            elif value is None:
+                initial[key] = ""
+            else:
+                initial[key] = value
+        return initial
+
+    def clean_handoff_keywords(self) -> list[str]:
+        return _lines(self.cleaned_data["handoff_keywords"])
+
+    def clean_csat_options(self) -> list[str] | None:
+        options = _lines(self.cleaned_data["csat_options"])
+        if options and len(options) != 5:
+            raise forms.ValidationError(
+                _(
+                    "Write exactly five titles, one a line (from 1, the worst, to 5, the best), "
+                    "or leave it empty for the built-in ones."
+                )
+            )
+        return options or None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for key, field in self.fields.items():
+            if isinstance(field, forms.CharField) and key not in _LIST_KEYS and key in data:
+                data[key] = data[key].replace("\r\n", "\n").strip() or None
+        if data.get("handoff_department") == "":
+            data["handoff_department"] = None
+        if isinstance(data.get("max_invalid_attempts"), float):
+            data["max_invalid_attempts"] = int(data["max_invalid_attempts"])
+        return data
+
+    def changed_values(self) -> dict[str, Any]:
+        """The settings whose value differs from what the bot reads now (the AI switch is left
+        alone while AI is unavailable)."""
+        return {
+            key: value
+            for key, value in self.cleaned_data.items()
+            if not (key == "ai_enabled" and not self.ai_available) and value != self.values.get(key)
+        }
+
+    def sections(self) -> list[tuple[Any, list[forms.BoundField]]]:
+        return [(title, [self[key] for key in keys]) for title, keys in SETTINGS_SECTIONS]

@@ -97,6 +97,13 @@ def bot_config_list() -> list[dict[str, Any]]:
     return rows
 
 
+def department_names_active() -> list[str]:
+    """The names a hand-over may name (``handoff_department`` stores the name)."""
+    return list(
+        Department.objects.filter(is_active=True).order_by("name").values_list("name", flat=True)
+    )
+
+
 # --- Flows -------------------------------------------------------------------------------------
 
 

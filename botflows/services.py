@@ -92,6 +92,16 @@ def bot_config_set(
     return row
 
 
+@transaction.atomic
+def bot_config_save(*, values: dict[str, Any], actor: User | None) -> list[str]:
+    """Store several settings at once (the /bot/ page's form), all or none; admins only.
+    Returns the keys stored."""
+    actor = _require_bot_admin(actor)
+    for key, value in values.items():
+        bot_config_set(key=key, value=value, actor=actor)
+    return sorted(values)
+
+
 # --- Flow editor (the console's /bot/flows/<id>/ page) -------------------------------------------
 #
 # Every edit changes only the flow's rows, i.e. the draft: customers see nothing until the flow is

@@ -6,7 +6,7 @@ app_name = "botflows"
 
 urlpatterns = [
     path("bot/", views.bot_settings, name="settings"),
-    path("bot/settings/<slug:key>/", views.bot_setting_save, name="setting_save"),
+    path("bot/settings/", views.bot_settings_save, name="settings_save"),
     path("bot/flows/new/", views.bot_flow_create, name="flow_create"),
     path("bot/flows/<int:pk>/settings/", views.bot_flow_settings, name="flow_settings"),
     path("bot/flows/<int:pk>/delete/", views.bot_flow_delete, name="flow_delete"),

@@ -9,6 +9,7 @@ import json
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -25,8 +26,9 @@ from conversations import selectors as conversation_selectors
 from conversations.models import Conversation
 
 from . import selectors, services
-from .forms import FlowForm, FlowNodeForm, MenuOptionForm
+from .forms import BotSettingsForm, FlowForm, FlowNodeForm, MenuOptionForm
 from .models import Flow, FlowNode, MenuOption
+from .selectors import CONFIG_DEFAULTS
 
 PAGE_TEMPLATE = "botflows/settings.html"
 EDITOR_TEMPLATE = "botflows/flow_editor.html"
@@ -57,14 +59,31 @@ def _flow_form(*, data: Any = None, instance: Flow | None = None) -> FlowForm:
     )
 
 
-def _settings_context(*, create_form: FlowForm | None = None) -> dict[str, Any]:
-    rows = selectors.bot_config_list()
-    for row in rows:
-        row["json"] = json.dumps(row["value"], ensure_ascii=False, indent=2)
+def _settings_form(
+    data: Any = None, *, rows: list[dict[str, Any]] | None = None
+) -> BotSettingsForm:
+    rows = selectors.bot_config_list() if rows is None else rows
+    return BotSettingsForm(
+        data,
+        values={row["key"]: row["value"] for row in rows},
+        help_texts={key: help_text for key, (_default, help_text) in CONFIG_DEFAULTS.items()},
+        departments=selectors.department_names_active(),
+        ai_available=bool(settings.OPENAI_API_KEY),
+    )
+
+
+def _settings_context(
+    *, create_form: FlowForm | None = None, settings_form: BotSettingsForm | None = None
+) -> dict[str, Any]:
+    rows = selectors.bot_config_list()  # one query for the form and the others
+    other_rows = [row for row in rows if row["key"] not in CONFIG_DEFAULTS]
+    for row in other_rows:
+        row["json"] = json.dumps(row["value"], ensure_ascii=False)
     return {
         "page": "bot",
         "flows": selectors.flow_list(),
-        "config_rows": rows,
+        "settings_form": settings_form or _settings_form(rows=rows),
+        "other_rows": other_rows,
         "create_form": create_form or _flow_form(),
     }
 
@@ -101,21 +120,25 @@ def bot_flow_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def bot_setting_save(request: HttpRequest, key: str) -> HttpResponse:
+def bot_settings_save(request: HttpRequest) -> HttpResponse:
+    """The /bot/ page's settings form: every known setting as a field of its kind."""
     actor = _admin(request)
-    raw = request.POST.get("value", "")
-    try:
-        value = json.loads(raw) if raw.strip() else None
-    except ValueError:
-        messages.error(request, _("%(key)s: the value is not valid JSON.") % {"key": key})
-    else:
+    form = _settings_form(request.POST)
+    if form.is_valid():
         try:
-            services.bot_config_set(key=key, value=value, actor=actor)
+            saved = services.bot_config_save(values=form.changed_values(), actor=actor)
         except ServiceError as exc:
-            messages.error(request, exc.message)
+            form.add_error(None, exc.message)
         else:
-            messages.success(request, _("%(key)s saved.") % {"key": key})
-    return redirect("botflows:settings")
+            messages.success(
+                request,
+                _("Settings saved.")
+                if saved
+                else _("Nothing changed: the settings are as they were."),
+            )
+            return redirect(reverse("botflows:settings") + "#config-title")
+    messages.error(request, _("The settings were not saved: check the fields marked below."))
+    return render(request, PAGE_TEMPLATE, _settings_context(settings_form=form), status=400)
 
 
 @login_required

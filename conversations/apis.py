@@ -48,6 +48,7 @@ CONVERSATION_EXAMPLE = {
     "closed_at": None,
     "first_response_at": "2026-11-24T10:02:00-03:00",
     "window_expires_at": "2026-11-25T10:15:00-03:00",
+    "whatsapp_account": {"id": 1, "name": "Loja", "display_phone_number": "+55 11 4000-1000"},
 }
 MESSAGE_EXAMPLE = {
     "id": 901,
@@ -327,6 +328,12 @@ class MessageCreateSerializer(serializers.Serializer[Any]):
         required=False, allow_blank=True, max_length=4096, trim_whitespace=False, default=""
     )
     file = serializers.FileField(required=False, allow_empty_file=False, max_length=255)
+    reply_to = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="the id of a message of the same conversation that this one quotes",
+    )
     template = MessageTemplateField(
         required=False,
         help_text="a synced template approved for the conversation's number (JSON only); "
@@ -448,11 +455,21 @@ class MessageListApi(ListAPIView[Message]):
                 "media_filename": classified.filename,
                 "media_size": upload.size,
             }
+        reply_to = None
+        if data.get("reply_to"):
+            reply_to = selectors.message_get_quotable(
+                conversation=conversation, pk=data["reply_to"]
+            )
+            if reply_to is None:
+                raise ValidationError(
+                    {"reply_to": [_("The quoted message is not part of this conversation.")]}
+                )
         message = services.message_create_outbound(
             conversation=conversation,
             actor=request.user,  # type: ignore[arg-type]
             body=body,
             type=kind,
+            reply_to=reply_to,
             **media,
         )
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)

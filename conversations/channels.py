@@ -42,6 +42,15 @@ class TemplateChoice:
     parameter_count: int
 
 
+@dataclass(frozen=True)
+class ChannelNumber:
+    """One of the business's numbers (or addresses) on the channel, as the console shows it."""
+
+    pk: int
+    name: str
+    display_phone_number: str
+
+
 class Channel(Protocol):
     def outbound_validate(
         self, *, conversation: Conversation, type: str, body: str, media: dict[str, Any]
@@ -51,6 +60,9 @@ class Channel(Protocol):
     def capabilities(self, *, conversation: Conversation) -> ChannelCapabilities: ...
 
     def templates_approved(self, *, conversation: Conversation) -> list[TemplateChoice]: ...
+
+    def numbers_active(self) -> list[ChannelNumber]:
+        """The business's active numbers, by name (one query)."""
 
     def template_message(
         self,
@@ -75,6 +87,11 @@ def _channel(path: str) -> Channel:
 def conversation_channel(conversation: Conversation) -> Channel:
     """The channel of ``conversation`` (today every conversation is on the one configured)."""
     return _channel(settings.CONVERSATION_CHANNEL)
+
+
+def channel_numbers_active() -> list[ChannelNumber]:
+    """The active numbers of the configured channel (the console's "number" filter)."""
+    return _channel(settings.CONVERSATION_CHANNEL).numbers_active()
 
 
 @receiver(setting_changed)

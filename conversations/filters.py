@@ -7,7 +7,7 @@ from .models import Conversation, ConversationStatus, Message
 
 
 class ConversationFilter(filters.FilterSet):
-    """``?status=&department=&assigned_to=&search=`` (contract §4).
+    """``?status=&department=&assigned_to=&search=&whatsapp_account=`` (contract §4).
 
     ``assigned_to=none`` lists the unassigned ones; ``search`` matches the customer's name or phone
     or the text of any message of the conversation (case-insensitive).
@@ -17,10 +17,11 @@ class ConversationFilter(filters.FilterSet):
     department = filters.NumberFilter(field_name="department_id")
     assigned_to = filters.CharFilter(method="filter_assigned_to")
     search = filters.CharFilter(method="filter_search", max_length=200)
+    whatsapp_account = filters.NumberFilter(field_name="whatsapp_account_id")
 
     class Meta:
         model = Conversation
-        fields = ("status", "department", "assigned_to", "search")
+        fields = ("status", "department", "assigned_to", "search", "whatsapp_account")
 
     def filter_assigned_to(
         self, queryset: QuerySet[Conversation], name: str, value: str

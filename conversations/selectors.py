@@ -289,6 +289,27 @@ def message_get_retryable(
     ).first()
 
 
+def message_get_quotable(*, conversation: Conversation, pk: int) -> Message | None:
+    """The conversation's message ``pk`` that a reply may quote (anything but a reaction or a
+    system line)."""
+    return (
+        conversation.messages.exclude(type__in=[MessageType.REACTION, MessageType.SYSTEM])
+        .filter(pk=pk)
+        .first()
+    )
+
+
+def message_get_reactable(*, conversation: Conversation, pk: int) -> Message | None:
+    """The customer's message ``pk`` of the conversation that the desk may react to (one WhatsApp
+    knows, i.e. with its id)."""
+    return (
+        conversation.messages.filter(pk=pk, direction=Direction.IN, wa_message_id__isnull=False)
+        .exclude(type__in=[MessageType.REACTION, MessageType.SYSTEM])
+        .select_related("conversation")
+        .first()
+    )
+
+
 # --- the console's inbox ------------------------------------------------------------------------
 
 INBOX_PAGE_SIZE = 25
@@ -352,6 +373,7 @@ class InboxQuery:
     department: int | None = None
     agent: int | None = None
     status: str = ""
+    number: int | None = None  # the business number (``whatsapp_account``) it came through
     page: int = 1
 
     @classmethod
@@ -365,6 +387,7 @@ class InboxQuery:
             department=_int(params.get("department")),
             agent=_int(params.get("agent")),
             status=status if status in ConversationStatus.values else "",
+            number=_int(params.get("number")),
             page=max(_int(params.get("page")) or 1, 1),
         )
 
@@ -376,13 +399,14 @@ class InboxQuery:
             "department": self.department or "",
             "agent": self.agent or "",
             "status": self.status,
+            "number": self.number or "",
             "page": self.page if self.page > 1 else "",
         } | override
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
     @property
     def filtered(self) -> bool:
-        return bool(self.q or self.department or self.agent or self.status)
+        return bool(self.q or self.department or self.agent or self.status or self.number)
 
 
 @dataclass(frozen=True)
@@ -458,6 +482,8 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
         rows = rows.filter(assigned_to_id=query.agent)
     if query.status:
         rows = rows.filter(status=query.status)
+    if query.number:
+        rows = rows.filter(whatsapp_account_id=query.number)
     if query.q:
         rows = rows.filter(_inbox_search_q(query.q))
     last = (

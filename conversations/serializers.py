@@ -18,11 +18,20 @@ class NamedRefSerializer(serializers.Serializer[Any]):
     name = serializers.CharField()
 
 
+class NumberRefSerializer(serializers.Serializer[Any]):
+    """The business number a conversation came through (``whatsapp_account``, contract v2)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    display_phone_number = serializers.CharField()
+
+
 class ConversationSerializer(serializers.ModelSerializer[Conversation]):
     customer = CustomerSummarySerializer(read_only=True)
     department = NamedRefSerializer(read_only=True, allow_null=True)
     assigned_to = NamedRefSerializer(read_only=True, allow_null=True)
     window_expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    whatsapp_account = NumberRefSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Conversation
@@ -38,6 +47,7 @@ class ConversationSerializer(serializers.ModelSerializer[Conversation]):
             "closed_at",
             "first_response_at",
             "window_expires_at",
+            "whatsapp_account",
         )
         read_only_fields = fields
 

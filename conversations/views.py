@@ -20,6 +20,7 @@ from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
@@ -28,7 +29,7 @@ from accounts.models import User
 from common.exceptions import NotPermitted, ServiceError
 
 from . import selectors, services
-from .channels import TemplateChoice, conversation_channel
+from .channels import ChannelNumber, TemplateChoice, channel_numbers_active, conversation_channel
 from .models import (
     Conversation,
     ConversationStatus,
@@ -36,10 +37,41 @@ from .models import (
     EventKind,
     Message,
     MessageType,
+    SenderKind,
 )
 from .uploads import UploadKind, upload_validate
 
 PAGE_TEMPLATE = "conversations/console.html"
+
+# The composer's emoji picker and the reactions offered on a customer's message: small built-in
+# sets (no library, nothing fetched).
+COMPOSER_EMOJI = (
+    "😀",
+    "😂",
+    "😊",
+    "😍",
+    "🙂",
+    "😉",
+    "😅",
+    "🤔",
+    "😢",
+    "😮",
+    "🙏",
+    "👍",
+    "👎",
+    "👏",
+    "🙌",
+    "💪",
+    "👋",
+    "🎉",
+    "❤️",
+    "🔥",
+    "✅",
+    "❌",
+    "⏳",
+    "📦",
+)
+REACTION_EMOJI = ("👍", "❤️", "😂", "😮", "😢", "🙏")
 
 
 def _int(value: str | None) -> int | None:
@@ -47,6 +79,16 @@ def _int(value: str | None) -> int | None:
         return int(value) if value else None
     except ValueError:
         return None
+
+
+def _numbers(request: HttpRequest) -> list[ChannelNumber]:
+    """The desk's active numbers when it has several (none with one: no clutter), asked once per
+    request (a full page shows them in the list and in the pane)."""
+    if not hasattr(request, "_desk_numbers"):
+        numbers = channel_numbers_active()
+        request._desk_numbers = numbers if len(numbers) > 1 else []  # type: ignore[attr-defined]
+    found: list[ChannelNumber] = request._desk_numbers  # type: ignore[attr-defined]
+    return found
 
 
 def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
@@ -68,6 +110,7 @@ def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
         "departments": list(selectors.department_list_active()),
         "agents": list(selectors.user_list_inbox_agents()),
         "statuses": ConversationStatus.choices,
+        "numbers": _numbers(request),
         "now_day": timezone.localdate().strftime("%Y%m%d"),
     }
 
@@ -199,6 +242,7 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
     _name_targets(timeline, conversation, transfer_agents, transfer_departments)
     return {
         "conversation": conversation,
+        "show_number": bool(_numbers(request)),
         "timeline": timeline,
         "first_unread_id": _first_unread_id(timeline),
         "back_params": _list_params(request),
@@ -206,6 +250,12 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "window_open": window_open,
         "templates": _approved_templates(conversation) if can_reply and not window_open else [],
         "retryable_types": RETRYABLE_TYPES,
+        "composer_emoji": COMPOSER_EMOJI,
+        "can_quote": can_reply and window_open,
+        # the assigned agent reacts to the customer's messages while the channel accepts it
+        "reaction_emoji": REACTION_EMOJI
+        if can_reply and window_open and capabilities.reactions
+        else (),
         "window_expires_at": expires,
         "max_text_length": capabilities.max_text_length,
         "can_reply": can_reply,
@@ -373,9 +423,17 @@ def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
 @conversation_view
 def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
     body = _text(request, "body", 4096)
+    reply_to_id = _int(request.POST.get("reply_to"))
     upload = request.FILES.get("attachment")
     if upload is None:
-        return _act(request, pk, _send, extra={"autofocus_composer": True}, body=body)
+        return _act(
+            request,
+            pk,
+            _send,
+            extra={"autofocus_composer": True},
+            body=body,
+            reply_to_id=reply_to_id,
+        )
     if upload.size and upload.size > settings.API_UPLOAD_MAX_BYTES:
         conversation = _visible_or_404(request, pk)
         limit = filesizeformat(settings.API_UPLOAD_MAX_BYTES)
@@ -403,6 +461,7 @@ def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
         body=body,
         upload=upload,
         classified=classified,
+        reply_to_id=reply_to_id,
     )
 
 
@@ -413,11 +472,13 @@ def _send_file(
     body: str,
     upload: UploadedFile,
     classified: UploadKind,
+    reply_to_id: int | None,
 ) -> Conversation:
     services.message_create_outbound(
         conversation=conversation,
         actor=actor,
         body=body,
+        reply_to=_quoted(conversation, reply_to_id),
         type=classified.type,
         media_file=upload,
         media_mime_type=classified.mime_type,
@@ -439,8 +500,46 @@ def _note(*, conversation: Conversation, actor: User, body: str) -> Conversation
     return conversation
 
 
-def _send(*, conversation: Conversation, actor: User, body: str) -> Conversation:
-    services.message_create_outbound(conversation=conversation, actor=actor, body=body)
+def _quoted(conversation: Conversation, reply_to_id: int | None) -> Message | None:
+    """The message a reply quotes (``reply_to``), of this conversation only."""
+    if reply_to_id is None:
+        return None
+    quoted = selectors.message_get_quotable(conversation=conversation, pk=reply_to_id)
+    if quoted is None:
+        raise ServiceError(gettext("The quoted message is not part of this conversation."))
+    return quoted
+
+
+def _send(
+    *, conversation: Conversation, actor: User, body: str, reply_to_id: int | None = None
+) -> Conversation:
+    services.message_create_outbound(
+        conversation=conversation,
+        actor=actor,
+        body=body,
+        reply_to=_quoted(conversation, reply_to_id),
+    )
+    return conversation
+
+
+@require_POST
+@login_required
+@conversation_view
+def message_react(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
+    """The assigned agent's emoji on a customer's message (an empty ``emoji`` takes it back)."""
+    conversation = _visible_or_404(request, pk)
+    message = selectors.message_get_reactable(conversation=conversation, pk=message_pk)
+    if message is None:
+        raise Http404
+    return _act(
+        request, pk, _react, message=message, emoji=request.POST.get("emoji", "").strip()[:32]
+    )
+
+
+def _react(
+    *, conversation: Conversation, actor: User, message: Message, emoji: str
+) -> Conversation:
+    services.message_react(message=message, sender=SenderKind.AGENT, emoji=emoji, actor=actor)
     return conversation
 
 

@@ -3,10 +3,10 @@
 
 from typing import Any
 
-from conversations.channels import ChannelCapabilities, TemplateChoice
+from conversations.channels import ChannelCapabilities, ChannelNumber, TemplateChoice
 from conversations.models import Conversation
 
-from .models import MessageTemplate
+from .models import MessageTemplate, WhatsAppAccount
 from .services import outbound, templates
 
 
@@ -26,6 +26,14 @@ class WhatsAppChannel:
             max_text_length=outbound.MAX_TEXT_LENGTH,
             max_caption_length=outbound.MAX_CAPTION_LENGTH,
         )
+
+    def numbers_active(self) -> list[ChannelNumber]:
+        return [
+            ChannelNumber(pk=pk, name=name, display_phone_number=display)
+            for pk, name, display in WhatsAppAccount.objects.filter(is_active=True)
+            .order_by("name", "pk")
+            .values_list("pk", "name", "display_phone_number")
+        ]
 
     def templates_approved(self, *, conversation: Conversation) -> list[TemplateChoice]:
         found = MessageTemplate.objects.filter(

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Value, When, prefetch_related_objects
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -460,6 +460,7 @@ def conversations_open_for_customers(
                 _event(conversation=c, actor=None, kind=EventKind.CREATED, after=_state(c))
                 for c in created
             )
+            prefetch_related_objects(created, "whatsapp_account")  # the payloads name it
             emit_many(_created(c, actor=None) for c in created)
             return {(c.customer_id, c.whatsapp_account_id): c for c in created}
     return {
@@ -564,7 +565,7 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
         }
     )
     conversations = Conversation.objects.select_related(
-        "customer", "department", "assigned_to"
+        "customer", "department", "assigned_to", "whatsapp_account"
     ).in_bulk(list(by_conversation))
     payloads = {pk: conversation_payload(c) for pk, c in conversations.items()}
     for message in rows:
@@ -632,6 +633,10 @@ def message_create_outbound(
         )
     elif conversation.is_closed:
         raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+    if reply_to is not None and reply_to.conversation_id != conversation.pk:
+        raise ServiceError(
+            _("The quoted message is not part of this conversation."), code="invalid_reply_to"
+        )
     return _outbound(
         conversation=conversation,
         actor=actor,
@@ -787,6 +792,9 @@ def message_update_status(
     return message
 
 
+MAX_EMOJI_LENGTH = 16  # one emoji, modifiers and joiners included
+
+
 @transaction.atomic
 def message_react(
     *,
@@ -813,6 +821,8 @@ def message_react(
             raise ServiceError(
                 _("This message has not reached WhatsApp yet."), code="not_on_whatsapp"
             )
+        if len(emoji) > MAX_EMOJI_LENGTH or any(ch.isascii() and ch.isalnum() for ch in emoji):
+            raise ServiceError(_("A reaction is one emoji."), code="invalid_emoji")
     existing = (
         MessageReaction.objects.select_for_update().filter(message=message, sender=sender).first()
     )

@@ -11,7 +11,7 @@ def _lock(conversation: Conversation) -> Conversation:
     """Re-read the conversation under a row lock; all read-then-write flows start here."""
     return (
         Conversation.objects.select_for_update(of=("self",))
-        .select_related("customer", "department", "assigned_to")
+        .select_related("customer", "department", "assigned_to", "whatsapp_account")
         .get(pk=conversation.pk)
     )
 

@@ -16,6 +16,7 @@ from conversations.models import (
 from conversations.tests.factories import ConversationFactory, CustomerFactory, MessageFactory
 from departments.tests.factories import DepartmentFactory
 from supportdesk.tests.api_support import api_env, assert_error_shape, bearer
+from whatsapp.tests.factories import WhatsAppAccountFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]
 
@@ -200,6 +201,35 @@ def test_reopen_conflict_is_a_400_with_the_service_code(admin_user: Any, support
 # --- Messages ------------------------------------------------------------------------------------
 
 
+def test_conversation_names_the_number_it_came_through_and_filters_by_it(
+    agent: Any, support: Any, django_assert_num_queries: Any
+) -> None:
+    shop = WhatsAppAccountFactory(name="Loja", display_phone_number="+55 11 4000-1000")
+    billing = WhatsAppAccountFactory(name="Cobrança", display_phone_number="+55 11 4000-2000")
+    at_shop = [ConversationFactory(department=support, whatsapp_account=shop) for _ in range(3)]
+    at_billing = ConversationFactory(department=support, whatsapp_account=billing)
+    client = bearer(agent)
+
+    # the number rides on the page's one query: no query per row
+    with django_assert_num_queries(3):
+        rows = client.get("/api/v1/conversations").json()["results"]
+    numbers = {row["id"]: row["whatsapp_account"] for row in rows}
+    assert numbers[at_billing.pk] == {
+        "id": billing.pk,
+        "name": "Cobrança",
+        "display_phone_number": "+55 11 4000-2000",
+    }
+    assert {numbers[c.pk]["name"] for c in at_shop} == {"Loja"}
+    detail = client.get(f"/api/v1/conversations/{at_billing.pk}").json()
+    assert detail["whatsapp_account"]["id"] == billing.pk
+
+    filtered = client.get("/api/v1/conversations", {"whatsapp_account": shop.pk})
+    assert sorted(ids(filtered)) == sorted(c.pk for c in at_shop)
+    assert ids(client.get("/api/v1/conversations", {"whatsapp_account": billing.pk})) == [
+        at_billing.pk
+    ]
+
+
 def test_messages_oldest_first_paginated_and_query_count(
     agent: Any, support: Any, django_assert_num_queries: Any
 ) -> None:
@@ -342,3 +372,30 @@ def test_history_query_count_does_not_grow_with_messages_transfers_and_notes(
     assert kinds().count("message") == 4 and kinds().count("event") == 2
     grow(12)
     assert kinds().count("message") == 12 and kinds().count("event") == 6
+
+
+def test_a_message_sent_through_the_api_may_quote_one_of_its_conversation(
+    agent: Any, support: Any
+) -> None:
+    conversation = ConversationFactory(department=support, assigned_to=agent, status="open")
+    asked = MessageFactory(conversation=conversation, body="Qual o prazo?")
+    elsewhere = MessageFactory(conversation=ConversationFactory(department=support))
+    client = bearer(agent)
+
+    sent = client.post(
+        "/api/v1/messages",
+        {"conversation": conversation.pk, "body": "Amanhã", "reply_to": asked.pk},
+        format="json",
+    )
+    assert sent.status_code == 201, sent.content
+    assert sent.json()["reply_to"] == asked.pk
+    assert Message.objects.get(pk=sent.json()["id"]).reply_to_id == asked.pk
+
+    refused = client.post(
+        "/api/v1/messages",
+        {"conversation": conversation.pk, "body": "Oi", "reply_to": elsewhere.pk},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "reply_to" in refused.json()["errors"]
+    assert Message.objects.filter(conversation=conversation).count() == 2  # nothing more

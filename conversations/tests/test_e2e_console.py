@@ -17,7 +17,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -421,74 +420,63 @@ def test_console_catches_up_after_the_socket_drops(
 
 
 def test_screenshots_of_the_console(
-    live_server_e2e: LiveServer, open_console: Any, tmp_path: Path
+    live_server_e2e: LiveServer, open_console: Any, settings: Any
 ) -> None:
-    """A realistic desk, photographed; the pictures go to docs/ with UPDATE_SCREENSHOTS=1."""
+    """The README's pictures, on the demo desk (``seed_demo``): the inbox, a conversation with its
+    system lines, the phone view. They go to docs/screenshots/ with UPDATE_SCREENSHOTS=1 (emoji
+    need an emoji font, e.g. Debian's fonts-noto-color-emoji)."""
+    from django.core.management import call_command
     from playwright.sync_api import expect
 
-    support = DepartmentFactory(name="Suporte")
-    sales = DepartmentFactory(name="Vendas")
-    ana = UserFactory(name="Ana Souza", email="ana3@example.com", departments=[support, sales])
-    UserFactory(name="Carlos Lima", email="carlos@example.com", departments=[support])
-    account = WhatsAppAccountFactory()
-    people = [
-        ("Mariana Alves", "Oi! Meu pedido 4821 ainda não chegou, podem verificar?"),
-        ("João Pereira", "Gostaria de saber o valor do plano empresarial."),
-        ("Fernanda Rocha", "A segunda via do boleto está vindo com valor errado."),
-        ("Ricardo Gomes", "Vocês atendem aos sábados?"),
-        ("Patrícia Nunes", "Consigo trocar o produto depois de 30 dias?"),
-        ("Lucas Martins", "O aplicativo não abre desde ontem."),
-    ]
-    conversations = []
-    for n, (name, body) in enumerate(people):
-        conversations.append(
-            live_server_e2e.call(
-                _customer_writes,
-                account=account,
-                department=support if n % 3 else sales,
-                name=name,
-                body=body,
-                wa_id=f"55119876510{n:02d}",
-            )
-        )
-    featured = conversations[0]
-    live_server_e2e.call(services.conversation_take_over, conversation=featured, actor=ana)
-    live_server_e2e.call(
-        services.message_create_outbound,
-        conversation=featured,
-        actor=ana,
-        body="Olá, Mariana! Sou a Ana. Vou verificar o pedido 4821 agora mesmo.",
-    )
+    from accounts.models import User
+
+    settings.DEBUG = True  # seed_demo refuses to run without it
+    call_command("seed_demo", verbosity=0)
+    settings.DEBUG = False
+    ana = User.objects.get(email="agente1@suporte.com")
+    supervisor = User.objects.get(email="supervisor@suporte.com")
+    for person in (ana, supervisor):
+        person.set_password(DEFAULT_PASSWORD)
+        person.save(update_fields=["password"])
+    featured = Conversation.objects.get(customer__name="Carla Mendes")
+    # a little more of a working day: the customer answers, Ana leaves a note for the team
     live_server_e2e.call(
         services.message_record_inbound,
         conversation=featured,
-        body="Obrigada! Comprei no dia 12 e o prazo era de 5 dias úteis.",
+        body="Comprei no dia 12 e o prazo era de 5 dias úteis.",
         wa_message_id="wamid.shot-2",
     )
     live_server_e2e.call(
         services.conversation_note_create,
         conversation=featured,
         actor=ana,
-        body="Pedido via transportadora Rápida; prazo vence amanhã.",
+        body="Pedido 48213 via transportadora Rápida; prazo vence amanhã.",
     )
     Message.objects.filter(conversation=featured, direction=Direction.OUT).update(status="read")
-    Conversation.objects.filter(pk=featured.pk).update(
-        created_at=timezone.now() - timedelta(minutes=20)
-    )
+    live_server_e2e.call(services.conversation_mark_read, conversation=featured, actor=ana)
 
-    page = open_console(ana, "/")
-    expect(page.locator(".conversation-row")).to_have_count(len(people))
     target = (
         SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else Path(settings.BASE_DIR) / ".e2e"
     )
     target.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target / "inbox.png"))
+    desk = {"width": 1280, "height": 800}
+    board = open_console(supervisor, "/?tab=all", language="pt-br", viewport=desk)
+    expect(board.locator(".conversation-row")).to_have_count(3)  # bot, queue, open
+    board.screenshot(path=str(target / "inbox.png"))
 
+    page = open_console(ana, "/", language="pt-br", viewport=desk)
     page.locator(f'.conversation-row[data-conversation-id="{featured.pk}"]').click()
     expect(page.locator("#composer-body")).to_be_visible()
+    expect(page.locator(".system-taken_over")).to_be_visible()  # a system line of the timeline
     page.locator("#composer-body").fill("Encontrei: a transportadora registrou")
     page.screenshot(path=str(target / "conversation.png"))
-    assert Path(target / "conversation.png").stat().st_size > 10_000
+
+    phone = open_console(ana, f"/c/{featured.pk}/", language="pt-br", viewport=PHONE)
+    expect(phone.locator(".system-taken_over")).to_be_visible()
+    phone.screenshot(path=str(target / "phone.png"))
+    for name in ("inbox.png", "conversation.png", "phone.png"):
+        size = (target / name).stat().st_size
+        assert 10_000 < size < 400_000, (name, size)
     assert Conversation.objects.get(pk=featured.pk).status == ConversationStatus.OPEN
 
 
@@ -939,6 +927,200 @@ def test_the_board_counts_move_live_and_show_conversations_with_no_department(
     )
     expect(no_department).to_have_text("0")
     expect(support_row.locator("td").first).to_have_text("1")
+
+
+# --- issue 14: several numbers, the bot's settings page, the composer's emoji, reply, react ---
+
+
+def test_with_several_numbers_the_console_says_which_and_filters_by_it(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana-numbers@example.com", departments=[support])
+    shop = WhatsAppAccountFactory(name="Loja Centro", display_phone_number="+55 11 4000-1000")
+    billing = WhatsAppAccountFactory(name="Cobranças", display_phone_number="+55 11 4000-2000")
+    at_shop = live_server_e2e.call(
+        _customer_writes,
+        account=shop,
+        department=support,
+        name="Cliente Loja",
+        body="Quero trocar um produto",
+        wa_id="5511987650401",
+    )
+    at_billing = live_server_e2e.call(
+        _customer_writes,
+        account=billing,
+        department=support,
+        name="Cliente Boleto",
+        body="Meu boleto venceu",
+        wa_id="5511987650402",
+    )
+
+    page = open_console(ana, "/?tab=queue")
+    shop_row = page.locator(f'.conversation-row[data-conversation-id="{at_shop.pk}"]')
+    billing_row = page.locator(f'.conversation-row[data-conversation-id="{at_billing.pk}"]')
+    expect(shop_row.locator(".chip-number")).to_have_text("Loja Centro")
+    expect(billing_row.locator(".chip-number")).to_have_text("Cobranças")
+
+    # filtering by the number keeps only its conversations, and the address says so
+    page.select_option("#f-number", str(billing.pk))
+    expect(shop_row).to_have_count(0)
+    expect(billing_row).to_be_visible()
+    page.wait_for_url(f"**/?tab=queue&number={billing.pk}")
+
+    # the conversation's header names the number it came through
+    billing_row.click()
+    expect(page.locator("#conversation-header .chip-number")).to_have_text(
+        "via Cobranças · +55 11 4000-2000"
+    )
+    # a reload keeps the filter
+    page.reload()
+    expect(page.locator("#f-number")).to_have_value(str(billing.pk))
+    expect(page.locator(".conversation-row")).to_have_count(1)
+
+
+def test_the_bot_settings_page_in_pt_br(
+    live_server_e2e: LiveServer, open_console: Any, settings: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from botflows.models import BotConfiguration
+
+    settings.OPENAI_API_KEY = ""  # no AI on this desk
+    DepartmentFactory(name="Suporte")
+    admin = UserFactory(name="Alice Admin", email="alice-bot@example.com", role="admin")
+    page = open_console(admin, "/", language="pt-br")
+
+    # the console's top bar leads to the bot's page
+    page.locator(".topnav").get_by_role("link", name="Bot").click()
+    page.wait_for_url("**/bot/")
+    expect(page.locator(".topnav a[aria-current=page]")).to_have_text("Bot")
+    # no live indicator stuck on "Conectando…": the page has no live updates
+    expect(page.locator("#connection")).to_have_count(0)
+    assert "Conectando" not in page.content()
+
+    # fields of their kind, in Portuguese
+    form = page.locator("#bot-settings-form")
+    expect(form.locator("legend").first).to_have_text("Passagem para um atendente")
+    expect(page.get_by_label("Respostas inválidas permitidas")).to_have_attribute("type", "number")
+    ai = page.get_by_label("Responder texto livre com IA")
+    expect(ai).to_be_disabled()
+    expect(ai).not_to_be_checked()
+    expect(page.locator("#field-ai_enabled")).to_contain_text("IA indisponível")
+    assert "JSON" not in form.inner_text()
+
+    # a wrong value is refused next to its field, in Portuguese, keeping what was typed
+    page.get_by_label("Respostas inválidas permitidas").fill("99")
+    page.get_by_label("Palavras que chamam um atendente").fill("gerente\nhumano")
+    page.get_by_role("button", name="Salvar configurações").click()
+    expect(page.locator("#field-max_invalid_attempts .field-error")).to_contain_text("20")
+    expect(page.locator(".alert-error").first).to_contain_text("não foram salvas")
+    expect(page.get_by_label("Palavras que chamam um atendente")).to_have_value("gerente\nhumano")
+    assert not BotConfiguration.objects.exists()
+
+    # fixed, it is saved
+    page.get_by_label("Respostas inválidas permitidas").fill("4")
+    page.get_by_label("Departamento das transferências").select_option("Suporte")
+    page.get_by_role("button", name="Salvar configurações").click()
+    expect(page.locator(".alert").first).to_contain_text("Configurações salvas.")
+    stored = dict(BotConfiguration.objects.values_list("key", "value"))
+    assert stored["max_invalid_attempts"] == 4
+    assert stored["handoff_keywords"] == ["gerente", "humano"]
+    assert stored["handoff_department"] == "Suporte"
+    assert "ai_enabled" not in stored
+
+    # and it fits a phone
+    page.set_viewport_size(PHONE)
+    _no_horizontal_overflow(page)
+
+
+def test_composer_emoji_reply_with_a_quote_and_react(
+    live_server_e2e: LiveServer, open_console: Any, fake_graph: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from conversations.models import MessageReaction
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana-emoji@example.com", departments=[support])
+    wa_id = "5511987650501"
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=fake_graph.account,
+        department=support,
+        name="Cliente Emoji",
+        body="Qual o prazo de entrega?",
+        wa_id=wa_id,
+    )
+    live_server_e2e.call(services.conversation_take_over, conversation=conversation, actor=ana)
+    asked = Message.objects.get(conversation=conversation, direction=Direction.IN)
+
+    page = open_console(ana, f"/c/{conversation.pk}/")
+    composer = page.locator("#composer-body")
+
+    # the emoji picker, by keyboard, puts the emoji where the caret is
+    composer.fill("Bom dia")
+    composer.evaluate("el => el.setSelectionRange(3, 3)")
+    picker = page.locator("#emoji-picker")
+    picker.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(picker.locator(".emoji-grid")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(picker.locator("[data-emoji]").first).to_be_focused()
+    page.keyboard.press("Tab")  # the second one: 😂
+    page.keyboard.press("Enter")
+    expect(composer).to_have_value("Bom😂 dia")
+    expect(composer).to_be_focused()
+    expect(picker.locator(".emoji-grid")).to_be_hidden()
+    # Escape closes it too, back on its button
+    picker.locator("summary").click()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Escape")
+    expect(picker.locator(".emoji-grid")).to_be_hidden()
+    expect(picker.locator("summary")).to_be_focused()
+
+    # reply with a quote: shown above the composer, can be cancelled
+    customer_message = page.locator(f"#message-{asked.pk}")
+    customer_message.get_by_role("button", name="Reply").click()
+    preview = page.locator("#reply-preview")
+    expect(preview).to_be_visible()
+    expect(preview).to_contain_text("Qual o prazo de entrega?")
+    page.locator("#reply-cancel").click()
+    expect(preview).to_be_hidden()
+    customer_message.get_by_role("button", name="Reply").click()
+    composer.fill("Chega amanhã 😊")
+    composer.press("Enter")
+
+    reply = page.locator("#message-list .msg-out").last
+    expect(reply).to_contain_text("Chega amanhã 😊")
+    expect(reply.locator(".msg-quote")).to_have_text("Qual o prazo de entrega?")
+    expect(page.locator("#reply-preview")).to_be_hidden()
+    sent = Message.objects.get(conversation=conversation, direction=Direction.OUT)
+    assert sent.reply_to_id == asked.pk
+    delivered = _wait_for(
+        lambda: [s for s in fake_graph.message_sends if s.get("type") == "text"], "the reply"
+    )
+    assert delivered[0]["context"] == {"message_id": f"wamid.{wa_id}"}
+
+    # react to the customer's message
+    customer_message = page.locator(f"#message-{asked.pk}")
+    customer_message.locator(".react-picker summary").click()
+    customer_message.get_by_role("button", name="❤️").click()
+    expect(page.locator(f"#message-{asked.pk} .msg-reactions")).to_have_text("❤️")
+    assert MessageReaction.objects.get(message=asked).emoji == "❤️"
+    reaction = _wait_for(
+        lambda: [s for s in fake_graph.message_sends if s.get("type") == "reaction"],
+        "the reaction",
+    )
+    assert reaction[0]["reaction"] == {"message_id": f"wamid.{wa_id}", "emoji": "❤️"}
+
+    # and take it back
+    page.locator(f"#message-{asked.pk} .react-picker summary").click()
+    page.locator(f"#message-{asked.pk}").get_by_role("button", name="Remove ❤️").click()
+    expect(page.locator(f"#message-{asked.pk} .msg-reactions")).to_have_count(0)
+    assert not MessageReaction.objects.filter(message=asked).exists()
 
 
 # --- The supervisors' reports page (issue 12 §3) --------------------------------------------

@@ -20,6 +20,7 @@ from conversations.models import (
     SenderKind,
 )
 from conversations.tests.factories import ConversationFactory, CustomerFactory, MessageFactory
+from whatsapp.tests.factories import WhatsAppAccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +112,45 @@ def test_search_by_name_phone_and_message_text(agent_client, support) -> None:
     assert found("boleto") == {by_text.pk}
 
 
+def test_several_numbers_each_row_says_which_and_the_inbox_filters_by_it(
+    agent_client, support
+) -> None:
+    # given a desk with two business numbers
+    shop = WhatsAppAccountFactory(name="Loja Centro", display_phone_number="+55 11 4000-1000")
+    billing = WhatsAppAccountFactory(name="Cobranças", display_phone_number="+55 11 4000-2000")
+    at_shop = ConversationFactory(department=support, whatsapp_account=shop)
+    at_billing = ConversationFactory(department=support, whatsapp_account=billing)
+
+    # the list shows the number of each row, and the filters offer the numbers
+    html = agent_client.get("/").content.decode()
+    assert 'id="f-number"' in html
+    row_shop = html.split(f'data-conversation-id="{at_shop.pk}"')[1].split("</a>")[0]
+    row_billing = html.split(f'data-conversation-id="{at_billing.pk}"')[1].split("</a>")[0]
+    assert "Loja Centro" in row_shop and "Cobranças" not in row_shop
+    assert "Cobranças" in row_billing
+
+    # filtering keeps only that number's conversations, and the URL keeps the filter
+    response = agent_client.get("/inbox/", {"number": billing.pk}, **HTMX)
+    listed = response.content.decode()
+    assert f'data-conversation-id="{at_billing.pk}"' in listed
+    assert f'data-conversation-id="{at_shop.pk}"' not in listed
+    assert response["HX-Push-Url"] == f"/?tab=inbox&number={billing.pk}"
+    assert f'<option value="{billing.pk}" selected>' in listed
+
+    # the conversation's header says which number it came through
+    header = agent_client.get(f"/c/{at_billing.pk}/header/", **HTMX).content.decode()
+    assert "via Cobranças" in header and "+55 11 4000-2000" in header
+
+
+def test_one_number_no_number_clutter(agent_client, support) -> None:
+    only = WhatsAppAccountFactory(name="Único")
+    WhatsAppAccountFactory(name="Desligado", is_active=False)
+    conversation = ConversationFactory(department=support, whatsapp_account=only)
+    html = agent_client.get(f"/c/{conversation.pk}/").content.decode()
+    assert 'id="f-number"' not in html
+    assert "chip-number" not in html and "Único" not in html
+
+
 def test_empty_inbox_says_what_to_do(agent_client) -> None:
     html = agent_client.get("/").content.decode()
     assert "The queue is empty." in html
@@ -143,8 +183,8 @@ def test_inbox_query_count_does_not_grow_with_rows(agent_client, support, sales)
     for conversation in ConversationFactory.create_batch(20, department=support):
         MessageFactory(conversation=conversation)
     assert count() == few
-    # session, user, tab counts, page of rows, departments and agents for the filters
-    assert few <= 6
+    # session, user, tab counts, page of rows, departments, agents and numbers for the filters
+    assert few <= 7
 
 
 def test_conversation_of_another_department_is_404_everywhere(agent_client, sales) -> None:
@@ -590,12 +630,12 @@ def _grow_timeline(conversation: Conversation, agent, messages: int) -> None:  #
 def test_console_page_query_count_is_fixed(
     agent_client, support, django_assert_num_queries
 ) -> None:
-    # session, user, page of rows, tab counts, departments and agents for the filters
+    # session, user, page of rows, tab counts, departments, agents and numbers for the filters
     _conversations_with_messages(3, support)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         assert agent_client.get("/").content.decode().count("data-conversation-id=") == 3
     _conversations_with_messages(9, support)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         assert agent_client.get("/").content.decode().count("data-conversation-id=") == 12
 
 
@@ -603,7 +643,7 @@ def test_inbox_search_query_count_is_fixed(
     agent_client, support, django_assert_num_queries
 ) -> None:
     def search() -> int:
-        with django_assert_num_queries(6):  # as the page: the search is part of the rows' query
+        with django_assert_num_queries(7):  # as the page: the search is part of the rows' query
             html = agent_client.get("/inbox/", {"tab": "all", "q": "pergunta"}, **HTMX)
         return html.content.decode().count("data-conversation-id=")
 
@@ -621,13 +661,13 @@ def test_conversation_timeline_query_count_is_fixed(
 ) -> None:
     # session, user, conversation; messages (sender and quoted message joined), their reactions,
     # events (actor joined), notes (author joined); quick replies, past conversations, transfer
-    # agents and departments
+    # agents and departments; the desk's numbers (the header shows the conversation's)
     conversation = ConversationFactory(
         department=support, assigned_to=agent, status=ConversationStatus.OPEN
     )
 
     def shown() -> int:
-        with django_assert_num_queries(11):
+        with django_assert_num_queries(12):
             html = agent_client.get(url.format(pk=conversation.pk), **HTMX).content.decode()
         assert html.count('class="note"') == html.count("msg-reactions")
         return html.count('class="msg ')
@@ -642,11 +682,12 @@ def test_queue_conversation_pane_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
     # session, user, conversation; messages, reactions, events, notes; the agent's departments
-    # (once, for every right); past conversations, transfer agents and departments (no composer)
+    # (once, for every right); past conversations, transfer agents and departments (no composer);
+    # the desk's numbers
     conversation = ConversationFactory(department=support)
     for size in (3, 12):
         _grow_timeline(conversation, agent, size)
-        with django_assert_num_queries(11):
+        with django_assert_num_queries(12):
             html = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
         assert "Take over" in html and 'id="composer"' not in html
 
@@ -654,17 +695,17 @@ def test_queue_conversation_pane_query_count_is_fixed(
 def test_conversation_page_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
-    # the pane's eleven and the inbox's four beside it (session and user are shared)
+    # the pane's twelve and the inbox's four beside it (session, user and numbers are shared)
     conversation = ConversationFactory(
         department=support, assigned_to=agent, status=ConversationStatus.OPEN
     )
     _grow_timeline(conversation, agent, 3)
     _conversations_with_messages(3, support)
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(16):
         agent_client.get(f"/c/{conversation.pk}/")
     _grow_timeline(conversation, agent, 12)
     _conversations_with_messages(9, support)
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(16):
         agent_client.get(f"/c/{conversation.pk}/")
 
 
@@ -689,3 +730,122 @@ def test_board_query_count_is_fixed(
             ConversationFactory(department=department, assigned_to=colleague, status="open")
             ConversationFactory(department=department, status=ConversationStatus.BOT)
     assert rows() == 13
+
+
+# --- replying with a quote, reacting (issue 14) ---------------------------------------------------
+
+
+@pytest.fixture
+def on_whatsapp(fake_graph, agent, support):
+    """Ana's open conversation on the fake Graph API's number, a customer message in it."""
+    conversation = ConversationFactory(
+        whatsapp_account=fake_graph.account,
+        department=support,
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        customer__wa_id="5511987650002",
+        last_inbound_at=timezone.now() - timedelta(hours=1),
+    )
+    asked = MessageFactory(
+        conversation=conversation, body="Qual o prazo de entrega?", wa_message_id="wamid.ASKED"
+    )
+    return conversation, asked
+
+
+def test_agent_replies_quoting_a_message_and_whatsapp_gets_the_context(
+    agent_client, fake_graph, on_whatsapp, django_capture_on_commit_callbacks
+) -> None:
+    conversation, asked = on_whatsapp
+    pane = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert f'data-reply-to="{asked.pk}"' in pane and 'id="emoji-picker"' in pane
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = agent_client.post(
+            f"/c/{conversation.pk}/send/",
+            {"body": "Chega amanhã 👍", "reply_to": str(asked.pk)},
+            **HTMX,
+        )
+
+    reply = Message.objects.get(conversation=conversation, direction=Direction.OUT)
+    assert reply.reply_to_id == asked.pk and reply.body == "Chega amanhã 👍"
+    assert fake_graph.message_sends[-1]["context"] == {"message_id": "wamid.ASKED"}
+    # the timeline shows the quote above the reply
+    html = response.content.decode()
+    shown = html.split(f'id="message-{reply.pk}"')[1].split("</article>")[0]
+    assert 'class="msg-quote"' in shown and "Qual o prazo de entrega?" in shown
+
+
+def test_a_reply_cannot_quote_another_conversations_message(
+    agent_client, on_whatsapp, support
+) -> None:
+    conversation, _asked = on_whatsapp
+    elsewhere = MessageFactory(conversation=ConversationFactory(department=support))
+    html = agent_client.post(
+        f"/c/{conversation.pk}/send/", {"body": "Oi", "reply_to": str(elsewhere.pk)}, **HTMX
+    ).content.decode()
+    assert "The quoted message is not part of this conversation." in html
+    assert not Message.objects.filter(conversation=conversation, direction=Direction.OUT).exists()
+
+
+def test_agent_reacts_to_a_customer_message_and_takes_it_back(
+    agent_client, fake_graph, on_whatsapp, django_capture_on_commit_callbacks
+) -> None:
+    conversation, asked = on_whatsapp
+    url = f"/c/{conversation.pk}/m/{asked.pk}/react/"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        html = agent_client.post(url, {"emoji": "❤️"}, **HTMX).content.decode()
+
+    assert MessageReaction.objects.get(message=asked, sender=SenderKind.AGENT).emoji == "❤️"
+    assert fake_graph.message_sends[-1]["reaction"] == {"message_id": "wamid.ASKED", "emoji": "❤️"}
+    shown = html.split(f'id="message-{asked.pk}"')[1].split("</article>")[0]
+    assert '<span class="reaction" title="Agent">❤️</span>' in shown
+    assert "Remove ❤️" in shown
+
+    with django_capture_on_commit_callbacks(execute=True):
+        html = agent_client.post(url, {"emoji": ""}, **HTMX).content.decode()
+
+    assert not MessageReaction.objects.filter(message=asked).exists()
+    assert fake_graph.message_sends[-1]["reaction"] == {"message_id": "wamid.ASKED", "emoji": ""}
+    shown = html.split(f'id="message-{asked.pk}"')[1].split("</article>")[0]
+    assert "msg-reactions" not in shown
+
+
+def test_only_the_assignee_reacts_and_replies_and_only_inside_the_window(
+    agent_client, fake_graph, on_whatsapp, support
+) -> None:
+    conversation, asked = on_whatsapp
+    url = f"/c/{conversation.pk}/m/{asked.pk}/react/"
+    # a colleague of the same department sees the conversation, but neither replies nor reacts
+    colleague = UserFactory(departments=[support])
+    client = Client()
+    client.force_login(colleague)
+    pane = client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert "data-reply-to" not in pane and "react-picker" not in pane
+    html = client.post(url, {"emoji": "👍"}, **HTMX).content.decode()
+    assert "Only the agent assigned to this conversation can reply." in html
+    assert not MessageReaction.objects.exists()
+
+    # the desk's own messages and unknown ones get no reaction
+    own = MessageFactory(conversation=conversation, direction=Direction.OUT, sender="agent")
+    assert (
+        agent_client.post(f"/c/{conversation.pk}/m/{own.pk}/react/", {"emoji": "👍"}).status_code
+        == 404
+    )
+    assert (
+        agent_client.post(url, {"emoji": "ok"}, **HTMX)
+        .content.decode()
+        .count("A reaction is one emoji.")
+        == 1
+    )
+
+    # past the 24-hour window WhatsApp refuses reactions as any free-form message
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_inbound_at=timezone.now() - timedelta(hours=25)
+    )
+    pane = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert "react-picker" not in pane and "data-reply-to" not in pane
+    html = agent_client.post(url, {"emoji": "👍"}, **HTMX).content.decode()
+    assert "More than 24 hours have passed" in html
+    assert not MessageReaction.objects.exists()
+    assert fake_graph.message_sends == []

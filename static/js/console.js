@@ -628,6 +628,60 @@
     }
   });
 
+  // --- the composer: emoji picker, reply with a quote ---------------------------------------------
+
+  // An emoji goes in at the caret (replacing a selection), and the caret stays after it.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("#emoji-picker [data-emoji]") : null;
+    if (!button) return;
+    var body = document.getElementById("composer-body");
+    if (!body) return;
+    var start = body.selectionStart == null ? body.value.length : body.selectionStart;
+    var end = body.selectionEnd == null ? start : body.selectionEnd;
+    body.setRangeText(button.dataset.emoji, start, end, "end");
+    body.dispatchEvent(new Event("input", { bubbles: true }));
+    var picker = document.getElementById("emoji-picker");
+    if (picker && !event.shiftKey) picker.open = false; // Shift+click: pick several
+    body.focus();
+  });
+
+  // Escape closes an open popover (emoji, reaction, transfer) and gives the focus back to it.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !event.target.closest) return;
+    var open = event.target.closest("details.popover[open]");
+    if (!open) return;
+    open.open = false;
+    var summary = open.querySelector("summary");
+    if (summary) summary.focus();
+  });
+
+  function setReply(message) {
+    var input = document.getElementById("composer-reply-to");
+    var preview = document.getElementById("reply-preview");
+    if (!input || !preview) return;
+    input.value = message ? message.dataset.messageId : "";
+    document.getElementById("reply-preview-quote").textContent = message ? message.dataset.quote : "";
+    preview.hidden = !message;
+    document.querySelectorAll(".msg.is-quoted").forEach(function (el) { el.classList.remove("is-quoted"); });
+    if (message) message.classList.add("is-quoted");
+  }
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest) return;
+    var reply = event.target.closest("[data-reply-to]");
+    if (reply) {
+      setReply(reply.closest(".msg"));
+      var body = document.getElementById("composer-body");
+      if (body) body.focus();
+      return;
+    }
+    if (event.target.closest("#reply-cancel")) {
+      setReply(null);
+      var composer = document.getElementById("composer-body");
+      if (composer) composer.focus();
+    }
+  });
+
   // --- telling an agent in another tab: title badge, sound, desktop notification --------------
 
   var baseTitle = document.title.replace(/^\(\d+\) /, "");
