@@ -1200,3 +1200,11 @@ def test_the_reports_page_draws_filters_and_counts_live(
     box = phone.locator("#by-department .table-scroll").bounding_box()
     assert box["x"] >= 0
     assert box["x"] + box["width"] <= PHONE["width"]
+
+    # And it is reached on a phone too: the top bar's links are in the user's menu there.
+    phone.goto(live_server_e2e.url + "/")
+    expect(phone.locator(".topnav")).to_be_hidden()
+    phone.locator(".usermenu summary").click()
+    phone.locator(".menu-nav").get_by_role("link", name="Reports").click()
+    phone.wait_for_url("**/reports/")
+    expect(phone.locator(".chart-bars svg rect.bar")).to_have_count(1)
