@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from common.models import TimeStampedModel
+from conversations.models import ConversationStatus
 
 
 class SegmentKind(models.TextChoices):
@@ -103,7 +104,8 @@ class ConversationMetrics(TimeStampedModel):
     A figure is null until it is known: ``queue_wait_seconds`` once a wait in a queue ended or
     an agent had it (0 when taken straight from the bot), ``handling_seconds`` once an agent
     segment ended, ``resolution_seconds`` while closed. CSAT (``csat_score``/``csat_comment``)
-    is written by the CSAT change; the stats and the CSV already read it.
+    is written by the CSAT change; the stats and the CSV already read it. ``status`` is the
+    conversation's (kept with it by the same changes), so the stats never join the conversations.
     """
 
     conversation = models.OneToOneField(
@@ -114,6 +116,12 @@ class ConversationMetrics(TimeStampedModel):
         verbose_name=_("conversation"),
     )
     opened_at = models.DateTimeField(_("conversation created at"), db_index=True)
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=ConversationStatus.choices,
+        default=ConversationStatus.BOT,
+    )
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     department = models.ForeignKey(
         "departments.Department",

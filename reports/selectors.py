@@ -12,13 +12,12 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Avg,
     Count,
     Exists,
     F,
-    FloatField,
-    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -75,26 +74,60 @@ def metrics_list(*, filters: ReportFilters) -> QuerySet[ConversationMetrics]:
     return qs.order_by()
 
 
+_DURATIONS = (
+    "bot_seconds",
+    "queue_wait_seconds",
+    "first_response_seconds",
+    "handling_seconds",
+    "resolution_seconds",
+)
+
+
 def _conversation_aggregates(filters: ReportFilters) -> dict[str, Any]:
+    """Sums and counts, not averages, so that groups add up (the overall figures are the sum of
+    the per-department rows): ``Avg(x)`` is ``Sum(x) / Count(x)``, as PostgreSQL computes it."""
     col = filters.column
     aggregates: dict[str, Any] = {"total": Count("pk")}
     for value in ConversationStatus.values:
-        aggregates[value] = Count("pk", filter=Q(conversation__status=value))
-    for name in (
-        "bot_seconds",
-        "queue_wait_seconds",
-        "first_response_seconds",
-        "handling_seconds",
-        "resolution_seconds",
-    ):
-        aggregates[name] = Avg(col(name))
-    aggregates["messages"] = Avg(F("messages_in") + F("messages_out"), output_field=FloatField())
+        aggregates[value] = Count("pk", filter=Q(status=value))
+    for name in _DURATIONS:
+        aggregates[f"{name}_sum"] = Sum(col(name))
+        aggregates[f"{name}_n"] = Count(col(name))
+    aggregates["messages_sum"] = Coalesce(Sum(F("messages_in") + F("messages_out")), Value(0))
     aggregates["transfers"] = Coalesce(Sum("transfers"), Value(0))
-    aggregates["csat_average"] = Avg("csat_score")
+    aggregates["csat_sum"] = Sum("csat_score")
     aggregates["csat_responses"] = Count("csat_score")
     for score in CSAT_SCORES:
         aggregates[f"csat_{score}"] = Count("pk", filter=Q(csat_score=int(score)))
     return aggregates
+
+
+_ADDED = (
+    "total",
+    *ConversationStatus.values,
+    *(f"{name}_{part}" for name in _DURATIONS for part in ("sum", "n")),
+    "messages_sum",
+    "transfers",
+    "csat_sum",
+    "csat_responses",
+    *(f"csat_{score}" for score in CSAT_SCORES),
+)
+
+
+_NULLABLE = {*(f"{name}_sum" for name in _DURATIONS), "csat_sum"}
+
+
+def _added(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The groups' sums and counts added up (a sum of no value stays None, as in SQL)."""
+    total: dict[str, Any] = {}
+    for key in _ADDED:
+        values = [row[key] for row in rows if row[key] is not None]
+        total[key] = sum(values) if values or key not in _NULLABLE else None
+    return total
+
+
+def _avg(total: Any, count: int) -> float | None:
+    return total / count if count and total is not None else None
 
 
 def _by_status(row: Mapping[str, Any]) -> dict[str, int]:
@@ -110,52 +143,101 @@ def _csat(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _conversation_figures(row: Mapping[str, Any]) -> dict[str, Any]:
+    averages = {
+        f"{name}_avg": _seconds(_avg(row[f"{name}_sum"], row[f"{name}_n"])) for name in _DURATIONS
+    }
     return {
         "total": row["total"],
         "by_status": _by_status(row),
-        "bot_seconds_avg": _seconds(row["bot_seconds"]),
-        "queue_wait_seconds_avg": _seconds(row["queue_wait_seconds"]),
-        "first_response_seconds_avg": _seconds(row["first_response_seconds"]),
-        "handling_seconds_avg": _seconds(row["handling_seconds"]),
-        "resolution_seconds_avg": _seconds(row["resolution_seconds"]),
-        "messages_avg": _seconds(row["messages"]),
+        **averages,
+        "messages_avg": _seconds(_avg(row["messages_sum"], row["total"])),
         "transfers": row["transfers"],
-        "csat": _csat(row),
+        "csat": _csat({**row, "csat_average": _avg(row["csat_sum"], row["csat_responses"])}),
     }
 
 
-def _agent_segments(filters: ReportFilters, metrics: QuerySet[ConversationMetrics]) -> Any:
-    col = filters.column
-    segments = Segment.objects.filter(
-        kind=SegmentKind.AGENT,
-        agent__isnull=False,
-        conversation_id__in=metrics.values("conversation_id"),
+_AGENT_SQL = """
+WITH handled AS (
+    -- one row per agent and conversation it handled: no DISTINCT to sort for in the totals
+    -- (the sums of counts are cast back to integers: PostgreSQL sums bigints as numeric)
+    SELECT s.agent_id, m.status, count(*) AS segments,
+           sum(s.{first_reply}) AS first_reply_sum, count(s.{first_reply}) AS first_reply_n,
+           sum(s.{seconds}) AS seconds_sum, count(s.{seconds}) AS seconds_n,
+           sum(s.messages_in) AS messages_in, sum(s.messages_out) AS messages_out,
+           count(*) FILTER (WHERE s.ended_by = %s) AS transfers
+    FROM reports_segment AS s
+    JOIN ({metrics}) AS m ON m.conversation_id = s.conversation_id
+    WHERE s.kind = %s AND s.agent_id IS NOT NULL {only_agent}
+    GROUP BY s.agent_id, s.conversation_id, m.status
+)
+SELECT h.agent_id, u.name, count(*), CAST(sum(h.segments) AS bigint),
+       sum(h.first_reply_sum), CAST(sum(h.first_reply_n) AS bigint),
+       sum(h.seconds_sum), CAST(sum(h.seconds_n) AS bigint),
+       CAST(sum(h.messages_in) AS bigint), CAST(sum(h.messages_out) AS bigint), CAST(sum(h.transfers) AS bigint),
+       {by_status}
+FROM handled AS h JOIN {users} AS u ON u.id = h.agent_id
+GROUP BY h.agent_id, u.name
+ORDER BY u.name, h.agent_id
+"""
+
+
+def _agent_segments(
+    filters: ReportFilters, metrics: QuerySet[ConversationMetrics]
+) -> list[dict[str, Any]]:
+    """Each agent's own handling segments in the selected conversations, with the statuses of
+    the conversations it handled. Raw SQL: the ORM has no subquery in FROM, and counting each
+    agent's conversations by status with ``COUNT(DISTINCT …)`` sorted its 100k segments five
+    times (docs/reports.md, Performance)."""
+    metrics_sql, metrics_params = metrics.values(
+        "conversation_id", "status"
+    ).query.sql_with_params()
+    only_agent, agent_params = (
+        ("AND s.agent_id = %s", [filters.agent_id]) if filters.agent_id else ("", [])
     )
-    if filters.agent_id is not None:
-        segments = segments.filter(agent_id=filters.agent_id)
-    aggregates: dict[str, Any] = {
-        "total": Count("conversation", distinct=True),
-        "segments": Count("pk"),
-        "first_response": Avg(col("first_reply_seconds")),
-        "handling": Avg(col("seconds")),
-        "handling_total": Coalesce(Sum(col("seconds")), Value(0.0)),
-        "messages_in": Coalesce(Sum("messages_in"), Value(0)),
-        "messages_out": Coalesce(Sum("messages_out"), Value(0)),
-        "transfers": Count("pk", filter=Q(ended_by=SegmentEnd.TRANSFERRED)),
-    }
-    for value in ConversationStatus.values:
-        aggregates[value] = Count(
-            "conversation", distinct=True, filter=Q(conversation__status=value)
+    statuses = ConversationStatus.values
+    query = _AGENT_SQL.format(
+        first_reply=filters.column("first_reply_seconds"),
+        seconds=filters.column("seconds"),
+        metrics=metrics_sql,
+        only_agent=only_agent,
+        users=User._meta.db_table,
+        by_status=", ".join("count(*) FILTER (WHERE h.status = %s)" for _ in statuses),
+    )
+    params = [SegmentEnd.TRANSFERRED, *metrics_params, SegmentKind.AGENT, *agent_params, *statuses]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        rows = cursor.fetchall()
+    out = []
+    for (
+        agent_id,
+        name,
+        total,
+        segments,
+        fr_sum,
+        fr_n,
+        s_sum,
+        s_n,
+        m_in,
+        m_out,
+        transfers,
+        *by,
+    ) in rows:
+        out.append(
+            {
+                "agent_id": agent_id,
+                "agent_name": name,
+                "total": total,
+                "segments": segments,
+                "first_response": _avg(fr_sum, fr_n),
+                "handling": _avg(s_sum, s_n),
+                "handling_total": s_sum if s_sum is not None else 0.0,
+                "messages_in": m_in or 0,
+                "messages_out": m_out or 0,
+                "transfers": transfers,
+                **dict(zip(statuses, by, strict=True)),
+            }
         )
-    # Grouped by the agent's id alone (its name is the same in the whole group): grouping, so
-    # sorting, 100k segments by a text column was most of this query's time (docs/reports.md,
-    # Performance).
-    return (
-        segments.order_by()
-        .values("agent_id")
-        .annotate(**aggregates, agent_name=Min("agent__name"))
-        .order_by("agent_name", "agent_id")
-    )
+    return out
 
 
 def _agent_csat(metrics: QuerySet[ConversationMetrics]) -> dict[int, dict[str, Any]]:
@@ -183,16 +265,15 @@ _NO_CSAT = {
 
 
 def report_stats(*, filters: ReportFilters) -> dict[str, Any]:
-    """Contract §9's stats: five queries whatever the number of conversations (overall, per
-    department, per agent, agents' CSAT, the series)."""
+    """Contract §9's stats: four queries whatever the number of conversations (per department,
+    whose rows add up to the overall figures; per agent; agents' CSAT; the series)."""
     metrics = metrics_list(filters=filters)
-    aggregates = _conversation_aggregates(filters)
-    overall = metrics.aggregate(**aggregates)
-    by_department = (
+    by_department = list(
         metrics.values("department_id", "department__name")
-        .annotate(**aggregates)
+        .annotate(**_conversation_aggregates(filters))
         .order_by("department__name", "department_id")
     )
+    overall = _added(by_department)
     agents_csat = _agent_csat(metrics)
     by_agent = [
         {

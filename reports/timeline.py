@@ -31,7 +31,8 @@ class Change:
     """One fact of a conversation's history, in the terms of the segments.
 
     ``what``: ``created``, ``agent`` (now with ``agent_id``), ``queue`` (now waiting in
-    ``department_id``'s queue), ``closed``, ``reopened`` or ``message``.
+    ``department_id``'s queue), ``closed``, ``reopened`` or ``message``. ``status``: the
+    conversation's status after a change of state ("" for a message: it changes none).
     """
 
     at: datetime
@@ -43,6 +44,7 @@ class Change:
     direction: str = ""
     sender: str = ""
     sender_user_id: int | None = None
+    status: str = ""
 
 
 def _add(current: float | None, value: float) -> float:
@@ -131,6 +133,8 @@ class Timeline:
 
     def apply(self, change: Change) -> None:
         m = self.metrics
+        if change.status:
+            m.status = change.status
         if change.what == "created":
             self._move(
                 at=change.at,
