@@ -157,37 +157,35 @@ def _conversation_figures(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _AGENT_SQL = """
-WITH handled AS (
-    -- one row per agent and conversation it handled: no DISTINCT to sort for in the totals
-    -- (the sums of counts are cast back to integers: PostgreSQL sums bigints as numeric)
-    SELECT s.agent_id, m.status, count(*) AS segments,
-           sum(s.{first_reply}) AS first_reply_sum, count(s.{first_reply}) AS first_reply_n,
-           sum(s.{seconds}) AS seconds_sum, count(s.{seconds}) AS seconds_n,
-           sum(s.messages_in) AS messages_in, sum(s.messages_out) AS messages_out,
-           count(*) FILTER (WHERE s.ended_by = %s) AS transfers
+SELECT a.*, u.name FROM (
+    SELECT s.agent_id,
+           count(*) FILTER (WHERE s.agent_first) AS total,
+           count(*) AS segments,
+           avg(s.{first_reply}) AS first_response,
+           avg(s.{seconds}) AS handling,
+           coalesce(sum(s.{seconds}), 0.0) AS handling_total,
+           coalesce(sum(s.messages_in), 0) AS messages_in,
+           coalesce(sum(s.messages_out), 0) AS messages_out,
+           count(*) FILTER (WHERE s.ended_by = %s) AS transfers,
+           {by_status}
     FROM reports_segment AS s
     JOIN ({metrics}) AS m ON m.conversation_id = s.conversation_id
     WHERE s.kind = %s AND s.agent_id IS NOT NULL {only_agent}
-    GROUP BY s.agent_id, s.conversation_id, m.status
-)
-SELECT h.agent_id, u.name, count(*), CAST(sum(h.segments) AS bigint),
-       sum(h.first_reply_sum), CAST(sum(h.first_reply_n) AS bigint),
-       sum(h.seconds_sum), CAST(sum(h.seconds_n) AS bigint),
-       CAST(sum(h.messages_in) AS bigint), CAST(sum(h.messages_out) AS bigint), CAST(sum(h.transfers) AS bigint),
-       {by_status}
-FROM handled AS h JOIN {users} AS u ON u.id = h.agent_id
-GROUP BY h.agent_id, u.name
-ORDER BY u.name, h.agent_id
+    GROUP BY s.agent_id
+) AS a
+JOIN {users} AS u ON u.id = a.agent_id
+ORDER BY u.name, a.agent_id
 """
 
 
 def _agent_segments(
     filters: ReportFilters, metrics: QuerySet[ConversationMetrics]
 ) -> list[dict[str, Any]]:
-    """Each agent's own handling segments in the selected conversations, with the statuses of
-    the conversations it handled. Raw SQL: the ORM has no subquery in FROM, and counting each
-    agent's conversations by status with ``COUNT(DISTINCT …)`` sorted its 100k segments five
-    times (docs/reports.md, Performance)."""
+    """Each agent's own handling segments in the selected conversations; its conversations
+    (by status) counted by its first segment in each (``Segment.agent_first``). Raw SQL: the
+    status is the roll-up's, joined on the conversation's id (through the ORM: a join of the
+    conversations too), and the names are joined after the grouping (grouping or sorting 100k
+    segments by a text column was most of the time; docs/reports.md, Performance)."""
     metrics_sql, metrics_params = metrics.values(
         "conversation_id", "status"
     ).query.sql_with_params()
@@ -201,43 +199,19 @@ def _agent_segments(
         metrics=metrics_sql,
         only_agent=only_agent,
         users=User._meta.db_table,
-        by_status=", ".join("count(*) FILTER (WHERE h.status = %s)" for _ in statuses),
+        by_status=", ".join(
+            f"count(*) FILTER (WHERE s.agent_first AND m.status = %s) AS {value}"
+            for value in statuses
+        ),
     )
-    params = [SegmentEnd.TRANSFERRED, *metrics_params, SegmentKind.AGENT, *agent_params, *statuses]
+    params = [SegmentEnd.TRANSFERRED, *statuses, *metrics_params, SegmentKind.AGENT, *agent_params]
     with connection.cursor() as cursor:
         cursor.execute(query, params)
-        rows = cursor.fetchall()
-    out = []
-    for (
-        agent_id,
-        name,
-        total,
-        segments,
-        fr_sum,
-        fr_n,
-        s_sum,
-        s_n,
-        m_in,
-        m_out,
-        transfers,
-        *by,
-    ) in rows:
-        out.append(
-            {
-                "agent_id": agent_id,
-                "agent_name": name,
-                "total": total,
-                "segments": segments,
-                "first_response": _avg(fr_sum, fr_n),
-                "handling": _avg(s_sum, s_n),
-                "handling_total": s_sum if s_sum is not None else 0.0,
-                "messages_in": m_in or 0,
-                "messages_out": m_out or 0,
-                "transfers": transfers,
-                **dict(zip(statuses, by, strict=True)),
-            }
-        )
-    return out
+        columns = [column[0] for column in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:
+        row["agent_name"] = row.pop("name")
+    return rows
 
 
 def _agent_csat(metrics: QuerySet[ConversationMetrics]) -> dict[int, dict[str, Any]]:
