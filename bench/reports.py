@@ -24,7 +24,12 @@ Then daphne (the production ASGI server) serves the desk, and with a supervisor'
   and the server's memory growth: its RSS (``/proc/<pid>/status``) sampled every 50 ms during
   the download, peak minus the RSS before it. Target: growth < 100 MB.
 
-    .venv/bin/python bench/reports.py [--conversations 100000] [--requests 30]
+    .venv/bin/python bench/reports.py [--conversations 100000] [--requests 30] [--reuse [--rebuild]]
+
+``--reuse`` keeps the database of an earlier run when it is complete (as many conversations and
+roll-ups as asked): no fill, but ``migrate`` (a change's columns and indexes, and their data
+migrations), ``--rebuild`` to derive the segments and roll-ups again, then ``VACUUM ANALYZE``.
+For iterating on the queries; the figures to report come from a fresh run.
 """
 
 import argparse
@@ -424,6 +429,61 @@ def rebuild(env: dict[str, str], count: int, workers: int) -> None:
     print(f"   rebuilt and analyzed in {time.perf_counter() - begun:.0f} s", flush=True)
 
 
+REUSE_SETUP = """
+import json
+from rest_framework_simplejwt.tokens import AccessToken
+from accounts.models import Role, User
+from departments.models import Department
+departments = dict(Department.objects.values_list("name", "pk"))
+agents = {
+    str(pk): list(User.objects.filter(departments=pk).order_by("pk").values_list("pk", flat=True))
+    for pk in departments.values()
+}
+supervisor = User.objects.get(email="supervisora@bench.local", role=Role.SUPERVISOR)
+print(json.dumps({"departments": departments, "agents": agents, "supervisor": supervisor.pk,
+                  "token": str(AccessToken.for_user(supervisor))}))
+"""
+
+
+def reusable(count: int) -> bool:
+    """The database of an earlier run is there with ``count`` conversations and roll-ups."""
+    try:
+        rows = harness.query(
+            DATABASE,
+            "SELECT (SELECT count(*) FROM conversations_conversation),"
+            " (SELECT count(*) FROM reports_conversationmetrics)",
+        )
+    except psycopg.Error:
+        return False
+    return rows[0] == (count, count)
+
+
+def reuse(env: dict[str, str], count: int, *, again: bool) -> dict[str, Any]:
+    """Bring the kept database up to this code: migrate, rebuild if asked, analyze."""
+    begun = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=harness.ROOT,
+        env=env,
+        check=True,
+    )
+    if again:
+        rebuild(env, count, 2)
+    else:
+        with psycopg.connect(f"{harness.PG_HOST_URL}/{DATABASE}", autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", REUSE_SETUP],
+        cwd=harness.ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    print(f"   migrated and analyzed in {time.perf_counter() - begun:.0f} s", flush=True)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def describe() -> None:
     rows = harness.query(
         DATABASE,
@@ -581,9 +641,20 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=30, help="per stats query (after warm-up)")
     parser.add_argument("--rebuild-workers", type=int, default=2, help="rebuild processes")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep a complete database of an earlier run"
+    )
+    parser.add_argument("--rebuild", action="store_true", help="with --reuse: rebuild again")
     args = parser.parse_args()
 
     begun = time.perf_counter()
+    if args.reuse and reusable(args.conversations):
+        print(f"-- reusing {DATABASE} ({args.conversations} conversations)", flush=True)
+        env = harness.bench_env(DATABASE, JWT_ACCESS_LIFETIME="2h")
+        setup = reuse(env, args.conversations, again=args.rebuild)
+        describe()
+        serve(env, setup, args.conversations, args.requests, begun)
+        return
     print(f"-- a fresh database {DATABASE}", flush=True)
     harness.fresh_database(DATABASE)
     env = harness.bench_env(DATABASE, JWT_ACCESS_LIFETIME="2h")
@@ -612,10 +683,16 @@ def main() -> None:
     rebuild(env, args.conversations, args.rebuild_workers)
     describe()
     print(f"-- filled in {time.perf_counter() - begun:.0f} s", flush=True)
+    serve(env, setup, args.conversations, args.requests, begun)
+
+
+def serve(
+    env: dict[str, str], setup: dict[str, Any], count: int, requests: int, begun: float
+) -> None:
     port = harness.free_port()
     with harness.process(harness.server_command("daphne", port), env, "server-reports") as server:
         harness.wait_http(port)
-        measure(port, server.pid, setup, args.conversations, args.requests)
+        measure(port, server.pid, setup, count, requests)
     print(f"-- bench done in {time.perf_counter() - begun:.0f} s")
 
 
