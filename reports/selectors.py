@@ -8,7 +8,7 @@ every duration.
 """
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -117,7 +117,7 @@ _ADDED = (
 _NULLABLE = {*(f"{name}_sum" for name in _DURATIONS), "csat_sum"}
 
 
-def _added(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _added(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The groups' sums and counts added up (a sum of no value stays None, as in SQL)."""
     total: dict[str, Any] = {}
     for key in _ADDED:
