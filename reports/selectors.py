@@ -12,12 +12,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, time
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Avg,
     Count,
     Exists,
     F,
-    FloatField,
     Min,
     OuterRef,
     Q,
@@ -85,26 +85,60 @@ def metrics_list(*, filters: ReportFilters) -> QuerySet[ConversationMetrics]:
     return qs.order_by()
 
 
+_DURATIONS = (
+    "bot_seconds",
+    "queue_wait_seconds",
+    "first_response_seconds",
+    "handling_seconds",
+    "resolution_seconds",
+)
+
+
 def _conversation_aggregates(filters: ReportFilters) -> dict[str, Any]:
+    """Sums and counts, not averages, so that groups add up (the overall figures are the sum of
+    the per-department rows): ``Avg(x)`` is ``Sum(x) / Count(x)``, as PostgreSQL computes it."""
     col = filters.column
     aggregates: dict[str, Any] = {"total": Count("pk")}
     for value in ConversationStatus.values:
-        aggregates[value] = Count("pk", filter=Q(conversation__status=value))
-    for name in (
-        "bot_seconds",
-        "queue_wait_seconds",
-        "first_response_seconds",
-        "handling_seconds",
-        "resolution_seconds",
-    ):
-        aggregates[name] = Avg(col(name))
-    aggregates["messages"] = Avg(F("messages_in") + F("messages_out"), output_field=FloatField())
+        aggregates[value] = Count("pk", filter=Q(status=value))
+    for name in _DURATIONS:
+        aggregates[f"{name}_sum"] = Sum(col(name))
+        aggregates[f"{name}_n"] = Count(col(name))
+    aggregates["messages_sum"] = Coalesce(Sum(F("messages_in") + F("messages_out")), Value(0))
     aggregates["transfers"] = Coalesce(Sum("transfers"), Value(0))
-    aggregates["csat_average"] = Avg("csat_score")
+    aggregates["csat_sum"] = Sum("csat_score")
     aggregates["csat_responses"] = Count("csat_score")
     for score in CSAT_SCORES:
         aggregates[f"csat_{score}"] = Count("pk", filter=Q(csat_score=int(score)))
     return aggregates
+
+
+_ADDED = (
+    "total",
+    *ConversationStatus.values,
+    *(f"{name}_{part}" for name in _DURATIONS for part in ("sum", "n")),
+    "messages_sum",
+    "transfers",
+    "csat_sum",
+    "csat_responses",
+    *(f"csat_{score}" for score in CSAT_SCORES),
+)
+
+
+_NULLABLE = {*(f"{name}_sum" for name in _DURATIONS), "csat_sum"}
+
+
+def _added(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The groups' sums and counts added up (a sum of no value stays None, as in SQL)."""
+    total: dict[str, Any] = {}
+    for key in _ADDED:
+        values = [row[key] for row in rows if row[key] is not None]
+        total[key] = sum(values) if values or key not in _NULLABLE else None
+    return total
+
+
+def _avg(total: Any, count: int) -> float | None:
+    return total / count if count and total is not None else None
 
 
 def _by_status(row: Mapping[str, Any]) -> dict[str, int]:
@@ -120,49 +154,75 @@ def _csat(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _conversation_figures(row: Mapping[str, Any]) -> dict[str, Any]:
+    averages = {
+        f"{name}_avg": _seconds(_avg(row[f"{name}_sum"], row[f"{name}_n"])) for name in _DURATIONS
+    }
     return {
         "total": row["total"],
         "by_status": _by_status(row),
-        "bot_seconds_avg": _seconds(row["bot_seconds"]),
-        "queue_wait_seconds_avg": _seconds(row["queue_wait_seconds"]),
-        "first_response_seconds_avg": _seconds(row["first_response_seconds"]),
-        "handling_seconds_avg": _seconds(row["handling_seconds"]),
-        "resolution_seconds_avg": _seconds(row["resolution_seconds"]),
-        "messages_avg": _seconds(row["messages"]),
+        **averages,
+        "messages_avg": _seconds(_avg(row["messages_sum"], row["total"])),
         "transfers": row["transfers"],
-        "csat": _csat(row),
+        "csat": _csat({**row, "csat_average": _avg(row["csat_sum"], row["csat_responses"])}),
     }
 
 
-def _agent_segments(filters: ReportFilters, metrics: QuerySet[ConversationMetrics]) -> Any:
-    col = filters.column
-    segments = Segment.objects.filter(
-        kind=SegmentKind.AGENT,
-        agent__isnull=False,
-        conversation_id__in=metrics.values("conversation_id"),
+_AGENT_SQL = """
+SELECT a.*, u.name FROM (
+    SELECT s.agent_id,
+           count(*) FILTER (WHERE s.agent_first) AS total,
+           count(*) AS segments,
+           avg(s.{first_reply}) AS first_response,
+           avg(s.{seconds}) AS handling,
+           coalesce(sum(s.{seconds}), 0.0) AS handling_total,
+           coalesce(sum(s.messages_in), 0) AS messages_in,
+           coalesce(sum(s.messages_out), 0) AS messages_out,
+           count(*) FILTER (WHERE s.ended_by = %s) AS transfers,
+           {by_status}
+    FROM reports_segment AS s
+    JOIN ({metrics}) AS m ON m.conversation_id = s.conversation_id
+    WHERE s.kind = %s AND s.agent_id IS NOT NULL {only_agent}
+    GROUP BY s.agent_id
+) AS a
+JOIN {users} AS u ON u.id = a.agent_id
+ORDER BY u.name, a.agent_id
+"""
+
+
+def _agent_segments(
+    filters: ReportFilters, metrics: QuerySet[ConversationMetrics]
+) -> list[dict[str, Any]]:
+    """Each agent's own handling segments in the selected conversations; its conversations
+    (by status) counted by its first segment in each (``Segment.agent_first``). Raw SQL: the
+    status is the roll-up's, joined on the conversation's id (through the ORM: a join of the
+    conversations too), and the names are joined after the grouping (grouping or sorting 100k
+    segments by a text column was most of the time; docs/reports.md, Performance)."""
+    metrics_sql, metrics_params = metrics.values(
+        "conversation_id", "status"
+    ).query.sql_with_params()
+    only_agent, agent_params = (
+        ("AND s.agent_id = %s", [filters.agent_id]) if filters.agent_id else ("", [])
     )
-    if filters.agent_id is not None:
-        segments = segments.filter(agent_id=filters.agent_id)
-    aggregates: dict[str, Any] = {
-        "total": Count("conversation", distinct=True),
-        "segments": Count("pk"),
-        "first_response": Avg(col("first_reply_seconds")),
-        "handling": Avg(col("seconds")),
-        "handling_total": Coalesce(Sum(col("seconds")), Value(0.0)),
-        "messages_in": Coalesce(Sum("messages_in"), Value(0)),
-        "messages_out": Coalesce(Sum("messages_out"), Value(0)),
-        "transfers": Count("pk", filter=Q(ended_by=SegmentEnd.TRANSFERRED)),
-    }
-    for value in ConversationStatus.values:
-        aggregates[value] = Count(
-            "conversation", distinct=True, filter=Q(conversation__status=value)
-        )
-    return (
-        segments.order_by()
-        .values("agent_id", "agent__name")
-        .annotate(**aggregates)
-        .order_by("agent__name", "agent_id")
+    statuses = ConversationStatus.values
+    query = _AGENT_SQL.format(
+        first_reply=filters.column("first_reply_seconds"),
+        seconds=filters.column("seconds"),
+        metrics=metrics_sql,
+        only_agent=only_agent,
+        users=User._meta.db_table,
+        by_status=", ".join(
+            f"count(*) FILTER (WHERE s.agent_first AND m.status = %s) AS {value}"
+            for value in statuses
+        ),
     )
+    params = [SegmentEnd.TRANSFERRED, *statuses, *metrics_params, SegmentKind.AGENT, *agent_params]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        columns = [column[0] for column in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:
+        row["agent_name"] = row.pop("name")
+    return rows
 
 
 def _agent_csat(metrics: QuerySet[ConversationMetrics]) -> dict[int, dict[str, Any]]:
@@ -190,20 +250,19 @@ _NO_CSAT = {
 
 
 def report_stats(*, filters: ReportFilters) -> dict[str, Any]:
-    """Contract §9's stats: five queries whatever the number of conversations (overall, per
-    department, per agent, agents' CSAT, the series)."""
+    """Contract §9's stats: four queries whatever the number of conversations (per department,
+    whose rows add up to the overall figures; per agent; agents' CSAT; the series)."""
     metrics = metrics_list(filters=filters)
-    aggregates = _conversation_aggregates(filters)
-    overall = metrics.aggregate(**aggregates)
-    by_department = (
+    by_department = list(
         metrics.values("department_id", "department__name")
-        .annotate(**aggregates)
+        .annotate(**_conversation_aggregates(filters))
         .order_by("department__name", "department_id")
     )
+    overall = _added(by_department)
     agents_csat = _agent_csat(metrics)
     by_agent = [
         {
-            "agent": {"id": row["agent_id"], "name": row["agent__name"]},
+            "agent": {"id": row["agent_id"], "name": row["agent_name"]},
             "total": row["total"],
             "segments": row["segments"],
             "by_status": _by_status(row),

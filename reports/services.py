@@ -18,7 +18,14 @@ from accounts.services import audit_log_record
 from common.events import DomainEvent
 from common.exceptions import NotPermitted, ServiceError
 from conversations import events as desk_events
-from conversations.models import Conversation, ConversationEvent, CsatSurvey, EventKind, Message
+from conversations.models import (
+    Conversation,
+    ConversationEvent,
+    ConversationStatus,
+    CsatSurvey,
+    EventKind,
+    Message,
+)
 from departments.models import BusinessSchedule, Department
 
 from .business_hours import schedules_for
@@ -56,6 +63,8 @@ def _change_of(event: DomainEvent) -> Change | None:  # noqa: PLR0911 - one per 
     if not isinstance(event, desk_events.ConversationFact):
         return None
     at = event.occurred
+    # The conversation as the emitting service left it (locked): its status after the change.
+    status = str(event.conversation.get("status") or "")
     if isinstance(event, desk_events.MessageCreated):
         message = event.message
         return Change(
@@ -67,7 +76,7 @@ def _change_of(event: DomainEvent) -> Change | None:  # noqa: PLR0911 - one per 
         )
     if isinstance(event, desk_events.ConversationCreated):
         opened = _moment(event.conversation.get("created_at")) or at
-        return Change(at=opened, what="created", department_id=event.department_id)
+        return Change(at=opened, what="created", department_id=event.department_id, status=status)
     if isinstance(event, desk_events.ConversationAssigned):
         return Change(
             at=at,
@@ -75,6 +84,7 @@ def _change_of(event: DomainEvent) -> Change | None:  # noqa: PLR0911 - one per 
             agent_id=event.user_id,
             department_id=event.department_id,
             ended_by=SegmentEnd.ASSIGNED,
+            status=status,
         )
     if isinstance(event, desk_events.ConversationTransferred):
         by_person = event.actor_id is not None
@@ -85,15 +95,17 @@ def _change_of(event: DomainEvent) -> Change | None:  # noqa: PLR0911 - one per 
             department_id=event.department_id,
             ended_by=SegmentEnd.TRANSFERRED if by_person else SegmentEnd.QUEUED,
             transfer=by_person,
+            status=status,
         )
     if isinstance(event, desk_events.ConversationClosed):
-        return Change(at=at, what="closed")
+        return Change(at=at, what="closed", status=status)
     if isinstance(event, desk_events.ConversationReopened):
         return Change(
             at=at,
             what="reopened",
             agent_id=event.assigned_to_id,
             department_id=event.department_id,
+            status=status,
         )
     return None
 
@@ -220,6 +232,7 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
                 conversation_id=pk,
                 opened_at=_moment(payload.get("created_at")) or changes[pk][0].at,
                 department_id=department["id"] if department else None,
+                status=payload.get("status") or ConversationStatus.BOT,
             )
             new_metrics.add(pk)
         timeline = Timeline(metrics=row, schedule_of=schedules, current=current.get(pk))
@@ -273,7 +286,9 @@ _HISTORY_KINDS = [
 
 def _rebuild_chunk(ids: list[int], *, schedule_of: ScheduleOf) -> None:
     conversations = list(
-        Conversation.objects.filter(pk__in=ids).values("pk", "created_at", "department_id")
+        Conversation.objects.filter(pk__in=ids).values(
+            "pk", "created_at", "department_id", "status"
+        )
     )
     history: dict[int, list[tuple[datetime, int, int, Change]]] = {pk: [] for pk in ids}
     for c in conversations:
@@ -327,6 +342,7 @@ def _rebuild_chunk(ids: list[int], *, schedule_of: ScheduleOf) -> None:
             conversation_id=c["pk"],
             opened_at=c["created_at"],
             department_id=c["department_id"],
+            status=c["status"],  # the conversation's own, whatever its history says
             csat_score=kept.get("csat_score"),
             csat_comment=kept.get("csat_comment", ""),
         )

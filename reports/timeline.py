@@ -31,7 +31,8 @@ class Change:
     """One fact of a conversation's history, in the terms of the segments.
 
     ``what``: ``created``, ``agent`` (now with ``agent_id``), ``queue`` (now waiting in
-    ``department_id``'s queue), ``closed``, ``reopened`` or ``message``.
+    ``department_id``'s queue), ``closed``, ``reopened`` or ``message``. ``status``: the
+    conversation's status after a change of state ("" for a message: it changes none).
     """
 
     at: datetime
@@ -43,6 +44,7 @@ class Change:
     direction: str = ""
     sender: str = ""
     sender_user_id: int | None = None
+    status: str = ""
 
 
 def _add(current: float | None, value: float) -> float:
@@ -88,12 +90,14 @@ class Timeline:
     def _start(
         self, *, at: datetime, kind: str, agent_id: int | None, department_id: int | None
     ) -> None:
+        handled = kind == SegmentKind.AGENT and agent_id is not None
         segment = Segment(
             conversation_id=self.metrics.conversation_id,
             kind=kind,
             started_at=at,
             agent_id=agent_id,
             department_id=department_id,
+            agent_first=handled and agent_id not in self.metrics.agents,
         )
         self.current = segment
         self._touch(segment)
@@ -102,7 +106,7 @@ class Timeline:
         if kind == SegmentKind.AGENT and m.queue_wait_seconds is None:
             # An agent has it without a wait behind it (taken straight from the bot): 0.
             m.queue_wait_seconds = m.business_queue_wait_seconds = 0.0
-        if kind == SegmentKind.AGENT and agent_id is not None:
+        if handled:
             m.last_agent_id = agent_id
             if agent_id not in m.agents:
                 m.agents = [*m.agents, agent_id]
@@ -131,6 +135,8 @@ class Timeline:
 
     def apply(self, change: Change) -> None:
         m = self.metrics
+        if change.status:
+            m.status = change.status
         if change.what == "created":
             self._move(
                 at=change.at,

@@ -6,11 +6,15 @@ import io
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import StreamingHttpResponse
-from django.test import Client
+from django.test import AsyncClient, Client
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from conversations.models import Conversation
 from conversations.tests.factories import CustomerFactory
+from reports import apis
 from reports.apis import csv_safe
 from supportdesk.tests.api_support import api_env, assert_error_shape, bearer
 
@@ -132,3 +136,26 @@ def test_the_rows_are_read_in_chunks(
     response = bearer(supervisor).get(URL)
     with django_assert_num_queries(2):  # users' names, the rows
         b"".join(response.streaming_content)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_served_by_asgi_the_file_streams_as_it_is_read(
+    lived: Conversation, supervisor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under an ASGI server (daphne) the lines go out batch by batch, not after the whole file
+    was read into memory (what Django does with a sync iterator): one line per batch here."""
+    monkeypatch.setattr(apis, "CSV_LINES_PER_CHUNK", 1)
+    token = await sync_to_async(lambda: str(RefreshToken.for_user(supervisor).access_token))()
+
+    response = await AsyncClient().get(URL, headers={"authorization": f"Bearer {token}"})
+    chunks = [chunk async for chunk in response.streaming_content]
+
+    assert response.status_code == 200
+    header, row = chunks
+    assert header.startswith(b"\xef\xbb\xbfid,created_at,")
+    assert row.startswith(f"{lived.pk},2026-11-23T17:50:00-03:00,".encode())
+    same_file = await sync_to_async(
+        lambda: b"".join(bearer(supervisor).get(URL).streaming_content)
+    )()
+    await sync_to_async(connections.close_all)()  # the threads' connections
+    assert b"".join(chunks) == same_file

@@ -243,13 +243,13 @@ def test_the_page_costs_the_same_whatever_the_data(
     lived_once("5511900000010")
     # session, user; form: department, agent (checked, then listed); counters (2); stats (5);
     # goals (1)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(13):
         first = client.get(url)
     assert first.status_code == 200
     for n in range(3):
         lived_once(f"551190000002{n}")
     other = UserFactory(role="agent", departments=[support])
     Goal.objects.create(agent=other, metric=GoalMetric.FIRST_RESPONSE, target=60)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(13):
         again = client.get(url)
     assert figure(again.content.decode(), "total") == "4"
