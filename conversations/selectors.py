@@ -16,6 +16,7 @@ from django.db.models import (
     CharField,
     Count,
     Exists,
+    F,
     Func,
     Min,
     OuterRef,
@@ -44,9 +45,23 @@ from .models import (
     MessageReaction,
     MessageStatus,
     MessageType,
+    Priority,
     QuickReply,
+    Tag,
 )
 from .text import text_unaccent
+
+# The queue: the most urgent first, then the customer who has waited longest.
+QUEUE_ORDER = (F("priority_rank").desc(), F("last_inbound_at").asc(nulls_last=True), "id")
+
+
+def conversation_order_as_queue(rows: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    return rows.order_by(*QUEUE_ORDER)
+
+
+# What lists of conversations prefetch to show their tags and their contact's (two queries
+# whatever the number of rows).
+CONVERSATION_PREFETCH = ("tags", "customer__tags")
 
 
 def conversation_visibility_q(*, user: User) -> Q:
@@ -73,6 +88,21 @@ def conversation_list_visible_to(*, user: User) -> QuerySet[Conversation]:
 def conversation_get_visible(*, user: User, pk: int) -> Conversation:
     """The conversation ``pk`` if ``user`` may see it; ``Conversation.DoesNotExist`` otherwise."""
     return conversation_list_visible_to(user=user).get(pk=pk)
+
+
+def customer_get_visible(*, user: User, pk: int) -> Customer:
+    """The contact ``pk`` if one of its conversations is visible to ``user``; else
+    ``Customer.DoesNotExist``."""
+    visible = conversation_list_visible_to(user=user).filter(customer_id=OuterRef("pk"))
+    return Customer.objects.filter(Exists(visible)).get(pk=pk)
+
+
+def tag_list() -> QuerySet[Tag]:
+    return Tag.objects.order_by("name")
+
+
+def tag_get(*, pk: int) -> Tag:
+    return Tag.objects.get(pk=pk)
 
 
 def conversation_state_visible_to(
@@ -352,6 +382,8 @@ class InboxQuery:
     department: int | None = None
     agent: int | None = None
     status: str = ""
+    tag: int | None = None
+    priority: str = ""
     page: int = 1
 
     @classmethod
@@ -365,6 +397,10 @@ class InboxQuery:
             department=_int(params.get("department")),
             agent=_int(params.get("agent")),
             status=status if status in ConversationStatus.values else "",
+            tag=_int(params.get("tag")),
+            priority=priority
+            if (priority := params.get("priority", "")) in Priority.values
+            else "",
             page=max(_int(params.get("page")) or 1, 1),
         )
 
@@ -376,13 +412,22 @@ class InboxQuery:
             "department": self.department or "",
             "agent": self.agent or "",
             "status": self.status,
+            "tag": self.tag or "",
+            "priority": self.priority,
             "page": self.page if self.page > 1 else "",
         } | override
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
     @property
     def filtered(self) -> bool:
-        return bool(self.q or self.department or self.agent or self.status)
+        return bool(
+            self.q or self.department or self.agent or self.status or self.tag or self.priority
+        )
+
+    @property
+    def as_queue(self) -> bool:
+        """The queue lists the most urgent first, then the longest waiting."""
+        return self.tab == "queue" or self.status == ConversationStatus.PENDING
 
 
 @dataclass(frozen=True)
@@ -446,7 +491,8 @@ def _inbox_search_q(text: str) -> Q:
 
 
 def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
-    """One page of ``query.tab`` with its filters and search, most recent activity first: one query.
+    """One page of ``query.tab`` with its filters and search, most recent activity first (the
+    queue: most urgent first, then the longest waiting): one query, and two for the tags.
 
     Each row carries its last message (reactions aside) as ``last_body``, ``last_type`` and
     ``last_direction`` for the preview.
@@ -458,8 +504,21 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
         rows = rows.filter(assigned_to_id=query.agent)
     if query.status:
         rows = rows.filter(status=query.status)
+    if query.tag:
+        rows = rows.filter(
+            Exists(
+                Conversation.tags.through.objects.filter(
+                    conversation_id=OuterRef("pk"), tag_id=query.tag
+                )
+            )
+        )
+    if query.priority:
+        rows = rows.filter(priority=query.priority)
     if query.q:
         rows = rows.filter(_inbox_search_q(query.q))
+    if query.as_queue:
+        rows = conversation_order_as_queue(rows)
+    rows = rows.prefetch_related(*CONVERSATION_PREFETCH)
     last = (
         Message.objects.filter(conversation=OuterRef("pk"))
         .exclude(type=MessageType.REACTION)

@@ -42,6 +42,7 @@ from ..models import (
 )
 from ..serializers import conversation_payload, message_payload
 from ._base import _event, _lock, _record, _state
+from .organise import priority_rules_for_messages
 
 
 def _updated(conversation: Conversation, *, changes: list[str]) -> events.ConversationUpdated:
@@ -563,9 +564,15 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
             for conversation_id, messages in by_conversation.items()
         }
     )
-    conversations = Conversation.objects.select_related(
-        "customer", "department", "assigned_to"
-    ).in_bulk(list(by_conversation))
+    raised = priority_rules_for_messages(messages=rows)  # the admins' automatic priorities
+    conversations = (
+        Conversation.objects.select_related("customer", "department", "assigned_to")
+        .prefetch_related(*selectors.CONVERSATION_PREFETCH)
+        .in_bulk(list(by_conversation))
+    )
+    emit_many(
+        _updated(conversations[pk], changes=["priority"]) for pk in raised if pk in conversations
+    )
     payloads = {pk: conversation_payload(c) for pk, c in conversations.items()}
     for message in rows:
         message.conversation = conversations[message.conversation_id]
