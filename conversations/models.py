@@ -573,6 +573,17 @@ class PriorityRule(TimeStampedModel):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """The admin form's errors for what the constraints refuse."""
+        from django.core.exceptions import ValidationError  # noqa: PLC0415
+
+        if self.condition == RuleCondition.CONTACT_TAG and self.tag_id is None:
+            raise ValidationError({"tag": _("Choose the contact's tag.")})
+        if self.condition == RuleCondition.KEYWORDS and not self.words:
+            raise ValidationError({"keywords": _("Enter at least one word.")})
+        if self.condition == RuleCondition.WAITING and not self.minutes:
+            raise ValidationError({"minutes": _("Enter how many minutes.")})
+
     @property
     def words(self) -> list[str]:
         return [w.strip() for w in self.keywords.split(",") if w.strip()]

@@ -85,9 +85,13 @@ def conversation_list_visible_to(*, user: User) -> QuerySet[Conversation]:
     )
 
 
-def conversation_get_visible(*, user: User, pk: int) -> Conversation:
-    """The conversation ``pk`` if ``user`` may see it; ``Conversation.DoesNotExist`` otherwise."""
-    return conversation_list_visible_to(user=user).get(pk=pk)
+def conversation_get_visible(*, user: User, pk: int, with_tags: bool = False) -> Conversation:
+    """The conversation ``pk`` if ``user`` may see it; ``Conversation.DoesNotExist`` otherwise
+    (``with_tags``: with its tags and its contact's, for a page that shows them)."""
+    rows = conversation_list_visible_to(user=user)
+    if with_tags:
+        rows = rows.prefetch_related(*CONVERSATION_PREFETCH)
+    return rows.get(pk=pk)
 
 
 def customer_get_visible(*, user: User, pk: int) -> Customer:

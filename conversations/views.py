@@ -36,7 +36,9 @@ from .models import (
     EventKind,
     Message,
     MessageType,
+    Priority,
 )
+from .services import organise
 from .uploads import UploadKind, upload_validate
 
 PAGE_TEMPLATE = "conversations/console.html"
@@ -68,6 +70,8 @@ def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
         "departments": list(selectors.department_list_active()),
         "agents": list(selectors.user_list_inbox_agents()),
         "statuses": ConversationStatus.choices,
+        "priorities": Priority.choices,
+        "all_tags": selectors.tag_list(),  # lazy: one query when the template lists them
         "now_day": timezone.localdate().strftime("%Y%m%d"),
     }
 
@@ -95,9 +99,9 @@ class ConversationGone(Http404):
     """The conversation does not exist or is out of the user's reach (never says which)."""
 
 
-def _visible_or_404(request: HttpRequest, pk: int) -> Conversation:
+def _visible_or_404(request: HttpRequest, pk: int, *, with_tags: bool = False) -> Conversation:
     try:
-        return selectors.conversation_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
+        return selectors.conversation_get_visible(user=request.user, pk=pk, with_tags=with_tags)  # type: ignore[arg-type]
     except Conversation.DoesNotExist as exc:
         raise ConversationGone(_("No such conversation.")) from exc
 
@@ -141,6 +145,8 @@ CONSOLE_EVENT_KINDS = (
     EventKind.CLOSED,
     EventKind.REOPENED,
     EventKind.CSAT_RECEIVED,
+    EventKind.TAGS_CHANGED,
+    EventKind.PRIORITY_CHANGED,
 )
 
 
@@ -226,6 +232,10 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         ),
         "transfer_agents": transfer_agents,
         "transfer_departments": transfer_departments,
+        # lazy: only the header asks (the template calls them)
+        "can_organise": lambda: organise.user_can_organise(user=user, conversation=conversation),
+        "priorities": Priority.choices,
+        "all_tags": selectors.tag_list(),
         **extra,
     }
 
@@ -260,7 +270,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @login_required
 @conversation_view
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _visible_or_404(request, pk)
+    conversation = _visible_or_404(request, pk, with_tags=True)
     context = _pane(request, conversation)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, f"{PAGE_TEMPLATE}#conversation_pane", context)
@@ -280,7 +290,7 @@ def conversation_messages(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @conversation_view
 def conversation_header(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _visible_or_404(request, pk)
+    conversation = _visible_or_404(request, pk, with_tags=True)
     return render(request, f"{PAGE_TEMPLATE}#conversation_header", _pane(request, conversation))
 
 
@@ -297,7 +307,7 @@ def _act(
     except ServiceError as exc:
         error = exc.message
     try:
-        conversation = selectors.conversation_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
+        conversation = selectors.conversation_get_visible(user=request.user, pk=pk, with_tags=True)  # type: ignore[arg-type]
     except Conversation.DoesNotExist:
         # e.g. transferred to a department the agent does not work in: it left their view
         return render(
@@ -335,6 +345,22 @@ def conversation_close(request: HttpRequest, pk: int) -> HttpResponse:
 @conversation_view
 def conversation_reopen(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, services.conversation_reopen)
+
+
+@require_POST
+@login_required
+@conversation_view
+def conversation_organise(request: HttpRequest, pk: int) -> HttpResponse:
+    """The pane's priority and tags form; the row changes at once."""
+    tag_ids = [i for i in (_int(v) for v in request.POST.getlist("tags")) if i]
+    response = _act(
+        request,
+        pk,
+        organise.conversation_organise,
+        priority=request.POST.get("priority", ""),
+        tag_ids=tag_ids,
+    )
+    return trigger_client_event(response, "inbox:refresh")
 
 
 @require_POST

@@ -324,3 +324,14 @@ def priority_rules_apply_waiting(*, now: datetime | None = None) -> int:
         ).prefetch_related("tags", "customer__tags")
         emit_many(_updated(c, actor=None, changes=["priority"]) for c in rows.filter(pk__in=raised))
     return len(raised)
+
+
+@transaction.atomic
+def conversation_organise(
+    *, conversation: Conversation, actor: User, priority: str, tag_ids: Collection[int]
+) -> Conversation:
+    """The console's form: priority and tags at once (each change its own event row)."""
+    conversation = conversation_priority_set(
+        conversation=conversation, actor=actor, priority=priority
+    )
+    return conversation_tags_set(conversation=conversation, actor=actor, tag_ids=tag_ids)

@@ -590,12 +590,13 @@ def _grow_timeline(conversation: Conversation, agent, messages: int) -> None:  #
 def test_console_page_query_count_is_fixed(
     agent_client, support, django_assert_num_queries
 ) -> None:
-    # session, user, page of rows, tab counts, departments and agents for the filters
+    # session, user, page of rows, their tags and their contacts', tab counts, departments,
+    # agents and tags for the filters
     _conversations_with_messages(3, support)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(9):
         assert agent_client.get("/").content.decode().count("data-conversation-id=") == 3
     _conversations_with_messages(9, support)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(9):
         assert agent_client.get("/").content.decode().count("data-conversation-id=") == 12
 
 
@@ -603,7 +604,7 @@ def test_inbox_search_query_count_is_fixed(
     agent_client, support, django_assert_num_queries
 ) -> None:
     def search() -> int:
-        with django_assert_num_queries(6):  # as the page: the search is part of the rows' query
+        with django_assert_num_queries(9):  # as the page: the search is part of the rows' query
             html = agent_client.get("/inbox/", {"tab": "all", "q": "pergunta"}, **HTMX)
         return html.content.decode().count("data-conversation-id=")
 
@@ -621,13 +622,13 @@ def test_conversation_timeline_query_count_is_fixed(
 ) -> None:
     # session, user, conversation; messages (sender and quoted message joined), their reactions,
     # events (actor joined), notes (author joined); quick replies, past conversations, transfer
-    # agents and departments
+    # agents and departments; its tags, its contact's, the tags to choose from
     conversation = ConversationFactory(
         department=support, assigned_to=agent, status=ConversationStatus.OPEN
     )
 
     def shown() -> int:
-        with django_assert_num_queries(11):
+        with django_assert_num_queries(14 if url == "/c/{pk}/" else 11):
             html = agent_client.get(url.format(pk=conversation.pk), **HTMX).content.decode()
         assert html.count('class="note"') == html.count("msg-reactions")
         return html.count('class="msg ')
@@ -642,11 +643,12 @@ def test_queue_conversation_pane_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
     # session, user, conversation; messages, reactions, events, notes; the agent's departments
-    # (once, for every right); past conversations, transfer agents and departments (no composer)
+    # (once, for every right); past conversations, transfer agents and departments (no composer);
+    # its tags, its contact's, the tags to choose from
     conversation = ConversationFactory(department=support)
     for size in (3, 12):
         _grow_timeline(conversation, agent, size)
-        with django_assert_num_queries(11):
+        with django_assert_num_queries(14):
             html = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
         assert "Take over" in html and 'id="composer"' not in html
 
@@ -654,17 +656,18 @@ def test_queue_conversation_pane_query_count_is_fixed(
 def test_conversation_page_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
-    # the pane's eleven and the inbox's four beside it (session and user are shared)
+    # the pane's fourteen and the inbox's six beside it (session, user and the tags to choose
+    # from are shared)
     conversation = ConversationFactory(
         department=support, assigned_to=agent, status=ConversationStatus.OPEN
     )
     _grow_timeline(conversation, agent, 3)
     _conversations_with_messages(3, support)
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(20):
         agent_client.get(f"/c/{conversation.pk}/")
     _grow_timeline(conversation, agent, 12)
     _conversations_with_messages(9, support)
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(20):
         agent_client.get(f"/c/{conversation.pk}/")
 
 
