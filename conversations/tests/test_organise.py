@@ -438,3 +438,60 @@ def test_api_tags_crud_and_setting_them(admin_user: Any, agent: Any, support: An
     assert renamed.json()["name"] == "Cliente VIP"
     assert admin.delete(f"/api/v1/tags/{tag['id']}").status_code == 204
     assert client.get(f"/api/v1/conversations/{conversation.pk}").json()["tags"] == []
+
+
+# --- console --------------------------------------------------------------------------------------
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def client(client: Any, settings: Any) -> Any:
+    settings.SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP
+    client.cookies["django_language"] = "en"
+    return client
+
+
+def test_the_pane_shows_the_history_of_tags_and_priorities_escaped(
+    client: Any, agent: Any, support: Any, admin_user: Any
+) -> None:
+    client.force_login(agent)
+    conversation = ConversationFactory(department=support)
+    bad = organise.tag_create(
+        actor=admin_user, name="<img src=x onerror=alert(1)>", color="#dc2626"
+    )
+    PriorityRule.objects.create(
+        name="Urgente", condition=RuleCondition.KEYWORDS, keywords="urgente", priority="high"
+    )
+    _inbound(conversation, "é urgente")
+    organise.customer_tags_set(customer=conversation.customer, actor=agent, tag_ids=[bad.pk])
+
+    response = client.post(
+        f"/c/{conversation.pk}/organise/",
+        {"priority": "urgent", "tags": [str(bad.pk)]},
+        **HTMX,
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "The rule “Urgente” raised the priority: High" in html
+    assert "set the priority: Urgent" in html
+    assert "changed the contact's tags" in html
+    assert 'class="priority priority-urgent"' in html
+    assert "inbox:refresh" in response.headers["HX-Trigger"]  # the row changes at once
+
+
+def test_an_agent_cannot_organise_a_colleagues_conversation_in_the_console(
+    client: Any, agent: Any, support: Any
+) -> None:
+    colleague = UserFactory(role="agent", departments=[support])
+    theirs = ConversationFactory(department=support, assigned_to=colleague, status="open")
+    client.force_login(agent)
+    page = client.get(f"/c/{theirs.pk}/", **HTMX).content.decode()
+    assert 'id="organise-popover"' not in page
+    answer = client.post(f"/c/{theirs.pk}/organise/", {"priority": "urgent"}, **HTMX)
+    assert "You cannot change the priority of this conversation." in answer.content.decode()
+    theirs.refresh_from_db()
+    assert theirs.priority == "normal"
