@@ -87,8 +87,8 @@ def _tag_names() -> Subquery:
         Conversation.tags.through.objects.filter(conversation_id=OuterRef("conversation_id"))
         .order_by()
         .values("conversation_id")
-        .annotate(names=StringAgg("tag__name", delimiter=Value("; "), order_by="tag__name"))
-        .values("names")
+        .annotate(tag_names=StringAgg("tag__name", delimiter=Value("; "), order_by="tag__name"))
+        .values("tag_names")  # type: ignore[misc]  # the stubs miss annotations on a through model
     )
     return Subquery(names)
 
