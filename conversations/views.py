@@ -232,8 +232,9 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         ),
         "transfer_agents": transfer_agents,
         "transfer_departments": transfer_departments,
-        # lazy: only the header asks (the template calls them)
-        "can_organise": lambda: organise.user_can_organise(user=user, conversation=conversation),
+        # organise.user_can_organise's rule, from the rights at hand (no second look-up): the
+        # transfer right while open, the reopen right once closed
+        "can_organise": rights.transfer or rights.reopen,
         "priorities": Priority.choices,
         "all_tags": selectors.tag_list(),
         **extra,
