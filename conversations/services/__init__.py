@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Value, When, prefetch_related_objects
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -440,8 +440,8 @@ def conversations_open_for_customers(
 ) -> dict[tuple[int, int], Conversation]:
     """New conversations with the bot for (customer, number) pairs that have none in progress.
 
-    What :func:`conversation_open_for_customer` does one by one, in three queries for them all
-    (conversations, their ``created`` events, the live updates). Should one appear meanwhile (the
+    What :func:`conversation_open_for_customer` does one by one, in five queries for them all
+    (conversations, their ``created`` events, their tags and their contacts', the live updates). Should one appear meanwhile (the
     partial unique index refuses the batch), every pair goes through the one-by-one function.
     Returns {(customer id, number id): conversation}.
     """
@@ -461,6 +461,8 @@ def conversations_open_for_customers(
                 _event(conversation=c, actor=None, kind=EventKind.CREATED, after=_state(c))
                 for c in created
             )
+            # their payloads carry tags (the contacts' may have some): two queries for all
+            prefetch_related_objects(created, *selectors.CONVERSATION_PREFETCH)
             emit_many(_created(c, actor=None) for c in created)
             return {(c.customer_id, c.whatsapp_account_id): c for c in created}
     return {
