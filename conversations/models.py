@@ -32,7 +32,11 @@ class Tag(TimeStampedModel):
         verbose_name = _("tag")
         verbose_name_plural = _("tags")
         constraints: ClassVar = [
-            models.UniqueConstraint(Lower("name"), name="tag_name_unique_ci"),
+            models.UniqueConstraint(
+                Lower("name"),
+                name="tag_name_unique_ci",
+                violation_error_message=_("There is already a tag with that name."),
+            ),
             models.CheckConstraint(
                 condition=Q(color__regex=r"^#[0-9a-fA-F]{6}$"), name="tag_color_rrggbb"
             ),

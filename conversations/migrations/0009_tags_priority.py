@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'tag',
                 'verbose_name_plural': 'tags',
                 'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('name'), name='tag_name_unique_ci'), models.CheckConstraint(condition=models.Q(('color__regex', '^#[0-9a-fA-F]{6}$')), name='tag_color_rrggbb')],
+                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('name'), name='tag_name_unique_ci', violation_error_message='There is already a tag with that name.'), models.CheckConstraint(condition=models.Q(('color__regex', '^#[0-9a-fA-F]{6}$')), name='tag_color_rrggbb')],
             },
         ),
         migrations.CreateModel(

@@ -495,3 +495,33 @@ def test_an_agent_cannot_organise_a_colleagues_conversation_in_the_console(
     assert "You cannot change the priority of this conversation." in answer.content.decode()
     theirs.refresh_from_db()
     assert theirs.priority == "normal"
+
+
+# --- back office ----------------------------------------------------------------------------------
+
+
+def test_admins_manage_tags_and_rules_in_the_back_office_supervisors_only_look(
+    client: Any, admin_user: Any, supervisor: Any
+) -> None:
+    client.force_login(admin_user)
+    added = client.post(
+        "/admin/conversations/tag/add/", {"name": "VIP", "color": "#DC2626"}, follow=True
+    )
+    assert added.status_code == 200
+    assert Tag.objects.get().color == "#dc2626"
+    twin = client.post("/admin/conversations/tag/add/", {"name": "vip", "color": "#000000"})
+    assert twin.status_code == 200  # the form again, with the error
+    assert "There is already a tag with that name." in twin.content.decode()
+    assert Tag.objects.count() == 1
+    rule = client.post(
+        "/admin/conversations/priorityrule/add/",
+        {"name": "Sem tag", "condition": "contact_tag", "priority": "high", "order": 0},
+    )
+    assert rule.status_code == 200  # the form again: a tag rule needs its tag
+    assert not PriorityRule.objects.exists()
+
+    client.force_login(supervisor)
+    assert client.get("/admin/conversations/tag/").status_code == 200
+    assert client.get("/admin/conversations/priorityrule/").status_code == 200
+    assert client.get("/admin/conversations/tag/add/").status_code == 403
+    assert client.get("/admin/conversations/priorityrule/add/").status_code == 403
