@@ -985,3 +985,11 @@ def test_an_agent_sets_priority_and_tags_and_the_queue_puts_the_urgent_first(
     page.select_option("#f-tag", str(vip.pk))
     expect(page).to_have_url(re.compile(rf"tag={vip.pk}"))
     expect(rows).to_have_count(1)
+
+    # and on a phone, in Portuguese, the form fits the screen and its button is at hand
+    phone = open_console(ana, f"/c/{second.pk}/", language="pt-br", viewport=PHONE)
+    expect(phone.locator("#conversation-header .priority-urgent")).to_have_text("Urgente")
+    phone.click("#organise-popover summary")
+    expect(phone.locator("#organise-popover legend")).to_have_text("Etiquetas")
+    _no_horizontal_overflow(phone)
+    _reachable(phone, "#organise-popover button[type=submit]")
