@@ -441,8 +441,9 @@ def conversations_open_for_customers(
     """New conversations with the bot for (customer, number) pairs that have none in progress.
 
     What :func:`conversation_open_for_customer` does one by one, in five queries for them all
-    (conversations, their ``created`` events, their tags and their contacts', the live updates). Should one appear meanwhile (the
-    partial unique index refuses the batch), every pair goes through the one-by-one function.
+    (conversations, their ``created`` events, their tags and their contacts', the live
+    updates). Should one appear meanwhile (the partial unique index refuses the batch), every
+    pair goes through the one-by-one function.
     Returns {(customer id, number id): conversation}.
     """
     if not pairs:
