@@ -45,7 +45,7 @@ from .uploads import upload_validate
 CONVERSATION_EXAMPLE = {
     "id": 42,
     "status": "open",
-    "customer": {"id": 7, "phone": "+5511987650002", "name": "Maria"},
+    "customer": {"id": 7, "phone": "+5511987650002", "name": "Maria", "tags": []},
     "department": {"id": 1, "name": "Suporte"},
     "assigned_to": {"id": 3, "name": "Ana"},
     "last_message_at": "2026-11-24T10:15:00-03:00",
@@ -54,7 +54,10 @@ CONVERSATION_EXAMPLE = {
     "closed_at": None,
     "first_response_at": "2026-11-24T10:02:00-03:00",
     "window_expires_at": "2026-11-25T10:15:00-03:00",
+    "priority": "high",
+    "tags": [{"id": 1, "name": "VIP", "color": "#dc2626"}],
 }
+TAG_EXAMPLE = {"id": 1, "name": "VIP", "color": "#dc2626"}
 MESSAGE_EXAMPLE = {
     "id": 901,
     "conversation": 42,
@@ -537,6 +540,7 @@ class TagListApi(ListAPIView[Tag]):
         tags=["tags"],
         summary="Every tag, by name",
         responses={200: TagSerializer(many=True), 401: ERROR},
+        examples=[OpenApiExample("Tags", value=[TAG_EXAMPLE], response_only=True)],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -561,6 +565,10 @@ class TagDetailApi(APIView):
         summary="Rename or recolour a tag (admins)",
         request=TagSerializer(partial=True),
         responses={200: TagSerializer, 400: VALIDATION_ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
+        examples=[
+            OpenApiExample("New colour", value={"color": "#16a34a"}, request_only=True),
+            OpenApiExample("Tag", value={**TAG_EXAMPLE, "color": "#16a34a"}, response_only=True),
+        ],
     )
     def patch(self, request: Request, pk: int) -> Response:
         tag = selectors.tag_get(pk=pk)
