@@ -23,6 +23,7 @@ from ..error_codes import ConversationErrorCode
 from ..models import (
     PRIORITY_RANK,
     Conversation,
+    ConversationEvent,
     ConversationStatus,
     Customer,
     Direction,
@@ -97,9 +98,34 @@ def tag_update(*, actor: User, tag: Tag, name: str | None = None, color: str | N
 
 @transaction.atomic
 def tag_delete(*, actor: User, tag: Tag) -> None:
-    """Removes the tag everywhere (the history keeps its name in the events that named it)."""
+    """Removes the tag everywhere: each conversation that had it gets a ``tags_changed`` row and
+    a ``conversation.updated`` (the history keeps the name in the events that named it)."""
     _require_admin(actor)
+    tag = Tag.objects.select_for_update().get(pk=tag.pk)
+    tagged = list(
+        Conversation.objects.filter(tags=tag)
+        .select_for_update(of=("self",))
+        .order_by("pk")
+        .prefetch_related("tags")
+    )
+    ConversationEvent.objects.bulk_create(
+        _event(
+            conversation=c,
+            actor=actor,
+            kind=EventKind.TAGS_CHANGED,
+            before={"tags": _names(c.tags.all())},
+            after={"tags": _names(t for t in c.tags.all() if t.pk != tag.pk)},
+        )
+        for c in tagged
+    )
     tag.delete()
+    rows = Conversation.objects.select_related("customer", "department", "assigned_to")
+    emit_many(
+        _updated(c, actor=actor, changes=["tags"])
+        for c in rows.prefetch_related(*selectors.CONVERSATION_PREFETCH).filter(
+            pk__in=[c.pk for c in tagged]
+        )
+    )
 
 
 # --- tags on conversations and contacts (agents) ------------------------------------------------

@@ -86,6 +86,24 @@ def test_only_admins_manage_tags_and_names_are_unique_ignoring_case(
     assert renamed.name == "Cliente VIP"
 
 
+def test_deleting_a_tag_leaves_a_line_in_the_history_of_the_conversations_that_had_it(
+    admin_user: Any, support: Any, emitted: list[DomainEvent]
+) -> None:
+    vip, late = Tag.objects.create(name="VIP"), Tag.objects.create(name="Atraso")
+    tagged, other = ConversationFactory(department=support), ConversationFactory()
+    tagged.tags.add(vip, late)
+    other.tags.add(late)
+
+    organise.tag_delete(actor=admin_user, tag=vip)
+
+    (row,) = ConversationEvent.objects.filter(kind=EventKind.TAGS_CHANGED)
+    assert row.conversation_id == tagged.pk
+    assert [t["name"] for t in row.before["tags"]] == ["Atraso", "VIP"]
+    assert [t["name"] for t in row.after["tags"]] == ["Atraso"]
+    (update,) = _updates(emitted)
+    assert [t["name"] for t in update.conversation["tags"]] == ["Atraso"]
+
+
 def test_the_database_refuses_twin_names_and_bad_colours() -> None:
     Tag.objects.create(name="Atraso", color="#123456")
     with pytest.raises(IntegrityError):
