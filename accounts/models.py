@@ -26,6 +26,8 @@ SUPERVISOR_PERMISSIONS = frozenset(
         "conversations.view_conversationtransfer",
         "conversations.view_conversationevent",
         "conversations.view_conversationnote",
+        "conversations.view_tag",
+        "conversations.view_priorityrule",
         "departments.view_department",
         "reports.view_goal",
         "accounts.view_user",

@@ -38,8 +38,11 @@ from .models import (
     Customer,
     Message,
     MessageReaction,
+    PriorityRule,
     QuickReply,
+    Tag,
 )
+from .services import organise
 
 # A conversation's page shows its latest messages; the full history is one click away.
 MESSAGE_INLINE_LIMIT = 50
@@ -681,3 +684,45 @@ class QuickReplyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_select_related = ("department",)
     search_fields = ("title", "shortcut", "body")
     prepopulated_fields = {"shortcut": ("title",)}
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Admins manage the tags (through the services); supervisors view them."""
+
+    list_display = ("name", "swatch", "updated_at")
+    search_fields = ("name",)
+    fields = ("name", "color")
+
+    @admin.display(description=_("colour"))
+    def swatch(self, obj: Tag) -> SafeString:
+        return format_html(
+            '<span style="display:inline-block;width:1em;height:1em;border-radius:50%;'
+            'background:{}"></span> {}',
+            obj.color,
+            obj.color,
+        )
+
+    def save_model(self, request: HttpRequest, obj: Tag, form: Any, change: bool) -> None:
+        actor: User = request.user  # type: ignore[assignment]
+        try:
+            if change:
+                organise.tag_update(actor=actor, tag=obj, name=obj.name, color=obj.color)
+            else:
+                obj.pk = organise.tag_create(actor=actor, name=obj.name, color=obj.color).pk
+        except ServiceError as exc:
+            raise PermissionDenied(exc.message) from exc
+
+    def delete_model(self, request: HttpRequest, obj: Tag) -> None:
+        organise.tag_delete(actor=request.user, tag=obj)  # type: ignore[arg-type]
+
+
+@admin.register(PriorityRule)
+class PriorityRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Admins keep the automatic priorities; supervisors view them."""
+
+    list_display = ("name", "condition", "priority", "is_active", "order")
+    list_editable = ("is_active", "order")
+    list_filter = ("is_active", "condition", "priority")
+    list_select_related = ("tag",)
+    fields = ("name", "condition", "tag", "keywords", "minutes", "priority", "is_active", "order")

@@ -30,6 +30,14 @@ urlpatterns = [
         apis.ConversationHistoryApi.as_view(),
         "api-conversation-history",
     ),
+    *api_path(
+        "conversations/<int:pk>/tags",
+        apis.ConversationTagsApi.as_view(),
+        "api-conversation-tags",
+    ),
+    *api_path("contacts/<int:pk>/tags", apis.ContactTagsApi.as_view(), "api-contact-tags"),
+    *api_path("tags", apis.TagListApi.as_view(), "api-tags"),
+    *api_path("tags/<int:pk>", apis.TagDetailApi.as_view(), "api-tag"),
     *api_path("messages", apis.MessageListApi.as_view(), "api-messages"),
     *api_path("messages/<int:pk>/read", apis.MessageReadApi.as_view(), "api-message-read"),
 ]

@@ -32,14 +32,20 @@ from departments.models import Department
 from . import selectors, services
 from .channels import conversation_channel
 from .filters import ConversationFilter
-from .models import Conversation, ConversationEvent, Message, MessageType
-from .serializers import ConversationSerializer, MessageSerializer
+from .models import Conversation, ConversationEvent, Message, MessageType, Priority, Tag
+from .serializers import (
+    ConversationSerializer,
+    CustomerSummarySerializer,
+    MessageSerializer,
+    TagSerializer,
+)
+from .services import organise
 from .uploads import upload_validate
 
 CONVERSATION_EXAMPLE = {
     "id": 42,
     "status": "open",
-    "customer": {"id": 7, "phone": "+5511987650002", "name": "Maria"},
+    "customer": {"id": 7, "phone": "+5511987650002", "name": "Maria", "tags": []},
     "department": {"id": 1, "name": "Suporte"},
     "assigned_to": {"id": 3, "name": "Ana"},
     "last_message_at": "2026-11-24T10:15:00-03:00",
@@ -49,7 +55,10 @@ CONVERSATION_EXAMPLE = {
     "first_response_at": "2026-11-24T10:02:00-03:00",
     "window_expires_at": "2026-11-25T10:15:00-03:00",
     "whatsapp_account": {"id": 1, "name": "Loja", "display_phone_number": "+55 11 4000-1000"},
+    "priority": "high",
+    "tags": [{"id": 1, "name": "VIP", "color": "#dc2626"}],
 }
+TAG_EXAMPLE = {"id": 1, "name": "VIP", "color": "#dc2626"}
 MESSAGE_EXAMPLE = {
     "id": 901,
     "conversation": 42,
@@ -84,11 +93,15 @@ class ConversationListApi(ListAPIView[Conversation]):
     filterset_class = ConversationFilter
 
     def get_queryset(self) -> Any:
-        return selectors.conversation_list_visible_to(user=self.request.user)  # type: ignore[arg-type]
+        return selectors.conversation_list_visible_to(user=self.request.user).prefetch_related(  # type: ignore[arg-type]
+            *selectors.CONVERSATION_PREFETCH
+        )
 
     @extend_schema(
         tags=["conversations"],
         summary="Conversations the caller may see, most recent activity first",
+        description="`status=pending` alone is the queue: the most urgent first, then the "
+        "customer who has waited longest.",
         responses={200: ConversationSerializer(many=True), **LIST_ERRORS},
         examples=[
             OpenApiExample(
@@ -103,6 +116,10 @@ class ConversationListApi(ListAPIView[Conversation]):
         return super().get(request, *args, **kwargs)
 
 
+class PrioritySerializer(serializers.Serializer[Any]):
+    priority = serializers.ChoiceField(choices=Priority.choices)
+
+
 class ConversationDetailApi(APIView):
     @extend_schema(
         tags=["conversations"],
@@ -112,6 +129,30 @@ class ConversationDetailApi(APIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         return _conversation_response(_visible_conversation(request, pk))
+
+    @extend_schema(
+        tags=["conversations"],
+        summary="Set the priority (agents on their own or their queue's conversations)",
+        request=PrioritySerializer,
+        responses={
+            200: ConversationSerializer,
+            400: VALIDATION_ERROR,
+            401: ERROR,
+            403: ERROR,
+            404: ERROR,
+        },
+        examples=[OpenApiExample("Urgent", value={"priority": "urgent"}, request_only=True)],
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        conversation = _visible_conversation(request, pk)
+        serializer = PrioritySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversation = organise.conversation_priority_set(
+            conversation=conversation,
+            actor=request.user,  # type: ignore[arg-type]
+            priority=serializer.validated_data["priority"],
+        )
+        return _conversation_response(conversation)
 
 
 def _action_schema(summary: str, request: Any = None, examples: Any = ()) -> Any:
@@ -497,3 +538,109 @@ class MessageReadApi(APIView):
         services.conversation_mark_read(conversation=message.conversation, actor=request.user)  # type: ignore[arg-type]
         message.refresh_from_db()
         return Response(MessageSerializer(message).data)
+
+
+# --- Organise: tags and priority (contract §10) -------------------------------------------------
+
+
+class TagListApi(ListAPIView[Tag]):
+    """Everyone signed in lists the tags; only admins create them."""
+
+    serializer_class = TagSerializer
+    filter_backends = ()
+    pagination_class = None
+
+    def get_queryset(self) -> Any:
+        return selectors.tag_list()
+
+    @extend_schema(
+        tags=["tags"],
+        summary="Every tag, by name",
+        responses={200: TagSerializer(many=True), 401: ERROR},
+        examples=[OpenApiExample("Tags", value=[TAG_EXAMPLE], response_only=True)],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["tags"],
+        summary="Create a tag (admins)",
+        request=TagSerializer,
+        responses={201: TagSerializer, 400: VALIDATION_ERROR, 401: ERROR, 403: ERROR},
+        examples=[OpenApiExample("Tag", value={"name": "VIP", "color": "#dc2626"})],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TagSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tag = organise.tag_create(actor=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        return Response(TagSerializer(tag).data, status=status.HTTP_201_CREATED)
+
+
+class TagDetailApi(APIView):
+    @extend_schema(
+        tags=["tags"],
+        summary="Rename or recolour a tag (admins)",
+        request=TagSerializer(partial=True),
+        responses={200: TagSerializer, 400: VALIDATION_ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
+        examples=[
+            OpenApiExample("New colour", value={"color": "#16a34a"}, request_only=True),
+            OpenApiExample("Tag", value={**TAG_EXAMPLE, "color": "#16a34a"}, response_only=True),
+        ],
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        tag = selectors.tag_get(pk=pk)
+        serializer = TagSerializer(tag, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        tag = organise.tag_update(actor=request.user, tag=tag, **serializer.validated_data)  # type: ignore[arg-type]
+        return Response(TagSerializer(tag).data)
+
+    @extend_schema(
+        tags=["tags"],
+        summary="Delete a tag everywhere (admins)",
+        responses={204: None, 401: ERROR, 403: ERROR, 404: ERROR},
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        organise.tag_delete(actor=request.user, tag=selectors.tag_get(pk=pk))  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TagIdsSerializer(serializers.Serializer[Any]):
+    tags = serializers.ListField(child=serializers.IntegerField(min_value=1), max_length=50)
+
+
+class ConversationTagsApi(APIView):
+    @_action_schema(
+        "Replace the conversation's tags",
+        request=TagIdsSerializer,
+        examples=[OpenApiExample("Tags", value={"tags": [1, 3]}, request_only=True)],
+    )
+    def put(self, request: Request, pk: int) -> Response:
+        conversation = _visible_conversation(request, pk)
+        serializer = TagIdsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversation = organise.conversation_tags_set(
+            conversation=conversation,
+            actor=request.user,  # type: ignore[arg-type]
+            tag_ids=serializer.validated_data["tags"],
+        )
+        return _conversation_response(conversation)
+
+
+class ContactTagsApi(APIView):
+    @extend_schema(
+        tags=["contacts"],
+        summary="Replace the contact's tags (a contact is visible through its conversations)",
+        request=TagIdsSerializer,
+        responses={200: CustomerSummarySerializer, 400: VALIDATION_ERROR, 401: ERROR, 404: ERROR},
+        examples=[OpenApiExample("Tags", value={"tags": [1]}, request_only=True)],
+    )
+    def put(self, request: Request, pk: int) -> Response:
+        customer = selectors.customer_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
+        serializer = TagIdsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        customer = organise.customer_tags_set(
+            customer=customer,
+            actor=request.user,  # type: ignore[arg-type]
+            tag_ids=serializer.validated_data["tags"],
+        )
+        return Response(CustomerSummarySerializer(customer).data)

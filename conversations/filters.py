@@ -3,11 +3,15 @@
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django_filters import rest_framework as filters
 
-from .models import Conversation, ConversationStatus, Message
+from .models import Conversation, ConversationStatus, Message, Priority
+from .selectors import conversation_order_as_queue
 
 
 class ConversationFilter(filters.FilterSet):
-    """``?status=&department=&assigned_to=&search=&whatsapp_account=`` (contract §4).
+    """``?status=&department=&assigned_to=&search=&whatsapp_account=`` (contract §4),
+    ``?tag=&priority=`` (§10).
+
+    ``status=pending`` alone is the queue: the most urgent first, then the longest waiting.
 
     ``assigned_to=none`` lists the unassigned ones; ``search`` matches the customer's name or phone
     or the text of any message of the conversation (case-insensitive).
@@ -18,10 +22,34 @@ class ConversationFilter(filters.FilterSet):
     assigned_to = filters.CharFilter(method="filter_assigned_to")
     search = filters.CharFilter(method="filter_search", max_length=200)
     whatsapp_account = filters.NumberFilter(field_name="whatsapp_account_id")
+    tag = filters.NumberFilter(method="filter_tag")
+    priority = filters.MultipleChoiceFilter(choices=Priority.choices)
 
     class Meta:
         model = Conversation
-        fields = ("status", "department", "assigned_to", "search", "whatsapp_account")
+        fields = (
+            "status",
+            "department",
+            "assigned_to",
+            "search",
+            "whatsapp_account",
+            "tag",
+            "priority",
+        )
+
+    def filter_queryset(self, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+        queryset = super().filter_queryset(queryset)
+        if self.form.cleaned_data.get("status") == [ConversationStatus.PENDING]:
+            queryset = conversation_order_as_queue(queryset)
+        return queryset
+
+    def filter_tag(
+        self, queryset: QuerySet[Conversation], name: str, value: int
+    ) -> QuerySet[Conversation]:
+        tagged = Conversation.tags.through.objects.filter(
+            conversation_id=OuterRef("pk"), tag_id=value
+        )
+        return queryset.filter(Exists(tagged))
 
     def filter_assigned_to(
         self, queryset: QuerySet[Conversation], name: str, value: str

@@ -2,14 +2,59 @@ from datetime import timedelta
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
+from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
 from common.models import TimeStampedModel
 
 # Meta's customer-service window: free-form messages only within 24 h of the customer's last one.
 SERVICE_WINDOW = timedelta(hours=24)
+
+
+color_validator = RegexValidator(
+    r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #rrggbb."), code="invalid_color"
+)
+
+
+class Tag(TimeStampedModel):
+    """A label admins define (name and colour) and agents put on conversations and contacts."""
+
+    name = models.CharField(_("name"), max_length=40)
+    color = models.CharField(
+        _("colour"), max_length=7, default="#6b7280", validators=[color_validator]
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                Lower("name"),
+                name="tag_name_unique_ci",
+                violation_error_message=_("There is already a tag with that name."),
+            ),
+            models.CheckConstraint(
+                condition=Q(color__regex=r"^#[0-9a-fA-F]{6}$"), name="tag_color_rrggbb"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Priority(models.TextChoices):
+    LOW = "low", _("Low")
+    NORMAL = "normal", _("Normal")
+    HIGH = "high", _("High")
+    URGENT = "urgent", _("Urgent")
+
+
+# Higher is more urgent: the queue's order and "a rule only raises".
+PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
 
 
 class Customer(TimeStampedModel):
@@ -24,6 +69,7 @@ class Customer(TimeStampedModel):
     phone = models.CharField(_("phone (E.164)"), max_length=20, blank=True, db_index=True)
     name = models.CharField(_("profile name"), max_length=200, blank=True)
     notes = models.TextField(_("notes"), blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="customers", verbose_name=_("tags"))
 
     class Meta:
         ordering = ["name", "phone"]
@@ -86,6 +132,21 @@ class Conversation(TimeStampedModel):
     last_inbound_at = models.DateTimeField(_("last customer message"), null=True, blank=True)
     last_message_at = models.DateTimeField(_("last activity"), null=True, blank=True)
     unread_count = models.PositiveIntegerField(_("unread"), default=0)
+    priority = models.CharField(
+        _("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL
+    )
+    # The priority as a number the database sorts by (the queue: most urgent first).
+    priority_rank = models.GeneratedField(
+        expression=Case(
+            *(When(priority=p.value, then=Value(rank)) for p, rank in PRIORITY_RANK.items()),
+            default=Value(1),
+        ),
+        output_field=models.SmallIntegerField(),
+        db_persist=True,
+    )
+    tags = models.ManyToManyField(
+        Tag, blank=True, related_name="conversations", verbose_name=_("tags")
+    )
 
     class Meta:
         ordering = ["-last_message_at", "-id"]
@@ -107,6 +168,11 @@ class Conversation(TimeStampedModel):
                 fields=["assigned_to", "status", "-last_message_at"], name="conv_assignee_idx"
             ),
             models.Index(fields=["-last_message_at", "-id"], name="conv_activity_idx"),
+            # The queue: most urgent first, then the longest waiting.
+            models.Index(
+                fields=["status", "-priority_rank", "last_inbound_at", "id"],
+                name="conv_priority_queue_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -308,6 +374,8 @@ class EventKind(models.TextChoices):
     FIRST_RESPONSE = "first_response", _("First response")
     NUMBER_CHANGED = "number_changed", _("Customer changed number")
     CSAT_RECEIVED = "csat_received", _("Satisfaction score received")
+    TAGS_CHANGED = "tags_changed", _("Tags changed")
+    PRIORITY_CHANGED = "priority_changed", _("Priority changed")
 
 
 class ConversationEvent(models.Model):
@@ -453,3 +521,73 @@ class CsatSurvey(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id} CSAT {self.score or '-'} ({self.status})"
+
+
+class RuleCondition(models.TextChoices):
+    CONTACT_TAG = "contact_tag", _("The contact has a tag")
+    KEYWORDS = "keywords", _("The customer's message contains any of these words")
+    WAITING = "waiting", _("The customer has waited longer than some minutes")
+
+
+class PriorityRule(TimeStampedModel):
+    """An admin's automatic priority: when ``condition`` holds, the conversation's priority is
+    raised to ``priority`` (a rule never lowers one)."""
+
+    name = models.CharField(_("name"), max_length=100)
+    condition = models.CharField(_("condition"), max_length=20, choices=RuleCondition.choices)
+    tag = models.ForeignKey(
+        Tag,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="priority_rules",
+        verbose_name=_("contact tag"),
+    )
+    keywords = models.TextField(
+        _("words"),
+        blank=True,
+        help_text=_("Comma-separated; accents and case are ignored."),
+    )
+    minutes = models.PositiveIntegerField(_("minutes waiting"), null=True, blank=True)
+    priority = models.CharField(
+        _("priority"), max_length=10, choices=Priority.choices, default=Priority.HIGH
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    order = models.PositiveSmallIntegerField(_("order"), default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        verbose_name = _("priority rule")
+        verbose_name_plural = _("priority rules")
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=~Q(condition="contact_tag") | Q(tag__isnull=False),
+                name="priority_rule_tag_needs_tag",
+            ),
+            models.CheckConstraint(
+                condition=~Q(condition="keywords") | ~Q(keywords=""),
+                name="priority_rule_keywords_need_words",
+            ),
+            models.CheckConstraint(
+                condition=~Q(condition="waiting") | Q(minutes__gte=1),
+                name="priority_rule_waiting_needs_minutes",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        """The admin form's errors for what the constraints refuse."""
+        from django.core.exceptions import ValidationError  # noqa: PLC0415
+
+        if self.condition == RuleCondition.CONTACT_TAG and self.tag_id is None:
+            raise ValidationError({"tag": _("Choose the contact's tag.")})
+        if self.condition == RuleCondition.KEYWORDS and not self.words:
+            raise ValidationError({"keywords": _("Enter at least one word.")})
+        if self.condition == RuleCondition.WAITING and not self.minutes:
+            raise ValidationError({"minutes": _("Enter how many minutes.")})
+
+    @property
+    def words(self) -> list[str]:
+        return [w.strip() for w in self.keywords.split(",") if w.strip()]

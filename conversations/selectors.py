@@ -16,6 +16,7 @@ from django.db.models import (
     CharField,
     Count,
     Exists,
+    F,
     Func,
     Min,
     OuterRef,
@@ -44,9 +45,23 @@ from .models import (
     MessageReaction,
     MessageStatus,
     MessageType,
+    Priority,
     QuickReply,
+    Tag,
 )
 from .text import text_unaccent
+
+# The queue: the most urgent first, then the customer who has waited longest.
+QUEUE_ORDER = (F("priority_rank").desc(), F("last_inbound_at").asc(nulls_last=True), "id")
+
+
+def conversation_order_as_queue(rows: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    return rows.order_by(*QUEUE_ORDER)
+
+
+# What lists of conversations prefetch to show their tags and their contact's (two queries
+# whatever the number of rows).
+CONVERSATION_PREFETCH = ("tags", "customer__tags")
 
 
 def conversation_visibility_q(*, user: User) -> Q:
@@ -70,9 +85,28 @@ def conversation_list_visible_to(*, user: User) -> QuerySet[Conversation]:
     )
 
 
-def conversation_get_visible(*, user: User, pk: int) -> Conversation:
-    """The conversation ``pk`` if ``user`` may see it; ``Conversation.DoesNotExist`` otherwise."""
-    return conversation_list_visible_to(user=user).get(pk=pk)
+def conversation_get_visible(*, user: User, pk: int, with_tags: bool = False) -> Conversation:
+    """The conversation ``pk`` if ``user`` may see it; ``Conversation.DoesNotExist`` otherwise
+    (``with_tags``: with its tags and its contact's, for a page that shows them)."""
+    rows = conversation_list_visible_to(user=user)
+    if with_tags:
+        rows = rows.prefetch_related(*CONVERSATION_PREFETCH)
+    return rows.get(pk=pk)
+
+
+def customer_get_visible(*, user: User, pk: int) -> Customer:
+    """The contact ``pk`` if one of its conversations is visible to ``user``; else
+    ``Customer.DoesNotExist``."""
+    visible = conversation_list_visible_to(user=user).filter(customer_id=OuterRef("pk"))
+    return Customer.objects.filter(Exists(visible)).get(pk=pk)
+
+
+def tag_list() -> QuerySet[Tag]:
+    return Tag.objects.order_by("name")
+
+
+def tag_get(*, pk: int) -> Tag:
+    return Tag.objects.get(pk=pk)
 
 
 def conversation_state_visible_to(
@@ -374,6 +408,8 @@ class InboxQuery:
     agent: int | None = None
     status: str = ""
     number: int | None = None  # the business number (``whatsapp_account``) it came through
+    tag: int | None = None
+    priority: str = ""
     page: int = 1
 
     @classmethod
@@ -388,6 +424,10 @@ class InboxQuery:
             agent=_int(params.get("agent")),
             status=status if status in ConversationStatus.values else "",
             number=_int(params.get("number")),
+            tag=_int(params.get("tag")),
+            priority=priority
+            if (priority := params.get("priority", "")) in Priority.values
+            else "",
             page=max(_int(params.get("page")) or 1, 1),
         )
 
@@ -400,13 +440,28 @@ class InboxQuery:
             "agent": self.agent or "",
             "status": self.status,
             "number": self.number or "",
+            "tag": self.tag or "",
+            "priority": self.priority,
             "page": self.page if self.page > 1 else "",
         } | override
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
     @property
     def filtered(self) -> bool:
-        return bool(self.q or self.department or self.agent or self.status or self.number)
+        return bool(
+            self.q
+            or self.department
+            or self.agent
+            or self.status
+            or self.number
+            or self.tag
+            or self.priority
+        )
+
+    @property
+    def as_queue(self) -> bool:
+        """The queue lists the most urgent first, then the longest waiting."""
+        return self.tab == "queue" or self.status == ConversationStatus.PENDING
 
 
 @dataclass(frozen=True)
@@ -470,7 +525,8 @@ def _inbox_search_q(text: str) -> Q:
 
 
 def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
-    """One page of ``query.tab`` with its filters and search, most recent activity first: one query.
+    """One page of ``query.tab`` with its filters and search, most recent activity first (the
+    queue: most urgent first, then the longest waiting): one query, and two for the tags.
 
     Each row carries its last message (reactions aside) as ``last_body``, ``last_type`` and
     ``last_direction`` for the preview.
@@ -484,8 +540,21 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
         rows = rows.filter(status=query.status)
     if query.number:
         rows = rows.filter(whatsapp_account_id=query.number)
+    if query.tag:
+        rows = rows.filter(
+            Exists(
+                Conversation.tags.through.objects.filter(
+                    conversation_id=OuterRef("pk"), tag_id=query.tag
+                )
+            )
+        )
+    if query.priority:
+        rows = rows.filter(priority=query.priority)
     if query.q:
         rows = rows.filter(_inbox_search_q(query.q))
+    if query.as_queue:
+        rows = conversation_order_as_queue(rows)
+    rows = rows.prefetch_related(*CONVERSATION_PREFETCH)
     last = (
         Message.objects.filter(conversation=OuterRef("pk"))
         .exclude(type=MessageType.REACTION)

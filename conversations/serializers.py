@@ -2,15 +2,46 @@
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import Conversation, Customer, Message
+from .models import Conversation, Customer, Message, Tag
+
+
+class TagSerializer(serializers.ModelSerializer[Tag]):
+    class Meta:
+        model = Tag
+        fields = ("id", "name", "color")
+        read_only_fields = ("id",)
+
+
+def _tag_list(tags: Any) -> list[dict[str, Any]]:
+    """``{id, name, color}`` of each tag, by name; from the prefetched rows when there are (the
+    lists prefetch ``tags`` and ``customer__tags``), else one query."""
+    return [
+        {"id": t.pk, "name": t.name, "color": t.color}
+        for t in sorted(tags.all(), key=lambda t: t.name.casefold())
+    ]
+
+
+@extend_schema_field(TagSerializer(many=True))
+class TagListField(serializers.Field[Any, Any, Any, Any]):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        return instance
+
+    def to_representation(self, value: Any) -> list[dict[str, Any]]:
+        return _tag_list(value.tags)
 
 
 class CustomerSummarySerializer(serializers.ModelSerializer[Customer]):
+    tags = TagListField()
+
     class Meta:
         model = Customer
-        fields = ("id", "phone", "name")
+        fields = ("id", "phone", "name", "tags")
 
 
 class NamedRefSerializer(serializers.Serializer[Any]):
@@ -32,6 +63,7 @@ class ConversationSerializer(serializers.ModelSerializer[Conversation]):
     assigned_to = NamedRefSerializer(read_only=True, allow_null=True)
     window_expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
     whatsapp_account = NumberRefSerializer(read_only=True, allow_null=True)
+    tags = TagListField()
 
     class Meta:
         model = Conversation
@@ -48,6 +80,8 @@ class ConversationSerializer(serializers.ModelSerializer[Conversation]):
             "first_response_at",
             "window_expires_at",
             "whatsapp_account",
+            "priority",
+            "tags",
         )
         read_only_fields = fields
 

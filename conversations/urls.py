@@ -19,6 +19,7 @@ urlpatterns = [
     path("c/<int:pk>/m/<int:message_pk>/react/", views.message_react, name="react"),
     path("c/<int:pk>/take-over/", views.conversation_take_over, name="take_over"),
     path("c/<int:pk>/transfer/", views.conversation_transfer, name="transfer"),
+    path("c/<int:pk>/organise/", views.conversation_organise, name="organise"),
     path("c/<int:pk>/close/", views.conversation_close, name="close"),
     path("c/<int:pk>/reopen/", views.conversation_reopen, name="reopen"),
 ]

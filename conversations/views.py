@@ -37,8 +37,10 @@ from .models import (
     EventKind,
     Message,
     MessageType,
+    Priority,
     SenderKind,
 )
+from .services import organise
 from .uploads import UploadKind, upload_validate
 
 PAGE_TEMPLATE = "conversations/console.html"
@@ -111,6 +113,8 @@ def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
         "agents": list(selectors.user_list_inbox_agents()),
         "statuses": ConversationStatus.choices,
         "numbers": _numbers(request),
+        "priorities": Priority.choices,
+        "all_tags": selectors.tag_list(),  # lazy: one query when the template lists them
         "now_day": timezone.localdate().strftime("%Y%m%d"),
     }
 
@@ -138,9 +142,9 @@ class ConversationGone(Http404):
     """The conversation does not exist or is out of the user's reach (never says which)."""
 
 
-def _visible_or_404(request: HttpRequest, pk: int) -> Conversation:
+def _visible_or_404(request: HttpRequest, pk: int, *, with_tags: bool = False) -> Conversation:
     try:
-        return selectors.conversation_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
+        return selectors.conversation_get_visible(user=request.user, pk=pk, with_tags=with_tags)  # type: ignore[arg-type]
     except Conversation.DoesNotExist as exc:
         raise ConversationGone(_("No such conversation.")) from exc
 
@@ -184,6 +188,8 @@ CONSOLE_EVENT_KINDS = (
     EventKind.CLOSED,
     EventKind.REOPENED,
     EventKind.CSAT_RECEIVED,
+    EventKind.TAGS_CHANGED,
+    EventKind.PRIORITY_CHANGED,
 )
 
 
@@ -276,6 +282,11 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         ),
         "transfer_agents": transfer_agents,
         "transfer_departments": transfer_departments,
+        # organise.user_can_organise's rule, from the rights at hand (no second look-up): the
+        # transfer right while open, the reopen right once closed
+        "can_organise": rights.transfer or rights.reopen,
+        "priorities": Priority.choices,
+        "all_tags": selectors.tag_list(),
         **extra,
     }
 
@@ -310,7 +321,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @login_required
 @conversation_view
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _visible_or_404(request, pk)
+    conversation = _visible_or_404(request, pk, with_tags=True)
     context = _pane(request, conversation)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, f"{PAGE_TEMPLATE}#conversation_pane", context)
@@ -330,7 +341,7 @@ def conversation_messages(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @conversation_view
 def conversation_header(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _visible_or_404(request, pk)
+    conversation = _visible_or_404(request, pk, with_tags=True)
     return render(request, f"{PAGE_TEMPLATE}#conversation_header", _pane(request, conversation))
 
 
@@ -347,7 +358,7 @@ def _act(
     except ServiceError as exc:
         error = exc.message
     try:
-        conversation = selectors.conversation_get_visible(user=request.user, pk=pk)  # type: ignore[arg-type]
+        conversation = selectors.conversation_get_visible(user=request.user, pk=pk, with_tags=True)  # type: ignore[arg-type]
     except Conversation.DoesNotExist:
         # e.g. transferred to a department the agent does not work in: it left their view
         return render(
@@ -385,6 +396,22 @@ def conversation_close(request: HttpRequest, pk: int) -> HttpResponse:
 @conversation_view
 def conversation_reopen(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, services.conversation_reopen)
+
+
+@require_POST
+@login_required
+@conversation_view
+def conversation_organise(request: HttpRequest, pk: int) -> HttpResponse:
+    """The pane's priority and tags form; the row changes at once."""
+    tag_ids = [i for i in (_int(v) for v in request.POST.getlist("tags")) if i]
+    response = _act(
+        request,
+        pk,
+        organise.conversation_organise,
+        priority=request.POST.get("priority", ""),
+        tag_ids=tag_ids,
+    )
+    return trigger_client_event(response, "inbox:refresh")
 
 
 @require_POST

@@ -106,7 +106,7 @@ _FILTER_PARAMETERS = [
     OpenApiParameter("to", OpenApiTypes.STR, description="YYYY-MM-DD (inclusive) or ISO"),
     OpenApiParameter("department", OpenApiTypes.INT, description="the conversation's department"),
     OpenApiParameter("agent", OpenApiTypes.INT, description="conversations this agent handled"),
-    OpenApiParameter("tag", OpenApiTypes.INT, description="accepted; no tags in the desk yet"),
+    OpenApiParameter("tag", OpenApiTypes.INT, description="conversations with this tag"),
     OpenApiParameter(
         "business_hours", OpenApiTypes.BOOL, description="count only departments' open hours"
     ),

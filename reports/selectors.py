@@ -3,7 +3,7 @@
 
 Filters select conversations: created in ``[date_from, date_to)``, in a department (the one
 they are in now, or were closed in), handled by an agent (one of its segments), with a tag
-(accepted and ignored until tags exist). ``business_hours`` reads the business-hours twin of
+(on the conversation). ``business_hours`` reads the business-hours twin of
 every duration.
 """
 
@@ -22,6 +22,7 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    StringAgg,
     Subquery,
     Sum,
     Value,
@@ -52,7 +53,7 @@ class ReportFilters:
     date_to: datetime
     department_id: int | None = None
     agent_id: int | None = None
-    tag_id: int | None = None  # no tags yet: accepted, ignored
+    tag_id: int | None = None  # the conversation has this tag
     business_hours: bool = False
     bucket: str = "day"  # hour | day
 
@@ -82,6 +83,11 @@ def metrics_list(*, filters: ReportFilters) -> QuerySet[ConversationMetrics]:
                 )
             )
         )
+    if filters.tag_id is not None:
+        tagged = Conversation.tags.through.objects.filter(
+            conversation_id=OuterRef("conversation_id"), tag_id=filters.tag_id
+        )
+        qs = qs.filter(Exists(tagged))
     return qs.order_by()
 
 
@@ -92,6 +98,18 @@ _DURATIONS = (
     "handling_seconds",
     "resolution_seconds",
 )
+
+
+def _tag_names() -> Subquery:
+    """The conversation's tag names, ``; ``-separated, by name (one column of the CSV row)."""
+    names = (
+        Conversation.tags.through.objects.filter(conversation_id=OuterRef("conversation_id"))
+        .order_by()
+        .values("conversation_id")
+        .annotate(tag_names=StringAgg("tag__name", delimiter=Value("; "), order_by="tag__name"))
+        .values("tag_names")  # type: ignore[misc]  # the stubs miss annotations on a through model
+    )
+    return Subquery(names)
 
 
 def _conversation_aggregates(filters: ReportFilters) -> dict[str, Any]:
@@ -462,6 +480,7 @@ def report_rows(*, filters: ReportFilters, chunk_size: int = 1000) -> Iterator[l
     col = filters.column
     rows = (
         metrics_list(filters=filters)
+        .annotate(tag_names=_tag_names())
         .order_by("opened_at", "conversation_id")
         .values_list(
             "conversation_id",
@@ -481,12 +500,14 @@ def report_rows(*, filters: ReportFilters, chunk_size: int = 1000) -> Iterator[l
             "transfers",
             "csat_score",
             "csat_comment",
+            "conversation__priority",
+            "tag_names",
         )
     )
     zone = timezone.get_current_timezone()
     for row in rows.iterator(chunk_size=chunk_size):
         (pk, opened, customer, phone, department, agents, status, *durations) = row[:12]
-        messages_in, messages_out, transfers, csat_score, csat_comment = row[12:]
+        messages_in, messages_out, transfers, csat_score, csat_comment, priority, tags = row[12:]
         yield [
             pk,
             opened.astimezone(zone).isoformat(),
@@ -499,8 +520,8 @@ def report_rows(*, filters: ReportFilters, chunk_size: int = 1000) -> Iterator[l
             messages_in,
             messages_out,
             transfers,
-            "",  # tags: not in the desk yet
-            "",  # priority: not in the desk yet
+            tags or "",
+            priority,
             "" if csat_score is None else csat_score,
             csat_comment,
         ]

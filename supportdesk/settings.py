@@ -197,6 +197,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # The admins' "waiting longer than N minutes" priority rules.
+    "conversations-priority-rules-sweep": {
+        "task": "conversations.tasks.priority_rules_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # --- Auth --------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from ..models import (
 )
 from ..serializers import conversation_payload, message_payload
 from ._base import _event, _lock, _record, _state
+from .organise import priority_rules_for_messages
 
 
 def _updated(conversation: Conversation, *, changes: list[str]) -> events.ConversationUpdated:
@@ -439,9 +440,10 @@ def conversations_open_for_customers(
 ) -> dict[tuple[int, int], Conversation]:
     """New conversations with the bot for (customer, number) pairs that have none in progress.
 
-    What :func:`conversation_open_for_customer` does one by one, in three queries for them all
-    (conversations, their ``created`` events, the live updates). Should one appear meanwhile (the
-    partial unique index refuses the batch), every pair goes through the one-by-one function.
+    What :func:`conversation_open_for_customer` does one by one, in five queries for them all
+    (conversations, their ``created`` events, their tags and their contacts', the live
+    updates). Should one appear meanwhile (the partial unique index refuses the batch), every
+    pair goes through the one-by-one function.
     Returns {(customer id, number id): conversation}.
     """
     if not pairs:
@@ -460,7 +462,8 @@ def conversations_open_for_customers(
                 _event(conversation=c, actor=None, kind=EventKind.CREATED, after=_state(c))
                 for c in created
             )
-            prefetch_related_objects(created, "whatsapp_account")  # the payloads name it
+            # their payloads carry tags (the contacts' may have some) and name the number
+            prefetch_related_objects(created, "whatsapp_account", *selectors.CONVERSATION_PREFETCH)
             emit_many(_created(c, actor=None) for c in created)
             return {(c.customer_id, c.whatsapp_account_id): c for c in created}
     return {
@@ -564,9 +567,17 @@ def message_record_inbound_many(*, items: Sequence[InboundMessage]) -> list[Mess
             for conversation_id, messages in by_conversation.items()
         }
     )
-    conversations = Conversation.objects.select_related(
-        "customer", "department", "assigned_to", "whatsapp_account"
-    ).in_bulk(list(by_conversation))
+    raised = priority_rules_for_messages(messages=rows)  # the admins' automatic priorities
+    conversations = (
+        Conversation.objects.select_related(
+            "customer", "department", "assigned_to", "whatsapp_account"
+        )
+        .prefetch_related(*selectors.CONVERSATION_PREFETCH)
+        .in_bulk(list(by_conversation))
+    )
+    emit_many(
+        _updated(conversations[pk], changes=["priority"]) for pk in raised if pk in conversations
+    )
     payloads = {pk: conversation_payload(c) for pk, c in conversations.items()}
     for message in rows:
         message.conversation = conversations[message.conversation_id]

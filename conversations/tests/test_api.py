@@ -88,8 +88,8 @@ def test_list_query_count_does_not_grow_with_rows(
     client = bearer(agent)
 
     def fetch() -> int:
-        # auth user, count, page (customer, department, assignee joined)
-        with django_assert_num_queries(3):
+        # auth user, count, page (customer, department, assignee joined), tags, contacts' tags
+        with django_assert_num_queries(5):
             return len(client.get("/api/v1/conversations?page_size=100").json()["results"])
 
     for _ in range(2):
@@ -114,7 +114,9 @@ def test_detail_has_the_contract_fields(agent: Any, support: Any) -> None:
         "created_at",
         "closed_at",
     } <= set(body)
-    assert set(body["customer"]) == {"id", "phone", "name"}
+    assert set(body["customer"]) == {"id", "phone", "name", "tags"}
+    assert body["priority"] == "normal"
+    assert body["tags"] == []
     assert body["department"] == {"id": support.pk, "name": "Suporte"}
     assert body["assigned_to"] == {"id": agent.pk, "name": agent.name}
 

@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from conversations import services
-from conversations.models import Conversation, ConversationStatus, Direction, Message
+from conversations.models import Conversation, ConversationStatus, Direction, Message, Tag
 from conversations.tests.factories import CustomerFactory
 from departments.tests.factories import DepartmentFactory
 from whatsapp.services import sandbox
@@ -1208,3 +1209,57 @@ def test_the_reports_page_draws_filters_and_counts_live(
     phone.locator(".menu-nav").get_by_role("link", name="Reports").click()
     phone.wait_for_url("**/reports/")
     expect(phone.locator(".chart-bars svg rect.bar")).to_have_count(1)
+
+
+def test_an_agent_sets_priority_and_tags_and_the_queue_puts_the_urgent_first(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    # given: two customers waiting in Suporte's queue, the first one for longer; admins' tags
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana.tags@example.com", departments=[support])
+    account = WhatsAppAccountFactory()
+    Tag.objects.create(name="Atraso", color="#f59e0b")
+    vip = Tag.objects.create(name="<b>VIP</b>", color="#dc2626")
+    first = _customer_writes(
+        account=account, department=support, name="Primeira", body="oi", wa_id="5511900000101"
+    )
+    Conversation.objects.filter(pk=first.pk).update(
+        last_inbound_at=timezone.now() - timedelta(minutes=20)
+    )
+    second = _customer_writes(
+        account=account, department=support, name="Segunda", body="socorro", wa_id="5511900000102"
+    )
+    page = open_console(ana, "/?tab=queue")
+    rows = page.locator(".conversation-row")
+    expect(rows.first).to_have_attribute("data-conversation-id", str(first.pk))  # longest waiting
+
+    # when: Ana marks the second one urgent and tags it
+    page.click(f'.conversation-row[data-conversation-id="{second.pk}"]')
+    page.click("#organise-popover summary")
+    page.select_option("#o-priority", "urgent")
+    page.check(f'#organise-popover input[name=tags][value="{vip.pk}"]')
+    page.click("#organise-popover button[type=submit]")
+
+    # then: the header and the row show them (the tag's markup as text), and it leads the queue
+    header = page.locator("#conversation-header")
+    expect(header.locator(".priority-urgent")).to_have_text("Urgent")
+    expect(header.locator(".pane-sub .chip-tag")).to_have_text("<b>VIP</b>")
+    row = page.locator(f'.conversation-row[data-conversation-id="{second.pk}"]')
+    expect(row.locator(".priority-urgent")).to_be_visible()
+    expect(row.locator(".chip-tag")).to_have_text("<b>VIP</b>")
+    expect(rows.first).to_have_attribute("data-conversation-id", str(second.pk))
+    expect(page.locator("#message-list")).to_contain_text("Ana Agente set the priority: Urgent")
+    # the tag filter keeps it in the URL and lists only the tagged conversation
+    page.select_option("#f-tag", str(vip.pk))
+    expect(page).to_have_url(re.compile(rf"tag={vip.pk}"))
+    expect(rows).to_have_count(1)
+
+    # and on a phone, in Portuguese, the form fits the screen and its button is at hand
+    phone = open_console(ana, f"/c/{second.pk}/", language="pt-br", viewport=PHONE)
+    expect(phone.locator("#conversation-header .priority-urgent")).to_have_text("Urgente")
+    phone.click("#organise-popover summary")
+    expect(phone.locator("#organise-popover legend")).to_have_text("Etiquetas")
+    _no_horizontal_overflow(phone)
+    _reachable(phone, "#organise-popover button[type=submit]")

@@ -259,12 +259,12 @@ def test_without_subscriptions_events_cost_no_query(agent, support, settings):
     conversation = ConversationFactory(
         department=support, assigned_to=agent, status=ConversationStatus.OPEN
     )
+    # the events built first: a payload reads the conversation's tags
     events = [ConversationRead(conversation=conversation_payload(conversation))]
+    events.append(desk_closed(conversation))  # public and internal events
     selectors.subscription_list_active_cached()  # steady state: the cache is warm
     with CaptureQueriesContext(connection) as queries:
-        WebhookHandler().in_transaction(
-            [*events, desk_closed(conversation)]  # public and internal events
-        )
+        WebhookHandler().in_transaction(events)
     assert queries.captured_queries == []
     assert not WebhookDelivery.objects.exists()
 

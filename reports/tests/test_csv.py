@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.test import AsyncClient, Client
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from conversations.models import Conversation
+from conversations.models import Conversation, Tag
 from conversations.tests.factories import CustomerFactory
 from reports import apis
 from reports.apis import csv_safe
@@ -59,6 +59,9 @@ def download(response: Any) -> tuple[bytes, list[dict[str, str]]]:
 
 
 def test_the_scenario_row(lived: Conversation, supervisor: Any) -> None:
+    lived.tags.add(Tag.objects.create(name="VIP"), Tag.objects.create(name="Atraso"))
+    Conversation.objects.filter(pk=lived.pk).update(priority="high")
+
     raw, rows = download(bearer(supervisor).get(URL))
 
     assert raw.startswith(b"\xef\xbb\xbfid,created_at,customer,")
@@ -80,8 +83,8 @@ def test_the_scenario_row(lived: Conversation, supervisor: Any) -> None:
             "messages_in": "3",
             "messages_out": "4",
             "transfers": "1",
-            "tags": "",
-            "priority": "",
+            "tags": "Atraso; VIP",
+            "priority": "high",
             "csat_score": "",
             "csat_comment": "",
         }
@@ -123,6 +126,12 @@ def test_filters_apply_and_a_session_works_too(
     _, none = download(client.get(f"{URL}&department={sales.pk}"))
     assert none == []
     assert_error_shape(client.get(f"{URL}&tag=x"), 400)
+    vip = Tag.objects.create(name="VIP")
+    _, untagged = download(client.get(f"{URL}&tag={vip.pk}"))
+    assert untagged == []
+    lived.tags.add(vip)
+    _, tagged = download(client.get(f"{URL}&tag={vip.pk}"))
+    assert [r["id"] for r in tagged] == [str(lived.pk)]
     agent_client = Client()
     agent_client.force_login(agent)
     assert_error_shape(agent_client.get(URL, headers={"accept": "text/csv"}), 403)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from conversations import services
-from conversations.models import Conversation
+from conversations.models import Conversation, Tag
 from conversations.tests.factories import CustomerFactory
 from supportdesk.tests.api_support import api_env, assert_error_shape, bearer
 from whatsapp.tests.factories import WhatsAppAccountFactory
@@ -121,8 +121,10 @@ def test_filters_department_agent_tag_window_and_bucket(
     assert [row["agent"]["id"] for row in only_a["by_agent"]] == [agent.pk]
     assert only_a["by_agent"][0]["handling_seconds_avg"] == 540.0
     assert stats(supervisor, f"{DAY}&agent={supervisor.pk}")["total"] == 0
-    # No tags in the desk yet: the filter is accepted and changes nothing.
-    assert stats(supervisor, f"{DAY}&tag=7")["total"] == 1
+    vip = Tag.objects.create(name="VIP")
+    assert stats(supervisor, f"{DAY}&tag={vip.pk}")["total"] == 0
+    lived.tags.add(vip)
+    assert stats(supervisor, f"{DAY}&tag={vip.pk}")["total"] == 1
     assert stats(supervisor, "from=2026-11-24&to=2026-11-30")["total"] == 0
     hourly = stats(supervisor, f"{DAY}&bucket=hour")["series"]
     assert [row["bucket"] for row in hourly] == ["2026-11-23T17:00:00-03:00"]

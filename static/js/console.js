@@ -283,6 +283,10 @@
           var assigned = data.assigned_to ? String(data.assigned_to.id) : "";
           if (el && (el.dataset.status !== data.status || el.dataset.assigned !== assigned)) {
             refreshPane();
+          } else if (el && data.priority !== undefined) {
+            // priority and tags (someone else's change, or a rule): the header shows them
+            var organised = data.priority + "|" + (data.tags || []).map(function (t) { return t.id; }).join(",");
+            if (el.dataset.organised !== organised) refreshPane();
           }
         }
         break;

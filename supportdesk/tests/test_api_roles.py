@@ -8,7 +8,7 @@ import pytest
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
-from conversations.models import ConversationStatus
+from conversations.models import ConversationStatus, Tag
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from integrations.models import WebhookDelivery
 from integrations.tests.factories import WebhookSubscriptionFactory
@@ -58,6 +58,10 @@ def _delivery() -> WebhookDelivery:
         payload={"id": "x", "type": "conversation.closed", "created_at": "", "data": {}},
         status="failed",
     )
+
+
+def _tag() -> Tag:
+    return Tag.objects.get_or_create(name="VIP", defaults={"color": "#dc2626"})[0]
 
 
 ADMIN_ONLY = {"supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401}
@@ -149,6 +153,56 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         "pending",
         lambda c, w: c.get("/api/v1/reports/conversations.csv"),
         {"admin": 200, "supervisor": 200, "agent": 403, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "tag list",
+        "pending",
+        lambda c, w: c.get("/api/v1/tags"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "tag create",
+        "pending",
+        lambda c, w: c.post("/api/v1/tags", {"name": "VIP", "color": "#dc2626"}, format="json"),
+        {**ADMIN_ONLY, "admin": 201},
+    ),
+    (
+        "tag rename",
+        "pending",
+        lambda c, w: c.patch(f"/api/v1/tags/{_tag().pk}", {"name": "Cliente VIP"}, format="json"),
+        {**ADMIN_ONLY, "admin": 200},
+    ),
+    (
+        "tag delete",
+        "pending",
+        lambda c, w: c.delete(f"/api/v1/tags/{_tag().pk}"),
+        {**ADMIN_ONLY, "admin": 204},
+    ),
+    (
+        "set a conversation's tags",
+        "pending",
+        lambda c, w: c.put(
+            f"/api/v1/conversations/{w.conversation.pk}/tags", {"tags": [_tag().pk]}, format="json"
+        ),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "set a contact's tags",
+        "pending",
+        lambda c, w: c.put(
+            f"/api/v1/contacts/{w.conversation.customer_id}/tags",
+            {"tags": [_tag().pk]},
+            format="json",
+        ),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "set the priority",
+        "pending",
+        lambda c, w: c.patch(
+            f"/api/v1/conversations/{w.conversation.pk}", {"priority": "urgent"}, format="json"
+        ),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
     ),
     (
         "message list",
@@ -369,6 +423,13 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
         ("POST", "/api/v1/auth/password"),
         ("GET", "/api/v1/conversations"),
         ("GET", "/api/v1/conversations/{id}"),
+        ("PATCH", "/api/v1/conversations/{id}"),
+        ("PUT", "/api/v1/conversations/{id}/tags"),
+        ("PUT", "/api/v1/contacts/{id}/tags"),
+        ("GET", "/api/v1/tags"),
+        ("POST", "/api/v1/tags"),
+        ("PATCH", "/api/v1/tags/{id}"),
+        ("DELETE", "/api/v1/tags/{id}"),
         ("POST", "/api/v1/conversations/{id}/takeover"),
         ("POST", "/api/v1/conversations/{id}/transfer"),
         ("POST", "/api/v1/conversations/{id}/close"),

@@ -1,0 +1,11 @@
+"""The error codes the conversations APIs and services answer with (``{"detail", "code"}``)."""
+
+from enum import StrEnum
+
+
+class ConversationErrorCode(StrEnum):
+    ADMIN_ONLY = "admin_only"
+    TAG_NAME_TAKEN = "tag_name_taken"
+    TAG_INVALID = "tag_invalid"
+    UNKNOWN_TAG = "unknown_tag"
+    INVALID_PRIORITY = "invalid_priority"
