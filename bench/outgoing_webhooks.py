@@ -95,7 +95,7 @@ def main() -> None:
 
     harness.fresh_database(DATABASE)
     chosen = [mode for mode in MODES if mode in args.receivers.split(",")]
-    receivers = harness.Receivers(slow=SLOW_SECONDS)
+    receivers = harness.Receivers(slow=SLOW_SECONDS, nice=0)  # its timing is the figure
     env = harness.bench_env(DATABASE, CELERY_QUEUE=QUEUE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true")
     manage_shell(
         SETUP.format(
