@@ -424,7 +424,7 @@ def test_screenshots_of_the_console(
     live_server_e2e: LiveServer, open_console: Any, settings: Any
 ) -> None:
     """The README's pictures, on the demo desk (``seed_demo``): the inbox, a conversation with its
-    system lines, the phone view. They go to docs/screenshots/ with UPDATE_SCREENSHOTS=1 (emoji
+    system lines, the phone view, the reports page. They go to docs/screenshots/ with UPDATE_SCREENSHOTS=1 (emoji
     need an emoji font, e.g. Debian's fonts-noto-color-emoji)."""
     from django.core.management import call_command
     from playwright.sync_api import expect
@@ -475,7 +475,11 @@ def test_screenshots_of_the_console(
     phone = open_console(ana, f"/c/{featured.pk}/", language="pt-br", viewport=PHONE)
     expect(phone.locator(".system-taken_over")).to_be_visible()
     phone.screenshot(path=str(target / "phone.png"))
-    for name in ("inbox.png", "conversation.png", "phone.png"):
+
+    reports = open_console(supervisor, "/reports/", language="pt-br", viewport=desk)
+    expect(reports.locator(".chart-bars svg rect.bar")).not_to_have_count(0)
+    reports.screenshot(path=str(target / "reports.png"), full_page=True)
+    for name in ("inbox.png", "conversation.png", "phone.png", "reports.png"):
         size = (target / name).stat().st_size
         assert 10_000 < size < 400_000, (name, size)
     assert Conversation.objects.get(pk=featured.pk).status == ConversationStatus.OPEN
