@@ -11,6 +11,7 @@ threads pool (``-Q <queue>.webhooks --pool=threads -c 50``) and a slow receiver 
 import logging
 import random
 from collections.abc import Iterable
+from typing import Any
 
 from celery import shared_task
 from django.db import DatabaseError
@@ -19,18 +20,22 @@ from . import outbox
 
 logger = logging.getLogger(__name__)
 
+#: Both delivery tasks: acknowledged late and rejected on worker loss (a killed worker's task runs
+#: again), retried with backoff while the database is unreachable.
+DELIVERY_TASK: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": (DatabaseError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=5,
-)
+
+@shared_task(**DELIVERY_TASK)
 def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: ignore[no-untyped-def]
     """One attempt of a delivery; a failure with retries left schedules the next one.
 
@@ -63,17 +68,7 @@ def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: i
 THROTTLED_WAIT_MAX = 60
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=5,
-)
+@shared_task(**DELIVERY_TASK)
 def webhook_deliver_batch(  # type: ignore[no-untyped-def]
     self, subscription_id: int, delivery_ids: list[str], waited: int = 0
 ) -> None:
