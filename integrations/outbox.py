@@ -318,6 +318,14 @@ def _record(
                 "updated_at",
             ]
         )
+    if error:
+        logger.info(
+            "webhook delivery %s (%s) attempt %s failed: %s",
+            delivery.pk,
+            delivery.event,
+            delivery.attempts,
+            error,
+        )
     return delivery, retry_in
 
 
@@ -347,14 +355,6 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
     if recorded is None:
         return Attempt(made=True)
     delivery, retry_in = recorded
-    if error:
-        logger.info(
-            "webhook delivery %s (%s) attempt %s failed: %s",
-            delivery.pk,
-            delivery.event,
-            delivery.attempts,
-            error,
-        )
     return Attempt(made=True, status=delivery.status, retry_in=retry_in)
 
 
@@ -531,18 +531,8 @@ def _post_batch(
 def _record_failures(failures: Sequence[Failure], outcome: BatchOutcome) -> None:
     for claimed, code, error in failures:
         recorded = _record(claimed, code=code, error=error)
-        if recorded is None:
-            continue
-        delivery, retry_in = recorded
-        logger.info(
-            "webhook delivery %s (%s) attempt %s failed: %s",
-            delivery.pk,
-            delivery.event,
-            delivery.attempts,
-            error,
-        )
-        if retry_in is not None:
-            outcome.retries.append((str(delivery.pk), retry_in))
+        if recorded is not None and recorded[1] is not None:
+            outcome.retries.append((str(claimed.pk), recorded[1]))
 
 
 def delivery_list_due(*, limit: int = 500) -> list[str]:

@@ -52,7 +52,7 @@ def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: i
     elif attempt.busy_for is not None:  # an attempt in flight (this task ran again after its
         countdown = attempt.busy_for + 1  # worker died, or is a duplicate): look once it is over
     elif attempt.throttled:  # a slow subscriber's share of the workers is in use: wait a turn
-        countdown = min(THROTTLED_WAIT_MAX, 2**waited) * random.uniform(0.5, 1.0)  # noqa: S311
+        countdown = throttled_wait(waited)
         args = (delivery_id, waited + 1)
     else:
         return
@@ -66,6 +66,12 @@ def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: i
 
 #: The longest a throttled delivery waits before it looks again, in seconds.
 THROTTLED_WAIT_MAX = 60
+
+
+def throttled_wait(waited: int) -> float:
+    """Seconds a throttled delivery (or batch) waits before looking again: twice as long each
+    time it stepped aside, up to :data:`THROTTLED_WAIT_MAX`, jittered."""
+    return min(THROTTLED_WAIT_MAX, 2**waited) * random.uniform(0.5, 1.0)  # noqa: S311
 
 
 @shared_task(**DELIVERY_TASK)
@@ -87,9 +93,8 @@ def webhook_deliver_batch(  # type: ignore[no-untyped-def]
         return
     try:
         if outcome.throttled:
-            countdown = min(THROTTLED_WAIT_MAX, 2**waited) * random.uniform(0.5, 1.0)  # noqa: S311
             webhook_deliver_batch.apply_async(
-                (subscription_id, delivery_ids, waited + 1), countdown=countdown
+                (subscription_id, delivery_ids, waited + 1), countdown=throttled_wait(waited)
             )
             return
         if outcome.busy:
