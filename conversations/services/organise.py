@@ -225,6 +225,28 @@ def _rank(priority: str) -> int:
     return PRIORITY_RANK[Priority(priority)]
 
 
+def _priority_write(
+    conversation: Conversation,
+    *,
+    priority: str,
+    actor: User | None,
+    rule: PriorityRule | None = None,
+) -> None:
+    """Set the (locked) conversation's priority and write its history row (the rule that set it,
+    when a rule did)."""
+    before = conversation.priority
+    conversation.priority = priority
+    conversation.save(update_fields=["priority", "updated_at"])
+    after = {"priority": priority} if rule is None else {"priority": priority, "rule": rule.name}
+    _event(
+        conversation=conversation,
+        actor=actor,
+        kind=EventKind.PRIORITY_CHANGED,
+        before={"priority": before},
+        after=after,
+    ).save(force_insert=True)
+
+
 @transaction.atomic
 def conversation_priority_set(
     *, conversation: Conversation, actor: User, priority: str
@@ -236,16 +258,7 @@ def conversation_priority_set(
         raise NotPermitted(_("You cannot change the priority of this conversation."))
     if conversation.priority == priority:
         return conversation
-    before = conversation.priority
-    conversation.priority = priority
-    conversation.save(update_fields=["priority", "updated_at"])
-    _event(
-        conversation=conversation,
-        actor=actor,
-        kind=EventKind.PRIORITY_CHANGED,
-        before={"priority": before},
-        after={"priority": priority},
-    ).save(force_insert=True)
+    _priority_write(conversation, priority=priority, actor=actor)
     conversation = _lock(conversation)
     emit_many([_updated(conversation, actor=actor, changes=["priority"])])
     return conversation
@@ -264,16 +277,7 @@ def _raise_priorities(targets: dict[int, tuple[PriorityRule, str]]) -> list[int]
         )
         if conversation is None:
             continue
-        before = conversation.priority
-        conversation.priority = priority
-        conversation.save(update_fields=["priority", "updated_at"])
-        _event(
-            conversation=conversation,
-            actor=None,
-            kind=EventKind.PRIORITY_CHANGED,
-            before={"priority": before},
-            after={"priority": priority, "rule": rule.name},
-        ).save(force_insert=True)
+        _priority_write(conversation, priority=priority, actor=None, rule=rule)
         raised.append(conversation_id)
     return raised
 
