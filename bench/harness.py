@@ -235,10 +235,7 @@ class LoadResult:
         return self.ok / self.duration if self.duration else 0.0
 
     def pct(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+        return percentile(self.latencies, p, empty=float("nan")) * 1000
 
     def line(self, label: str) -> str:
         errs = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
@@ -304,6 +301,27 @@ async def _load(port: int, bodies: list[bytes], concurrency: int, path: str) -> 
 
 def run_load(port: int, bodies: list[bytes], *, concurrency: int = 32, path: str) -> LoadResult:
     return asyncio.run(_load(port, bodies, concurrency, path))
+
+
+def percentile(values: list[float], p: float, *, empty: float = 0.0) -> float:
+    """The ``p`` quantile (0..1) of ``values`` (nearest rank), ``empty`` when there are none."""
+    if not values:
+        return empty
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def manage_shell(code: str, env: dict[str, str]) -> str:
+    """Run ``code`` in ``manage.py shell`` with ``env``; what it printed."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
 
 
 def mean(values: list[float]) -> float:

@@ -13,7 +13,6 @@ lost / duplicated deliveries.
 
 import argparse
 import contextlib
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,8 +31,7 @@ MODES = ("healthy", "slow", "flaky")
 
 
 def pct(latencies: list[float], p: float) -> float:
-    ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
+    return harness.percentile(latencies, p) * 1000
 
 
 SETUP = """
@@ -70,18 +68,6 @@ print(f"EMITTED {time.monotonic() - started:.2f}")
 """
 
 
-def manage_shell(code: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=harness.ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1000)
@@ -97,7 +83,7 @@ def main() -> None:
     chosen = [mode for mode in MODES if mode in args.receivers.split(",")]
     receivers = harness.Receivers(slow=SLOW_SECONDS, nice=0)  # its timing is the figure
     env = harness.bench_env(DATABASE, CELERY_QUEUE=QUEUE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true")
-    manage_shell(
+    harness.manage_shell(
         SETUP.format(
             urls=[receivers.url(mode) for mode in chosen],
             phone=harness.PHONE_NUMBER_ID,
@@ -123,7 +109,7 @@ def main() -> None:
             workers.enter_context(harness.process(worker, env, f"worker-webhooks-{n}"))
         time.sleep(3)  # the workers connect to Redis
         started = time.time()
-        output = manage_shell(EMIT, env)
+        output = harness.manage_shell(EMIT, env)
         emitted_in = float(output.split("EMITTED")[-1])
         deadline = time.monotonic() + args.wait
         expected = args.events

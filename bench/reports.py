@@ -472,14 +472,7 @@ def reuse(env: dict[str, str], count: int, *, again: bool) -> dict[str, Any]:
     else:
         with psycopg.connect(f"{harness.PG_HOST_URL}/{DATABASE}", autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", REUSE_SETUP],
-        cwd=harness.ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = harness.manage_shell(REUSE_SETUP, env)
     print(f"   migrated and analyzed in {time.perf_counter() - begun:.0f} s", flush=True)
     return dict(json.loads(out.strip().splitlines()[-1]))
 

@@ -12,7 +12,6 @@ arrived.
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -133,7 +132,7 @@ async def measure(
     expected = messages * len(tokens)
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
+        return harness.percentile(latencies, p)
 
     print(
         f"\n== daphne + Celery worker: {len(tokens)} agent sockets, {messages} webhooks "
@@ -161,14 +160,7 @@ def main() -> None:
     setup = SETUP.format(
         phone=harness.PHONE_NUMBER_ID, sockets=args.sockets, customers=args.customers
     )
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", setup],
-        cwd=harness.ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = harness.manage_shell(setup, env)
     data = json.loads(out.strip().splitlines()[-1])
     port = harness.free_port()
     with (

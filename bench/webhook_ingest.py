@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,14 +83,7 @@ def provision_number() -> None:
         "defaults={'name': 'Bench'});"
         "from botflows.services import flow_ensure_demo; flow_ensure_demo()"
     )
-    import subprocess
-
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=harness.ROOT,
-        env=harness.bench_env(DATABASE),
-        check=True,
-    )
+    harness.manage_shell(code, harness.bench_env(DATABASE))
 
 
 def subscribe(url: str, count: int) -> None:
@@ -100,13 +92,7 @@ def subscribe(url: str, count: int) -> None:
         f"[WebhookSubscription.objects.create(url='{url}', events=['*'], secret='bench-{{n}}'"
         f".format(n=n)) for n in range({count})]"
     )
-
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=harness.ROOT,
-        env=harness.bench_env(DATABASE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true"),
-        check=True,
-    )
+    harness.manage_shell(code, harness.bench_env(DATABASE, OUTGOING_WEBHOOKS_ALLOW_PRIVATE="true"))
 
 
 def intake_worker(subscribers: int) -> list[str]:
