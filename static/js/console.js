@@ -187,9 +187,27 @@
     markRead();
   }
 
+  // A pane refresh never lands while the agent's message is on its way: it would swap the form
+  // the answer is meant for. It runs once the send has been answered.
+  var paneAfterSend = false;
+  function sending() {
+    var form = document.getElementById("composer");
+    return !!(form && form.classList.contains("htmx-request"));
+  }
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    if (paneAfterSend && event.detail.elt && event.detail.elt.id === "composer") {
+      paneAfterSend = false;
+      refreshPane();
+    }
+  });
+
   function refreshPane() {
     var el = pane();
     if (!el) return;
+    if (sending()) {
+      paneAfterSend = true;
+      return;
+    }
     var url = window.location.pathname.indexOf("/c/") === 0 ? window.location.pathname : null;
     if (!url) return;
     coalesce("pane", function () {
@@ -294,7 +312,12 @@
       case "conversation_transferred":
         refreshInbox();
         refreshBoard();
-        if (data.conversationId === open) refreshPane(); // it may have left this agent's reach
+        if (data.conversationId === open) {
+          var current = pane();
+          // our own take-over already re-rendered the pane; anything else may take it from us
+          var mine = frame.type === "conversation_assigned" && current && current.dataset.assigned === String(data.userId);
+          if (!mine) refreshPane(); // it may have left this agent's reach
+        }
         break;
       case "bot_context_update":
         if (data.conversationId === open) refreshBotContext();
