@@ -20,7 +20,7 @@ from common.admin import ReadOnlyAdminMixin, ServiceBackedAdminMixin
 from common.events import event_types
 from common.exceptions import ServiceError
 
-from . import services
+from . import outbox, services
 from .models import ALL_EVENTS, WebhookDelivery, WebhookSubscription
 
 
@@ -183,9 +183,14 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignor
         "retry_until",
         "delivered_at",
         "created_at",
-        "payload",
+        "body",
     )
     readonly_fields = fields
+
+    @admin.display(description=_("body"))
+    def body(self, delivery: WebhookDelivery) -> str:
+        """What the receiver gets (with its signature header), as sent."""
+        return format_html("<pre>{}</pre>", outbox.delivery_body(delivery).decode())
 
     def has_redeliver_permission(self, request: HttpRequest) -> bool:
         """Redelivering is the one thing done here, by admins only (the service checks again)."""

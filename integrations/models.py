@@ -51,6 +51,25 @@ class WebhookSubscription(TimeStampedModel):
         return ALL_EVENTS in self.events or event_type in self.events
 
 
+class OutgoingEvent(TimeStampedModel):
+    """One public event as its subscribers receive it, stored once however many subscribe: its
+    deliveries point here (a busy desk writes each event's data once, not once per subscriber)."""
+
+    type = models.CharField(_("type"), max_length=64)
+    #: The event's time, exactly as sent (``created_at`` of the body, contract §8).
+    occurred_at = models.CharField(_("occurred at"), max_length=40)
+    #: The body's ``data``, serialised once (JSON text): every attempt sends these very bytes.
+    data = models.TextField(_("data"))
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("outgoing event")
+        verbose_name_plural = _("outgoing events")
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.occurred_at}"
+
+
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     SUCCEEDED = "succeeded", _("Succeeded")
@@ -72,8 +91,17 @@ class WebhookDelivery(TimeStampedModel):
         verbose_name=_("subscription"),
     )
     event = models.CharField(_("event"), max_length=64)
-    #: The whole body sent: ``{"id", "type", "created_at", "data"}``.
-    payload = models.JSONField(_("payload"))
+    #: What is sent (with this delivery's id): ``{"id", "type", "created_at", "data"}``. No
+    #: database-level key and no index, as for ``subscription``: written in the same transaction,
+    #: never looked up from this side.
+    outgoing_event = models.ForeignKey(
+        OutgoingEvent,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        db_index=False,
+        related_name="deliveries",
+        verbose_name=_("event sent"),
+    )
     status = models.CharField(
         _("status"), max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
@@ -97,10 +125,11 @@ class WebhookDelivery(TimeStampedModel):
         verbose_name_plural = _("webhook deliveries")
         indexes: ClassVar = [
             models.Index(fields=["subscription", "-created_at"], name="webhook_delivery_sub_idx"),
-            # Attempts in flight per subscription (the cap on a slow receiver's share).
+            # Attempts in flight per subscription (the cap on a slow receiver's share). Not on
+            # ``claimed_until``: a claim then changes no indexed column and is a HOT update.
             models.Index(
-                fields=["subscription", "claimed_until"],
-                name="webhook_delivery_claims_idx",
+                fields=["subscription"],
+                name="webhook_delivery_pending_idx",
                 condition=models.Q(status="pending"),
             ),
             # The sweeper's question: what is pending and due?

@@ -29,6 +29,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
@@ -38,7 +39,7 @@ from common.events import DomainEvent
 
 from . import selectors, signing
 from .addresses import UnsafeAddress, url_resolve_public
-from .models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from .models import DeliveryStatus, OutgoingEvent, WebhookDelivery, WebhookSubscription
 from .transport import PinnedSession
 
 logger = logging.getLogger(__name__)
@@ -74,50 +75,57 @@ def _data(event: DomainEvent) -> Any:
 
 def deliveries_record(*, events: Sequence[DomainEvent]) -> list[tuple[int, uuid.UUID]]:
     """Write the deliveries of ``events`` (inside the emitting transaction; one INSERT for the
-    batch, and no query at all when nobody subscribes). Internal events are never delivered.
-    Returns (subscription id, delivery id) of each row written, for the caller to queue once the
-    transaction commits."""
+    batch's events and one for their deliveries, and no query at all when nobody subscribes).
+    Each event's data is serialised and stored once, whatever the number of subscribers.
+    Internal events are never delivered. Returns (subscription id, delivery id) of each row
+    written, for the caller to queue once the transaction commits."""
     public = [event for event in events if event.public]
     if not public:
         return []
     active = selectors.subscription_list_active_cached()
     if not active:
         return []
-    now = timezone.now()
-    rows = []
+    wanted = []
     for event in public:
-        data = None
-        for subscription in active:
-            if not subscription.wants(event.type):
-                continue
-            if data is None:
-                data = _data(event)
-            delivery_id = uuid.uuid4()
-            rows.append(
-                WebhookDelivery(
-                    id=delivery_id,
-                    subscription_id=subscription.id,
-                    event=event.type,
-                    payload={
-                        "id": str(delivery_id),
-                        "type": event.type,
-                        "created_at": event.occurred_at,
-                        "data": data,
-                    },
-                    next_attempt_at=now,
-                    retry_until=now + RETRY_FOR,
-                )
+        subscribers = [s.id for s in active if s.wants(event.type)]
+        if subscribers:
+            stored = OutgoingEvent(
+                type=event.type, occurred_at=event.occurred_at, data=_dumps(_data(event))
             )
-    if rows:
-        WebhookDelivery.objects.bulk_create(rows)
+            wanted.append((stored, subscribers))
+    if not wanted:
+        return []
+    OutgoingEvent.objects.bulk_create([stored for stored, _ in wanted])
+    now = timezone.now()
+    until = now + RETRY_FOR
+    rows = [
+        WebhookDelivery(
+            id=uuid.uuid4(),
+            subscription_id=subscription_id,
+            event=stored.type,
+            outgoing_event=stored,
+            next_attempt_at=now,
+            retry_until=until,
+            created_at=now,
+            updated_at=now,
+        )
+        for stored, subscribers in wanted
+        for subscription_id in subscribers
+    ]
+    WebhookDelivery.objects.bulk_create(rows)
     return [(row.subscription_id, row.id) for row in rows]
 
 
-def delivery_body(delivery: WebhookDelivery) -> bytes:
-    """The raw body of a delivery: its payload with the keys in contract §8's order."""
-    payload = delivery.payload
-    ordered = {key: payload.get(key) for key in ("id", "type", "created_at", "data")}
-    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":")).encode()
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), cls=DjangoJSONEncoder)
+
+
+def delivery_body(delivery: WebhookDelivery, stored: OutgoingEvent | None = None) -> bytes:
+    """The raw body of a delivery, keys in contract §8's order: its own id, then its event's
+    type, time and data (the stored bytes, as every attempt sends them)."""
+    stored = stored or delivery.outgoing_event
+    head = _dumps({"id": str(delivery.pk), "type": stored.type, "created_at": stored.occurred_at})
+    return f'{head[:-1]},"data":{stored.data}}}'.encode()
 
 
 def delivery_headers(delivery: WebhookDelivery, *, secret: str, body: bytes) -> dict[str, str]:
@@ -227,7 +235,8 @@ def _claim(delivery_id: str) -> Attempt | tuple[WebhookDelivery, WebhookSubscrip
     database connection is held while the receiver takes its time."""
     with transaction.atomic():
         delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            WebhookDelivery.objects.select_related("outgoing_event")
+            .select_for_update(skip_locked=True, of=("self",))
             .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
             .first()
         )
@@ -390,7 +399,8 @@ def _claim_batch(
     now = timezone.now()
     with transaction.atomic():
         claimable = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            WebhookDelivery.objects.select_related("outgoing_event")
+            .select_for_update(skip_locked=True, of=("self",))
             .filter(pk__in=delivery_ids, subscription_id=subscription.pk)
             .filter(status=DeliveryStatus.PENDING)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))

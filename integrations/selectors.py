@@ -97,13 +97,9 @@ def subscription_get(*, pk: int) -> WebhookSubscription:
 def delivery_list_for_subscription(
     *, subscription: WebhookSubscription
 ) -> QuerySet[WebhookDelivery]:
-    """A subscription's deliveries, newest first (the payload left out: it can be large)."""
-    return (
-        WebhookDelivery.objects.filter(subscription=subscription)
-        .defer("payload")
-        .order_by("-created_at", "-id")
-    )
+    """A subscription's deliveries, newest first (their events' data left where it is)."""
+    return WebhookDelivery.objects.filter(subscription=subscription).order_by("-created_at", "-id")
 
 
 def delivery_get(*, pk: str) -> WebhookDelivery:
-    return WebhookDelivery.objects.select_related("subscription").get(pk=pk)
+    return WebhookDelivery.objects.select_related("subscription", "outgoing_event").get(pk=pk)

@@ -1,6 +1,6 @@
 import factory
 
-from integrations.models import WebhookSubscription
+from integrations.models import OutgoingEvent, WebhookSubscription
 
 
 class WebhookSubscriptionFactory(factory.django.DjangoModelFactory[WebhookSubscription]):
@@ -14,3 +14,14 @@ class WebhookSubscriptionFactory(factory.django.DjangoModelFactory[WebhookSubscr
     events = factory.LazyFunction(lambda: ["*"])
     secret = factory.Sequence(lambda n: f"test-secret-{n:06d}-abcdefghij")
     description = factory.Sequence(lambda n: f"subscription {n}")
+
+
+class OutgoingEventFactory(factory.django.DjangoModelFactory[OutgoingEvent]):
+    """The stored event a delivery sends (its data as JSON text)."""
+
+    class Meta:
+        model = OutgoingEvent
+
+    type = "conversation.closed"
+    occurred_at = ""
+    data = "{}"

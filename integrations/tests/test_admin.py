@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 
-from .factories import WebhookSubscriptionFactory
+from .factories import OutgoingEventFactory, WebhookSubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_the_delivery_log_is_read_only_and_redeliverable(
     delivery = WebhookDelivery.objects.create(
         subscription=subscription,
         event="conversation.closed",
-        payload={"id": "x", "type": "conversation.closed", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.closed"),
         status=DeliveryStatus.FAILED,
         attempts=35,
     )

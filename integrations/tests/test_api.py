@@ -13,7 +13,7 @@ from common.events import event_types
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from supportdesk.tests.api_support import assert_error_shape, bearer
 
-from .factories import WebhookSubscriptionFactory
+from .factories import OutgoingEventFactory, WebhookSubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -174,7 +174,7 @@ def _delivery(subscription: Any, *, minutes_ago: int = 0, **fields: Any) -> Webh
     delivery = WebhookDelivery.objects.create(
         subscription=subscription,
         event=fields.pop("event", "conversation.closed"),
-        payload={"id": "x", "type": "conversation.closed", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.closed"),
         **fields,
     )
     WebhookDelivery.objects.filter(pk=delivery.pk).update(

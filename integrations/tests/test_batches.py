@@ -3,6 +3,7 @@ one task, one after another on one connection, with one claim and one success wr
 lot; what a batch cannot finish (failures, time out, deliveries held by another worker) goes on
 as single deliveries with the same rules and the same delivery ids."""
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 from integrations import outbox, tasks
 from integrations.models import DeliveryStatus, WebhookDelivery
 
-from .factories import WebhookSubscriptionFactory
+from .factories import OutgoingEventFactory, WebhookSubscriptionFactory
 from .receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +24,7 @@ def _pending(subscription: Any, count: int, **fields: Any) -> list[WebhookDelive
         WebhookDelivery.objects.create(
             subscription=subscription,
             event="message.created",
-            payload={"id": "x", "type": "message.created", "created_at": "", "data": {"n": n}},
+            outgoing_event=OutgoingEventFactory(type="message.created", data=json.dumps({"n": n})),
             next_attempt_at=fields.pop("next_attempt_at", timezone.now()),
             **fields,
         )

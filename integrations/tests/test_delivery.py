@@ -21,9 +21,9 @@ from conversations.serializers import conversation_payload
 from conversations.tests.factories import ConversationFactory
 from integrations import outbox, selectors, services, signing, tasks
 from integrations.handlers import WebhookHandler
-from integrations.models import DeliveryStatus, WebhookDelivery
+from integrations.models import DeliveryStatus, OutgoingEvent, WebhookDelivery
 
-from .factories import WebhookSubscriptionFactory
+from .factories import OutgoingEventFactory, WebhookSubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -105,6 +105,32 @@ def test_message_created_data_holds_its_conversation(
     assert body["data"]["conversation"]["id"] == conversation.pk
 
 
+def test_three_subscribers_get_the_same_event_under_their_own_delivery_ids(
+    receiver, admin_user, agent, conversation, django_capture_on_commit_callbacks
+):
+    """The event's data is stored once (not once per subscriber) and every subscriber gets the
+    very same data, each under its own delivery id and its own signature."""
+    for n in range(3):
+        services.subscription_create(
+            actor=admin_user, url=receiver.url, events=["conversation.closed"], secret=f"s-{n}"
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        desk.conversation_close(conversation=conversation, actor=agent)
+    requests = receiver.wait_for(3)
+    assert OutgoingEvent.objects.count() == 1
+    bodies = [json.loads(request.body) for request in requests]
+    assert len({body["id"] for body in bodies}) == 3
+    assert {body["id"] for body in bodies} == {
+        str(pk) for pk in WebhookDelivery.objects.values_list("pk", flat=True)
+    }
+    assert all(body["data"] == bodies[0]["data"] for body in bodies)
+    assert bodies[0]["data"]["id"] == conversation.pk
+    secrets = {str(d.pk): d.subscription.secret for d in WebhookDelivery.objects.all()}
+    for request, body in zip(requests, bodies, strict=True):
+        header = request.headers["X-SupportDesk-Signature"]
+        assert signing.verify(secrets[body["id"]], request.body, header)
+
+
 def test_only_the_subscribed_types_are_delivered(
     receiver, admin_user, agent, conversation, django_capture_on_commit_callbacks
 ):
@@ -184,7 +210,7 @@ def test_a_refused_connection_is_retried_then_failed_after_the_window(settings, 
     delivery = WebhookDelivery.objects.create(
         subscription=subscription,
         event="conversation.closed",
-        payload={"id": "x", "type": "conversation.closed", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.closed"),
         next_attempt_at=timezone.now(),
         retry_until=timezone.now() + timedelta(hours=24),
     )
@@ -293,13 +319,13 @@ def test_the_sweeper_queues_what_was_lost(receiver, admin_user):
     lost = WebhookDelivery.objects.create(
         subscription=subscription,
         event="conversation.created",
-        payload={"id": "lost", "type": "conversation.created", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.created"),
         next_attempt_at=timezone.now() - timedelta(minutes=5),
     )
     WebhookDelivery.objects.create(  # due a moment ago: its own task is still on its way
         subscription=subscription,
         event="conversation.created",
-        payload={"id": "fresh", "type": "conversation.created", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.created"),
         next_attempt_at=timezone.now(),
     )
     tasks.webhook_deliveries_sweep()
@@ -314,7 +340,7 @@ def test_a_deleted_subscription_fails_its_pending_deliveries(receiver, admin_use
     delivery = WebhookDelivery.objects.create(
         subscription=subscription,
         event="conversation.created",
-        payload={"id": "x", "type": "conversation.created", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.created"),
         next_attempt_at=timezone.now(),
     )
     assert not outbox.delivery_attempt(delivery_id=str(delivery.pk)).made
@@ -333,7 +359,7 @@ def test_two_workers_never_make_the_same_attempt_at_once(receiver, admin_user):
     delivery = WebhookDelivery.objects.create(
         subscription=subscription,
         event="conversation.created",
-        payload={"id": "x", "type": "conversation.created", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.created"),
         next_attempt_at=timezone.now(),
     )
     results: list[Any] = []
@@ -363,7 +389,7 @@ def _pending(subscription: Any, **fields: Any) -> WebhookDelivery:
     return WebhookDelivery.objects.create(
         subscription=subscription,
         event="conversation.created",
-        payload={"id": "x", "type": "conversation.created", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.created"),
         **fields,
     )
 

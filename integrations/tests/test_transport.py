@@ -12,7 +12,7 @@ from django.utils import timezone
 from integrations import outbox
 from integrations.models import DeliveryStatus, WebhookDelivery
 
-from .factories import WebhookSubscriptionFactory
+from .factories import OutgoingEventFactory, WebhookSubscriptionFactory
 from .receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def _deliver_to(url: str) -> WebhookDelivery:
     delivery = WebhookDelivery.objects.create(
         subscription=WebhookSubscriptionFactory(url=url),
         event="conversation.closed",
-        payload={"id": "x", "type": "conversation.closed", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.closed"),
         next_attempt_at=timezone.now(),
     )
     outbox.delivery_attempt(delivery_id=str(delivery.pk))

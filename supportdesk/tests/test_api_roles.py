@@ -11,7 +11,7 @@ from accounts.services import api_key_create
 from conversations.models import ConversationStatus, Tag
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from integrations.models import WebhookDelivery
-from integrations.tests.factories import WebhookSubscriptionFactory
+from integrations.tests.factories import OutgoingEventFactory, WebhookSubscriptionFactory
 from supportdesk.tests.api_support import api_env, bearer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]
@@ -55,7 +55,7 @@ def _delivery() -> WebhookDelivery:
     return WebhookDelivery.objects.create(
         subscription=WebhookSubscriptionFactory(),
         event="conversation.closed",
-        payload={"id": "x", "type": "conversation.closed", "created_at": "", "data": {}},
+        outgoing_event=OutgoingEventFactory(type="conversation.closed"),
         status="failed",
     )
 
