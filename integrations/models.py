@@ -125,10 +125,11 @@ class WebhookDelivery(TimeStampedModel):
         verbose_name_plural = _("webhook deliveries")
         indexes: ClassVar = [
             models.Index(fields=["subscription", "-created_at"], name="webhook_delivery_sub_idx"),
-            # Attempts in flight per subscription (the cap on a slow receiver's share). Not on
-            # ``claimed_until``: a claim then changes no indexed column and is a HOT update.
+            # A subscription's due deliveries, oldest first (what its lanes take next), and its
+            # attempts in flight (the cap on a slow receiver's share). Not on ``claimed_until``:
+            # a claim then changes no indexed column and is a HOT update.
             models.Index(
-                fields=["subscription"],
+                fields=["subscription", "next_attempt_at"],
                 name="webhook_delivery_pending_idx",
                 condition=models.Q(status="pending"),
             ),

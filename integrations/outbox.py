@@ -10,8 +10,10 @@
 - :func:`delivery_list_due` is what the beat sweeper queues again (lost tasks, broker outages).
 
 One slow subscriber never holds up the others: its attempts in flight are capped
-(``OUTGOING_WEBHOOKS_MAX_IN_FLIGHT`` per subscription), and a task over the cap steps aside for a
-while (``Attempt.throttled``) instead of occupying a worker thread.
+(``OUTGOING_WEBHOOKS_MAX_IN_FLIGHT`` per subscription). A task over the cap does nothing and
+schedules nothing (``throttled``): each attempt in flight is a *lane* that, once done, goes on
+with its subscription's next due deliveries (:func:`deliveries_attempt_batch`), so a slow
+receiver's backlog waits in the table, costing no task, no timer and no query while it waits.
 
 Tasks (``integrations.tasks``) call these; nothing here queues a task.
 """
@@ -149,8 +151,11 @@ class Attempt:
     retry_in: float | None = None
     busy_for: float | None = None
     #: The subscription already has its share of attempts in flight (a slow receiver): this one
-    #: waits its turn instead of taking a worker thread that other subscribers need.
+    #: waits its turn instead of taking a worker thread that other subscribers need (one of
+    #: those attempts' lanes takes it when done: see :func:`deliveries_attempt_batch`).
     throttled: bool = False
+    #: The subscription of an attempt made: its task goes on as a lane.
+    subscription_id: int | None = None
 
 
 def claim_seconds() -> float:
@@ -362,9 +367,11 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
     )
     recorded = _record(delivery, code=code, error=error)
     if recorded is None:
-        return Attempt(made=True)
+        return Attempt(made=True, subscription_id=subscription.pk)
     delivery, retry_in = recorded
-    return Attempt(made=True, status=delivery.status, retry_in=retry_in)
+    return Attempt(
+        made=True, status=delivery.status, retry_in=retry_in, subscription_id=subscription.pk
+    )
 
 
 #: A batch keeps making its attempts one after another for this long; what is left then goes
@@ -372,6 +379,11 @@ def delivery_attempt(*, delivery_id: str) -> Attempt:
 BATCH_SECONDS = 1.0
 #: At most this many deliveries in one batch task.
 BATCH_SIZE = 100
+#: A lane task with no deliveries of its own starts with this many of the subscription's due ones.
+LANE_FIRST_CLAIM = 10
+#: A lane goes on with its subscription's next due deliveries for this long, then hands over to
+#: a new task (a worker's thread is never held for ever; a redeploy is not kept waiting).
+LANE_SECONDS = 10.0
 
 
 @dataclasses.dataclass
@@ -384,10 +396,15 @@ class BatchOutcome:
     #: Claimed by another worker's attempt (or locked this instant): look again after ``busy_for``.
     busy: list[str] = dataclasses.field(default_factory=list)
     busy_for: float = 0.0
-    #: Not attempted within :data:`BATCH_SECONDS`: one task each.
+    #: Not attempted within :data:`BATCH_SECONDS`: released, for lanes to take.
     left: list[str] = dataclasses.field(default_factory=list)
-    #: Nothing attempted: the subscription has its share of attempts in flight already.
+    #: Nothing attempted: the subscription has its share of attempts in flight already (those
+    #: attempts' lanes take the deliveries when they are done with theirs).
     throttled: bool = False
+    #: The lane ran out of time with deliveries perhaps still due: a new task goes on with them.
+    more: bool = False
+    #: More lanes that may take ``left`` in parallel (the room under the subscription's cap).
+    free_lanes: int = 0
 
 
 def _claim_batch(
@@ -407,13 +424,7 @@ def _claim_batch(
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_TOLERANCE))
             .order_by("created_at", "id")
         )
-        if claimable:
-            until, claim = now + timedelta(seconds=claim_seconds()), uuid.uuid4()
-            WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimable]).update(
-                claimed_until=until, claim_id=claim, updated_at=now
-            )
-            for delivery in claimable:
-                delivery.claimed_until, delivery.claim_id = until, claim
+        _mark_claimed(claimable, now)
     if len(claimable) < len(delivery_ids):
         taken = {str(d.pk) for d in claimable}
         for pk, claimed_until, next_attempt_at in WebhookDelivery.objects.filter(
@@ -425,6 +436,35 @@ def _claim_batch(
             busy_for = (claimed_until - now).total_seconds() if claimed_until else 0.0
             outcome.busy.append(str(pk))
             outcome.busy_for = max(outcome.busy_for, busy_for, 1.0)
+    return claimable
+
+
+def _mark_claimed(claimable: Sequence[WebhookDelivery], now: Any) -> None:
+    """Claim ``claimable`` (locked by the caller's transaction) together: one ``claim_id``."""
+    if not claimable:
+        return
+    until, claim = now + timedelta(seconds=claim_seconds()), uuid.uuid4()
+    WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimable]).update(
+        claimed_until=until, claim_id=claim, updated_at=now
+    )
+    for delivery in claimable:
+        delivery.claimed_until, delivery.claim_id = until, claim
+
+
+def _claim_next(subscription: WebhookSubscription, limit: int) -> list[WebhookDelivery]:
+    """Claim the subscription's next ``limit`` deliveries that are pending, due and claimed by
+    nobody, oldest due first: what a lane (:func:`deliveries_attempt_batch`) goes on with."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimable = list(
+            WebhookDelivery.objects.select_related("outgoing_event")
+            .select_for_update(skip_locked=True, of=("self",))
+            .filter(subscription_id=subscription.pk, status=DeliveryStatus.PENDING)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_TOLERANCE))
+            .order_by(F("next_attempt_at").asc(nulls_first=True), "created_at")[:limit]
+        )
+        _mark_claimed(claimable, now)
     return claimable
 
 
@@ -462,7 +502,11 @@ def _record_successes(successes: Sequence[tuple[WebhookDelivery, int]]) -> None:
 
 
 def deliveries_attempt_batch(
-    *, subscription_id: int, delivery_ids: Sequence[str], seconds: float | None = None
+    *,
+    subscription_id: int,
+    delivery_ids: Sequence[str],
+    seconds: float | None = None,
+    lane_seconds: float = 0.0,
 ) -> BatchOutcome:
     """Attempt deliveries of one subscription one after another on one connection: one claim
     and one success write for the lot instead of a few queries each (what lets a busy intake
@@ -471,8 +515,15 @@ def deliveries_attempt_batch(
     The same rules as :func:`delivery_attempt`: a delivery is attempted only when pending, due
     and claimed by nobody else; a failure is recorded on its own with its backoff. The batch
     counts as one attempt in flight for the subscription's cap. After ``seconds``
-    (:data:`BATCH_SECONDS`) the deliveries not yet attempted are released to one task each, so
-    a slow receiver gets parallel attempts (up to its cap) and never holds up a batch's tail.
+    (:data:`BATCH_SECONDS`) the deliveries not yet attempted are released, and
+    ``outcome.free_lanes`` says how many lanes may take them in parallel (a slow receiver gets
+    its share of attempts, and never holds up a batch's tail).
+
+    A *lane* (``lane_seconds`` > 0, or no ``delivery_ids``): once done with its deliveries the
+    batch goes on with the subscription's next due ones (:func:`_claim_next`), for up to
+    ``lane_seconds``. So a subscriber at its cap needs no task of its own to wait and look again
+    (every attempt in flight takes the next when it is done), and a slow receiver's backlog costs
+    two writes per delivery and nothing while it waits.
     """
     outcome = BatchOutcome()
     subscription = WebhookSubscription.objects.filter(pk=subscription_id).first()
@@ -480,20 +531,36 @@ def deliveries_attempt_batch(
         for delivery_id in delivery_ids:  # each one is marked failed, with the reason
             delivery_attempt(delivery_id=delivery_id)
         return outcome
+    started = time.monotonic()
     limit = settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT
     if limit and _in_flight(subscription.pk, timezone.now()) >= limit:
         outcome.throttled = True
         return outcome
-    claimed = _claim_batch(subscription, delivery_ids, outcome)
-    if not claimed:
-        return outcome
-    if not connection.in_atomic_block:
-        connection.close()  # back to the pool while the receiver answers
-    successes, failures = _post_batch(
-        subscription, claimed, BATCH_SECONDS if seconds is None else seconds, outcome
-    )
-    _record_successes(successes)
-    _record_failures(failures, outcome)
+    budget = BATCH_SECONDS if seconds is None else seconds
+    lane = lane_seconds > 0 or not delivery_ids
+    if delivery_ids:
+        claimed = _claim_batch(subscription, delivery_ids, outcome)
+    else:
+        claimed = _claim_next(subscription, LANE_FIRST_CLAIM)
+    while claimed:
+        if not connection.in_atomic_block:
+            connection.close()  # back to the pool while the receiver answers
+        batch_started, left_before = time.monotonic(), len(outcome.left)
+        successes, failures = _post_batch(subscription, claimed, budget, outcome)
+        _record_successes(successes)
+        _record_failures(failures, outcome)
+        cut = len(outcome.left) - left_before
+        if cut:  # a slow receiver: what is left may go out on parallel lanes
+            room = limit - _in_flight(subscription.pk, timezone.now()) if limit else cut
+            outcome.free_lanes = max(outcome.free_lanes, min(cut, room - (1 if lane else 0)))
+        if not lane:
+            break
+        if time.monotonic() - started >= lane_seconds:
+            outcome.more = True
+            break
+        # As many as went out within half the budget next time; one at a time when slow.
+        quick = not cut and time.monotonic() - batch_started <= budget / 2
+        claimed = _claim_next(subscription, BATCH_SIZE if quick else 1)
     return outcome
 
 
@@ -507,7 +574,7 @@ def _post_batch(
     outcome: BatchOutcome,
 ) -> tuple[list[tuple[WebhookDelivery, int]], list[Failure]]:
     """POST the claimed deliveries in order on one connection for ``budget`` seconds; release
-    the rest (``outcome.left``)."""
+    the rest (added to ``outcome.left``)."""
     resolved = _resolve(subscription.url)
     successes: list[tuple[WebhookDelivery, int]] = []
     failures: list[Failure] = []
@@ -517,7 +584,7 @@ def _post_batch(
             if index and time.monotonic() - started > budget:
                 rest = claimed[index:]
                 _release(rest)
-                outcome.left = [str(d.pk) for d in rest]
+                outcome.left.extend(str(d.pk) for d in rest)
                 break
             outcome.made += 1
             if isinstance(resolved, str):

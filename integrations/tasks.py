@@ -9,7 +9,6 @@ threads pool (``-Q <queue>.webhooks --pool=threads -c 50``) and a slow receiver 
 """
 
 import logging
-import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,41 +36,29 @@ DELIVERY_TASK: dict[str, Any] = {
 
 @shared_task(**DELIVERY_TASK)
 def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: ignore[no-untyped-def]
-    """One attempt of a delivery; a failure with retries left schedules the next one.
+    """One attempt of a delivery (a retry, a redelivery, what the sweeper found); a failure with
+    retries left schedules the next one. Then the task goes on as its subscription's lane
+    (:func:`webhook_deliver_batch`) with what else is due.
 
-    ``waited``: how many times this delivery already stepped aside for its subscription's other
-    attempts in flight (it then waits twice as long, up to a minute, before looking again).
-    Embedded mode (eager tasks, no broker) makes one attempt: nothing can wait for a retry there.
+    A subscription at its cap of attempts in flight: nothing is scheduled, one of those attempts'
+    lanes takes this delivery when done. ``waited`` is kept for tasks queued by an earlier
+    version. Embedded mode (eager tasks, no broker) makes one attempt: nothing can wait there.
     """
     attempt = outbox.delivery_attempt(delivery_id=delivery_id)
     if self.request.is_eager:
         return
-    args: tuple[str, int] = (delivery_id, 0)
-    if attempt.retry_in is not None:  # failed: the next attempt
-        countdown = attempt.retry_in
-    elif attempt.busy_for is not None:  # an attempt in flight (this task ran again after its
-        countdown = attempt.busy_for + 1  # worker died, or is a duplicate): look once it is over
-    elif attempt.throttled:  # a slow subscriber's share of the workers is in use: wait a turn
-        countdown = throttled_wait(waited)
-        args = (delivery_id, waited + 1)
-    else:
-        return
     try:
-        webhook_deliver.apply_async(args, countdown=countdown)
+        if attempt.retry_in is not None:  # failed: the next attempt
+            webhook_deliver.apply_async((delivery_id, 0), countdown=attempt.retry_in)
+        elif attempt.busy_for is not None:  # an attempt in flight (this task ran again after its
+            # worker died, or is a duplicate): look once it is over
+            webhook_deliver.apply_async((delivery_id, 0), countdown=attempt.busy_for + 1)
     except Exception:
         logger.exception(
             "delivery %s: could not schedule its retry (the sweeper will)", delivery_id
         )
-
-
-#: The longest a throttled delivery waits before it looks again, in seconds.
-THROTTLED_WAIT_MAX = 60
-
-
-def throttled_wait(waited: int) -> float:
-    """Seconds a throttled delivery (or batch) waits before looking again: twice as long each
-    time it stepped aside, up to :data:`THROTTLED_WAIT_MAX`, jittered."""
-    return min(THROTTLED_WAIT_MAX, 2**waited) * random.uniform(0.5, 1.0)  # noqa: S311
+    if attempt.made and attempt.subscription_id is not None:
+        _lane(self, attempt.subscription_id, [])
 
 
 @shared_task(**DELIVERY_TASK)
@@ -79,36 +66,41 @@ def webhook_deliver_batch(  # type: ignore[no-untyped-def]
     self, subscription_id: int, delivery_ids: list[str], waited: int = 0
 ) -> None:
     """The first attempts of a committed batch's deliveries to one subscription, one after
-    another on one connection (:func:`integrations.outbox.deliveries_attempt_batch`). What it
-    does not finish goes on as :func:`webhook_deliver` tasks: retries, the tail of a batch that
-    ran out of time, deliveries another worker holds. Killed mid-batch, it runs again (acks
-    late) and waits for its dead claim to expire."""
-    eager = self.request.is_eager
+    another on one connection (:func:`integrations.outbox.deliveries_attempt_batch`), then the
+    subscription's other due deliveries for a while (a lane; with no ``delivery_ids``, only
+    that). Failures are retried as :func:`webhook_deliver` tasks; deliveries another worker holds
+    are looked at again when its claim ends. Killed mid-batch, it runs again (acks late) and
+    waits for its dead claim to expire. ``waited`` is kept for tasks queued by an earlier
+    version."""
+    _lane(self, subscription_id, delivery_ids)
+
+
+def _lane(task: Any, subscription_id: int, delivery_ids: list[str]) -> None:
+    eager = task.request.is_eager
     outcome = outbox.deliveries_attempt_batch(
         subscription_id=subscription_id,
         delivery_ids=delivery_ids,
         seconds=float("inf") if eager else None,  # embedded mode: nothing can wait for later
+        lane_seconds=0.0 if eager else outbox.LANE_SECONDS,
     )
-    if eager:
+    if eager or (not delivery_ids and outcome.made == 0 and not outcome.busy):
         return
     try:
-        if outcome.throttled:
-            webhook_deliver_batch.apply_async(
-                (subscription_id, delivery_ids, waited + 1), countdown=throttled_wait(waited)
-            )
-            return
         if outcome.busy:
             webhook_deliver_batch.apply_async(
                 (subscription_id, outcome.busy), countdown=outcome.busy_for + 1
             )
         for delivery_id, retry_in in outcome.retries:
             webhook_deliver.apply_async((delivery_id, 0), countdown=retry_in)
+        # Out of time with more to do: new lanes go on (as many as the cap leaves room for).
+        lanes = (1 if outcome.more else 0) + outcome.free_lanes
+        for _ in range(lanes):
+            webhook_deliver_batch.delay(subscription_id, [])
     except Exception:
         logger.exception(
-            "subscription %s: could not schedule the batch's next attempts (the sweeper will)",
+            "subscription %s: could not schedule the next attempts (the sweeper will)",
             subscription_id,
         )
-    deliveries_queue(outcome.left)
 
 
 def deliveries_queue_batches(written: Iterable[tuple[int, object]]) -> None:

@@ -107,7 +107,7 @@ class Migration(migrations.Migration):
             model_name="webhookdelivery",
             index=models.Index(
                 condition=models.Q(("status", "pending")),
-                fields=["subscription"],
+                fields=["subscription", "next_attempt_at"],
                 name="webhook_delivery_pending_idx",
             ),
         ),

@@ -207,3 +207,94 @@ def test_the_handler_queues_one_task_per_subscription_not_per_delivery(
         (two.pk, outbox.BATCH_SIZE),
         (two.pk, 250 - 2 * outbox.BATCH_SIZE),
     ]
+
+
+def test_a_lane_goes_on_with_its_subscriptions_due_deliveries_oldest_first(receiver):
+    """Done with its own, a lane takes its subscription's other due deliveries (a retry that
+    came due, one whose task stepped aside at the cap), never another's, never one not due."""
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    other = WebhookSubscriptionFactory(url=receiver.url)
+    own = _pending(subscription, 2)
+    older = _pending(subscription, 1, next_attempt_at=timezone.now() - timedelta(minutes=3))
+    newer = _pending(subscription, 1, next_attempt_at=timezone.now() - timedelta(minutes=1))
+    later = _pending(subscription, 1, next_attempt_at=timezone.now() + timedelta(minutes=5))
+    others = _pending(other, 1)
+
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids(own), lane_seconds=30
+    )
+
+    assert outcome.made == 4 and not outcome.more
+    sent = [r.headers["X-SupportDesk-Delivery"] for r in receiver.wait_for(4)]
+    assert sent[:2] == _ids(own)
+    assert sent[2:] == _ids(older + newer)
+    assert WebhookDelivery.objects.get(pk=later[0].pk).status == DeliveryStatus.PENDING
+    assert WebhookDelivery.objects.get(pk=others[0].pk).status == DeliveryStatus.PENDING
+
+
+def test_at_the_cap_a_task_schedules_nothing_and_the_lane_in_flight_takes_its_delivery(
+    receiver, settings, monkeypatch
+):
+    settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT = 1
+    queued: list[Any] = []
+    monkeypatch.setattr(tasks.webhook_deliver, "apply_async", lambda *a, **k: queued.append(a))
+    monkeypatch.setattr(
+        tasks.webhook_deliver_batch, "apply_async", lambda *a, **k: queued.append(a)
+    )
+    monkeypatch.setattr(tasks.webhook_deliver_batch, "delay", lambda *a: queued.append(a))
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    (in_flight,) = _pending(subscription, 1, claimed_until=timezone.now() + timedelta(seconds=20))
+    (waiting,) = _pending(subscription, 1)
+
+    # its task finds the subscription at its cap: no request, no timer, no task
+    tasks.webhook_deliver_batch(subscription.pk, _ids([waiting]))  # as a worker runs it
+    tasks.webhook_deliver(str(waiting.pk))
+    assert receiver.requests == [] and queued == []
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.attempts, waiting.claimed_until) == ("pending", 0, None)
+
+    # the attempt in flight is done (its claim released): its lane takes the waiting delivery
+    WebhookDelivery.objects.filter(pk=in_flight.pk).update(
+        status=DeliveryStatus.SUCCEEDED, delivered_at=timezone.now(), claimed_until=None
+    )
+    outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=[], lane_seconds=5
+    )
+    (request,) = receiver.wait_for(1)
+    assert request.headers["X-SupportDesk-Delivery"] == str(waiting.pk)
+
+
+def test_a_slow_receivers_lane_takes_one_at_a_time_and_leaves_room_for_parallel_lanes(
+    receiver, settings
+):
+    settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT = 3
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    batch = _pending(subscription, 5)
+
+    # every batch "runs out of time" after its first request (a budget of 0: a slow receiver)
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=_ids(batch), seconds=0, lane_seconds=30
+    )
+
+    assert outcome.made == 5  # the lane went on, one delivery at a time
+    assert outcome.left == _ids(batch[1:])  # released after the first, taken again one by one
+    assert outcome.free_lanes == 2  # the cap of three, this lane being one
+    rows = WebhookDelivery.objects.filter(pk__in=_ids(batch))
+    assert {(d.status, d.attempts, d.claim_id) for d in rows} == {
+        (DeliveryStatus.SUCCEEDED, 1, None)
+    }
+
+
+def test_a_lane_out_of_time_hands_over_to_a_new_task(receiver, monkeypatch):
+    queued: list[Any] = []
+    monkeypatch.setattr(tasks.webhook_deliver_batch, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(outbox, "LANE_SECONDS", 0.000001)
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    first, *_rest = _pending(subscription, 3)
+
+    tasks.webhook_deliver_batch(subscription.pk, _ids([first]))  # as a worker runs it
+
+    assert len(receiver.wait_for(1)) == 1
+    assert queued == [(subscription.pk, [])]  # one lane goes on with the other two
+    tasks.webhook_deliver_batch(subscription.pk, [])
+    assert len(receiver.wait_for(3)) == 3
