@@ -97,9 +97,10 @@ def deliveries_record(*, events: Sequence[DomainEvent]) -> list[tuple[int, uuid.
             wanted.append((stored, subscribers))
     if not wanted:
         return []
-    OutgoingEvent.objects.bulk_create([stored for stored, _ in wanted])
     now = timezone.now()
-    until = now + RETRY_FOR
+    if connection.vendor == "postgresql":
+        return _record_postgresql(wanted, now)
+    OutgoingEvent.objects.bulk_create([stored for stored, _ in wanted])
     rows = [
         WebhookDelivery(
             id=uuid.uuid4(),
@@ -107,7 +108,7 @@ def deliveries_record(*, events: Sequence[DomainEvent]) -> list[tuple[int, uuid.
             event=stored.type,
             outgoing_event=stored,
             next_attempt_at=now,
-            retry_until=until,
+            retry_until=now + RETRY_FOR,
             created_at=now,
             updated_at=now,
         )
@@ -116,6 +117,59 @@ def deliveries_record(*, events: Sequence[DomainEvent]) -> list[tuple[int, uuid.
     ]
     WebhookDelivery.objects.bulk_create(rows)
     return [(row.subscription_id, row.id) for row in rows]
+
+
+def _record_postgresql(
+    wanted: Sequence[tuple[OutgoingEvent, list[int]]], now: Any
+) -> list[tuple[int, uuid.UUID]]:
+    """The same two INSERTs, written for PostgreSQL: the fan-out (a row per event and subscriber,
+    with its uuid) is made by the database from two arrays of ids. ``bulk_create`` spent ~1 ms
+    of the intake worker's CPU per event on preparing eleven values a row; this is what lets a
+    busy intake feed several subscribers (``bench/webhook_ingest.py --subscribers 3``)."""
+    events, deliveries = OutgoingEvent._meta.db_table, WebhookDelivery._meta.db_table
+    # One JSON document for the events, their data inlined as the JSON it is: ``json`` (not
+    # ``jsonb``) keeps each value's text as written, so ``d::text`` is the very bytes serialised.
+    # Rows come back in the order given (ORDER BY n), as Django's bulk_create relies on too.
+    document = (
+        "["
+        + ",".join(
+            f'{{"t":{json.dumps(stored.type)},"o":{json.dumps(stored.occurred_at)},"d":{stored.data}}}'
+            for stored, _ in wanted
+        )
+        + "]"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {events} (created_at, updated_at, type, occurred_at, data) "  # noqa: S608
+            "SELECT %s, %s, e.t, e.o, e.d::text FROM ROWS FROM "
+            "(json_to_recordset(%s::json) AS (t text, o text, d json)) "
+            "WITH ORDINALITY AS e(t, o, d, n) ORDER BY e.n RETURNING id",
+            [now, now, document],
+        )
+        event_ids = [row[0] for row in cursor.fetchall()]
+        per_event = [
+            (event_id, stored.type, subscription_id)
+            for event_id, (stored, subscribers) in zip(event_ids, wanted, strict=True)
+            for subscription_id in subscribers
+        ]
+        cursor.execute(
+            f"INSERT INTO {deliveries} (id, created_at, updated_at, subscription_id, event, "  # noqa: S608
+            "outgoing_event_id, status, attempts, last_error, next_attempt_at, retry_until) "
+            "SELECT gen_random_uuid(), %s, %s, s, t, e, %s, 0, '', %s, %s "
+            "FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) AS d(e, t, s) "
+            "RETURNING subscription_id, id",
+            [
+                now,
+                now,
+                DeliveryStatus.PENDING.value,
+                now,
+                now + RETRY_FOR,
+                [e for e, _, _ in per_event],
+                [t for _, t, _ in per_event],
+                [s for _, _, s in per_event],
+            ],
+        )
+        return [(subscription_id, delivery_id) for subscription_id, delivery_id in cursor]
 
 
 def _dumps(data: Any) -> str:
