@@ -344,8 +344,8 @@ def fill(count: int, setup: dict[str, Any]) -> Desk:
         (
             "conversations_conversation (id, created_at, updated_at, status, first_response_at,"
             " closed_at, last_inbound_at, last_message_at, unread_count, assigned_to_id,"
-            " department_id, whatsapp_account_id, customer_id)",
-            iter(desk.conversations),
+            " department_id, whatsapp_account_id, customer_id, priority)",
+            ((*row, "normal") for row in desk.conversations),
         ),
         (
             "conversations_conversationevent (conversation_id, kind, actor_id, before, after,"
