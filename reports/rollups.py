@@ -69,7 +69,7 @@ def _csat_columns(score: str) -> list[tuple[str, str]]:
 # Each cell column and how it is computed from its conversations' rows (``m``: the roll-ups of
 # the conversations, ``s``: the agent's segments in them).
 CONVERSATION_COLUMNS: list[tuple[str, str]] = [
-    ("total", "count(*)"),
+    ("total", "count(m.conversation_id)"),
     *(
         (f"{column}_{part}", f"{aggregate}(m.{column})")
         for column in _both(DURATIONS)
@@ -81,7 +81,7 @@ CONVERSATION_COLUMNS: list[tuple[str, str]] = [
 ]
 AGENT_SEGMENT_COLUMNS: list[tuple[str, str]] = [
     ("conversations", "count(*) FILTER (WHERE s.agent_first)"),
-    ("segments", "count(*)"),
+    ("segments", "count(s.id)"),
     *(
         (f"{column}_{part}", f"{aggregate}(s.{column})")
         for column in _both(SEGMENT_DURATIONS)
@@ -103,12 +103,22 @@ def _day(column: str) -> str:
     return f"({column} AT TIME ZONE %(tz)s)::date"
 
 
-# The local day's bounds, as the API's whole days are (midnight in TIME_ZONE, the next one).
-_IN_DAY = (
-    "m.opened_at >= (k.day::timestamp AT TIME ZONE %(tz)s)"
-    " AND m.opened_at < ((k.day + 1)::timestamp AT TIME ZONE %(tz)s)"
-    " AND coalesce(m.department_id, 0) = k.department AND m.status = k.status"
-)
+# The conversations created on the keys' days (each day an index range of ``opened_at``: local
+# midnight to the next, as the API's whole days are), and their cell's key. The days are
+# parameters, each range a condition of its own: the planner estimates each range's rows (joined
+# to a list of days, it guesses thousands of rows, a plan costly enough for JIT compilation:
+# ~100 ms for one conversation).
+def _of_days(columns: str, days: int) -> str:
+    ranges = " OR ".join(
+        f"(m.opened_at >= (%(day_{n})s::date::timestamp AT TIME ZONE %(tz)s)"
+        f" AND m.opened_at < ((%(day_{n})s::date + 1)::timestamp AT TIME ZONE %(tz)s))"
+        for n in range(days)
+    )
+    return (
+        f"SELECT {_day('m.opened_at')} AS day, coalesce(m.department_id, 0) AS department,"
+        f" m.status, {columns} FROM {_T_METRICS} AS m WHERE ({ranges})"
+    )
+
 
 # The cells the conversations are in now (their roll-ups) and were in before (``before``: the
 # states the caller read before changing them), created when missing; returns them all.
@@ -184,44 +194,83 @@ def _upsert(table: str, key: str, columns: Sequence[str], select: str) -> str:
     )
 
 
-def _lateral(columns: Sequence[tuple[str, str]]) -> str:
+def _selected(columns: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{sql} AS {name}" for name, sql in columns)
 
 
-def _recompute_sql() -> str:
-    """Every cell of the keys recomputed from its rows (an aggregate without GROUP BY per key:
-    one row, zeros for a cell left empty), upserted."""
-    conversation_select = (
-        f"SELECT now(), now(), k.day, k.department, k.status, f.* FROM {_CONVERSATION_KEYS}"
-        f" CROSS JOIN LATERAL (SELECT {_lateral(CONVERSATION_COLUMNS)}"
-        f" FROM {_T_METRICS} AS m WHERE {_IN_DAY}) AS f"
+def _recompute_sql(days: int) -> str:
+    """Every cell of the keys recomputed from the rows of its day (one pass over the ``days``
+    keys' days, grouped by cell; a key without rows gets zeros), upserted."""
+    metric_columns = ", ".join(
+        f"m.{c}"
+        for c in (
+            "conversation_id",
+            *_both(DURATIONS),
+            "messages_in",
+            "messages_out",
+            "transfers",
+            "csat_score",
+        )
     )
-    agent_select = (
-        f"SELECT now(), now(), k.day, k.agent, k.department, k.status, f.*, c.*"
-        f" FROM {_AGENT_KEYS}"
-        f" CROSS JOIN LATERAL (SELECT {_lateral(AGENT_SEGMENT_COLUMNS)}"
-        f" FROM {_T_METRICS} AS m JOIN {_T_SEGMENTS} AS s ON s.conversation_id = m.conversation_id"
-        f" WHERE {_IN_DAY} AND s.kind = '{SegmentKind.AGENT}' AND s.agent_id = k.agent) AS f"
-        f" CROSS JOIN LATERAL (SELECT {_lateral(AGENT_CSAT_COLUMNS)}"
-        f" FROM {_T_METRICS} AS m WHERE {_IN_DAY}"
-        " AND m.last_agent_id = k.agent AND m.csat_score IS NOT NULL) AS c"
+    segment_columns = (
+        "s.id, s.agent_id AS agent, s.agent_first, s.ended_by, s.messages_in, s.messages_out, "
+        + ", ".join(f"s.{c}" for c in _both(SEGMENT_DURATIONS))
     )
-    conversations = _upsert(
+    conversation_keys = "(day, department, status)"
+    agent_keys = "(day, agent, department, status)"
+    rows = f"rows AS MATERIALIZED ({_of_days(metric_columns, days)})"
+    agent_rows = (
+        f"agent_rows AS MATERIALIZED (SELECT m.day, m.department, m.status, {segment_columns}"
+        f" FROM ({_of_days('m.conversation_id', days)}) AS m"
+        # each conversation's segments by its index (OFFSET 0: not flattened into a hash join
+        # of every agent segment, which the planner's guess of the days' rows would pick)
+        f" CROSS JOIN LATERAL (SELECT * FROM {_T_SEGMENTS} AS s"
+        f" WHERE s.conversation_id = m.conversation_id"
+        f" AND s.kind = '{SegmentKind.AGENT}' AND s.agent_id IS NOT NULL OFFSET 0) AS s)"
+    )
+    answered = (
+        "answered AS MATERIALIZED ("
+        + _of_days("m.last_agent_id AS agent, m.csat_score", days)
+        + " AND m.last_agent_id IS NOT NULL AND m.csat_score IS NOT NULL)"
+    )
+    figures = (
+        f"figures AS (SELECT k.day, k.department, k.status, {_selected(CONVERSATION_COLUMNS)}"
+        f" FROM k LEFT JOIN rows AS m USING {conversation_keys}"
+        " GROUP BY k.day, k.department, k.status)"
+    )
+    agent_figures = (
+        f"agent_figures AS (SELECT k.day, k.agent, k.department, k.status,"
+        f" {_selected(AGENT_SEGMENT_COLUMNS)}"
+        f" FROM ka AS k LEFT JOIN agent_rows AS s USING {agent_keys}"
+        " GROUP BY k.day, k.agent, k.department, k.status)"
+    )
+    agent_csat = (
+        f"agent_csat AS (SELECT k.day, k.agent, k.department, k.status,"
+        f" {_selected(AGENT_CSAT_COLUMNS)}"
+        f" FROM ka AS k LEFT JOIN answered AS m USING {agent_keys}"
+        " GROUP BY k.day, k.agent, k.department, k.status)"
+    )
+    conversation_names = [name for name, _sql in CONVERSATION_COLUMNS]
+    agent_names = [name for name, _sql in (*AGENT_SEGMENT_COLUMNS, *AGENT_CSAT_COLUMNS)]
+    cells = _upsert(
         _T_CONVERSATIONS,
         "day, department, status",
-        [name for name, _sql in CONVERSATION_COLUMNS],
-        conversation_select,
+        conversation_names,
+        f"SELECT now(), now(), day, department, status, {', '.join(conversation_names)}"
+        " FROM figures",
     )
     agents = _upsert(
         _T_AGENTS,
         "day, agent, department, status",
-        [name for name, _sql in (*AGENT_SEGMENT_COLUMNS, *AGENT_CSAT_COLUMNS)],
-        agent_select,
+        agent_names,
+        f"SELECT now(), now(), day, agent, department, status, {', '.join(agent_names)}"
+        f" FROM agent_figures JOIN agent_csat USING {agent_keys}",
     )
-    return f"WITH cells AS ({conversations}) {agents}"
-
-
-_RECOMPUTE_SQL = _recompute_sql()
+    return (
+        f"WITH k AS (SELECT * FROM {_CONVERSATION_KEYS}), ka AS (SELECT * FROM {_AGENT_KEYS}),"
+        f" {rows}, {agent_rows}, {answered}, {figures}, {agent_figures}, {agent_csat},"
+        f" cells AS ({cells}) {agents}"
+    )
 
 
 def _state(metrics: ConversationMetrics) -> dict[str, Any]:
@@ -239,6 +288,25 @@ def states(rows: Iterable[ConversationMetrics]) -> list[dict[str, Any]]:
     return [_state(row) for row in rows]
 
 
+DAYS_PER_STATEMENT = 31
+
+
+def _key_params(keys: Sequence[tuple[Any, ...]], tz: str) -> dict[str, Any]:
+    """The keys (``(day, 0 or agent, department, status)``) as the statements' arrays."""
+    cells = [(day, department, status) for day, agent, department, status in keys if not agent]
+    agent_cells = [key for key in keys if key[1]]
+    return {
+        "tz": tz,
+        "days": [key[0] for key in cells],
+        "departments": [key[1] for key in cells],
+        "statuses": [key[2] for key in cells],
+        "a_days": [key[0] for key in agent_cells],
+        "a_agents": [key[1] for key in agent_cells],
+        "a_departments": [key[2] for key in agent_cells],
+        "a_statuses": [key[3] for key in agent_cells],
+    }
+
+
 def refresh(
     *,
     conversation_ids: Iterable[int] | None,
@@ -247,7 +315,7 @@ def refresh(
     """Recompute the cells of these conversations, those their roll-ups are in now and those
     their ``before`` states were in (None: every cell, those of every conversation and those
     left from deleted ones). Three statements: the cells (created when missing), their locks,
-    their figures. Returns the number of cells."""
+    their figures (one per :data:`DAYS_PER_STATEMENT` days). Returns the number of cells."""
     if not enabled():
         return 0
     ids = [] if conversation_ids is None else list(conversation_ids)
@@ -265,20 +333,14 @@ def refresh(
             },
         )
         keys = cursor.fetchall()
-        cells = [(day, department, status) for day, agent, department, status in keys if not agent]
-        agent_cells = [key for key in keys if key[1]]
-        params = {
-            "tz": tz,
-            "days": [key[0] for key in cells],
-            "departments": [key[1] for key in cells],
-            "statuses": [key[2] for key in cells],
-            "a_days": [key[0] for key in agent_cells],
-            "a_agents": [key[1] for key in agent_cells],
-            "a_departments": [key[2] for key in agent_cells],
-            "a_statuses": [key[3] for key in agent_cells],
-        }
-        cursor.execute(_LOCK_SQL, params)
-        cursor.execute(_RECOMPUTE_SQL, params)
+        cursor.execute(_LOCK_SQL, _key_params(keys, tz))
+        # A few days at a time (the whole history, for the migration and a full rebuild).
+        days = sorted({key[0] for key in keys})
+        for start in range(0, len(days), DAYS_PER_STATEMENT):
+            some = set(days[start : start + DAYS_PER_STATEMENT])
+            params = _key_params([key for key in keys if key[0] in some], tz)
+            params.update({f"day_{n}": day for n, day in enumerate(sorted(some))})
+            cursor.execute(_recompute_sql(len(some)), params)
     return len(keys)
 
 
