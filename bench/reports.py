@@ -8,8 +8,9 @@ question), its ``ConversationEvent`` rows (the bot's hand-over to a queue, a tak
 transfers, closing, reopening, with the services' ``before``/``after`` states) and, for part of
 the closed ones, a CSAT survey (answered or expired). Those rows are written with COPY; then
 the **real rebuild service** (``manage.py reports_rebuild``, :func:`reports.services.
-segments_rebuild`) derives the ``Segment`` and ``ConversationMetrics`` rows from them, by the
-same rules as the live event handler (``reports/tests/test_rebuild.py`` holds the two equal).
+segments_rebuild`) derives the ``Segment`` and ``ConversationMetrics`` rows from them, and the
+daily roll-ups (``DailyRollup``, ``DailyAgentRollup``) from those, by the same rules as the live
+event handler (``reports/tests/test_rebuild.py`` and ``test_rollups.py`` hold the two equal).
 So the rows the reports read are exactly what the desk would have written; nothing of theirs is
 made up here. The tables are then ANALYZEd, as autovacuum would have done on a live desk.
 
@@ -19,7 +20,9 @@ Then daphne (the production ASGI server) serves the desk, and with a supervisor'
   ``bucket=hour`` on the month, ``business_hours=true``, a department and an agent on the
   year): N sequential requests each after a warm-up, p50/p95 beside the floor measured in the
   same run (``GET /api/v1/auth/me``: the same server, authentication and DRF stack, one query).
-  Target: p95 < 200 ms for both ranges.
+  Target: p95 < 200 ms for both ranges. Every range is whole days, so the stats read the daily
+  roll-ups, except the series with ``bucket=hour`` and, with an agent, per department and the
+  series, which read the conversations' rows (docs/reports.md).
 - ``GET /api/v1/reports/conversations.csv`` for the whole year: rows and bytes counted, rows/s,
   and the server's memory growth: its RSS (``/proc/<pid>/status``) sampled every 50 ms during
   the download, peak minus the RSS before it. Target: growth < 100 MB.
@@ -344,8 +347,8 @@ def fill(count: int, setup: dict[str, Any]) -> Desk:
         (
             "conversations_conversation (id, created_at, updated_at, status, first_response_at,"
             " closed_at, last_inbound_at, last_message_at, unread_count, assigned_to_id,"
-            " department_id, whatsapp_account_id, customer_id)",
-            iter(desk.conversations),
+            " department_id, whatsapp_account_id, customer_id, priority)",
+            ((*row, "normal") for row in desk.conversations),
         ),
         (
             "conversations_conversationevent (conversation_id, kind, actor_id, before, after,"
@@ -486,9 +489,11 @@ def describe() -> None:
         " (SELECT count(csat_score) FROM reports_conversationmetrics),"
         " (SELECT sum(transfers) FROM reports_conversationmetrics),"
         " (SELECT pg_size_pretty(pg_total_relation_size('reports_conversationmetrics')"
-        "  + pg_total_relation_size('reports_segment')))",
+        "  + pg_total_relation_size('reports_segment'))),"
+        " (SELECT count(*) FROM reports_dailyrollup),"
+        " (SELECT count(*) FROM reports_dailyagentrollup)",
     )
-    metrics, segments, agent_segments, csat, transfers, size = rows[0]
+    metrics, segments, agent_segments, csat, transfers, size, daily, daily_agents = rows[0]
     statuses = dict(
         harness.query(
             DATABASE, "SELECT status, count(*) FROM conversations_conversation GROUP BY 1"
@@ -496,7 +501,8 @@ def describe() -> None:
     )
     print(
         f"   {metrics} roll-ups, {segments} segments ({agent_segments} with an agent), "
-        f"{csat} CSAT answers, {transfers} transfers, {size} on disk; statuses {statuses}"
+        f"{csat} CSAT answers, {transfers} transfers, {size} on disk; statuses {statuses}; "
+        f"daily roll-ups: {daily} cells, {daily_agents} agents' cells"
     )
 
 

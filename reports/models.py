@@ -269,3 +269,107 @@ class Goal(TimeStampedModel):
     @property
     def lower_is_better(self) -> bool:
         return self.metric in LOWER_IS_BETTER
+
+
+# --- Daily roll-ups ----------------------------------------------------------------------------
+# What the stats read for whole days (docs/reports.md, "Daily roll-ups"): the sums and counts of
+# the conversations created on one local day (``TIME_ZONE``), per department and status, and of
+# each agent's segments in them. Kept by the live handler in the emitting transaction and by the
+# rebuild (:mod:`reports.rollups`); PostgreSQL only (on SQLite the stats read the rows above).
+# ``department`` and ``agent`` are plain ids, not foreign keys: 0 is "no department", and a row
+# is never moved by a deletion elsewhere (``reports_rebuild`` puts the figures right after one).
+
+
+class DailyRollup(TimeStampedModel):
+    """The figures of the conversations created on ``day`` in ``department`` with ``status``."""
+
+    day = models.DateField(_("day"))
+    department = models.PositiveBigIntegerField(_("department id (0: none)"))
+    status = models.CharField(_("status"), max_length=10, choices=ConversationStatus.choices)
+    total = models.PositiveIntegerField(db_default=0)
+    bot_seconds_sum = models.FloatField(null=True)
+    bot_seconds_n = models.PositiveIntegerField(db_default=0)
+    queue_wait_seconds_sum = models.FloatField(null=True)
+    queue_wait_seconds_n = models.PositiveIntegerField(db_default=0)
+    first_response_seconds_sum = models.FloatField(null=True)
+    first_response_seconds_n = models.PositiveIntegerField(db_default=0)
+    handling_seconds_sum = models.FloatField(null=True)
+    handling_seconds_n = models.PositiveIntegerField(db_default=0)
+    resolution_seconds_sum = models.FloatField(null=True)
+    resolution_seconds_n = models.PositiveIntegerField(db_default=0)
+    business_bot_seconds_sum = models.FloatField(null=True)
+    business_bot_seconds_n = models.PositiveIntegerField(db_default=0)
+    business_queue_wait_seconds_sum = models.FloatField(null=True)
+    business_queue_wait_seconds_n = models.PositiveIntegerField(db_default=0)
+    business_first_response_seconds_sum = models.FloatField(null=True)
+    business_first_response_seconds_n = models.PositiveIntegerField(db_default=0)
+    business_handling_seconds_sum = models.FloatField(null=True)
+    business_handling_seconds_n = models.PositiveIntegerField(db_default=0)
+    business_resolution_seconds_sum = models.FloatField(null=True)
+    business_resolution_seconds_n = models.PositiveIntegerField(db_default=0)
+    messages = models.PositiveIntegerField(db_default=0)  # in + out
+    transfers = models.PositiveIntegerField(db_default=0)
+    csat_sum = models.PositiveIntegerField(null=True)
+    csat_responses = models.PositiveIntegerField(db_default=0)
+    csat_1 = models.PositiveIntegerField(db_default=0)
+    csat_2 = models.PositiveIntegerField(db_default=0)
+    csat_3 = models.PositiveIntegerField(db_default=0)
+    csat_4 = models.PositiveIntegerField(db_default=0)
+    csat_5 = models.PositiveIntegerField(db_default=0)
+
+    class Meta:
+        ordering = ["day", "department", "status"]
+        verbose_name = _("daily roll-up")
+        verbose_name_plural = _("daily roll-ups")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["day", "department", "status"], name="report_daily_one_per_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} department {self.department} {self.status}"
+
+
+class DailyAgentRollup(TimeStampedModel):
+    """One agent's segments in the conversations created on ``day`` in ``department`` (the
+    conversation's) with ``status``, and the CSAT of those whose last agent it was."""
+
+    day = models.DateField(_("day"))
+    agent = models.PositiveBigIntegerField(_("agent id"))
+    department = models.PositiveBigIntegerField(_("department id (0: none)"))
+    status = models.CharField(_("status"), max_length=10, choices=ConversationStatus.choices)
+    conversations = models.PositiveIntegerField(db_default=0)  # its first segments in them
+    segments = models.PositiveIntegerField(db_default=0)
+    first_reply_seconds_sum = models.FloatField(null=True)
+    first_reply_seconds_n = models.PositiveIntegerField(db_default=0)
+    business_first_reply_seconds_sum = models.FloatField(null=True)
+    business_first_reply_seconds_n = models.PositiveIntegerField(db_default=0)
+    seconds_sum = models.FloatField(null=True)
+    seconds_n = models.PositiveIntegerField(db_default=0)
+    business_seconds_sum = models.FloatField(null=True)
+    business_seconds_n = models.PositiveIntegerField(db_default=0)
+    messages_in = models.PositiveIntegerField(db_default=0)
+    messages_out = models.PositiveIntegerField(db_default=0)
+    transfers = models.PositiveIntegerField(db_default=0)
+    csat_sum = models.PositiveIntegerField(null=True)
+    csat_responses = models.PositiveIntegerField(db_default=0)
+    csat_1 = models.PositiveIntegerField(db_default=0)
+    csat_2 = models.PositiveIntegerField(db_default=0)
+    csat_3 = models.PositiveIntegerField(db_default=0)
+    csat_4 = models.PositiveIntegerField(db_default=0)
+    csat_5 = models.PositiveIntegerField(db_default=0)
+
+    class Meta:
+        ordering = ["day", "agent", "department", "status"]
+        verbose_name = _("daily agent roll-up")
+        verbose_name_plural = _("daily agent roll-ups")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "department", "status"],
+                name="report_daily_agent_one_per_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} agent {self.agent} department {self.department} {self.status}"

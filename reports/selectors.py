@@ -9,9 +9,10 @@ every duration.
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Avg,
@@ -33,10 +34,14 @@ from django.utils import timezone
 from accounts import presence
 from accounts.models import Role, User
 from conversations.models import Conversation, ConversationStatus
+from departments.models import Department
 
+from . import rollups
 from .models import (
     LOWER_IS_BETTER,
     ConversationMetrics,
+    DailyAgentRollup,
+    DailyRollup,
     Goal,
     GoalMetric,
     Segment,
@@ -267,17 +272,217 @@ _NO_CSAT = {
 }
 
 
-def report_stats(*, filters: ReportFilters) -> dict[str, Any]:
-    """Contract §9's stats: four queries whatever the number of conversations (per department,
-    whose rows add up to the overall figures; per agent; agents' CSAT; the series)."""
-    metrics = metrics_list(filters=filters)
-    by_department = list(
-        metrics.values("department_id", "department__name")
-        .annotate(**_conversation_aggregates(filters))
-        .order_by("department__name", "department_id")
+# --- The daily roll-ups' reads (the same rows and figures, for whole days) ----------------------
+
+
+def _rollup_days(filters: ReportFilters) -> tuple[date, date] | None:
+    """The local days ``[first, last)`` the range is made of, when the daily roll-ups can answer
+    it: on PostgreSQL, a range of whole days in ``TIME_ZONE`` (the days the roll-ups are kept
+    by), no tag filter (a conversation's tags are not in them). None: read the rows."""
+    zone = timezone.get_current_timezone()
+    if not rollups.enabled() or filters.tag_id is not None:
+        return None
+    if getattr(zone, "key", None) != settings.TIME_ZONE:
+        return None
+    days = []
+    for moment in (filters.date_from, filters.date_to):
+        day = timezone.localtime(moment, zone).date()
+        if timezone.make_aware(datetime.combine(day, time.min), zone) != moment:
+            return None
+        days.append(day)
+    return days[0], days[1]
+
+
+def _sql_rows(query: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        columns = [column[0] for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _csat_sums(table: str) -> str:
+    return ", ".join(
+        [
+            f"sum({table}.csat_sum) AS csat_sum",
+            f"sum({table}.csat_responses) AS csat_responses",
+            *(f"sum({table}.csat_{score}) AS csat_{score}" for score in CSAT_SCORES),
+        ]
     )
+
+
+_DAILY_DEPARTMENTS_SQL = """
+SELECT r.department AS department_id, d.name AS department__name, {columns}
+FROM {daily} AS r LEFT JOIN {departments} AS d ON d.id = r.department
+WHERE r.day >= %s AND r.day < %s {only_department}
+GROUP BY r.department, d.name
+HAVING sum(r.total) > 0
+ORDER BY d.name, r.department
+"""
+
+
+def _only_department(filters: ReportFilters) -> tuple[str, list[Any]]:
+    if filters.department_id is None:
+        return "", []
+    return "AND r.department = %s", [filters.department_id]
+
+
+def _daily_departments(filters: ReportFilters, days: tuple[date, date]) -> list[dict[str, Any]]:
+    """:func:`_conversation_aggregates`' rows, per department, from the daily roll-ups."""
+    statuses = ConversationStatus.values
+    columns = [
+        "sum(r.total) AS total",
+        *(f"coalesce(sum(r.total) FILTER (WHERE r.status = %s), 0) AS {v}" for v in statuses),
+        *(
+            f"sum(r.{filters.column(name)}_{part}) AS {name}_{part}"
+            for name in _DURATIONS
+            for part in ("sum", "n")
+        ),
+        "sum(r.messages) AS messages_sum",
+        "sum(r.transfers) AS transfers",
+        _csat_sums("r"),
+    ]
+    only_department, department_params = _only_department(filters)
+    query = _DAILY_DEPARTMENTS_SQL.format(
+        columns=", ".join(columns),
+        daily=DailyRollup._meta.db_table,
+        departments=Department._meta.db_table,
+        only_department=only_department,
+    )
+    rows = _sql_rows(query, [*statuses, *days, *department_params])
+    for row in rows:
+        row["department_id"] = row["department_id"] or None
+    return rows
+
+
+_DAILY_AGENTS_SQL = """
+SELECT a.*, u.name FROM (
+    SELECT r.agent AS agent_id,
+           sum(r.conversations) AS total,
+           sum(r.segments) AS segments,
+           sum(r.{first_reply}_sum) / nullif(sum(r.{first_reply}_n), 0) AS first_response,
+           sum(r.{seconds}_sum) / nullif(sum(r.{seconds}_n), 0) AS handling,
+           coalesce(sum(r.{seconds}_sum), 0.0) AS handling_total,
+           sum(r.messages_in) AS messages_in,
+           sum(r.messages_out) AS messages_out,
+           sum(r.transfers) AS transfers,
+           {by_status},
+           {csat}
+    FROM {daily} AS r
+    WHERE r.day >= %s AND r.day < %s {only_department} {only_agent}
+    GROUP BY r.agent
+    HAVING sum(r.segments) > 0
+) AS a
+JOIN {users} AS u ON u.id = a.agent_id
+ORDER BY u.name, a.agent_id
+"""
+
+
+def _daily_agents(filters: ReportFilters, days: tuple[date, date]) -> list[dict[str, Any]]:
+    """:func:`_agent_segments`' rows, each with its CSAT sums, from the daily roll-ups."""
+    statuses = ConversationStatus.values
+    only_department, department_params = _only_department(filters)
+    only_agent, agent_params = (
+        ("AND r.agent = %s", [filters.agent_id]) if filters.agent_id else ("", [])
+    )
+    query = _DAILY_AGENTS_SQL.format(
+        first_reply=filters.column("first_reply_seconds"),
+        seconds=filters.column("seconds"),
+        by_status=", ".join(
+            f"coalesce(sum(r.conversations) FILTER (WHERE r.status = %s), 0) AS {value}"
+            for value in statuses
+        ),
+        csat=_csat_sums("r"),
+        daily=DailyAgentRollup._meta.db_table,
+        only_department=only_department,
+        only_agent=only_agent,
+        users=User._meta.db_table,
+    )
+    rows = _sql_rows(query, [*statuses, *days, *department_params, *agent_params])
+    for row in rows:
+        row["agent_name"] = row.pop("name")
+    return rows
+
+
+def _csat_of_sums(row: Mapping[str, Any]) -> dict[str, Any]:
+    return _csat({**row, "csat_average": _avg(row["csat_sum"], row["csat_responses"])})
+
+
+_DAILY_SERIES_SQL = """
+SELECT r.day,
+       sum(r.total) AS conversations,
+       sum(r.{first_response}_sum) / nullif(sum(r.{first_response}_n), 0) AS first_response,
+       sum(r.csat_sum) AS csat_sum,
+       sum(r.csat_responses) AS csat_responses
+FROM {daily} AS r
+WHERE r.day >= %s AND r.day < %s {only_department}
+GROUP BY r.day
+HAVING sum(r.total) > 0
+ORDER BY r.day
+"""
+
+
+def _daily_series(filters: ReportFilters, days: tuple[date, date]) -> list[dict[str, Any]]:
+    """The series by day from the daily roll-ups (each bucket the day's local midnight, as
+    ``TruncDay`` gives it)."""
+    only_department, department_params = _only_department(filters)
+    query = _DAILY_SERIES_SQL.format(
+        first_response=filters.column("first_response_seconds"),
+        daily=DailyRollup._meta.db_table,
+        only_department=only_department,
+    )
+    zone = timezone.get_current_timezone()
+    return [
+        {
+            "bucket": timezone.make_aware(datetime.combine(row["day"], time.min), zone),
+            "conversations": row["conversations"],
+            "first_response": row["first_response"],
+            "csat_average": _avg(row["csat_sum"], row["csat_responses"]),
+        }
+        for row in _sql_rows(query, [*days, *department_params])
+    ]
+
+
+def _series(filters: ReportFilters, metrics: QuerySet[ConversationMetrics]) -> Any:
+    truncate = TruncHour if filters.bucket == "hour" else TruncDay
+    return (
+        metrics.annotate(bucket=truncate("opened_at", tzinfo=timezone.get_current_timezone()))
+        .values("bucket")
+        .annotate(
+            conversations=Count("pk"),
+            first_response=Avg(filters.column("first_response_seconds")),
+            csat_average=Avg("csat_score"),
+        )
+        .order_by("bucket")
+    )
+
+
+def report_stats(*, filters: ReportFilters, read_rollups: bool = True) -> dict[str, Any]:
+    """Contract §9's stats: four queries whatever the number of conversations (per department,
+    whose rows add up to the overall figures; per agent; agents' CSAT; the series). A range of
+    whole days reads the daily roll-ups instead of the rows (:func:`_rollup_days`): per
+    department and the series (unless an agent filters them, or the buckets are hours), per
+    agent with its CSAT (one query for both): three queries. ``read_rollups=False`` reads the
+    rows whatever the range (the tests hold the two answers equal)."""
+    metrics = metrics_list(filters=filters)
+    days = _rollup_days(filters) if read_rollups else None
+    conversations_daily = days is not None and filters.agent_id is None
+    by_department: list[dict[str, Any]]
+    if days is not None and conversations_daily:
+        by_department = _daily_departments(filters, days)
+    else:
+        by_department = [
+            dict(row)
+            for row in metrics.values("department_id", "department__name")
+            .annotate(**_conversation_aggregates(filters))
+            .order_by("department__name", "department_id")
+        ]
     overall = _added(by_department)
-    agents_csat = _agent_csat(metrics)
+    if days is not None:
+        agent_rows = _daily_agents(filters, days)
+        agents_csat = {row["agent_id"]: _csat_of_sums(row) for row in agent_rows}
+    else:
+        agents_csat = _agent_csat(metrics)
+        agent_rows = _agent_segments(filters, metrics)
     by_agent = [
         {
             "agent": {"id": row["agent_id"], "name": row["agent_name"]},
@@ -292,19 +497,12 @@ def report_stats(*, filters: ReportFilters) -> dict[str, Any]:
             "transfers": row["transfers"],
             "csat": agents_csat.get(row["agent_id"], _NO_CSAT),
         }
-        for row in _agent_segments(filters, metrics)
+        for row in agent_rows
     ]
-    truncate = TruncHour if filters.bucket == "hour" else TruncDay
-    series = (
-        metrics.annotate(bucket=truncate("opened_at", tzinfo=timezone.get_current_timezone()))
-        .values("bucket")
-        .annotate(
-            conversations=Count("pk"),
-            first_response=Avg(filters.column("first_response_seconds")),
-            csat_average=Avg("csat_score"),
-        )
-        .order_by("bucket")
-    )
+    if days is not None and conversations_daily and filters.bucket == "day":
+        series = _daily_series(filters, days)
+    else:
+        series = _series(filters, metrics)
     return {
         "from": filters.date_from,
         "to": filters.date_to,

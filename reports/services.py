@@ -28,6 +28,7 @@ from conversations.models import (
 )
 from departments.models import BusinessSchedule, Department
 
+from . import rollups
 from .business_hours import schedules_for
 from .models import ConversationMetrics, Goal, Segment, SegmentEnd
 from .timeline import Change, ScheduleOf, Timeline
@@ -133,7 +134,11 @@ class _Schedules:
 
 def _count_messages(counts: dict[int, list[int]]) -> None:
     """Add messages to conversations' current segments and roll-ups: one UPDATE of each table
-    for the whole batch, in the database (concurrent writers never lose a count)."""
+    for the whole batch, in the database (concurrent writers never lose a count); on PostgreSQL
+    the same two statements add them to the daily roll-ups too."""
+    if rollups.enabled():
+        rollups.count_messages(counts)
+        return
 
     def bump(index: int) -> Any:
         whens = [When(conversation_id=pk, then=Value(n[index])) for pk, n in counts.items()]
@@ -166,23 +171,37 @@ def _save(timelines: Sequence[Timeline], *, new_metrics: set[int]) -> None:
         Segment.objects.bulk_create(fresh)
 
 
-def _csat_record(events: Sequence[DomainEvent]) -> None:
-    """Each conversation's score (and comment) as its survey now has it: the newest answer."""
+def _csat_record(events: Sequence[DomainEvent]) -> set[int]:
+    """Each conversation's score (and comment) as its survey now has it: the newest answer.
+    Returns the conversations scored."""
+    scored = set()
     for event in events:
         if isinstance(event, desk_events.CsatReceived):
             ConversationMetrics.objects.filter(conversation_id=event.conversation_id).update(
                 csat_score=event.csat.get("score"), csat_comment=event.csat.get("comment") or ""
             )
+            scored.add(event.conversation_id)
+    return scored
 
 
 def segments_record(*, events: Sequence[DomainEvent]) -> None:
     """Apply the batch's events to segments and roll-ups, inside the emitting transaction.
 
-    Messages that only count (the customer's, the bot's) cost two UPDATEs for the whole batch;
-    a change of hands, a closing or an agent's reply costs two SELECTs (the rows locked) and the
-    writes of the rows it changes, for all the batch's conversations at once.
+    Messages that only count (the customer's, the bot's) cost two UPDATEs for the whole batch
+    (the daily roll-ups' included); a change of hands, a closing or an agent's reply costs two
+    SELECTs (the rows locked) and the writes of the rows it changes, for all the batch's
+    conversations at once, then three statements recomputing the daily roll-ups they touch
+    (:func:`reports.rollups.refresh`), as a CSAT answer does.
     """
-    _csat_record(events)
+    scored = _csat_record(events)
+    changed, before = _changes_record(events)
+    if changed or scored:
+        rollups.refresh(conversation_ids=changed | scored, before=before)
+
+
+def _changes_record(events: Sequence[DomainEvent]) -> tuple[set[int], list[dict[str, Any]]]:
+    """The segments and roll-ups of the batch's changes; returns the conversations changed
+    otherwise than by counting messages, and their roll-ups' states before (for the cells)."""
     changes: dict[int, list[Change]] = {}
     payloads: dict[int, dict[str, Any]] = {}
     for event in events:
@@ -192,7 +211,7 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
         changes.setdefault(event.conversation_id, []).append(change)
         payloads.setdefault(event.conversation_id, event.conversation)
     if not changes:
-        return
+        return set(), []
     stateful = {pk for pk, items in changes.items() if any(_needs_state(c) for c in items)}
     counts: dict[int, list[int]] = {}
     for pk, items in changes.items():
@@ -202,7 +221,7 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
     if counts:
         _count_messages(counts)
     if not stateful:
-        return
+        return set(), []
     # Locked in one order (by conversation), after the service's lock on the conversation row.
     segments = Segment.objects.filter(conversation_id__in=stateful, ended_at__isnull=True).order_by(
         "conversation_id"
@@ -214,6 +233,7 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
         segments, metrics = segments.select_for_update(), metrics.select_for_update()
     current = {s.conversation_id: s for s in segments}
     rows = {m.conversation_id: m for m in metrics}
+    before = rollups.states(rows.values())  # the timelines change the rows in place
     schedules = _Schedules(
         lambda: [
             *(s.department_id for s in current.values()),
@@ -240,6 +260,7 @@ def segments_record(*, events: Sequence[DomainEvent]) -> None:
             timeline.apply(change)
         timelines.append(timeline)
     _save(timelines, new_metrics=new_metrics)
+    return stateful, before
 
 
 # --- Rebuild: from the stored history ----------------------------------------------------------
@@ -319,11 +340,10 @@ def _rebuild_chunk(ids: list[int], *, schedule_of: ScheduleOf) -> None:
         history[message["conversation_id"]].append(
             (message["created_at"], 2, message["id"], change)
         )
+    stored = list(ConversationMetrics.objects.filter(conversation_id__in=ids))
     csat: dict[int, Mapping[str, Any]] = {
-        row["conversation_id"]: row
-        for row in ConversationMetrics.objects.filter(conversation_id__in=ids).values(
-            "conversation_id", "csat_score", "csat_comment"
-        )
+        row.conversation_id: {"csat_score": row.csat_score, "csat_comment": row.csat_comment}
+        for row in stored
     }
     # The surveys are the source of the scores: the newest answered one of each conversation.
     for survey in (
@@ -355,6 +375,8 @@ def _rebuild_chunk(ids: list[int], *, schedule_of: ScheduleOf) -> None:
     ConversationMetrics.objects.filter(conversation_id__in=ids).delete()
     ConversationMetrics.objects.bulk_create([t.metrics for t in timelines])
     Segment.objects.bulk_create([s for t in timelines for s in t.touched])
+    # The daily roll-ups of the cells these conversations were in, and are in now.
+    rollups.refresh(conversation_ids=ids, before=rollups.states(stored))
 
 
 def segments_rebuild(
@@ -393,6 +415,10 @@ def segments_rebuild(
         done += len(chunk)
         if progress is not None:
             progress(done, total)
+    if conversation_ids is None:
+        # Every cell again, those of conversations deleted since included.
+        with transaction.atomic():
+            rollups.refresh(conversation_ids=None)
     return done
 
 

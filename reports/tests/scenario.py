@@ -50,20 +50,31 @@ def open_mondays(department: Department) -> BusinessSchedule:
 
 @dataclasses.dataclass
 class Desk:
-    """Runs services at given moments (the clock frozen there)."""
+    """Runs services at given moments (the clock frozen there), then ``after_each``."""
+
+    after_each: Callable[[], Any] | None = None
 
     def run(self, moment: datetime, step: Callable[[], Any]) -> Any:
         with time_machine.travel(moment, tick=False):
-            return step()
+            result = step()
+            if self.after_each is not None:
+                self.after_each()
+            return result
 
     def fresh(self, conversation: Conversation) -> Conversation:
         return Conversation.objects.get(pk=conversation.pk)
 
 
 def live_the_scenario(
-    *, customer: Customer, department: Department, agent_a: User, agent_b: User
+    *,
+    customer: Customer,
+    department: Department,
+    agent_a: User,
+    agent_b: User,
+    after_each: Callable[[], Any] | None = None,
 ) -> Conversation:
-    desk = Desk()
+    """The scenario; ``after_each`` (if given) runs after every step, the clock still there."""
+    desk = Desk(after_each=after_each)
     account = WhatsAppAccountFactory()
 
     def customer_writes(conversation: Conversation | None, body: str) -> Conversation:

@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from conversations.events import CsatReceived
 from conversations.models import Conversation
+from conversations.serializers import conversation_payload
 from conversations.tests.factories import CustomerFactory
-from reports.models import ConversationMetrics, Segment
+from reports.models import ConversationMetrics, DailyAgentRollup, DailyRollup, Segment
+from reports.services import segments_record
 from supportdesk.tests.api_support import api_env, bearer
 
 from .scenario import live_the_scenario
@@ -57,11 +60,19 @@ def test_the_rebuild_gives_what_the_live_handler_gave(
     # given a second conversation, and a CSAT answer stored on the first
     other = CustomerFactory(name="Maria")
     live_the_scenario(customer=other, department=support, agent_a=agent_b, agent_b=agent)
-    ConversationMetrics.objects.filter(pk=lived.pk).update(csat_score=4, csat_comment="Boa")
+    segments_record(
+        events=[
+            CsatReceived(
+                conversation=conversation_payload(lived), csat={"score": 4, "comment": "Boa"}
+            )
+        ]
+    )
     live, live_segments = figures(supervisor), segments()
     assert live[0]["csat"]["average"] == 4.0
     # when the reports' rows are lost and rebuilt, one conversation per transaction
     Segment.objects.all().delete()
+    DailyRollup.objects.all().delete()
+    DailyAgentRollup.objects.all().delete()
     ConversationMetrics.objects.filter(pk=other.conversations.get().pk).delete()
     out = io.StringIO()
     call_command("reports_rebuild", "--chunk-size", "1", stdout=out)
