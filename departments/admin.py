@@ -32,11 +32,11 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
     """Departments are created, changed and removed through ``departments.services`` (audited;
     a department with conversations is deactivated rather than deleted)."""
 
-    list_display = ("name", "is_active", "member_count", "description")
-    list_filter = ("is_active",)
+    list_display = ("name", "is_active", "assignment", "member_count", "description")
+    list_filter = ("is_active", "assignment")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
-    fields = ("name", "description", "is_active", "created_at", "updated_at")
+    fields = ("name", "description", "is_active", "assignment", "created_at", "updated_at")
     inlines = (MembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Department]:
@@ -52,6 +52,7 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
             "name": data["name"],
             "description": data["description"],
             "is_active": data["is_active"],
+            "assignment": data["assignment"],
         }
         if change:
             self.run_service(
