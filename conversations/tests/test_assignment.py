@@ -395,3 +395,21 @@ def test_an_admin_sets_a_users_capacity_and_only_an_admin(admin_user: User, agen
     assert set(assert_error_shape(zero, 400)["errors"]) == {"max_conversations"}
     agent.refresh_from_db()
     assert agent.max_conversations == 8
+
+
+def test_the_console_timeline_says_it_was_assigned_automatically(
+    online: Any, client: Any, settings: Any
+) -> None:
+    settings.SECURE_SSL_REDIRECT = False
+    settings.LANGUAGE_CODE = "en"
+    support = _department(AssignmentMode.ROUND_ROBIN)
+    (ana,) = _agents(support, 1)
+    ana.name = "Ana Lima"
+    ana.save()
+    online(ana)
+    conversation = _from_bot(support)
+    client.force_login(ana)
+
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+
+    assert "Assigned automatically to Ana Lima" in page
