@@ -102,6 +102,16 @@ class UserChangeForm(DepartmentsFormMixin):
         model = User
         fields = ("email", "name", "role", "is_active", "max_conversations")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a post (a script, an older form): the capacity stays as it is.
+        if "max_conversations" in self.fields:  # not on a read-only (supervisor's) page
+            self.fields["max_conversations"].required = False
+
+    def clean_max_conversations(self) -> int:
+        value = self.cleaned_data.get("max_conversations")
+        return self.instance.max_conversations if value is None else int(value)
+
     def clean_email(self) -> str:
         email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
         others = User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk)

@@ -778,9 +778,14 @@ def department_list_automatic(*, department_ids: Collection[int] | None = None) 
 
 
 def department_list_automatic_of(*, user_ids: Collection[int]) -> dict[int, list[int]]:
-    """For each of these users, the automatically assigning departments they work in."""
+    """For each of these users who is an agent, the automatically assigning departments they
+    work in (supervisors and admins are never given conversations automatically)."""
     rows = (
-        Department.objects.filter(is_active=True, memberships__user_id__in=list(user_ids))
+        Department.objects.filter(
+            is_active=True,
+            memberships__user_id__in=list(user_ids),
+            memberships__user__role=Role.AGENT,
+        )
         .exclude(assignment=AssignmentMode.MANUAL)
         .order_by("pk")
         .values_list("memberships__user_id", "pk")
@@ -800,3 +805,12 @@ def department_list_automatic_waiting() -> list[int]:
         assignment=AssignmentMode.MANUAL
     )
     return list(rows.order_by("pk").values_list("pk", flat=True))
+
+
+def conversation_get_handed_away_by(*, conversation: Conversation) -> int | None:
+    """Who passed the conversation on in its latest transfer (None: nobody did)."""
+    return (
+        conversation.transfers.order_by("-created_at", "-id")
+        .values_list("from_user_id", flat=True)
+        .first()
+    )

@@ -132,7 +132,10 @@ def _department_assign_next(*, department_id: int) -> Conversation | None:
     conversation = _head(department_ids=[department_id])
     if conversation is None:
         return None
-    chosen = _choose(mode=modes[department_id], candidates=candidates, cursor=cursor)
+    # Whoever just passed it on does not get it straight back, unless nobody else has room.
+    handed_away_by = selectors.conversation_get_handed_away_by(conversation=conversation)
+    others = [c for c in candidates if c.user.pk != handed_away_by]
+    chosen = _choose(mode=modes[department_id], candidates=others or candidates, cursor=cursor)
     return _give(
         conversation=conversation,
         user=chosen.user,

@@ -413,3 +413,32 @@ def test_the_console_timeline_says_it_was_assigned_automatically(
     page = client.get(f"/c/{conversation.pk}/").content.decode()
 
     assert "Assigned automatically to Ana Lima" in page
+
+
+def test_a_conversation_passed_back_to_the_queue_goes_to_someone_else(online: Any) -> None:
+    support = _department(AssignmentMode.ROUND_ROBIN)
+    ana, bruno = sorted(_agents(support, 2), key=lambda a: a.pk)
+    online(ana, bruno)
+    first = _from_bot(support)
+    assert first.assigned_to == ana
+    cursor = type(support).objects.get(pk=support.pk).assignment_cursor
+    cursor.last_user = bruno  # round robin would pick ana next…
+    cursor.save()
+
+    services.conversation_transfer(conversation=first, actor=ana, to_department=support)
+
+    first.refresh_from_db()
+    assert first.assigned_to == bruno  # …but she just passed it on
+
+
+def test_the_only_agent_gets_back_what_she_passed_on_when_nobody_else_may(online: Any) -> None:
+    support = _department(AssignmentMode.LEAST_BUSY)
+    (ana,) = _agents(support, 1)
+    online(ana)
+    first = _from_bot(support)
+
+    services.conversation_transfer(conversation=first, actor=ana, to_department=support)
+
+    first.refresh_from_db()
+    assert first.assigned_to == ana
+    assert first.status == ConversationStatus.OPEN
