@@ -11,7 +11,7 @@ from accounts.models import UserDepartment
 from common.admin import ServiceBackedAdminMixin
 
 from . import services
-from .models import Department
+from .models import AssignmentMode, Department
 
 
 class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -46,13 +46,21 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
     def member_count(self, obj: Department) -> int:
         return getattr(obj, "_member_count", 0)
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "assignment" in form.base_fields:  # left out of a post: unchanged (new: manual)
+            form.base_fields["assignment"].required = False
+        return form
+
     def save_model(self, request: HttpRequest, obj: Department, form: Any, change: bool) -> None:
         data = form.cleaned_data
         fields = {
             "name": data["name"],
             "description": data["description"],
             "is_active": data["is_active"],
-            "assignment": data["assignment"],
+            "assignment": data.get("assignment") or (None if change else AssignmentMode.MANUAL),
         }
         if change:
             self.run_service(
