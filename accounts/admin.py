@@ -100,7 +100,17 @@ class UserChangeForm(DepartmentsFormMixin):
 
     class Meta:
         model = User
-        fields = ("email", "name", "role", "is_active")
+        fields = ("email", "name", "role", "is_active", "max_conversations")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a post (a script, an older form): the capacity stays as it is.
+        if "max_conversations" in self.fields:  # not on a read-only (supervisor's) page
+            self.fields["max_conversations"].required = False
+
+    def clean_max_conversations(self) -> int:
+        value = self.cleaned_data.get("max_conversations")
+        return self.instance.max_conversations if value is None else int(value)
 
     def clean_email(self) -> str:
         email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
@@ -137,6 +147,7 @@ class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         (_("Profile"), {"fields": ("name", "role", "member_of", "is_active")}),
+        (_("Automatic assignment"), {"fields": ("max_conversations", "availability")}),
         (_("Activity"), {"fields": ("last_login", "last_seen_at", "created_at", "updated_at")}),
     )
     add_fieldsets = (
@@ -156,8 +167,18 @@ class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-
             },
         ),
     )
-    readonly_fields = ("last_login", "last_seen_at", "created_at", "updated_at")
-    list_display = ("email", "name", "role", "is_active", "department_names", "last_seen_at")
+    # Availability is the agent's own switch (console, ``PATCH /auth/me``): shown, not edited.
+    readonly_fields = ("last_login", "last_seen_at", "created_at", "updated_at", "availability")
+    list_display = (
+        "email",
+        "name",
+        "role",
+        "is_active",
+        "department_names",
+        "availability",
+        "max_conversations",
+        "last_seen_at",
+    )
     list_display_links = ("email", "name")
     list_filter = ("role", "is_active", "departments")
     search_fields = ("email", "name")
@@ -187,6 +208,7 @@ class UserAdmin(ServiceBackedAdminMixin, DjangoUserAdmin):  # type: ignore[type-
             role=data["role"],
             departments=list(data["member_of"]),
             is_active=data["is_active"],
+            max_conversations=data["max_conversations"],
         )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:

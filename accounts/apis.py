@@ -34,7 +34,7 @@ from departments.models import Department
 
 from . import selectors, services
 from .authentication import token_is_current
-from .models import API_KEY_ROLE_CHOICES, ApiKey, AuditAction, Role, User
+from .models import API_KEY_ROLE_CHOICES, ApiKey, AuditAction, Availability, Role, User
 from .presence import is_online, online_user_ids
 
 USER_EXAMPLE = {
@@ -45,6 +45,8 @@ USER_EXAMPLE = {
     "departments": [{"id": 1, "name": "Suporte"}],
     "is_active": True,
     "online": False,
+    "availability": "available",
+    "max_conversations": 5,
 }
 
 
@@ -58,14 +60,25 @@ class DepartmentRefSerializer(serializers.ModelSerializer[Department]):
 
 
 class UserSerializer(serializers.ModelSerializer[User]):
-    """A user as every endpoint shows it; ``online`` comes from the presence counters."""
+    """A user as every endpoint shows it; ``online`` comes from the presence counters;
+    ``availability`` and ``max_conversations`` drive automatic assignment (contract §10)."""
 
     departments = DepartmentRefSerializer(many=True, read_only=True)
     online = serializers.SerializerMethodField()
 
     class Meta:
         model = User
-        fields = ("id", "email", "name", "role", "departments", "is_active", "online")
+        fields = (
+            "id",
+            "email",
+            "name",
+            "role",
+            "departments",
+            "is_active",
+            "online",
+            "availability",
+            "max_conversations",
+        )
         read_only_fields = fields
 
     def get_online(self, obj: User) -> bool:
@@ -83,6 +96,11 @@ class UserUpdateSerializer(serializers.Serializer[Any]):
         queryset=Department.objects.all(), many=True, required=False
     )
     is_active = serializers.BooleanField(required=False)
+    max_conversations = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+
+
+class MeUpdateSerializer(serializers.Serializer[Any]):
+    availability = serializers.ChoiceField(choices=Availability.choices)
 
 
 class LoginSerializer(serializers.Serializer[Any]):
@@ -264,6 +282,28 @@ class MeApi(APIView):
     def get(self, request: Request) -> Response:
         user = selectors.user_get_me(user=request.user)  # type: ignore[arg-type]
         return Response(_user_payload(user))
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Switch the signed-in user's availability (away: no automatic assignments)",
+        request=MeUpdateSerializer,
+        responses={200: UserSerializer, 400: VALIDATION_ERROR, 401: ERROR},
+        examples=[
+            OpenApiExample("Away", value={"availability": "away"}, request_only=True),
+            OpenApiExample(
+                "Me", value={**USER_EXAMPLE, "availability": "away"}, response_only=True
+            ),
+        ],
+    )
+    def patch(self, request: Request) -> Response:
+        serializer = MeUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_set_availability(
+            user=request.user,  # type: ignore[arg-type]
+            actor=request.user,  # type: ignore[arg-type]
+            availability=serializer.validated_data["availability"],
+        )
+        return Response(_user_payload(selectors.user_get_me(user=request.user)))  # type: ignore[arg-type]
 
 
 class PasswordChangeSerializer(serializers.Serializer[Any]):

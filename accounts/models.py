@@ -2,6 +2,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -35,6 +36,16 @@ SUPERVISOR_PERMISSIONS = frozenset(
         "whatsapp.view_webhookevent",
     }
 )
+
+
+class Availability(models.TextChoices):
+    """Whether an agent takes new conversations from automatic assignment (contract §10)."""
+
+    AVAILABLE = "available", _("Available")
+    AWAY = "away", _("Away")
+
+
+DEFAULT_MAX_CONVERSATIONS = 5
 
 
 class UserManager(BaseUserManager["User"]):
@@ -86,6 +97,21 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
     # badge always does): a short sound, a desktop notification (the browser asks on a click).
     notify_sound = models.BooleanField(_("notification sound"), default=False)
     notify_desktop = models.BooleanField(_("desktop notifications"), default=False)
+    # Automatic assignment (contract §10): how many open conversations it gives this person at
+    # most, and whether they take new ones now (the agent switches it in the console).
+    max_conversations = models.PositiveSmallIntegerField(
+        _("maximum conversations"),
+        default=DEFAULT_MAX_CONVERSATIONS,
+        validators=[MinValueValidator(1)],
+        help_text=_("Automatic assignment gives this person at most this many open conversations."),
+    )
+    availability = models.CharField(
+        _("availability"),
+        max_length=10,
+        choices=Availability.choices,
+        default=Availability.AVAILABLE,
+        help_text=_("Away: automatic assignment gives this person no new conversations."),
+    )
 
     objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
 
@@ -99,6 +125,15 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
         verbose_name_plural = _("users")
         indexes: ClassVar = [
             models.Index(fields=["role", "is_active"], name="user_role_active_idx")
+        ]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=models.Q(max_conversations__gte=1), name="user_max_conversations_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(availability__in=["available", "away"]),
+                name="user_availability_valid",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,11 +12,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from common.events import emit
 from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
 
+from .events import UserAvailabilityChanged
 from .middleware import current_ip
-from .models import API_KEY_ROLES, ApiKey, AuditAction, AuditLogEntry, Role, User
+from .models import API_KEY_ROLES, ApiKey, AuditAction, AuditLogEntry, Availability, Role, User
 
 
 def audit_log_record(
@@ -54,6 +56,7 @@ def _user_state(user: User) -> dict[str, Any]:
         "role": user.role,
         "is_active": user.is_active,
         "departments": sorted(user.departments.values_list("pk", flat=True)),
+        "max_conversations": user.max_conversations,
     }
 
 
@@ -109,8 +112,10 @@ def user_update(
     role: str | None = None,
     departments: list[Department] | None = None,
     is_active: bool | None = None,
+    max_conversations: int | None = None,
 ) -> User:
-    """Change a user. Only admins change other users, e-mails, roles, departments or activity;
+    """Change a user. Only admins change other users, e-mails, roles, departments, activity or
+    capacity (``max_conversations``, at least 1);
     anyone may change their own name. Nobody changes their own role or deactivates themselves.
     Deactivating revokes the user's tokens; role changes and deactivations are audited."""
     user = User.objects.select_for_update().get(pk=user.pk)
@@ -118,8 +123,14 @@ def user_update(
         user=user,
         actor=actor,
         role=role,
-        admin_only=any(v is not None for v in (role, departments, is_active, email)),
+        admin_only=any(
+            v is not None for v in (role, departments, is_active, email, max_conversations)
+        ),
     )
+    if max_conversations is not None and max_conversations < 1:
+        raise ServiceError(
+            _("A person takes at least one conversation at a time."), code="invalid_capacity"
+        )
     if user.pk == actor.pk and ((role is not None and role != user.role) or is_active is False):
         raise ServiceError(
             _("You cannot change your own role or deactivate yourself."), code="self_change"
@@ -129,7 +140,13 @@ def user_update(
         if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
             raise ServiceError(_("Another user already has this e-mail."), code="email_taken")
     before = _user_state(user)
-    changes = {"name": name, "email": email, "role": role, "is_active": is_active}
+    changes = {
+        "name": name,
+        "email": email,
+        "role": role,
+        "is_active": is_active,
+        "max_conversations": max_conversations,
+    }
     fields = [field for field, value in changes.items() if value is not None]
     for field in fields:
         setattr(user, field, changes[field])
@@ -259,4 +276,22 @@ def user_set_notifications(*, user: User, actor: User, sound: bool, desktop: boo
     user.notify_sound = sound
     user.notify_desktop = desktop
     user.save(update_fields=["notify_sound", "notify_desktop"])
+    return user
+
+
+@transaction.atomic
+def user_set_availability(*, user: User, actor: User, availability: str) -> User:
+    """The user's own ``available``/``away`` switch (contract §10): away, automatic assignment
+    gives them nothing new; back to available, it gives them what waits in their queues (the
+    desk reacts to ``UserAvailabilityChanged``). Setting the same value again changes nothing."""
+    if actor.pk != user.pk:
+        raise NotPermitted(_("Only you can change your availability."))
+    if availability not in Availability.values:
+        raise ServiceError(_("Unknown availability."), code="invalid_availability")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.availability == availability:
+        return user
+    user.availability = availability
+    user.save(update_fields=["availability", "updated_at"])
+    emit(UserAvailabilityChanged(user_id=user.pk, availability=availability, actor_id=actor.pk))
     return user

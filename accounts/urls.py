@@ -11,4 +11,5 @@ urlpatterns = [
     path("password/done/", views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("language/", views.language_switch, name="language"),
     path("notifications/", views.notification_settings, name="notifications"),
+    path("availability/", views.availability_switch, name="availability"),
 ]

@@ -8,7 +8,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,6 +17,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from common.api import client_ip
+from common.exceptions import ServiceError
 
 from . import services
 from .login_throttle import (
@@ -133,6 +134,29 @@ def language_switch(request: HttpRequest) -> HttpResponse:
             samesite=settings.LANGUAGE_COOKIE_SAMESITE,
         )
     return response
+
+
+@require_POST
+@login_required
+def availability_switch(request: HttpRequest) -> HttpResponse:
+    """The console's available/away switch (automatic assignment, contract §10): the htmx
+    request gets the switch back, a plain form post goes back where it came from."""
+    try:
+        user = services.user_set_availability(
+            user=request.user,  # type: ignore[arg-type]
+            actor=request.user,  # type: ignore[arg-type]
+            availability=request.POST.get("availability", ""),
+        )
+    except ServiceError as exc:
+        return HttpResponseBadRequest(exc.message)
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "components/availability.html", {"user": user})
+    next_url = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = "/"
+    return HttpResponseRedirect(next_url)
 
 
 @require_POST

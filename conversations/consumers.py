@@ -41,6 +41,7 @@ from accounts.models import User
 from common import realtime
 
 from . import selectors
+from .handlers import assignment_request
 from .models import Conversation
 
 logger = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self._online = True
         if await database_sync_to_async(presence.presence_connect)(user_id=user.pk):
             await self._broadcast_presence(online=True)
+            await self._came_online()
         self._heartbeat = asyncio.create_task(self._beat())
 
     async def disconnect(self, code: int) -> None:
@@ -270,6 +272,13 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         groups += [realtime.department_group(pk) for pk in department_ids]
         for group in groups:
             await self.channel_layer.group_send(group, message)
+
+    async def _came_online(self) -> None:
+        """An agent who comes online may get what waits in automatic queues (never fatal)."""
+        try:
+            await database_sync_to_async(assignment_request)(user_ids=[self.user.pk])
+        except Exception:
+            logger.exception("automatic assignment on connect failed for user %s", self.user.pk)
 
     async def _beat(self) -> None:
         """Keep the presence counter alive and follow department/role changes."""

@@ -591,3 +591,55 @@ class PriorityRule(TimeStampedModel):
     @property
     def words(self) -> list[str]:
         return [w.strip() for w in self.keywords.split(",") if w.strip()]
+
+
+class AssignmentCursor(TimeStampedModel):
+    """Automatic assignment's row per department: whom round robin gave the last conversation.
+
+    Every assignment into the department locks this row first (``conversations.locks``), so the
+    department's assignments happen one at a time, whatever the number of workers.
+    """
+
+    department = models.OneToOneField(
+        "departments.Department",
+        on_delete=models.CASCADE,
+        related_name="assignment_cursor",
+        verbose_name=_("department"),
+    )
+    last_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("last assigned to"),
+    )
+
+    class Meta:
+        ordering = ["department"]
+        verbose_name = _("assignment cursor")
+        verbose_name_plural = _("assignment cursors")
+
+    def __str__(self) -> str:
+        return f"{self.department_id} → {self.last_user_id or '-'}"
+
+
+class AgentAssignmentState(TimeStampedModel):
+    """Automatic assignment's row per agent: locked while a conversation is given to them (so no
+    one goes past their capacity), and when they last got one (least busy's tie-break)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="assignment_state",
+        verbose_name=_("agent"),
+    )
+    last_assigned_at = models.DateTimeField(_("last assigned at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["user"]
+        verbose_name = _("agent assignment state")
+        verbose_name_plural = _("agent assignment states")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.last_assigned_at or '-'}"

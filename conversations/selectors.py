@@ -29,9 +29,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts import presence
-from accounts.models import Role, User
+from accounts.models import Availability, Role, User
 from common.exceptions import NotPermitted
-from departments.models import Department
+from departments.models import AssignmentMode, Department
 
 from .models import (
     Conversation,
@@ -712,4 +712,105 @@ def conversation_board(*, user: User) -> Board:
         online_count=len(online),
         departments=departments,
         no_department=no_department,
+    )
+
+
+# --- Automatic assignment (services/assignment.py) ------------------------------------------------
+
+# A conversation counts against its agent's capacity until it is closed.
+ASSIGNED_OPEN_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING)
+
+
+def conversation_list_waiting(*, department_ids: Collection[int]) -> QuerySet[Conversation]:
+    """The conversations waiting unassigned in these departments' queues, in the queue's order
+    (the most urgent first, then the longest waiting), ready for the assignment's lock."""
+    rows = Conversation.objects.filter(
+        status=ConversationStatus.PENDING,
+        assigned_to__isnull=True,
+        department_id__in=list(department_ids),
+    ).select_related("customer", "department", "assigned_to", "whatsapp_account")
+    return conversation_order_as_queue(rows)
+
+
+def assignment_list_candidates(
+    *, department_ids: Collection[int], user_id: int | None = None
+) -> list[User]:
+    """The agents automatic assignment may give these departments' conversations to now (by id):
+    active agents of the departments who are available and online. Their capacity is checked by
+    the service under their row lock."""
+    rows = (
+        User.objects.people()
+        .filter(
+            is_active=True,
+            role=Role.AGENT,
+            availability=Availability.AVAILABLE,
+            memberships__department_id__in=list(department_ids),
+        )
+        .distinct()
+        .order_by("pk")
+    )
+    if user_id is not None:
+        rows = rows.filter(pk=user_id)
+    users = list(rows)
+    online = presence.online_user_ids(candidates=[u.pk for u in users])
+    return [u for u in users if u.pk in online]
+
+
+def agent_open_counts(*, user_ids: Collection[int]) -> dict[int, int]:
+    """How many conversations each of these agents has open (assigned, not closed)."""
+    rows = (
+        Conversation.objects.filter(
+            assigned_to_id__in=list(user_ids), status__in=ASSIGNED_OPEN_STATUSES
+        )
+        .order_by()
+        .values("assigned_to_id")
+        .annotate(n=Count("pk"))
+    )
+    return {row["assigned_to_id"]: row["n"] for row in rows}
+
+
+def department_list_automatic(*, department_ids: Collection[int] | None = None) -> dict[int, str]:
+    """The active departments whose queue assigns automatically: {id: assignment mode}."""
+    rows = Department.objects.filter(is_active=True).exclude(assignment=AssignmentMode.MANUAL)
+    if department_ids is not None:
+        rows = rows.filter(pk__in=list(department_ids))
+    return dict(rows.order_by("pk").values_list("pk", "assignment"))
+
+
+def department_list_automatic_of(*, user_ids: Collection[int]) -> dict[int, list[int]]:
+    """For each of these users who is an agent, the automatically assigning departments they
+    work in (supervisors and admins are never given conversations automatically)."""
+    rows = (
+        Department.objects.filter(
+            is_active=True,
+            memberships__user_id__in=list(user_ids),
+            memberships__user__role=Role.AGENT,
+        )
+        .exclude(assignment=AssignmentMode.MANUAL)
+        .order_by("pk")
+        .values_list("memberships__user_id", "pk")
+    )
+    out: dict[int, list[int]] = {}
+    for user_id, department_id in rows:
+        out.setdefault(user_id, []).append(department_id)
+    return out
+
+
+def department_list_automatic_waiting() -> list[int]:
+    """The automatically assigning departments with conversations waiting in their queue."""
+    waiting = Conversation.objects.filter(
+        department=OuterRef("pk"), status=ConversationStatus.PENDING, assigned_to__isnull=True
+    )
+    rows = Department.objects.filter(Exists(waiting), is_active=True).exclude(
+        assignment=AssignmentMode.MANUAL
+    )
+    return list(rows.order_by("pk").values_list("pk", flat=True))
+
+
+def conversation_get_handed_away_by(*, conversation: Conversation) -> int | None:
+    """Who passed the conversation on in its latest transfer (None: nobody did)."""
+    return (
+        conversation.transfers.order_by("-created_at", "-id")
+        .values_list("from_user_id", flat=True)
+        .first()
     )

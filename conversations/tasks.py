@@ -3,6 +3,7 @@
 from celery import shared_task
 from django.db import DatabaseError
 
+from .services.assignment import assignment_run, assignment_sweep
 from .services.organise import priority_rules_apply_waiting
 
 
@@ -19,3 +20,34 @@ def priority_rules_sweep() -> int:
     """The admins' "waiting longer than N minutes" rules (``CELERY_BEAT_SCHEDULE``, every
     minute; idempotent: a conversation already at the rule's priority is left alone)."""
     return priority_rules_apply_waiting()
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+    max_retries=5,
+)
+def assignment_run_task(*, department_ids: list[int], user_ids: list[int]) -> int:
+    """Automatic assignment for queues a conversation entered and agents who have room again
+    (queued by ``conversations.handlers.AssignmentHandler``; idempotent: what is assigned is no
+    longer waiting, and an agent at capacity gets nothing)."""
+    return len(assignment_run(department_ids=department_ids, user_ids=user_ids))
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=3,
+)
+def assignment_sweep_task() -> int:
+    """Every minute (``CELERY_BEAT_SCHEDULE``): what waits in automatic queues goes to agents
+    who have room (a lost task, an agent whose console came back, a queue switched to automatic)."""
+    return assignment_sweep()

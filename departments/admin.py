@@ -11,7 +11,7 @@ from accounts.models import UserDepartment
 from common.admin import ServiceBackedAdminMixin
 
 from . import services
-from .models import Department
+from .models import AssignmentMode, Department
 
 
 class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -32,11 +32,11 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
     """Departments are created, changed and removed through ``departments.services`` (audited;
     a department with conversations is deactivated rather than deleted)."""
 
-    list_display = ("name", "is_active", "member_count", "description")
-    list_filter = ("is_active",)
+    list_display = ("name", "is_active", "assignment", "member_count", "description")
+    list_filter = ("is_active", "assignment")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
-    fields = ("name", "description", "is_active", "created_at", "updated_at")
+    fields = ("name", "description", "is_active", "assignment", "created_at", "updated_at")
     inlines = (MembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Department]:
@@ -46,12 +46,21 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
     def member_count(self, obj: Department) -> int:
         return getattr(obj, "_member_count", 0)
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "assignment" in form.base_fields:  # left out of a post: unchanged (new: manual)
+            form.base_fields["assignment"].required = False
+        return form
+
     def save_model(self, request: HttpRequest, obj: Department, form: Any, change: bool) -> None:
         data = form.cleaned_data
         fields = {
             "name": data["name"],
             "description": data["description"],
             "is_active": data["is_active"],
+            "assignment": data.get("assignment") or (None if change else AssignmentMode.MANUAL),
         }
         if change:
             self.run_service(

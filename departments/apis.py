@@ -14,20 +14,21 @@ from common.api import AdminWriteAuthenticatedRead
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 
 from . import services
-from .models import Department
+from .models import AssignmentMode, Department
 
 DEPARTMENT_EXAMPLE = {
     "id": 1,
     "name": "Suporte",
     "description": "Technical help",
     "is_active": True,
+    "assignment": "manual",
 }
 
 
 class DepartmentSerializer(serializers.ModelSerializer[Department]):
     class Meta:
         model = Department
-        fields = ("id", "name", "description", "is_active")
+        fields = ("id", "name", "description", "is_active", "assignment")
         read_only_fields = ("id",)
 
 
@@ -35,6 +36,7 @@ class DepartmentWriteSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     is_active = serializers.BooleanField(required=False)
+    assignment = serializers.ChoiceField(choices=AssignmentMode.choices, required=False)
 
     def validate_name(self, value: str) -> str:
         others = Department.objects.filter(name__iexact=value.strip())

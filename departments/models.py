@@ -6,15 +6,39 @@ from django.utils.translation import gettext_lazy as _
 from common.models import TimeStampedModel
 
 
+class AssignmentMode(models.TextChoices):
+    """How a conversation entering the department's queue finds its agent (contract §10)."""
+
+    MANUAL = "manual", _("Manual (agents take conversations from the queue)")
+    ROUND_ROBIN = "round_robin", _("Round robin")
+    LEAST_BUSY = "least_busy", _("Least busy")
+
+
 class Department(TimeStampedModel):
     name = models.CharField(_("name"), max_length=100, unique=True)
     description = models.TextField(_("description"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
+    assignment = models.CharField(
+        _("assignment"),
+        max_length=20,
+        choices=AssignmentMode.choices,
+        default=AssignmentMode.MANUAL,
+        help_text=_(
+            "Round robin and least busy give each conversation entering the queue to an "
+            "available, online agent of the department with room for it."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("department")
         verbose_name_plural = _("departments")
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=models.Q(assignment__in=["manual", "round_robin", "least_busy"]),
+                name="department_assignment_valid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -8,9 +8,11 @@ from django.utils.translation import gettext as _
 
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
+from common.events import emit
 from common.exceptions import NotPermitted, ServiceError
 
-from .models import Department
+from .events import DepartmentAssignmentChanged
+from .models import AssignmentMode, Department
 
 
 def _state(department: Department) -> dict[str, Any]:
@@ -18,6 +20,7 @@ def _state(department: Department) -> dict[str, Any]:
         "name": department.name,
         "description": department.description,
         "is_active": department.is_active,
+        "assignment": department.assignment,
     }
 
 
@@ -26,15 +29,28 @@ def _require_admin(actor: User) -> None:
         raise NotPermitted(_("Only administrators can change departments."))
 
 
+def _check_assignment(assignment: str | None) -> None:
+    if assignment is not None and assignment not in AssignmentMode.values:
+        raise ServiceError(_("Unknown assignment mode."), code="invalid_assignment")
+
+
 @transaction.atomic
 def department_create(
-    *, actor: User, name: str, description: str = "", is_active: bool = True
+    *,
+    actor: User,
+    name: str,
+    description: str = "",
+    is_active: bool = True,
+    assignment: str = AssignmentMode.MANUAL,
 ) -> Department:
     _require_admin(actor)
+    _check_assignment(assignment)
     name = name.strip()
     if Department.objects.filter(name__iexact=name).exists():
         raise ServiceError(_("A department with this name already exists."), code="name_taken")
-    department = Department.objects.create(name=name, description=description, is_active=is_active)
+    department = Department.objects.create(
+        name=name, description=description, is_active=is_active, assignment=assignment
+    )
     audit_log_record(
         actor=actor,
         action=AuditAction.CONFIG_CHANGED,
@@ -52,8 +68,13 @@ def department_update(
     name: str | None = None,
     description: str | None = None,
     is_active: bool | None = None,
+    assignment: str | None = None,
 ) -> Department:
+    """Change a department; ``assignment`` (manual, round_robin, least_busy) takes effect for
+    the conversations entering its queue from now on (and the beat's sweep assigns those
+    already waiting)."""
     _require_admin(actor)
+    _check_assignment(assignment)
     department = Department.objects.select_for_update().get(pk=department.pk)
     before = _state(department)
     if name is not None:
@@ -65,6 +86,8 @@ def department_update(
         department.description = description
     if is_active is not None:
         department.is_active = is_active
+    if assignment is not None:
+        department.assignment = assignment
     after = _state(department)
     if before != after:
         department.save()
@@ -75,6 +98,12 @@ def department_update(
             target=department,
             before={k: before[k] for k in changed},
             after={k: after[k] for k in changed},
+        )
+    if before["assignment"] != after["assignment"]:
+        emit(
+            DepartmentAssignmentChanged(
+                department_id=department.pk, assignment=department.assignment, actor_id=actor.pk
+            )
         )
     return department
 

@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 # handler here instead of being imported by the app that emits.
 DOMAIN_EVENT_HANDLERS = [
     "conversations.handlers.RealtimeHandler",
+    # Automatic assignment (contract §10): queues a conversation entered, agents freed.
+    "conversations.handlers.AssignmentHandler",
     "whatsapp.handlers.ChannelSender",
     "botflows.handlers.BotHandler",
     # Segments and roll-ups of the reports, written inside the emitting transaction.
@@ -200,6 +202,12 @@ CELERY_BEAT_SCHEDULE = {
     # The admins' "waiting longer than N minutes" priority rules.
     "conversations-priority-rules-sweep": {
         "task": "conversations.tasks.priority_rules_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Automatic assignment's safety net: what waits in round-robin/least-busy queues.
+    "conversations-assignment-sweep": {
+        "task": "conversations.tasks.assignment_sweep_task",
         "schedule": 60.0,
         "options": {"expires": 55},
     },

@@ -407,3 +407,37 @@ def test_the_admin_switches_language_and_remembers_it(admin_browser) -> None:
     index = admin_browser.get(reverse("admin:index")).content.decode()
     assert "Administração" in index  # the index title, now in Portuguese
     assert "Conversas" in index
+
+
+def test_admin_sets_a_users_capacity_and_sees_their_availability(admin_browser, agent) -> None:
+    url = reverse("admin:accounts_user_change", args=[agent.pk])
+    page = admin_browser.get(url)
+    assert 'name="max_conversations"' in page.content.decode()
+    assert 'name="availability"' not in page.content.decode()  # the agent's own switch
+
+    response = admin_browser.post(
+        url,
+        {
+            "email": agent.email,
+            "name": agent.name,
+            "role": Role.AGENT,
+            "is_active": "on",
+            "member_of": [d.pk for d in agent.departments.all()],
+            "max_conversations": "8",
+        },
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    agent.refresh_from_db()
+    assert agent.max_conversations == 8
+    bad = admin_browser.post(
+        url,
+        {
+            "email": agent.email,
+            "name": agent.name,
+            "role": Role.AGENT,
+            "is_active": "on",
+            "max_conversations": "0",
+        },
+    )
+    assert "max_conversations" in bad.context["adminform"].form.errors

@@ -53,6 +53,8 @@ def test_login_returns_tokens_and_the_user_and_is_audited(agent: Any, support: A
         "departments": [{"id": support.pk, "name": "Suporte"}],
         "is_active": True,
         "online": False,
+        "availability": "available",
+        "max_conversations": 5,
     }
     assert me(body["access"]).json()["email"] == agent.email
     entry = AuditLogEntry.objects.get(action=AuditAction.LOGIN_SUCCEEDED)

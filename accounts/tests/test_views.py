@@ -82,3 +82,43 @@ def test_language_switch_is_remembered(client, agent) -> None:
 def test_language_switch_never_redirects_off_site(client) -> None:
     response = client.post("/language/", {"language": "en", "next": "https://evil.example/"})
     assert response["Location"] == "/"
+
+
+# --- availability (automatic assignment, issue 13 §2) --------------------------------------------
+
+
+def test_an_agent_switches_to_away_and_back_from_the_console(client, agent) -> None:
+    client.force_login(agent)
+    page = client.get("/").content.decode()
+    assert 'id="availability"' in page and 'data-availability="available"' in page
+
+    response = client.post(
+        "/availability/", {"availability": "away"}, headers={"HX-Request": "true"}
+    )
+
+    assert response.status_code == 200
+    assert 'data-availability="away"' in response.content.decode()
+    assert "Away" in response.content.decode()
+    agent.refresh_from_db()
+    assert agent.availability == "away"
+    assert 'data-availability="away"' in client.get("/").content.decode()
+
+    back = client.post("/availability/", {"availability": "available", "next": "/?tab=queue"})
+    assert back.status_code == 302
+    assert back["Location"] == "/?tab=queue"
+    agent.refresh_from_db()
+    assert agent.availability == "available"
+
+
+def test_the_availability_switch_refuses_nonsense_and_strangers(client, agent) -> None:
+    client.force_login(agent)
+    assert client.post("/availability/", {"availability": "busy"}).status_code == 400
+    agent.refresh_from_db()
+    assert agent.availability == "available"
+    client.logout()
+    assert client.post("/availability/", {"availability": "away"}).status_code == 302  # login
+
+
+def test_supervisors_have_no_availability_switch(client, supervisor) -> None:
+    client.force_login(supervisor)
+    assert 'id="availability"' not in client.get("/").content.decode()

@@ -41,7 +41,7 @@ from ..models import (
     SenderKind,
 )
 from ..serializers import conversation_payload, message_payload
-from ._base import _event, _lock, _record, _state
+from ._base import _assign, _event, _lock, _record, _state
 from .organise import priority_rules_for_messages
 
 
@@ -103,41 +103,6 @@ def conversation_assign(*, conversation: Conversation, actor: User, to_user: Use
     if not to_user.is_active:
         raise ServiceError(_("That user is inactive."), code="inactive_user")
     return _assign(conversation=conversation, actor=actor, to_user=to_user, kind=EventKind.ASSIGNED)
-
-
-def _assign(
-    *,
-    conversation: Conversation,
-    actor: User,
-    to_user: User,
-    kind: str,
-    department: Department | None = None,
-) -> Conversation:
-    """Give a locked conversation to ``to_user`` (status ``open``): event row and broadcasts."""
-    before = _state(conversation)
-    previous_assignee = conversation.assigned_to_id
-    conversation.assigned_to = to_user
-    conversation.status = ConversationStatus.OPEN
-    if department is not None:
-        conversation.department = department
-    conversation.save(update_fields=["assigned_to", "status", "department", "updated_at"])
-    _record(
-        conversation=conversation,
-        actor=actor,
-        kind=kind,
-        before=before,
-        after=_state(conversation),
-    )
-    emit(
-        events.ConversationAssigned(
-            conversation=conversation_payload(conversation),
-            actor_id=actor.pk,
-            user_id=to_user.pk,
-            previous_user_id=previous_assignee,
-            how=kind,
-        )
-    )
-    return conversation
 
 
 @transaction.atomic

@@ -466,3 +466,27 @@ async def test_a_batch_of_inbound_messages_arrives_as_separate_frames_in_order(
     )
     await inside.disconnect()
     await outsider.disconnect()
+
+
+# --- automatic assignment (issue 13 §2) ----------------------------------------------------------
+
+
+async def test_an_agent_who_opens_the_console_gets_what_waits_in_an_automatic_queue() -> None:
+    from departments.models import AssignmentMode
+    from departments.tests.factories import DepartmentFactory
+
+    support = await _run(DepartmentFactory, name="Suporte", assignment=AssignmentMode.ROUND_ROBIN)
+    ana = await _run(UserFactory, role="agent", departments=[support])
+    waiting = await _run(ConversationFactory, department=support, status=ConversationStatus.PENDING)
+
+    communicator = await _connect_session(ana)  # comes online
+    frames = await _frames(communicator)
+    await communicator.disconnect()
+
+    await database_sync_to_async(waiting.refresh_from_db)()
+    assert waiting.assigned_to_id == ana.pk
+    assert waiting.status == ConversationStatus.OPEN
+    assigned = [f for f in frames if f["type"] == "conversation_assigned"]
+    assert assigned == [
+        {"type": "conversation_assigned", "data": {"conversationId": waiting.pk, "userId": ana.pk}}
+    ]

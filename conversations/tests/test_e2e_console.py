@@ -1276,3 +1276,47 @@ def test_an_agent_sets_priority_and_tags_and_the_queue_puts_the_urgent_first(
     expect(phone.locator("#organise-popover legend")).to_have_text("Etiquetas")
     _no_horizontal_overflow(phone)
     _reachable(phone, "#organise-popover button[type=submit]")
+
+
+def test_an_agent_goes_away_and_back_and_gets_what_waited(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    """Issue 13 §2: the availability switch in the top bar; a round-robin queue keeps a
+    customer waiting while its only agent is away, and gives it to her when she is back."""
+    from playwright.sync_api import expect
+
+    from departments.models import AssignmentMode
+
+    support = DepartmentFactory(name="Suporte", assignment=AssignmentMode.ROUND_ROBIN)
+    ana = UserFactory(name="Ana Agente", email="ana-away@example.com", departments=[support])
+    account = WhatsAppAccountFactory()
+    page = open_console(ana, "/?tab=inbox")
+    switch = page.locator("#availability")
+    expect(switch).to_have_attribute("data-availability", "available")
+
+    page.locator("#availability button").click()
+    expect(switch).to_have_attribute("data-availability", "away")
+    expect(switch).to_contain_text("Away")
+    _wait_for(lambda: type(ana).objects.filter(pk=ana.pk, availability="away").exists(), "away")
+    conversation = live_server_e2e.call(
+        _customer_writes,
+        account=account,
+        department=support,
+        name="Cliente Espera",
+        body="Preciso de ajuda",
+        wa_id="5511987650077",
+    )
+    row = page.locator(f'.conversation-row[data-conversation-id="{conversation.pk}"]')
+    expect(row).to_be_visible()  # in the queue, nobody's
+    assert Conversation.objects.get(pk=conversation.pk).assigned_to_id is None
+
+    page.locator("#availability button").click()
+    expect(switch).to_have_attribute("data-availability", "available")
+    _wait_for(
+        lambda: Conversation.objects.filter(pk=conversation.pk, assigned_to=ana).exists(),
+        "automatic assignment",
+    )
+    row.click()
+    expect(page.locator(".system-assigned").last).to_contain_text(
+        "Assigned automatically to Ana Agente"
+    )

@@ -75,6 +75,12 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
     ),
     (
+        "switch own availability",
+        "pending",
+        lambda c, w: c.patch("/api/v1/auth/me", {"availability": "away"}, format="json"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
         "change own password (wrong current one)",
         "pending",
         lambda c, w: c.post(
@@ -420,6 +426,7 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
     }
     covered = {
         ("GET", "/api/v1/auth/me"),
+        ("PATCH", "/api/v1/auth/me"),
         ("POST", "/api/v1/auth/password"),
         ("GET", "/api/v1/conversations"),
         ("GET", "/api/v1/conversations/{id}"),
