@@ -86,6 +86,8 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
     # badge always does): a short sound, a desktop notification (the browser asks on a click).
     notify_sound = models.BooleanField(_("notification sound"), default=False)
     notify_desktop = models.BooleanField(_("desktop notifications"), default=False)
+    # The agent's name on the first line of each free-form text they send ("*Ana:*").
+    signature_enabled = models.BooleanField(_("sign my messages"), default=False)
 
     objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
 
