@@ -1348,6 +1348,14 @@ def test_slash_opens_the_quick_replies_and_the_keyboard_inserts_one_filled_in(
         "Oi! Olá Joana <b>Dias</b>, aqui é Ana Agente."
     )
 
+    # (the send's answer has redrawn the pane, its composer empty)
+    _wait_for(
+        lambda: page.evaluate(
+            "() => !document.querySelector('.htmx-request')"
+            " && document.getElementById('composer-body').value === ''"
+        ),
+        "the pane redrawn after the send",
+    )
     # the "/" button and a click insert one too (the protocol is the conversation's number)
     page.locator("#quick-reply-button").click()
     expect(popup).to_be_visible()
