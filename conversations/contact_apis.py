@@ -83,7 +83,9 @@ class ContactUpdateSerializer(serializers.Serializer[Any]):
 
 class ContactListQuerySerializer(serializers.Serializer[Any]):
     search = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    tag = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+    tag = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**31 - 1, allow_null=True, default=None
+    )
 
 
 def _visible_contact(request: Request, pk: int, *, with_tags: bool = True) -> Customer:
