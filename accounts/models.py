@@ -112,6 +112,8 @@ class User(AbstractBaseUser, PermissionsMixin, TimeStampedModel):
         default=Availability.AVAILABLE,
         help_text=_("Away: automatic assignment gives this person no new conversations."),
     )
+    # The agent's name on the first line of each free-form text they send ("*Ana:*").
+    signature_enabled = models.BooleanField(_("sign my messages"), default=False)
 
     objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
 

@@ -269,13 +269,20 @@ def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> bool:
     return bool(written)
 
 
-def user_set_notifications(*, user: User, actor: User, sound: bool, desktop: bool) -> User:
-    """The console's notification settings of ``user``, which only they change."""
+def user_set_notifications(
+    *, user: User, actor: User, sound: bool, desktop: bool, signature: bool | None = None
+) -> User:
+    """The console's preferences of ``user``, which only they change: notifications, and
+    (``signature``, None leaves it) whether their texts start with their name."""
     if actor.pk != user.pk:
         raise NotPermitted(_("Only you can change your notification settings."))
     user.notify_sound = sound
     user.notify_desktop = desktop
-    user.save(update_fields=["notify_sound", "notify_desktop"])
+    fields = ["notify_sound", "notify_desktop"]
+    if signature is not None:
+        user.signature_enabled = signature
+        fields.append("signature_enabled")
+    user.save(update_fields=fields)
     return user
 
 

@@ -162,11 +162,13 @@ def availability_switch(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def notification_settings(request: HttpRequest) -> HttpResponse:
-    """The console's sound and desktop notifications, on or off (the form swaps itself)."""
+    """The console's sound and desktop notifications and the signature, on or off (the form
+    swaps itself)."""
     user = services.user_set_notifications(
         user=request.user,  # type: ignore[arg-type]
         actor=request.user,  # type: ignore[arg-type]
         sound=request.POST.get("sound") == "on",
         desktop=request.POST.get("desktop") == "on",
+        signature=request.POST.get("signature") == "on",
     )
     return render(request, "components/notify_settings.html", {"user": user, "saved": True})

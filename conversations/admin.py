@@ -685,6 +685,10 @@ class QuickReplyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("title", "shortcut", "body")
     prepopulated_fields = {"shortcut": ("title",)}
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QuickReply]:
+        # agents' personal replies are theirs alone, kept and edited in the console
+        return super().get_queryset(request).filter(owner__isnull=True)
+
 
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):  # type: ignore[type-arg]

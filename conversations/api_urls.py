@@ -1,6 +1,6 @@
 from common.api import api_path
 
-from . import apis
+from . import apis, contact_apis
 
 urlpatterns = [
     *api_path("conversations", apis.ConversationListApi.as_view(), "api-conversations"),
@@ -35,7 +35,18 @@ urlpatterns = [
         apis.ConversationTagsApi.as_view(),
         "api-conversation-tags",
     ),
+    *api_path("contacts", contact_apis.ContactListApi.as_view(), "api-contacts"),
+    *api_path("contacts/<int:pk>", contact_apis.ContactDetailApi.as_view(), "api-contact"),
+    *api_path(
+        "contacts/<int:pk>/conversations",
+        contact_apis.ContactConversationsApi.as_view(),
+        "api-contact-conversations",
+    ),
     *api_path("contacts/<int:pk>/tags", apis.ContactTagsApi.as_view(), "api-contact-tags"),
+    *api_path("quick-replies", contact_apis.QuickReplyListApi.as_view(), "api-quick-replies"),
+    *api_path(
+        "quick-replies/<int:pk>", contact_apis.QuickReplyDetailApi.as_view(), "api-quick-reply"
+    ),
     *api_path("tags", apis.TagListApi.as_view(), "api-tags"),
     *api_path("tags/<int:pk>", apis.TagDetailApi.as_view(), "api-tag"),
     *api_path("messages", apis.MessageListApi.as_view(), "api-messages"),

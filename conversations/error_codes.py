@@ -9,3 +9,6 @@ class ConversationErrorCode(StrEnum):
     TAG_INVALID = "tag_invalid"
     UNKNOWN_TAG = "unknown_tag"
     INVALID_PRIORITY = "invalid_priority"
+    CONTACT_INVALID = "contact_invalid"
+    QUICK_REPLY_INVALID = "quick_reply_invalid"
+    QUICK_REPLY_SHORTCUT_TAKEN = "quick_reply_shortcut_taken"

@@ -69,6 +69,9 @@ class Customer(TimeStampedModel):
     phone = models.CharField(_("phone (E.164)"), max_length=20, blank=True, db_index=True)
     name = models.CharField(_("profile name"), max_length=200, blank=True)
     notes = models.TextField(_("notes"), blank=True)
+    # Set when someone at the desk names the contact: the WhatsApp profile name no longer
+    # overwrites it.
+    name_set_by_desk = models.BooleanField(_("name set by the desk"), default=False)
     tags = models.ManyToManyField(Tag, blank=True, related_name="customers", verbose_name=_("tags"))
 
     class Meta:
@@ -439,9 +442,15 @@ class ConversationNote(TimeStampedModel):
 
 
 class QuickReply(TimeStampedModel):
-    """A canned answer agents insert into the composer (edited by admins in the back office)."""
+    """A canned answer agents insert into the composer.
 
-    shortcut = models.SlugField(_("shortcut"), max_length=40, unique=True)
+    Three kinds: global (no department, no owner), a department's (``department``), both edited by
+    admins in the back office; and personal (``owner``), which only its owner sees and edits, in
+    the console. The text may hold variables filled in for the open conversation
+    (:data:`QUICK_REPLY_VARIABLES`).
+    """
+
+    shortcut = models.SlugField(_("shortcut"), max_length=40)
     title = models.CharField(_("title"), max_length=100)
     body = models.TextField(_("text"))
     department = models.ForeignKey(
@@ -453,15 +462,50 @@ class QuickReply(TimeStampedModel):
         verbose_name=_("department"),
         help_text=_("Leave empty to offer it in every department."),
     )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="quick_replies",
+        verbose_name=_("owner"),
+        help_text=_("A personal quick reply: only its owner sees it."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
-        ordering = ["title"]
+        ordering = ["title", "id"]
         verbose_name = _("quick reply")
         verbose_name_plural = _("quick replies")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["shortcut"],
+                condition=Q(owner__isnull=True),
+                name="quick_reply_shared_shortcut_unique",
+                violation_error_message=_("There is already a quick reply with that shortcut."),
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "shortcut"],
+                condition=Q(owner__isnull=False),
+                name="quick_reply_personal_shortcut_unique",
+                violation_error_message=_("You already have a quick reply with that shortcut."),
+            ),
+            # a personal reply is the owner's everywhere: never tied to a department
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True) | Q(department__isnull=True),
+                name="quick_reply_personal_has_no_department",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"/{self.shortcut} {self.title}"
+
+    @property
+    def scope(self) -> str:
+        if self.owner_id is not None:
+            return "personal"
+        return "department" if self.department_id is not None else "global"
 
 
 class CsatStatus(models.TextChoices):

@@ -5,6 +5,7 @@ the one timeline of a conversation (console and ``GET /conversations/:id/history
 supervisors' board. Each read costs a fixed number of queries, whatever the number of rows.
 """
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,11 +95,75 @@ def conversation_get_visible(*, user: User, pk: int, with_tags: bool = False) ->
     return rows.get(pk=pk)
 
 
-def customer_get_visible(*, user: User, pk: int) -> Customer:
-    """The contact ``pk`` if one of its conversations is visible to ``user``; else
-    ``Customer.DoesNotExist``."""
+def _visible_customers_q(*, user: User) -> Q:
+    """A contact is visible to ``user`` when at least one of its conversations is (the one
+    visibility rule); supervisors and admins see every contact, with conversations or not."""
+    if not user.is_authenticated or not user.is_active:
+        return Q(pk__in=[])
+    if user.sees_everything:
+        return Q()
+    visible = Conversation.objects.filter(
+        conversation_visibility_q(user=user), customer_id=OuterRef("pk")
+    )
+    return Q(Exists(visible))
+
+
+CONTACT_PAGE_SIZE = 25
+
+
+def customer_list_visible_to(
+    *, user: User, search: str = "", tag: int | None = None
+) -> QuerySet[Customer]:
+    """The contacts ``user`` may see, the most recent activity first (``last_activity_at``: the
+    latest of their conversations ``user`` sees), with their tags prefetched: one query per page
+    and one for the tags, whatever the number of rows.
+
+    ``search``: the name (accents and case ignored) or, with 3 digits or more, the phone number.
+    ``tag``: only the contacts with that tag."""
     visible = conversation_list_visible_to(user=user).filter(customer_id=OuterRef("pk"))
-    return Customer.objects.filter(Exists(visible)).get(pk=pk)
+    rows = Customer.objects.filter(_visible_customers_q(user=user)).annotate(
+        last_activity_at=Subquery(
+            visible.order_by("-last_message_at").values("last_message_at")[:1]
+        )
+    )
+    search = search.strip()
+    if search:
+        plain = text_unaccent(search)
+        match = Q(plain_name__icontains=plain)
+        digits = "".join(ch for ch in search if ch.isdigit())
+        if len(digits) >= 3:
+            match |= Q(phone__contains=digits) | Q(wa_id__contains=digits)
+        rows = rows.annotate(plain_name=Unaccent("name")).filter(match)
+    if tag is not None:
+        rows = rows.filter(
+            Exists(Customer.tags.through.objects.filter(customer_id=OuterRef("pk"), tag_id=tag))
+        )
+    return rows.prefetch_related("tags").order_by(
+        F("last_activity_at").desc(nulls_last=True), "name", "pk"
+    )
+
+
+def customer_get_visible(*, user: User, pk: int, with_tags: bool = False) -> Customer:
+    """The contact ``pk`` if ``user`` may see it (:func:`_visible_customers_q`); else
+    ``Customer.DoesNotExist`` (``with_tags``: with its tags, for a page that shows them)."""
+    rows = Customer.objects.filter(_visible_customers_q(user=user))
+    if with_tags:
+        rows = rows.prefetch_related("tags")
+    return rows.get(pk=pk)
+
+
+def customer_is_visible_to(*, user: User, customer: Customer) -> bool:
+    return Customer.objects.filter(_visible_customers_q(user=user), pk=customer.pk).exists()
+
+
+def customer_list_conversations(*, user: User, customer: Customer) -> QuerySet[Conversation]:
+    """The contact's conversations ``user`` may see, most recent activity first, with their tags
+    (the API's and the contact page's list: a fixed number of queries)."""
+    return (
+        conversation_list_visible_to(user=user)
+        .filter(customer_id=customer.pk)
+        .prefetch_related(*CONVERSATION_PREFETCH)
+    )
 
 
 def tag_list() -> QuerySet[Tag]:
@@ -261,12 +326,60 @@ def conversation_get_active_for_customer(
     )
 
 
-def quick_reply_list_for(*, conversation: Conversation) -> QuerySet[QuickReply]:
-    """The active quick replies for this conversation's department (and the general ones)."""
-    department_q = Q(department__isnull=True)
+def quick_reply_list_for(
+    *, conversation: Conversation, user: User | None = None
+) -> QuerySet[QuickReply]:
+    """The active quick replies offered in this conversation's composer: the general ones, its
+    department's, and ``user``'s personal ones (nobody else's)."""
+    shared_q = Q(department__isnull=True)
     if conversation.department_id:
-        department_q |= Q(department_id=conversation.department_id)
-    return QuickReply.objects.filter(department_q, is_active=True).order_by("title")
+        shared_q |= Q(department_id=conversation.department_id)
+    scope_q = Q(owner__isnull=True) & shared_q
+    if user is not None and user.is_authenticated:
+        scope_q |= Q(owner=user)
+    return QuickReply.objects.filter(scope_q, is_active=True).order_by("title", "id")
+
+
+def quick_reply_list_visible_to(*, user: User) -> QuerySet[QuickReply]:
+    """The quick replies ``user`` may read: their own personal ones, and the shared ones
+    (supervisors and admins: all of them; agents: the active general ones and their departments').
+    Someone else's personal reply is never among them."""
+    if not user.is_authenticated or not user.is_active:
+        return QuickReply.objects.none()
+    if user.sees_everything:
+        shared_q = Q()
+    else:
+        shared_q = Q(is_active=True) & (
+            Q(department__isnull=True) | Q(department__in=user.departments.values("pk"))
+        )
+    return (
+        QuickReply.objects.filter(Q(owner=user) | (Q(owner__isnull=True) & shared_q))
+        .select_related("department")
+        .order_by("title", "id")
+    )
+
+
+def quick_reply_get_visible(*, user: User, pk: int) -> QuickReply:
+    """``QuickReply.DoesNotExist`` for one ``user`` may not read (someone else's personal one)."""
+    return quick_reply_list_visible_to(user=user).get(pk=pk)
+
+
+# The variables a quick reply may hold, filled in for the open conversation: the customer's name,
+# the agent's name and the conversation's protocol (the desk's number for it: its id, shown as
+# "#42" in the console).
+QUICK_REPLY_VARIABLES = ("nome", "agente", "protocolo")
+_VARIABLE_RE = re.compile(r"\{\{\s*(nome|agente|protocolo)\s*\}\}")
+
+
+def quick_reply_render(*, body: str, conversation: Conversation, user: User) -> str:
+    """``body`` with ``{{nome}}``, ``{{agente}}`` and ``{{protocolo}}`` filled in, in one pass (a
+    customer named "{{agente}}" stays so). Plain text: the template escapes it where shown."""
+    values = {
+        "nome": conversation.customer.name,
+        "agente": user.name or user.get_short_name(),
+        "protocolo": str(conversation.pk),
+    }
+    return _VARIABLE_RE.sub(lambda m: values[m.group(1)], body)
 
 
 def conversation_list_past_for_customer(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import contact_views, views
 
 app_name = "conversations"
 
@@ -8,6 +8,17 @@ urlpatterns = [
     path("", views.console, name="console"),
     path("inbox/", views.inbox, name="inbox"),
     path("board/", views.board, name="board"),
+    path("contacts/", contact_views.contact_list, name="contacts"),
+    path("contacts/<int:pk>/", contact_views.contact_detail, name="contact"),
+    path("contacts/<int:pk>/edit/", contact_views.contact_update, name="contact_update"),
+    path("contacts/<int:pk>/tags/", contact_views.contact_tags, name="contact_tags"),
+    path("quick-replies/", contact_views.quick_reply_list, name="quick_replies"),
+    path("quick-replies/<int:pk>/", contact_views.quick_reply_edit, name="quick_reply_edit"),
+    path(
+        "quick-replies/<int:pk>/delete/",
+        contact_views.quick_reply_delete,
+        name="quick_reply_delete",
+    ),
     path("c/<int:pk>/", views.conversation_detail, name="detail"),
     path("c/<int:pk>/messages/", views.conversation_messages, name="messages"),
     path("c/<int:pk>/header/", views.conversation_header, name="header"),

@@ -227,6 +227,17 @@ def _first_unread_id(timeline: list[selectors.TimelineItem]) -> int | None:
     return None
 
 
+def _quick_replies(conversation: Conversation, user: User) -> list[Any]:
+    """The composer's quick replies, each with ``text``: its variables filled in for this
+    conversation (the template escapes it)."""
+    replies = list(selectors.quick_reply_list_for(conversation=conversation, user=user))
+    for reply in replies:
+        reply.text = selectors.quick_reply_render(  # type: ignore[attr-defined]
+            body=reply.body, conversation=conversation, user=user
+        )
+    return replies
+
+
 def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dict[str, Any]:
     user: User = request.user  # type: ignore[assignment]
     expires = conversation.window_expires_at
@@ -266,9 +277,7 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "max_text_length": capabilities.max_text_length,
         "can_reply": can_reply,
         "ai_drafts": can_reply and window_open and bool(settings.OPENAI_API_KEY),
-        "quick_replies": list(selectors.quick_reply_list_for(conversation=conversation))
-        if can_reply and window_open
-        else [],
+        "quick_replies": _quick_replies(conversation, user) if can_reply and window_open else [],
         "can_take_over": can_take_over,
         # a supervisor stepping into an agent's live conversation confirms it first
         "take_over_confirm": can_take_over

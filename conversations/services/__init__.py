@@ -586,6 +586,21 @@ def _conversations_bump(bumps: dict[int, tuple[int, datetime]]) -> None:
         )
 
 
+def signature_line(*, user: User) -> str:
+    """The first line of an agent's signed message: their name in WhatsApp's bold."""
+    return f"*{user.name or user.get_short_name()}:*\n"
+
+
+def message_sign(*, body: str, user: User) -> str:
+    """``body`` with ``user``'s signature first when they sign their messages (once: a text sent
+    again, e.g. a retried one, is not signed twice). Free-form text only: the caller leaves
+    templates, media captions and the bot's messages alone."""
+    if not user.signature_enabled or not body.strip():
+        return body
+    line = signature_line(user=user)
+    return body if body.startswith(line) else line + body
+
+
 @transaction.atomic
 def message_create_outbound(
     *,
@@ -613,6 +628,8 @@ def message_create_outbound(
         raise ServiceError(
             _("The quoted message is not part of this conversation."), code="invalid_reply_to"
         )
+    if actor is not None and type == MessageType.TEXT and sender in (None, SenderKind.AGENT):
+        body = message_sign(body=body, user=actor)
     return _outbound(
         conversation=conversation,
         actor=actor,

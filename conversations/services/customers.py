@@ -104,7 +104,7 @@ def customer_upsert(
             if customer is None:
                 raise
     changed: list[str] = []
-    if identity.name and customer.name != identity.name:
+    if identity.name and customer.name != identity.name and not customer.name_set_by_desk:
         customer.name = identity.name
         changed.append("name")
     if (

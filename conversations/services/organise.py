@@ -185,17 +185,11 @@ def conversation_tags_set(
     return conversation
 
 
-def customer_is_visible_to(*, user: User, customer: Customer) -> bool:
-    return (
-        selectors.conversation_list_visible_to(user=user).filter(customer_id=customer.pk).exists()
-    )
-
-
 @transaction.atomic
 def customer_tags_set(*, customer: Customer, actor: User, tag_ids: Collection[int]) -> Customer:
     """Replace the contact's tags; its conversations in progress show it in their history."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
-    if not customer_is_visible_to(user=actor, customer=customer):
+    if not selectors.customer_is_visible_to(user=actor, customer=customer):
         raise Customer.DoesNotExist
     tags = _tags(tag_ids)
     before = list(customer.tags.order_by("name"))

@@ -1320,3 +1320,153 @@ def test_an_agent_goes_away_and_back_and_gets_what_waited(
     expect(page.locator(".system-assigned").last).to_contain_text(
         "Assigned automatically to Ana Agente"
     )
+
+
+def test_slash_opens_the_quick_replies_and_the_keyboard_inserts_one_filled_in(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    """Typing "/" opens the list (ARIA listbox), what follows filters it, arrows move, Enter
+    inserts the reply with the customer's name filled in (and does not send), Escape closes it;
+    the "/" button and a click do the same; the header's name opens the contact's page."""
+    from playwright.sync_api import expect
+
+    from conversations.models import QuickReply
+
+    # given: Ana has a customer's conversation, a shared reply, a department's and her own
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana.quick@example.com", departments=[support])
+    conversation = _customer_writes(
+        account=WhatsAppAccountFactory(),
+        department=support,
+        name="Joana <b>Dias</b>",
+        body="oi",
+        wa_id="5511900000201",
+    )
+    live_server_e2e.call(services.conversation_take_over, conversation=conversation, actor=ana)
+    greeting = QuickReply.objects.create(
+        shortcut="ola", title="Saudação", body="Olá {{nome}}, aqui é {{agente}}."
+    )
+    deadline = QuickReply.objects.create(
+        shortcut="prazo",
+        title="Prazo",
+        body="Entregamos em 3 dias (protocolo {{protocolo}}).",
+        department=support,
+    )
+    QuickReply.objects.create(shortcut="obrigado", title="Obrigado", body="Obrigado!", owner=ana)
+    page = open_console(ana, f"/c/{conversation.pk}/")
+    body = page.locator("#composer-body")
+    popup = page.locator("#quick-reply-popup")
+    options = page.locator("#quick-reply-list [role=option]:visible")
+
+    # when: "/" at the start opens the whole list, "pr" filters it, Escape closes it
+    body.click()
+    body.press_sequentially("/")
+    expect(popup).to_be_visible()
+    expect(page.locator("#quick-reply-list")).to_have_attribute("role", "listbox")
+    expect(options).to_have_count(3)
+    body.press_sequentially("pr")
+    expect(options).to_have_count(1)
+    expect(options.first).to_contain_text("/prazo · Prazo")
+    body.press("Escape")
+    expect(popup).to_be_hidden()
+    expect(body).to_have_value("/pr")
+
+    # after a space, arrows down to the greeting, Enter inserts it in place of "/"
+    body.fill("")
+    body.press_sequentially("Oi! /")
+    expect(options).to_have_count(3)  # by title: Obrigado, Prazo, Saudação
+    body.press("ArrowDown")
+    body.press("ArrowDown")
+    expect(page.locator(f"#quick-reply-{greeting.pk}")).to_have_attribute("aria-selected", "true")
+    expect(body).to_have_attribute("aria-activedescendant", f"quick-reply-{greeting.pk}")
+    body.press("ArrowDown")  # wraps around to the first
+    body.press("ArrowUp")
+    body.press("Enter")
+    expect(popup).to_be_hidden()
+    expect(body).to_have_value("Oi! Olá Joana <b>Dias</b>, aqui é Ana Agente.")
+    assert not Message.objects.filter(conversation=conversation, direction=Direction.OUT).exists()
+
+    # then Enter with the list closed sends it, as text
+    body.press("Enter")
+    expect(page.locator("#message-list .msg").last).to_contain_text(
+        "Oi! Olá Joana <b>Dias</b>, aqui é Ana Agente."
+    )
+
+    # (the send's answer has redrawn the pane, its composer empty)
+    _wait_for(
+        lambda: page.evaluate(
+            "() => !document.querySelector('.htmx-request')"
+            " && document.getElementById('composer-body').value === ''"
+        ),
+        "the pane redrawn after the send",
+    )
+    # the "/" button and a click insert one too (the protocol is the conversation's number)
+    page.locator("#quick-reply-button").click()
+    expect(popup).to_be_visible()
+    page.locator(f"#quick-reply-{deadline.pk}").click()
+    expect(page.locator("#composer-body")).to_have_value(
+        f"Entregamos em 3 dias (protocolo {conversation.pk})."
+    )
+    # and Tab inserts the highlighted one
+    page.locator("#composer-body").fill("")
+    page.locator("#composer-body").press_sequentially("/obr")
+    page.locator("#composer-body").press("Tab")
+    expect(page.locator("#composer-body")).to_have_value("Obrigado!")
+
+    # the customer's name in the header opens the contact's page
+    page.locator("#conversation-header .contact-link").click()
+    page.wait_for_url(f"**/contacts/{conversation.customer_id}/")
+    expect(page.locator("#contact-title")).to_have_text("Joana <b>Dias</b>")
+
+
+def test_the_contacts_pages_on_a_phone(live_server_e2e: LiveServer, open_console: Any) -> None:
+    """390x844 in Portuguese: the list, a search, the contact's page with its conversations,
+    notes saved, tags applied; nothing wider than the screen."""
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana.contacts@example.com", departments=[support])
+    account = WhatsAppAccountFactory()
+    vip = Tag.objects.create(name="Cliente muito importante de longa data", color="#dc2626")
+    conversation = _customer_writes(
+        account=account,
+        department=support,
+        name="Maria Aparecida dos Santos Oliveira Pereira da Silva",
+        body="oi",
+        wa_id="5511900000301",
+    )
+    for n in range(3):
+        _customer_writes(
+            account=account, department=support, name=f"Outro {n}", body="oi", wa_id=f"55119004{n}"
+        )
+
+    page = open_console(ana, "/", language="pt-br", viewport=PHONE)
+    page.goto(f"{live_server_e2e.url}/contacts/")
+    rows = page.locator(".contact-row")
+    expect(rows).to_have_count(4)
+    _no_horizontal_overflow(page)
+    page.fill("#contact-q", "aparecida")
+    expect(rows).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"q=aparecida"))
+    page.fill("#contact-q", "ninguém mesmo")
+    expect(page.locator(".contact-list .empty-state")).to_contain_text("Nenhum contato")
+    page.fill("#contact-q", "")
+    expect(rows).to_have_count(4)
+
+    page.locator(f'.contact-row[data-contact-id="{conversation.customer_id}"]').click()
+    page.wait_for_url(f"**/contacts/{conversation.customer_id}/")
+    expect(page.locator("#contact-conversations a")).to_have_count(1)
+    _no_horizontal_overflow(page)
+    page.fill("#contact-notes", "Prefere <b>WhatsApp</b> à tarde")
+    page.click("#contact-form button[type=submit]")
+    expect(page.locator("#contact-form [role=status]")).to_have_text("Salvo.")
+    expect(page.locator("#contact-notes")).to_have_value("Prefere <b>WhatsApp</b> à tarde")
+    page.check(f'#contact-tags input[value="{vip.pk}"]')
+    _reachable(page, "#contact-tags button[type=submit]")
+    page.click("#contact-tags button[type=submit]")
+    expect(page.locator("#contact-tags .current-tags .chip-tag")).to_have_text(vip.name)
+    _no_horizontal_overflow(page)
+    # its conversation opens in the console
+    page.locator("#contact-conversations a").first.click()
+    page.wait_for_url(f"**/c/{conversation.pk}/")
+    expect(page.locator("#conversation-header")).to_be_visible()

@@ -513,18 +513,173 @@
     tickWindow();
   }, 60000);
 
-  // A quick reply is inserted into the composer at the cursor; the agent still sends it.
-  document.addEventListener("change", function (event) {
-    var select = event.target;
-    if (!select.matches || !select.matches("[data-quick-reply]")) return;
-    var option = select.options[select.selectedIndex];
-    var body = document.getElementById("composer-body");
-    if (option && option.dataset.body && body) {
-      var at = body.selectionStart || body.value.length;
-      body.value = body.value.slice(0, at) + option.dataset.body + body.value.slice(at);
-      body.focus();
+  // --- quick replies: "/" in the composer opens the list, filtered as the agent types ----------
+  //
+  // The list (role=listbox) is rendered by the server with each reply's text already filled in
+  // for this conversation ({{nome}}, {{agente}}, {{protocolo}}). Typing "/" at the start of the
+  // message or after a space opens it; what follows filters it (shortcut or title); ArrowUp /
+  // ArrowDown move, Enter or Tab insert (Enter never sends while it is open), Escape closes.
+  // The "/" button opens it too, and a click on a reply inserts it. The agent still sends.
+
+  var quick = { open: false, start: -1, active: -1 };
+
+  function quickEls() {
+    return {
+      popup: document.getElementById("quick-reply-popup"),
+      list: document.getElementById("quick-reply-list"),
+      button: document.getElementById("quick-reply-button"),
+      body: document.getElementById("composer-body"),
+    };
+  }
+
+  function fold(text) {
+    return (text || "").toLowerCase().normalize("NFD").replace(/[\u0300-\u036f]/g, "");
+  }
+
+  function quickVisible() {
+    var els = quickEls();
+    if (!els.list) return [];
+    return Array.prototype.filter.call(els.list.querySelectorAll("[role=option]"), function (o) {
+      return !o.hidden;
+    });
+  }
+
+  function quickHighlight(index) {
+    var els = quickEls();
+    var options = quickVisible();
+    if (!els.list) return;
+    els.list.querySelectorAll("[role=option]").forEach(function (o) {
+      o.setAttribute("aria-selected", "false");
+      o.classList.remove("is-active");
+    });
+    quick.active = options.length ? Math.max(0, Math.min(index, options.length - 1)) : -1;
+    if (quick.active < 0) {
+      if (els.body) els.body.removeAttribute("aria-activedescendant");
+      return;
     }
-    select.selectedIndex = 0;
+    var option = options[quick.active];
+    option.setAttribute("aria-selected", "true");
+    option.classList.add("is-active");
+    if (els.body) els.body.setAttribute("aria-activedescendant", option.id);
+    option.scrollIntoView({ block: "nearest" });
+  }
+
+  function quickFilter(term) {
+    var els = quickEls();
+    if (!els.list) return;
+    var wanted = fold(term);
+    var shown = 0;
+    els.list.querySelectorAll("[role=option]").forEach(function (o) {
+      var hit = !wanted || fold(o.dataset.shortcut).indexOf(wanted) === 0 || fold(o.dataset.title).indexOf(wanted) !== -1;
+      o.hidden = !hit;
+      if (hit) shown += 1;
+    });
+    var empty = els.popup.querySelector(".quick-reply-empty");
+    if (empty) empty.hidden = shown > 0;
+    quickHighlight(0);
+  }
+
+  function quickOpen(start, term) {
+    var els = quickEls();
+    if (!els.popup) return;
+    quick.open = true;
+    quick.start = start;
+    els.popup.hidden = false;
+    if (els.button) els.button.setAttribute("aria-expanded", "true");
+    quickFilter(term);
+  }
+
+  function quickClose() {
+    var els = quickEls();
+    quick.open = false;
+    quick.start = -1;
+    quick.active = -1;
+    if (els.popup) els.popup.hidden = true;
+    if (els.button) els.button.setAttribute("aria-expanded", "false");
+    if (els.body) els.body.removeAttribute("aria-activedescendant");
+  }
+
+  // The "/word" being typed just before the caret: at the start of the message or after a space.
+  function slashToken(body) {
+    var caret = body.selectionStart == null ? body.value.length : body.selectionStart;
+    var before = body.value.slice(0, caret);
+    var match = /(^|\s)\/([^\s\/]*)$/.exec(before);
+    if (!match) return null;
+    return { start: caret - match[2].length - 1, term: match[2] };
+  }
+
+  function quickInsert(option) {
+    var els = quickEls();
+    if (!option || !els.body) return;
+    var body = els.body;
+    var end = body.selectionEnd == null ? body.value.length : body.selectionEnd;
+    var start = quick.start >= 0 ? quick.start : (body.selectionStart == null ? end : body.selectionStart);
+    quickClose();
+    body.focus();
+    body.setRangeText(option.dataset.text, start, end, "end");
+    body.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  document.addEventListener("input", function (event) {
+    if (!event.target || event.target.id !== "composer-body" || !quickEls().list) return;
+    var token = slashToken(event.target);
+    if (token) quickOpen(token.start, token.term);
+    else if (quick.open && quick.start >= 0) quickClose();
+  });
+
+  // Captured before the composer's own Enter-sends handler.
+  document.addEventListener(
+    "keydown",
+    function (event) {
+      if (!quick.open || !event.target || event.target.id !== "composer-body") return;
+      var options = quickVisible();
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        var step = event.key === "ArrowDown" ? 1 : -1;
+        var count = options.length || 1;
+        quickHighlight((quick.active + step + count) % count);
+      } else if ((event.key === "Enter" && !event.shiftKey && !event.isComposing) || event.key === "Tab") {
+        event.preventDefault();
+        event.stopPropagation();
+        if (quick.active >= 0 && options[quick.active]) quickInsert(options[quick.active]);
+        else quickClose();
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        quickClose();
+      }
+    },
+    true
+  );
+
+  document.addEventListener("mousedown", function (event) {
+    // keep the focus (and the caret) in the message box while a reply is picked
+    if (event.target.closest && event.target.closest("#quick-reply-list")) event.preventDefault();
+  });
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest) return;
+    var option = event.target.closest("#quick-reply-list [role=option]");
+    if (option) {
+      quickInsert(option);
+      return;
+    }
+    if (event.target.closest("#quick-reply-button")) {
+      if (quick.open) {
+        quickClose();
+      } else {
+        var body = quickEls().body;
+        quickOpen(-1, "");
+        if (body) body.focus();
+      }
+      return;
+    }
+    if (quick.open && !event.target.closest("#quick-replies")) quickClose();
+  });
+
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "conversation-pane") quickClose();
   });
 
   // An AI draft goes into the composer only when the agent asks; sending stays a separate click.

@@ -8,7 +8,7 @@ import pytest
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
-from conversations.models import ConversationStatus, Tag
+from conversations.models import ConversationStatus, QuickReply, Tag
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from integrations.models import WebhookDelivery
 from integrations.tests.factories import OutgoingEventFactory, WebhookSubscriptionFactory
@@ -62,6 +62,17 @@ def _delivery() -> WebhookDelivery:
 
 def _tag() -> Tag:
     return Tag.objects.get_or_create(name="VIP", defaults={"color": "#dc2626"})[0]
+
+
+def _personal_reply(w: "World") -> QuickReply:
+    """The agent's own quick reply."""
+    return QuickReply.objects.create(shortcut="meu", title="Meu", body="Oi", owner=w.agent)
+
+
+def _shared_reply() -> QuickReply:
+    return QuickReply.objects.get_or_create(
+        shortcut="ola", defaults={"title": "Olá", "body": "Oi"}
+    )[0]
 
 
 ADMIN_ONLY = {"supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401}
@@ -201,6 +212,92 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
             format="json",
         ),
         {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "contact list",
+        "pending",
+        lambda c, w: c.get("/api/v1/contacts?search=a"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "contact detail",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/contacts/{w.conversation.customer_id}"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "change a contact's name and notes",
+        "pending",
+        lambda c, w: c.patch(
+            f"/api/v1/contacts/{w.conversation.customer_id}",
+            {"name": "Maria", "notes": "VIP"},
+            format="json",
+        ),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "a contact's conversations",
+        "closed",
+        lambda c, w: c.get(f"/api/v1/contacts/{w.conversation.customer_id}/conversations"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "quick reply list",
+        "pending",
+        lambda c, w: c.get("/api/v1/quick-replies"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "quick replies of a conversation",
+        "pending",
+        lambda c, w: c.get(f"/api/v1/quick-replies?conversation={w.conversation.pk}"),
+        {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "create a personal quick reply",
+        "pending",
+        lambda c, w: c.post(
+            "/api/v1/quick-replies", {"shortcut": "oi", "title": "Oi", "body": "Oi"}, format="json"
+        ),
+        {"admin": 201, "supervisor": 201, "agent": 201, "other_agent": 201, "anonymous": 401},
+    ),
+    (
+        "create a shared quick reply",
+        "pending",
+        lambda c, w: c.post(
+            "/api/v1/quick-replies",
+            {"shortcut": "oi", "title": "Oi", "body": "Oi", "personal": False},
+            format="json",
+        ),
+        {**ADMIN_ONLY, "admin": 201},
+    ),
+    (
+        "change the agent's personal quick reply",
+        "pending",
+        lambda c, w: c.patch(
+            f"/api/v1/quick-replies/{_personal_reply(w).pk}", {"title": "x"}, format="json"
+        ),
+        {"admin": 404, "supervisor": 404, "agent": 200, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "delete the agent's personal quick reply",
+        "pending",
+        lambda c, w: c.delete(f"/api/v1/quick-replies/{_personal_reply(w).pk}"),
+        {"admin": 404, "supervisor": 404, "agent": 204, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "change a shared quick reply",
+        "pending",
+        lambda c, w: c.patch(
+            f"/api/v1/quick-replies/{_shared_reply().pk}", {"title": "x"}, format="json"
+        ),
+        {**ADMIN_ONLY, "admin": 200},
+    ),
+    (
+        "delete a shared quick reply",
+        "pending",
+        lambda c, w: c.delete(f"/api/v1/quick-replies/{_shared_reply().pk}"),
+        {**ADMIN_ONLY, "admin": 204},
     ),
     (
         "set the priority",
@@ -433,6 +530,14 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
         ("PATCH", "/api/v1/conversations/{id}"),
         ("PUT", "/api/v1/conversations/{id}/tags"),
         ("PUT", "/api/v1/contacts/{id}/tags"),
+        ("GET", "/api/v1/contacts"),
+        ("GET", "/api/v1/contacts/{id}"),
+        ("PATCH", "/api/v1/contacts/{id}"),
+        ("GET", "/api/v1/contacts/{id}/conversations"),
+        ("GET", "/api/v1/quick-replies"),
+        ("POST", "/api/v1/quick-replies"),
+        ("PATCH", "/api/v1/quick-replies/{id}"),
+        ("DELETE", "/api/v1/quick-replies/{id}"),
         ("GET", "/api/v1/tags"),
         ("POST", "/api/v1/tags"),
         ("PATCH", "/api/v1/tags/{id}"),
