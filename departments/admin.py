@@ -36,7 +36,15 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
     list_filter = ("is_active",)
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
-    fields = ("name", "description", "is_active", "created_at", "updated_at")
+    fields = (
+        "name",
+        "description",
+        "is_active",
+        "auto_close_minutes",
+        "auto_close_message",
+        "created_at",
+        "updated_at",
+    )
     inlines = (MembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Department]:
@@ -52,6 +60,8 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
             "name": data["name"],
             "description": data["description"],
             "is_active": data["is_active"],
+            "auto_close_minutes": data.get("auto_close_minutes"),
+            "auto_close_message": data.get("auto_close_message", ""),
         }
         if change:
             self.run_service(

@@ -1,6 +1,7 @@
 from typing import ClassVar
 
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from common.models import TimeStampedModel
@@ -10,11 +11,33 @@ class Department(TimeStampedModel):
     name = models.CharField(_("name"), max_length=100, unique=True)
     description = models.TextField(_("description"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
+    # Auto-close (contract §10): a conversation idle this long while waiting for the customer
+    # (our message was the last) is closed, after ``auto_close_message``. Empty: never.
+    auto_close_minutes = models.PositiveIntegerField(
+        _("auto-close after (minutes)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Close a conversation when the customer has not answered our last message for this "
+            "many minutes. Leave empty to never close automatically."
+        ),
+    )
+    auto_close_message = models.TextField(
+        _("auto-close message"),
+        blank=True,
+        help_text=_("Sent to the customer just before the conversation is closed (optional)."),
+    )
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("department")
         verbose_name_plural = _("departments")
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(auto_close_minutes__isnull=True) | Q(auto_close_minutes__gte=1),
+                name="department_auto_close_minutes_positive",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

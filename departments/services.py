@@ -18,7 +18,21 @@ def _state(department: Department) -> dict[str, Any]:
         "name": department.name,
         "description": department.description,
         "is_active": department.is_active,
+        "auto_close_minutes": department.auto_close_minutes,
+        "auto_close_message": department.auto_close_message,
     }
+
+
+# ``auto_close_minutes`` None means "off": an argument left out is this instead.
+KEEP: Any = object()
+
+
+def _auto_close_check(minutes: int | None) -> None:
+    if minutes is not None and minutes < 1:
+        raise ServiceError(
+            _("Auto-close needs at least one minute (leave it empty to turn it off)."),
+            code="invalid_auto_close",
+        )
 
 
 def _require_admin(actor: User) -> None:
@@ -28,13 +42,26 @@ def _require_admin(actor: User) -> None:
 
 @transaction.atomic
 def department_create(
-    *, actor: User, name: str, description: str = "", is_active: bool = True
+    *,
+    actor: User,
+    name: str,
+    description: str = "",
+    is_active: bool = True,
+    auto_close_minutes: int | None = None,
+    auto_close_message: str = "",
 ) -> Department:
     _require_admin(actor)
+    _auto_close_check(auto_close_minutes)
     name = name.strip()
     if Department.objects.filter(name__iexact=name).exists():
         raise ServiceError(_("A department with this name already exists."), code="name_taken")
-    department = Department.objects.create(name=name, description=description, is_active=is_active)
+    department = Department.objects.create(
+        name=name,
+        description=description,
+        is_active=is_active,
+        auto_close_minutes=auto_close_minutes,
+        auto_close_message=auto_close_message,
+    )
     audit_log_record(
         actor=actor,
         action=AuditAction.CONFIG_CHANGED,
@@ -52,8 +79,12 @@ def department_update(
     name: str | None = None,
     description: str | None = None,
     is_active: bool | None = None,
+    auto_close_minutes: int | None = KEEP,
+    auto_close_message: str | None = None,
 ) -> Department:
     _require_admin(actor)
+    if auto_close_minutes is not KEEP:
+        _auto_close_check(auto_close_minutes)
     department = Department.objects.select_for_update().get(pk=department.pk)
     before = _state(department)
     if name is not None:
@@ -65,6 +96,10 @@ def department_update(
         department.description = description
     if is_active is not None:
         department.is_active = is_active
+    if auto_close_minutes is not KEEP:
+        department.auto_close_minutes = auto_close_minutes
+    if auto_close_message is not None:
+        department.auto_close_message = auto_close_message
     after = _state(department)
     if before != after:
         department.save()

@@ -24,6 +24,8 @@ def test_admin_creates_changes_and_lists_departments(admin_user: Any, agent: Any
         "name": "Financeiro",
         "description": "Boletos",
         "is_active": True,
+        "auto_close_minutes": None,
+        "auto_close_message": "",
     }
     changed = client.patch(
         f"/api/v1/departments/{body['id']}", {"is_active": False}, format="json"
@@ -33,7 +35,15 @@ def test_admin_creates_changes_and_lists_departments(admin_user: Any, agent: Any
     assert [d["name"] for d in listed["results"]] == ["Financeiro", "Suporte"]
     entries = AuditLogEntry.objects.filter(action=AuditAction.CONFIG_CHANGED).order_by("id")
     assert [e.after for e in entries] == [
-        {"created": {"name": "Financeiro", "description": "Boletos", "is_active": True}},
+        {
+            "created": {
+                "name": "Financeiro",
+                "description": "Boletos",
+                "is_active": True,
+                "auto_close_minutes": None,
+                "auto_close_message": "",
+            }
+        },
         {"is_active": False},
     ]
 
