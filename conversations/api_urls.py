@@ -50,5 +50,6 @@ urlpatterns = [
     *api_path("tags", apis.TagListApi.as_view(), "api-tags"),
     *api_path("tags/<int:pk>", apis.TagDetailApi.as_view(), "api-tag"),
     *api_path("messages", apis.MessageListApi.as_view(), "api-messages"),
+    *api_path("messages/<int:pk>", apis.MessageDetailApi.as_view(), "api-message"),
     *api_path("messages/<int:pk>/read", apis.MessageReadApi.as_view(), "api-message-read"),
 ]

@@ -17,7 +17,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -26,20 +26,28 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
-from common.exceptions import ServiceError
+from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
 
 from . import selectors, services
 from .channels import conversation_channel
 from .filters import ConversationFilter
-from .models import Conversation, ConversationEvent, Message, MessageType, Priority, Tag
+from .models import (
+    Conversation,
+    ConversationEvent,
+    Direction,
+    Message,
+    MessageType,
+    Priority,
+    Tag,
+)
 from .serializers import (
     ConversationSerializer,
     CustomerSummarySerializer,
     MessageSerializer,
     TagSerializer,
 )
-from .services import organise
+from .services import automate, organise
 from .uploads import upload_validate
 
 CONVERSATION_EXAMPLE = {
@@ -73,6 +81,7 @@ MESSAGE_EXAMPLE = {
     "error_code": None,
     "wa_message_id": None,
     "reply_to": None,
+    "send_at": None,
     "created_at": "2026-11-24T10:02:00-03:00",
 }
 
@@ -380,6 +389,21 @@ class MessageCreateSerializer(serializers.Serializer[Any]):
         help_text="a synced template approved for the conversation's number (JSON only); "
         "the only kind of message allowed outside the 24-hour window",
     )
+    send_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="schedule the message for this moment (ISO 8601, in the future, at most 60 "
+        "days ahead): it is recorded `scheduled` and sent then",
+    )
+
+    def validate_send_at(self, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return automate.send_at_check(value)
+        except ServiceError as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from exc
 
     def validate_file(self, value: UploadedFile) -> UploadedFile:
         limit = settings.API_UPLOAD_MAX_BYTES
@@ -505,15 +529,65 @@ class MessageListApi(ListAPIView[Message]):
                 raise ValidationError(
                     {"reply_to": [_("The quoted message is not part of this conversation.")]}
                 )
-        message = services.message_create_outbound(
-            conversation=conversation,
-            actor=request.user,  # type: ignore[arg-type]
-            body=body,
-            type=kind,
-            reply_to=reply_to,
-            **media,
-        )
+        if data.get("send_at") is not None:
+            message = automate.message_schedule(
+                conversation=conversation,
+                actor=request.user,  # type: ignore[arg-type]
+                send_at=data["send_at"],
+                body=body,
+                type=kind,
+                reply_to=reply_to,
+                **media,
+            )
+        else:
+            message = services.message_create_outbound(
+                conversation=conversation,
+                actor=request.user,  # type: ignore[arg-type]
+                body=body,
+                type=kind,
+                reply_to=reply_to,
+                **media,
+            )
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("The request conflicts with the current state.")
+    default_code = "conflict"
+
+
+class MessageDetailApi(APIView):
+    @extend_schema(
+        tags=["messages"],
+        summary="Cancel a scheduled message",
+        description=(
+            "Only a message still `scheduled` is cancelled (by its author, the conversation's "
+            "assignee or an admin); the message is removed. One that was sent already answers "
+            "409 `not_scheduled`."
+        ),
+        request=None,
+        responses={204: None, 403: ERROR, 404: ERROR, 409: ERROR},
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        message = (
+            Message.objects.filter(
+                pk=pk,
+                direction=Direction.OUT,
+                conversation__in=selectors.conversation_list_visible_to(user=request.user),  # type: ignore[arg-type]
+            )
+            .select_related("conversation")
+            .first()
+        )
+        if message is None:
+            raise NotFound()
+        try:
+            automate.message_schedule_cancel(message=message, actor=request.user)  # type: ignore[arg-type]
+        except NotPermitted:
+            raise
+        except ServiceError as exc:
+            raise Conflict(exc.message, code=exc.code) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MessageReadApi(APIView):

@@ -53,9 +53,18 @@ class ChannelNumber:
 
 class Channel(Protocol):
     def outbound_validate(
-        self, *, conversation: Conversation, type: str, body: str, media: dict[str, Any]
+        self,
+        *,
+        conversation: Conversation,
+        type: str,
+        body: str,
+        media: dict[str, Any],
+        window: bool = True,
     ) -> None:
-        """Raise :class:`~common.exceptions.ServiceError` for what the channel would refuse."""
+        """Raise :class:`~common.exceptions.ServiceError` for what the channel would refuse.
+
+        ``window`` False leaves out the checks of time (WhatsApp's 24-hour window): a scheduled
+        message is checked for them again when it goes."""
 
     def capabilities(self, *, conversation: Conversation) -> ChannelCapabilities: ...
 

@@ -121,6 +121,25 @@ class MessageCreated(MessageFact):
 
 @event_type
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageScheduled(MessageFact):
+    """An agent scheduled a message (status ``scheduled``): only the desk's timelines show it.
+    When it goes it becomes a ``message.created`` like any other (status ``queued``)."""
+
+    type = "message.scheduled"
+    public = False
+
+
+@event_type
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageScheduleCancelled(MessageFact):
+    """A scheduled message was cancelled before it went (the row is gone)."""
+
+    type = "message.schedule_cancelled"
+    public = False
+
+
+@event_type
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class MessageStatusChanged(MessageFact):
     """WhatsApp moved an outbound message on: sent, delivered, read, played or failed."""
 

@@ -221,6 +221,7 @@ class MessageType(models.TextChoices):
 
 class MessageStatus(models.TextChoices):
     RECEIVED = "received", _("Received")
+    SCHEDULED = "scheduled", _("Scheduled")
     QUEUED = "queued", _("Queued")
     SENT = "sent", _("Sent")
     DELIVERED = "delivered", _("Delivered")
@@ -283,6 +284,8 @@ class Message(TimeStampedModel):
     raw_payload = models.JSONField(_("raw payload"), null=True, blank=True)
     wa_timestamp = models.DateTimeField(_("WhatsApp timestamp"), null=True, blank=True)
     read_at = models.DateTimeField(_("read by an agent at"), null=True, blank=True)
+    # When a ``scheduled`` message goes to the customer (contract §10); null unless scheduled.
+    send_at = models.DateTimeField(_("send at"), null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -294,6 +297,10 @@ class Message(TimeStampedModel):
                 condition=Q(wa_message_id__isnull=False),
                 name="message_wa_message_id_unique",
             ),
+            models.CheckConstraint(
+                condition=~Q(status="scheduled") | Q(send_at__isnull=False),
+                name="message_scheduled_has_send_at",
+            ),
         ]
         indexes: ClassVar = [
             models.Index(fields=["conversation", "created_at", "id"], name="msg_conversation_idx"),
@@ -302,6 +309,12 @@ class Message(TimeStampedModel):
                 fields=["created_at"],
                 condition=Q(direction="out", status="queued"),
                 name="msg_out_queued_idx",
+            ),
+            # The scheduled messages' sender: the due ones, soonest first.
+            models.Index(
+                fields=["send_at"],
+                condition=Q(status="scheduled"),
+                name="msg_scheduled_due_idx",
             ),
         ]
 

@@ -671,6 +671,7 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
     last = (
         Message.objects.filter(conversation=OuterRef("pk"))
         .exclude(type=MessageType.REACTION)
+        .exclude(status=MessageStatus.SCHEDULED)
         .order_by("-created_at", "-id")
     )
     rows = rows.annotate(
@@ -744,8 +745,16 @@ def conversation_timeline(
                 to_attr="reaction_list",
             )
         )
+    # A scheduled message stands at the moment it will go (after everything else, until then).
     items = [
-        TimelineItem(kind=TimelineKind.MESSAGE, created_at=m.created_at, pk=m.pk, message=m)
+        TimelineItem(
+            kind=TimelineKind.MESSAGE,
+            created_at=m.send_at
+            if m.status == MessageStatus.SCHEDULED and m.send_at
+            else m.created_at,
+            pk=m.pk,
+            message=m,
+        )
         for m in messages
     ]
     if events:

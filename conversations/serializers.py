@@ -112,6 +112,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
             "error_code",
             "wa_message_id",
             "reply_to",
+            "send_at",
             "created_at",
         )
         read_only_fields = fields

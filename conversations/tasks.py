@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import DatabaseError
 
 from .services.assignment import assignment_run, assignment_sweep
+from .services.automate import conversations_auto_close, messages_send_due
 from .services.organise import priority_rules_apply_waiting
 
 
@@ -51,3 +52,33 @@ def assignment_sweep_task() -> int:
     """Every minute (``CELERY_BEAT_SCHEDULE``): what waits in automatic queues goes to agents
     who have room (a lost task, an agent whose console came back, a queue switched to automatic)."""
     return assignment_sweep()
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=3,
+)
+def scheduled_messages_send() -> int:
+    """Scheduled messages whose ``send_at`` has come (``CELERY_BEAT_SCHEDULE``, every 15 s;
+    idempotent: each is taken under a row lock, skipped by a concurrent run, sent once)."""
+    return messages_send_due()
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=3,
+)
+def auto_close_sweep() -> int:
+    """Departments' auto-close (``CELERY_BEAT_SCHEDULE``, every minute; idempotent: a closed
+    conversation, or one whose customer wrote last, is left alone)."""
+    return conversations_auto_close()

@@ -28,6 +28,11 @@ urlpatterns = [
     path("c/<int:pk>/template/", views.conversation_send_template, name="send_template"),
     path("c/<int:pk>/m/<int:message_pk>/retry/", views.message_retry, name="retry"),
     path("c/<int:pk>/m/<int:message_pk>/react/", views.message_react, name="react"),
+    path(
+        "c/<int:pk>/m/<int:message_pk>/cancel/",
+        views.message_cancel_scheduled,
+        name="cancel_scheduled",
+    ),
     path("c/<int:pk>/take-over/", views.conversation_take_over, name="take_over"),
     path("c/<int:pk>/transfer/", views.conversation_transfer, name="transfer"),
     path("c/<int:pk>/organise/", views.conversation_organise, name="organise"),

@@ -20,6 +20,7 @@ from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
@@ -40,7 +41,7 @@ from .models import (
     Priority,
     SenderKind,
 )
-from .services import organise
+from .services import automate, organise
 from .uploads import UploadKind, upload_validate
 
 PAGE_TEMPLATE = "conversations/console.html"
@@ -461,6 +462,18 @@ def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
     body = _text(request, "body", 4096)
     reply_to_id = _int(request.POST.get("reply_to"))
     upload = request.FILES.get("attachment")
+    if request.POST.get("send_at", "").strip():
+        # "Schedule": the composer's date and time, in the desk's time zone
+        return _act(
+            request,
+            pk,
+            _schedule,
+            extra={"autofocus_composer": True},
+            body=body,
+            send_at=request.POST["send_at"].strip(),
+            reply_to_id=reply_to_id,
+            upload=upload,
+        )
     if upload is None:
         return _act(
             request,
@@ -555,6 +568,62 @@ def _send(
         body=body,
         reply_to=_quoted(conversation, reply_to_id),
     )
+    return conversation
+
+
+def _schedule(
+    *,
+    conversation: Conversation,
+    actor: User,
+    body: str,
+    send_at: str,
+    reply_to_id: int | None,
+    upload: UploadedFile | None,
+) -> Conversation:
+    moment = parse_datetime(send_at)
+    if moment is None:
+        raise ServiceError(gettext("Choose the date and time to send it."))
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_current_timezone())
+    media: dict[str, Any] = {}
+    kind: str = MessageType.TEXT
+    if upload is not None:
+        classified = upload_validate(
+            filename=upload.name, content_type=upload.content_type, size=upload.size
+        )
+        kind = classified.type
+        media = {
+            "media_file": upload,
+            "media_mime_type": classified.mime_type,
+            "media_filename": classified.filename,
+            "media_size": upload.size,
+        }
+    automate.message_schedule(
+        conversation=conversation,
+        actor=actor,
+        send_at=moment,
+        body=body,
+        type=kind,
+        reply_to=_quoted(conversation, reply_to_id),
+        **media,
+    )
+    return conversation
+
+
+@require_POST
+@login_required
+@conversation_view
+def message_cancel_scheduled(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
+    """Cancel one of the conversation's scheduled messages (the Cancel button, confirmed)."""
+    conversation = _visible_or_404(request, pk)
+    message = conversation.messages.filter(pk=message_pk, direction="out").first()
+    if message is None:
+        raise Http404
+    return _act(request, pk, _cancel_scheduled, message=message)
+
+
+def _cancel_scheduled(*, conversation: Conversation, actor: User, message: Message) -> Conversation:
+    automate.message_schedule_cancel(message=message, actor=actor)
     return conversation
 
 

@@ -36,7 +36,16 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
     list_filter = ("is_active", "assignment")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
-    fields = ("name", "description", "is_active", "assignment", "created_at", "updated_at")
+    fields = (
+        "name",
+        "description",
+        "is_active",
+        "assignment",
+        "auto_close_minutes",
+        "auto_close_message",
+        "created_at",
+        "updated_at",
+    )
     inlines = (MembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Department]:
@@ -61,6 +70,8 @@ class DepartmentAdmin(ServiceBackedAdminMixin, admin.ModelAdmin):  # type: ignor
             "description": data["description"],
             "is_active": data["is_active"],
             "assignment": data.get("assignment") or (None if change else AssignmentMode.MANUAL),
+            "auto_close_minutes": data.get("auto_close_minutes"),
+            "auto_close_message": data.get("auto_close_message", ""),
         }
         if change:
             self.run_service(

@@ -22,13 +22,23 @@ DEPARTMENT_EXAMPLE = {
     "description": "Technical help",
     "is_active": True,
     "assignment": "manual",
+    "auto_close_minutes": 120,
+    "auto_close_message": "Encerramos este atendimento por falta de resposta. É só escrever!",
 }
 
 
 class DepartmentSerializer(serializers.ModelSerializer[Department]):
     class Meta:
         model = Department
-        fields = ("id", "name", "description", "is_active", "assignment")
+        fields = (
+            "id",
+            "name",
+            "description",
+            "is_active",
+            "assignment",
+            "auto_close_minutes",
+            "auto_close_message",
+        )
         read_only_fields = ("id",)
 
 
@@ -37,6 +47,16 @@ class DepartmentWriteSerializer(serializers.Serializer[Any]):
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     is_active = serializers.BooleanField(required=False)
     assignment = serializers.ChoiceField(choices=AssignmentMode.choices, required=False)
+    auto_close_minutes = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=60 * 24 * 30,
+        help_text="close a conversation idle this long while waiting for the customer; null: never",
+    )
+    auto_close_message = serializers.CharField(
+        required=False, allow_blank=True, max_length=4096, help_text="sent just before closing"
+    )
 
     def validate_name(self, value: str) -> str:
         others = Department.objects.filter(name__iexact=value.strip())

@@ -1,6 +1,7 @@
 from typing import ClassVar
 
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from common.models import TimeStampedModel
@@ -28,6 +29,22 @@ class Department(TimeStampedModel):
             "available, online agent of the department with room for it."
         ),
     )
+    # Auto-close (contract §10): a conversation idle this long while waiting for the customer
+    # (our message was the last) is closed, after ``auto_close_message``. Empty: never.
+    auto_close_minutes = models.PositiveIntegerField(
+        _("auto-close after (minutes)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Close a conversation when the customer has not answered our last message for this "
+            "many minutes. Leave empty to never close automatically."
+        ),
+    )
+    auto_close_message = models.TextField(
+        _("auto-close message"),
+        blank=True,
+        help_text=_("Sent to the customer just before the conversation is closed (optional)."),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -37,6 +54,10 @@ class Department(TimeStampedModel):
             models.CheckConstraint(
                 condition=models.Q(assignment__in=["manual", "round_robin", "least_busy"]),
                 name="department_assignment_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(auto_close_minutes__isnull=True) | Q(auto_close_minutes__gte=1),
+                name="department_auto_close_minutes_positive",
             ),
         ]
 

@@ -21,7 +21,21 @@ def _state(department: Department) -> dict[str, Any]:
         "description": department.description,
         "is_active": department.is_active,
         "assignment": department.assignment,
+        "auto_close_minutes": department.auto_close_minutes,
+        "auto_close_message": department.auto_close_message,
     }
+
+
+# ``auto_close_minutes`` None means "off": an argument left out is this instead.
+KEEP: Any = object()
+
+
+def _auto_close_check(minutes: int | None) -> None:
+    if minutes is not None and minutes < 1:
+        raise ServiceError(
+            _("Auto-close needs at least one minute (leave it empty to turn it off)."),
+            code="invalid_auto_close",
+        )
 
 
 def _require_admin(actor: User) -> None:
@@ -42,14 +56,22 @@ def department_create(
     description: str = "",
     is_active: bool = True,
     assignment: str = AssignmentMode.MANUAL,
+    auto_close_minutes: int | None = None,
+    auto_close_message: str = "",
 ) -> Department:
     _require_admin(actor)
     _check_assignment(assignment)
+    _auto_close_check(auto_close_minutes)
     name = name.strip()
     if Department.objects.filter(name__iexact=name).exists():
         raise ServiceError(_("A department with this name already exists."), code="name_taken")
     department = Department.objects.create(
-        name=name, description=description, is_active=is_active, assignment=assignment
+        name=name,
+        description=description,
+        is_active=is_active,
+        assignment=assignment,
+        auto_close_minutes=auto_close_minutes,
+        auto_close_message=auto_close_message,
     )
     audit_log_record(
         actor=actor,
@@ -69,12 +91,16 @@ def department_update(
     description: str | None = None,
     is_active: bool | None = None,
     assignment: str | None = None,
+    auto_close_minutes: int | None = KEEP,
+    auto_close_message: str | None = None,
 ) -> Department:
     """Change a department; ``assignment`` (manual, round_robin, least_busy) takes effect for
     the conversations entering its queue from now on (and the beat's sweep assigns those
     already waiting)."""
     _require_admin(actor)
     _check_assignment(assignment)
+    if auto_close_minutes is not KEEP:
+        _auto_close_check(auto_close_minutes)
     department = Department.objects.select_for_update().get(pk=department.pk)
     before = _state(department)
     if name is not None:
@@ -88,6 +114,10 @@ def department_update(
         department.is_active = is_active
     if assignment is not None:
         department.assignment = assignment
+    if auto_close_minutes is not KEEP:
+        department.auto_close_minutes = auto_close_minutes
+    if auto_close_message is not None:
+        department.auto_close_message = auto_close_message
     after = _state(department)
     if before != after:
         department.save()

@@ -211,7 +211,23 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Scheduled messages whose send_at has come go out (contract §10).
+    "conversations-scheduled-messages-send": {
+        "task": "conversations.tasks.scheduled_messages_send",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
+    # Conversations idle while waiting for the customer, per department's auto_close_minutes.
+    "conversations-auto-close-sweep": {
+        "task": "conversations.tasks.auto_close_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
+# Without a broker (the embedded default) the web process runs this schedule itself, in a
+# thread (supportdesk/scheduler.py): the demo's timers fire like production's. Never in
+# production, where `make beat` runs celery beat; never in tests or management commands.
+INPROCESS_BEAT = env.bool("INPROCESS_BEAT", default=CELERY_TASK_ALWAYS_EAGER)
 
 # --- Auth --------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

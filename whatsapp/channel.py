@@ -12,9 +12,17 @@ from .services import outbound, templates
 
 class WhatsAppChannel:
     def outbound_validate(
-        self, *, conversation: Conversation, type: str, body: str, media: dict[str, Any]
+        self,
+        *,
+        conversation: Conversation,
+        type: str,
+        body: str,
+        media: dict[str, Any],
+        window: bool = True,
     ) -> None:
-        outbound.outbound_validate(conversation=conversation, type=type, body=body, media=media)
+        outbound.outbound_validate(
+            conversation=conversation, type=type, body=body, media=media, window=window
+        )
 
     def capabilities(self, *, conversation: Conversation) -> ChannelCapabilities:
         return ChannelCapabilities(

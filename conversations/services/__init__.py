@@ -201,7 +201,11 @@ def conversation_transfer(
 
 
 @transaction.atomic
-def conversation_close(*, conversation: Conversation, actor: User | None) -> Conversation:
+def conversation_close(
+    *, conversation: Conversation, actor: User | None, reason: str = ""
+) -> Conversation:
+    """Close the conversation (``actor`` None: the desk itself; ``reason`` is kept on the event
+    row, e.g. ``auto_close``)."""
     conversation = _lock(conversation)
     if actor is not None:
         _require(
@@ -220,7 +224,7 @@ def conversation_close(*, conversation: Conversation, actor: User | None) -> Con
         actor=actor,
         kind=EventKind.CLOSED,
         before=before,
-        after=_state(conversation),
+        after={**_state(conversation), "reason": reason} if reason else _state(conversation),
     )
     emit(
         events.ConversationClosed(

@@ -39,6 +39,14 @@ EXAMPLES: list[DomainEvent] = [
     events.ConversationRead(conversation=CONVERSATION, actor_id=2, messages=3),
     events.MessageCreated(conversation=CONVERSATION, message=MESSAGE),
     events.MessageStatusChanged(conversation=CONVERSATION, message={**MESSAGE, "status": "read"}),
+    events.MessageScheduled(
+        conversation=CONVERSATION,
+        message={**MESSAGE, "status": "scheduled", "send_at": "2026-12-02T09:00:00-03:00"},
+        actor_id=2,
+    ),
+    events.MessageScheduleCancelled(
+        conversation=CONVERSATION, message={**MESSAGE, "status": "scheduled"}, actor_id=2
+    ),
     events.MessageReacted(
         conversation=CONVERSATION, message=MESSAGE, sender="customer", emoji="👍"
     ),

@@ -25,6 +25,8 @@ def test_admin_creates_changes_and_lists_departments(admin_user: Any, agent: Any
         "description": "Boletos",
         "is_active": True,
         "assignment": "manual",
+        "auto_close_minutes": None,
+        "auto_close_message": "",
     }
     changed = client.patch(
         f"/api/v1/departments/{body['id']}", {"is_active": False}, format="json"
@@ -40,6 +42,8 @@ def test_admin_creates_changes_and_lists_departments(admin_user: Any, agent: Any
                 "description": "Boletos",
                 "is_active": True,
                 "assignment": "manual",
+                "auto_close_minutes": None,
+                "auto_close_message": "",
             }
         },
         {"is_active": False},

@@ -2,9 +2,11 @@
 agent of another department, anonymous} → the status each one gets."""
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
@@ -73,6 +75,22 @@ def _shared_reply() -> QuickReply:
     return QuickReply.objects.get_or_create(
         shortcut="ola", defaults={"title": "Olá", "body": "Oi"}
     )[0]
+
+
+def _in_an_hour() -> str:
+    return (timezone.now() + timedelta(hours=1)).isoformat()
+
+
+def _scheduled(w: "World", status: str = "scheduled") -> Any:
+    return MessageFactory(
+        conversation=w.conversation,
+        direction="out",
+        sender="agent",
+        sender_user=w.agent,
+        status=status,
+        send_at=timezone.now() + timedelta(hours=1),
+        wa_message_id=None,
+    )
 
 
 ADMIN_ONLY = {"supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401}
@@ -330,6 +348,28 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         {"admin": 201, "supervisor": 403, "agent": 403, "other_agent": 404, "anonymous": 401},
     ),
     (
+        "schedule a message (assigned to the agent)",
+        "assigned",
+        lambda c, w: c.post(
+            "/api/v1/messages",
+            {"conversation": w.conversation.pk, "body": "Olá", "send_at": _in_an_hour()},
+            format="json",
+        ),
+        {"admin": 201, "supervisor": 403, "agent": 201, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "cancel a scheduled message (the agent's)",
+        "assigned",
+        lambda c, w: c.delete(f"/api/v1/messages/{_scheduled(w).pk}"),
+        {"admin": 204, "supervisor": 403, "agent": 204, "other_agent": 404, "anonymous": 401},
+    ),
+    (
+        "cancel a message that was sent already",
+        "assigned",
+        lambda c, w: c.delete(f"/api/v1/messages/{_scheduled(w, status='sent').pk}"),
+        {"admin": 409, "supervisor": 403, "agent": 409, "other_agent": 404, "anonymous": 401},
+    ),
+    (
         "mark a message read",
         "pending",
         lambda c, w: c.patch(f"/api/v1/messages/{w.message.pk}/read"),
@@ -552,6 +592,7 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
         ("GET", "/api/v1/messages"),
         ("POST", "/api/v1/messages"),
         ("PATCH", "/api/v1/messages/{id}/read"),
+        ("DELETE", "/api/v1/messages/{id}"),
         ("GET", "/api/v1/users"),
         ("GET", "/api/v1/users/online"),
         ("GET", "/api/v1/users/{id}"),

@@ -148,11 +148,17 @@ def window_is_open(conversation: Conversation) -> bool:
 
 
 def outbound_validate(
-    *, conversation: Conversation, type: str, body: str, media: dict[str, Any]
+    *,
+    conversation: Conversation,
+    type: str,
+    body: str,
+    media: dict[str, Any],
+    window: bool = True,
 ) -> None:
-    """Refuse, before the row is written, what WhatsApp would refuse."""
+    """Refuse, before the row is written, what WhatsApp would refuse (``window`` False: all but
+    the 24-hour window, which a scheduled message meets when it goes)."""
     raw = media.get("raw_payload") or {}
-    if type not in WINDOW_FREE_TYPES and not window_is_open(conversation):
+    if window and type not in WINDOW_FREE_TYPES and not window_is_open(conversation):
         raise ServiceError(
             _(
                 "More than 24 hours have passed since the customer's last message: WhatsApp only "
