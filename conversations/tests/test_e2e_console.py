@@ -536,7 +536,13 @@ PHONE = {"width": 390, "height": 844}
 
 def _no_horizontal_overflow(page: Any) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page is {width} px wide in a {PHONE['width']} px screen"
+    wide = page.evaluate(
+        "() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect()"
+        ".right > innerWidth + 1).slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)"
+    )
+    assert width <= PHONE["width"], (
+        f"the page is {width} px wide in a {PHONE['width']} px screen: {wide}"
+    )
 
 
 def _reachable(page: Any, selector: str) -> None:
@@ -616,7 +622,7 @@ def test_a_whole_conversation_on_a_phone(
     expect(composer).to_be_focused()
     _no_horizontal_overflow(page)
     _reachable(page, "#composer-body")
-    send = page.locator("#composer button[type=submit]")
+    send = page.locator("#composer-send")
     expect(send).to_be_disabled()  # nothing to send yet
     assert page.evaluate("document.documentElement.scrollHeight") <= PHONE["height"]
 
@@ -748,7 +754,7 @@ def test_attachments_are_checked_before_upload(
         last_inbound_at=timezone.now(),
     )
     page = open_console(ana, f"/c/{conversation.pk}/")
-    send = page.locator("#composer button[type=submit]")
+    send = page.locator("#composer-send")
     expect(send).to_be_disabled()
 
     # an .exe is refused at once, never uploaded

@@ -754,7 +754,7 @@
     if (!form) return;
     var body = document.getElementById("composer-body");
     var file = document.getElementById("composer-file");
-    var sendButton = form.querySelector("button[type=submit]");
+    var sendButton = document.getElementById("composer-send");
     var hasFile = !!(file && file.files.length);
     if (sendButton) sendButton.disabled = !(body && body.value.trim()) && !hasFile;
   }
