@@ -473,9 +473,7 @@ def _claim_batch(
             WebhookDelivery.objects.select_related("outgoing_event")
             .select_for_update(skip_locked=True, of=("self",))
             .filter(pk__in=delivery_ids, subscription_id=subscription.pk)
-            .filter(status=DeliveryStatus.PENDING)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_TOLERANCE))
+            .filter(_claimable(now))
             .order_by("created_at", "id")
         )
         _mark_claimed(claimable, now)
@@ -491,6 +489,15 @@ def _claim_batch(
             outcome.busy.append(str(pk))
             outcome.busy_for = max(outcome.busy_for, busy_for, 1.0)
     return claimable
+
+
+def _claimable(now: Any) -> Q:
+    """Pending, claimed by nobody (or a claim expired) and due: what an attempt may take now."""
+    return (
+        Q(status=DeliveryStatus.PENDING)
+        & (Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_TOLERANCE))
+    )
 
 
 def _mark_claimed(claimable: Sequence[WebhookDelivery], now: Any) -> None:
@@ -509,13 +516,7 @@ def _claim_next(subscription: WebhookSubscription, limit: int) -> list[WebhookDe
     """Claim the subscription's next ``limit`` deliveries that are pending, due and claimed by
     nobody, oldest due first: what a lane (:func:`deliveries_attempt_batch`) goes on with."""
     now = timezone.now()
-    due = (
-        WebhookDelivery.objects.filter(
-            subscription_id=subscription.pk, status=DeliveryStatus.PENDING
-        )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_TOLERANCE))
-    )
+    due = WebhookDelivery.objects.filter(subscription_id=subscription.pk).filter(_claimable(now))
     if not due.exists():  # the usual answer, in one query instead of a transaction's three
         return []
     with transaction.atomic():
