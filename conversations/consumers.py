@@ -37,6 +37,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import presence
+from accounts.authentication import token_is_current
 from accounts.models import User
 from common import realtime
 
@@ -92,7 +93,11 @@ def _user_from_token(raw: str) -> User | None:
     user_id = token.get(api_settings.USER_ID_CLAIM)
     if user_id is None:
         return None
-    return User.objects.filter(pk=user_id, is_active=True).first()
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    # The API's rule: a token issued before the user's last password change is revoked.
+    if user is None or not token_is_current(token=token, user=user):
+        return None
+    return user
 
 
 class QueryStringTokenAuthMiddleware:
@@ -286,7 +291,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 fresh = await _refresh_user(self.user.pk)
-                if fresh is None:
+                # Deactivated, or the password changed since the socket connected: the
+                # token or session it connected with is revoked (as the API would say).
+                if fresh is None or fresh.password != self.user.password:
                     await self.close(code=CLOSE_UNAUTHENTICATED)
                     return
                 self.user = fresh

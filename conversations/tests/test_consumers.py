@@ -11,7 +11,7 @@ from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
-from conversations import services
+from conversations import consumers, services
 from conversations.consumers import CLOSE_UNAUTHENTICATED
 from conversations.models import ConversationStatus
 from conversations.tests.factories import ConversationFactory
@@ -95,6 +95,45 @@ async def test_inactive_users_token_is_refused(support) -> None:
     communicator = WebsocketCommunicator(application, f"/ws/?token={token}", headers=[ORIGIN])
     await communicator.connect()
     assert (await communicator.receive_output(timeout=1))["code"] == CLOSE_UNAUTHENTICATED
+
+
+async def test_token_issued_before_a_password_change_is_refused(agent) -> None:
+    token = str(AccessToken.for_user(agent))
+
+    def change_password() -> None:
+        agent.set_password("Another-Secret-42")
+        agent.save(update_fields=["password"])
+
+    await database_sync_to_async(change_password)()
+    communicator = WebsocketCommunicator(application, f"/ws/?token={token}", headers=[ORIGIN])
+    await communicator.connect()
+    assert (await communicator.receive_output(timeout=1))["code"] == CLOSE_UNAUTHENTICATED
+
+    fresh = str(AccessToken.for_user(agent))  # a token for the new password connects
+    communicator = WebsocketCommunicator(application, f"/ws/?token={fresh}", headers=[ORIGIN])
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.disconnect()
+
+
+async def test_open_socket_is_closed_after_a_password_change(agent, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "HEARTBEAT_SECONDS", 0.2)
+    token = str(AccessToken.for_user(agent))
+    communicator = WebsocketCommunicator(application, f"/ws/?token={token}", headers=[ORIGIN])
+    connected, _ = await communicator.connect()
+    assert connected
+    await _settle(communicator)
+
+    def change_password() -> None:
+        agent.set_password("Another-Secret-42")
+        agent.save(update_fields=["password"])
+
+    await database_sync_to_async(change_password)()
+    for _ in range(20):
+        frame = await communicator.receive_output(timeout=2)
+        if frame["type"] == "websocket.close":
+            break
+    assert frame == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
 
 
 async def test_foreign_origin_is_rejected(agent) -> None:
