@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 from conversations import selectors
 from conversations.models import Message
 from whatsapp.identity import digits
-from whatsapp.services.sandbox import sandbox_send_text, sandbox_transcript
+from whatsapp.services.sandbox import new_wamid, sandbox_send_text, sandbox_transcript
 
 # Served inline; anything else (HTML, SVG, scripts…) is a download, never rendered by the browser.
 INLINE_TYPES = ("image/jpeg", "image/png", "image/webp", "audio/", "video/", "application/pdf")
@@ -72,6 +72,7 @@ def _sandbox_enabled() -> bool:
 
 
 DEFAULT_SANDBOX_NUMBER = "5511900000001"
+SANDBOX_OWN_MESSAGES = 200  # the wamids a visitor's session remembers
 
 
 @require_http_methods(["GET", "POST"])
@@ -85,14 +86,22 @@ def sandbox(request: HttpRequest) -> HttpResponse:
         wa_id = digits(request.POST.get("wa_id", "")) or wa_id
         name = request.POST.get("name", "").strip()[:100] or name
         text = request.POST.get("text", "").strip()
+        if wa_id != request.session.get("sandbox_wa_id"):
+            request.session["sandbox_wamids"] = []  # another number: another conversation
         request.session["sandbox_wa_id"], request.session["sandbox_name"] = wa_id, name
         if text:
-            sandbox_send_text(wa_id=wa_id, text=text[:4096], name=name)
+            wamid = new_wamid()
+            # This browser's own messages: the transcript shows only what followed them.
+            own = request.session.get("sandbox_wamids", [])
+            request.session["sandbox_wamids"] = [*own, wamid][-SANDBOX_OWN_MESSAGES:]
+            sandbox_send_text(wa_id=wa_id, text=text[:4096], name=name, wamid=wamid)
         return redirect("whatsapp:sandbox")
     context: dict[str, Any] = {
         "wa_id": wa_id,
         "name": name,
-        "transcript": sandbox_transcript(wa_id=wa_id),
+        "transcript": sandbox_transcript(
+            wa_id=wa_id, own_wamids=request.session.get("sandbox_wamids", [])
+        ),
     }
     template = "whatsapp/sandbox.html"
     if request.htmx:  # type: ignore[attr-defined]

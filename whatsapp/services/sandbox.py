@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import requests
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from conversations.models import Customer, Message
+from conversations.models import Message
 from whatsapp.identity import digits, wa_id_variants
 from whatsapp.models import WebhookEvent
 
@@ -148,24 +148,47 @@ def sandbox_deliver(*, payload: dict[str, Any], url: str = "") -> WebhookEvent |
 
 
 def sandbox_send_text(
-    *, wa_id: str, text: str, name: str = "", url: str = ""
+    *, wa_id: str, text: str, name: str = "", url: str = "", wamid: str | None = None
 ) -> WebhookEvent | int:
     """The customer ``wa_id`` writes ``text`` to the default number."""
     account = account_get_default()
     payload = text_delivery(
-        wa_id=digits(wa_id), body=text, name=name, phone_number_id=account.phone_number_id
+        wa_id=digits(wa_id),
+        body=text,
+        name=name,
+        phone_number_id=account.phone_number_id,
+        wamid=wamid,
     )
     return sandbox_deliver(payload=payload, url=url)
 
 
-def sandbox_transcript(*, wa_id: str, limit: int = 100) -> QuerySet[Message]:
-    """The simulated customer's messages (both directions), oldest first."""
+def sandbox_transcript(
+    *, wa_id: str, own_wamids: Iterable[str], limit: int = 100
+) -> QuerySet[Message]:
+    """What one visitor may see, oldest first: the conversations its own messages
+    (``own_wamids``, sent from its browser) went to, from its first message on.
+
+    Typing a number is not enough: whatever the desk said to that number before, or in other
+    conversations, stays private."""
     variants = wa_id_variants(wa_id)
-    customer = Customer.objects.filter(wa_id__in=variants).first() if variants else None
-    if customer is None:
+    wamids = [w for w in own_wamids if w]
+    if not variants or not wamids:
         return Message.objects.none()
+    own = Message.objects.filter(
+        wa_message_id__in=wamids, conversation__customer__wa_id__in=variants
+    ).values_list("conversation_id", "pk")
+    # From the visitor's first message on, by row order: a message's created_at is Meta's
+    # timestamp (whole seconds), earlier than a reply stored within the same second.
+    since: dict[int, int] = {}
+    for conversation_id, pk in own:
+        since[conversation_id] = min(pk, since.get(conversation_id, pk))
+    if not since:
+        return Message.objects.none()
+    visible = Q()
+    for conversation_id, first in since.items():
+        visible |= Q(conversation_id=conversation_id, pk__gte=first)
     latest = list(
-        Message.objects.filter(conversation__customer=customer)
+        Message.objects.filter(visible)
         .order_by("-created_at", "-id")
         .values_list("pk", flat=True)[:limit]
     )

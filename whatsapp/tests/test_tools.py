@@ -116,6 +116,44 @@ def test_sandbox_page_chats_as_a_customer_and_shows_replies(
     assert "Olá! Como posso ajudar?" in partial.text
 
 
+def test_sandbox_shows_a_visitor_only_the_conversation_its_browser_started(
+    client, settings, db, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    from conversations import services
+
+    settings.SANDBOX_ENABLED = True
+    settings.WHATSAPP_APP_SECRET = ""
+    settings.WHATSAPP_ACCESS_TOKEN = ""
+    settings.SECURE_SSL_REDIRECT = False
+    # a real customer's conversation, with the desk's answer, before any visitor
+    with django_capture_on_commit_callbacks(execute=True):
+        _store(wa.text_delivery(wa_id="5511911113333", body="Meu CPF é 123", wamid="wamid.P1"))
+    private = Message.objects.get(wa_message_id="wamid.P1")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.message_create_outbound(
+            conversation=private.conversation, actor=None, body="Seu boleto: 3419-0000"
+        )
+
+    visitor = Client()
+    visitor.post("/sandbox/", {"wa_id": "5511911113333", "name": "Curioso", "text": ""})
+    page = visitor.get("/sandbox/")
+    assert "Meu CPF é 123" not in page.text
+    assert "3419-0000" not in page.text
+
+    with django_capture_on_commit_callbacks(execute=True):
+        visitor.post("/sandbox/", {"wa_id": "5511911113333", "name": "Curioso", "text": "Oi"})
+    page = visitor.get("/sandbox/")
+    assert "Oi" in page.text  # its own message, in the customer's conversation
+    assert "Meu CPF é 123" not in page.text  # what came before it stays private
+    assert "3419-0000" not in page.text
+    # another visitor typing the same number sees nothing at all
+    other = Client()
+    other.post("/sandbox/", {"wa_id": "11911113333", "name": "Outro", "text": ""})
+    assert "Oi" not in other.get("/sandbox/", headers={"HX-Request": "true"}).text
+
+
 def test_sandbox_is_off_in_production(client, settings, db):
     settings.DEBUG = False
     settings.SANDBOX_ENABLED = False
