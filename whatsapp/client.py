@@ -2,7 +2,8 @@
 
 Errors are classified by Meta's ``error.code``, never by the HTTP status: rate limits come back as
 HTTP 400 with code 130429 (see ``docs/whatsapp.md`` and Meta's error-code table).
-Only hosts of ``WHATSAPP_API_URL`` and ``WHATSAPP_MEDIA_HOSTS`` are ever fetched, redirects are not
+Only the origins (scheme, host, port) of ``WHATSAPP_API_URL`` and ``WHATSAPP_MEDIA_HOSTS`` are
+ever fetched, redirects are not
 followed: a URL inside a payload cannot make us fetch anything else (no SSRF).
 """
 
@@ -78,23 +79,42 @@ class UnsafeURLError(ValueError):
     """A URL outside the allowed hosts (Graph API and Meta's media hosts)."""
 
 
-def allowed_hosts() -> set[str]:
-    api_host = urlsplit(settings.WHATSAPP_API_URL).hostname or ""
-    return {api_host, *getattr(settings, "WHATSAPP_MEDIA_HOSTS", [])}
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _origin(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
+    scheme = scheme.lower()
+    return scheme, host.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme, -1)
+
+
+def allowed_origins() -> set[tuple[str, str, int]]:
+    """Where media may come from: the Graph API's own origin (scheme, host and port of
+    ``WHATSAPP_API_URL``) and each ``WHATSAPP_MEDIA_HOSTS`` entry — a bare host means
+    ``https://host:443``; ``https://host:port`` names another port."""
+    api = urlsplit(settings.WHATSAPP_API_URL)
+    origins = {_origin(api.scheme, api.hostname or "", api.port)}
+    for entry in getattr(settings, "WHATSAPP_MEDIA_HOSTS", []):
+        if "://" in entry:
+            parts = urlsplit(entry)
+            origins.add(_origin(parts.scheme, parts.hostname or "", parts.port))
+        else:
+            origins.add(_origin("https", entry, None))
+    return origins
 
 
 def check_url(url: str) -> str:
-    """Refuse any URL that is not on the Graph API host or a Meta media host."""
-    parts = urlsplit(url)
-    api = urlsplit(settings.WHATSAPP_API_URL)
-    host = parts.hostname or ""
-    if host not in allowed_hosts():
-        raise UnsafeURLError(f"host {host!r} is not allowed")
-    same_origin = host == api.hostname and parts.port == api.port and parts.scheme == api.scheme
-    if parts.scheme != "https" and not same_origin:
-        raise UnsafeURLError("only https URLs are fetched")
+    """Refuse any URL whose scheme, host and port are not the Graph API's or a Meta media
+    host's (``https://lookaside.fbsbx.com:8080/…`` is refused like any other host)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is no number, or out of range
+        raise UnsafeURLError("malformed URL") from exc
     if parts.username or parts.password:
         raise UnsafeURLError("credentials in URLs are refused")
+    origin = _origin(parts.scheme, parts.hostname or "", port)
+    if origin not in allowed_origins():
+        raise UnsafeURLError(f"{origin[0]}://{origin[1]}:{origin[2]} is not an allowed origin")
     return url
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import warnings
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -86,6 +87,19 @@ def test_urls_outside_metas_hosts_are_never_fetched(fake_graph, settings):
     with pytest.raises(UnsafeURLError):
         check_url("http://lookaside.fbsbx.com/whatsapp_business/attachments/")  # not https
     assert check_url("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1")
+    assert check_url("https://LOOKASIDE.fbsbx.com:443/whatsapp_business/attachments/?mid=1")
+    # the right host on another port, or the Graph API's host on another scheme or port
+    api = urlsplit(fake_graph.base_url)
+    for url in (
+        "https://lookaside.fbsbx.com:8443/whatsapp_business/attachments/",
+        "https://lookaside.fbsbx.com:99999/x",
+        f"https://{api.hostname}:{api.port}/123",
+        f"http://{api.hostname}:{api.port + 1}/123",
+        f"http://{api.hostname}/123",
+        "https://user:pw@lookaside.fbsbx.com/x",
+    ):
+        with pytest.raises(UnsafeURLError):
+            check_url(url)
     assert check_url(fake_graph.base_url + "/123")
 
 
