@@ -106,12 +106,18 @@ _DURATIONS = (
 
 
 def _tag_names() -> Subquery:
-    """The conversation's tag names, ``; ``-separated, by name (one column of the CSV row)."""
+    """The conversation's tag names, ``; ``-separated, by name (one column of the CSV row).
+
+    SQLite before 3.44 cannot order inside an aggregate: there they come in table order."""
+    features = connection.features
+    ordered: dict[str, Any] = (
+        {"order_by": "tag__name"} if features.supports_aggregate_order_by_clause else {}
+    )
     names = (
         Conversation.tags.through.objects.filter(conversation_id=OuterRef("conversation_id"))
         .order_by()
         .values("conversation_id")
-        .annotate(tag_names=StringAgg("tag__name", delimiter=Value("; "), order_by="tag__name"))
+        .annotate(tag_names=StringAgg("tag__name", delimiter=Value("; "), **ordered))
         .values("tag_names")  # type: ignore[misc]  # the stubs miss annotations on a through model
     )
     return Subquery(names)
@@ -703,6 +709,7 @@ def report_rows(*, filters: ReportFilters, chunk_size: int = 1000) -> Iterator[l
         )
     )
     zone = timezone.get_current_timezone()
+    in_order = connection.features.supports_aggregate_order_by_clause  # else sorted here
     for row in rows.iterator(chunk_size=chunk_size):
         (pk, opened, customer, phone, department, agents, status, *durations) = row[:12]
         messages_in, messages_out, transfers, csat_score, csat_comment, priority, tags = row[12:]
@@ -718,7 +725,7 @@ def report_rows(*, filters: ReportFilters, chunk_size: int = 1000) -> Iterator[l
             messages_in,
             messages_out,
             transfers,
-            tags or "",
+            tags if not tags or in_order else "; ".join(sorted(tags.split("; "))),
             priority,
             "" if csat_score is None else csat_score,
             csat_comment,
