@@ -148,11 +148,14 @@ class ApiJsonErrorsMiddleware:
         if request.path.startswith(WEBHOOKS_PREFIX):  # Meta's, signed; never a bearer
             return self._as_json(self.get_response(request))
         refused = UnauthenticatedIpThrottle()
-        if not refused.check(request):
-            return refused.too_many()
+        over_limit = not refused.check(request)
         response = self.get_response(request)
         if response.status_code == 401:
             refused.record()
+            if over_limit:
+                return refused.too_many()
+        # Over the limit, a request whose credentials are good still goes through: bad tokens
+        # from one address (a whole office behind one NAT) never lock out its valid ones.
         return self._as_json(response)
 
     @staticmethod
@@ -279,8 +282,9 @@ class LoginAccountThrottle(_LiveRateThrottle):
 class UnauthenticatedIpThrottle(_LiveRateThrottle):
     """Per client IP, API requests refused for want of valid credentials (401), at the anonymous
     rate (``RATE_LIMIT_ANON``). DRF checks permissions before throttles, so without this a flood
-    of requests with no or bad tokens would never meet a limit. Over it, the IP gets 429 on the
-    whole API until the window passes. Used by :class:`ApiJsonErrorsMiddleware`."""
+    of requests with no or bad tokens would never meet a limit. Over it, the IP's requests that
+    would be refused with 401 get 429 until the window passes; its requests with valid
+    credentials are answered as usual. Used by :class:`ApiJsonErrorsMiddleware`."""
 
     scope = "anon"
     cache_format = "throttle_unauthenticated_%(ident)s"

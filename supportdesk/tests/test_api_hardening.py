@@ -164,7 +164,8 @@ def test_anonymous_callers_are_rate_limited_per_ip(settings: Any) -> None:
 def test_requests_refused_for_bad_credentials_are_rate_limited_per_ip(
     settings: Any, agent: Any
 ) -> None:
-    """DRF answers 401 before its throttles run: a flood of bad tokens still meets a limit."""
+    """DRF answers 401 before its throttles run: a flood of bad tokens still meets a limit,
+    and it blocks only requests without valid credentials (an office shares one IP)."""
     _rates(settings, anon="3/min")
     for ip in ("198.51.100.90", "198.51.100.91"):
         cache.delete(f"throttle_unauthenticated_{ip}")
@@ -173,12 +174,18 @@ def test_requests_refused_for_bad_credentials_are_rate_limited_per_ip(
     for _ in range(3):
         response = anonymous.get("/api/v1/conversations", REMOTE_ADDR="198.51.100.90")
         assert_error_shape(response, 401)
-    # when
-    blocked = bearer(agent).get("/api/v1/auth/me", REMOTE_ADDR="198.51.100.90")
-    # then: the whole API, for that IP, until the window passes
+    # when: the same address goes on with bad tokens, and a colleague there uses a good one
+    blocked = anonymous.get("/api/v1/conversations", REMOTE_ADDR="198.51.100.90")
+    colleague = bearer(agent).get("/api/v1/auth/me", REMOTE_ADDR="198.51.100.90")
+    # then: the bad tokens meet the limit; the valid one behind the same NAT is not refused
     assert_error_shape(blocked, 429, "throttled")
     assert 0 < int(blocked["Retry-After"]) <= 60
-    assert bearer(agent).get("/api/v1/auth/me", REMOTE_ADDR="198.51.100.91").status_code == 200
+    assert colleague.status_code == 200
+    assert (
+        bearer(agent).get("/api/v1/conversations", REMOTE_ADDR="198.51.100.90").status_code == 200
+    )
+    no_token = bearer(None).get("/api/v1/conversations", REMOTE_ADDR="198.51.100.90")
+    assert_error_shape(no_token, 429, "throttled")
 
 
 # --- Headers -------------------------------------------------------------------------------------
