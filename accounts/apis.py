@@ -24,6 +24,7 @@ from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from common.api import (
+    ID_MAX,
     IsAdminRole,
     LoginAccountThrottle,
     LoginIpThrottle,
@@ -364,7 +365,7 @@ class PasswordChangeApi(APIView):
 
 class UserFilter(filters.FilterSet):
     role = filters.ChoiceFilter(choices=Role.choices)
-    department = filters.NumberFilter(field_name="departments", distinct=True)
+    department = filters.NumberFilter(field_name="departments", distinct=True, max_value=ID_MAX)
     is_active = filters.BooleanFilter()
 
     class Meta:

@@ -18,7 +18,12 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import (
+    BadRequest,
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
@@ -133,6 +138,58 @@ def _json_error(status_code: int, detail: Any, code: str) -> JsonResponse:
     return JsonResponse(error_body(detail, code), status=status_code)
 
 
+ID_MAX = 2**63 - 1  # the primary keys are bigint: a larger number names no row and breaks SQL
+
+
+def id_param(value: str | None) -> int | None:
+    """An id from a query string or form field: None when absent or not a number; a number no
+    row can have (e.g. ``?page=99999999999999999999``) is a 400, not a database error."""
+    try:
+        number = int(value) if value else None
+    except ValueError:
+        return None
+    if number is not None and abs(number) > ID_MAX:
+        raise BadRequest(f"{number} is out of range")
+    return number
+
+
+PAGE_MAX = 1_000_000  # far past any real list; an OFFSET beyond it would overflow bigint
+
+
+def page_param(value: str | None) -> int:
+    """A page number from a query string: 1 when absent or not a number, at most ``PAGE_MAX``
+    (a page past the end is an empty page)."""
+    return min(max(id_param(value) or 1, 1), PAGE_MAX)
+
+
+NUL_REFUSED = _("Text may not contain NUL characters (U+0000).")
+
+
+def _carries_nul(request: HttpRequest) -> bool:
+    """A NUL in a query string or form field: PostgreSQL stores no NUL in text, so it would
+    fail as a 500 far from here. Files and JSON bodies are not looked at (DRF's fields refuse
+    NUL themselves)."""
+    if "\x00" in request.META.get("QUERY_STRING", "") or "%00" in request.META.get(
+        "QUERY_STRING", ""
+    ):
+        return any("\x00" in v for values in request.GET.lists() for v in values[1])
+    if request.method == "POST" and request.content_type in {
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    }:
+        try:
+            return any("\x00" in v for values in request.POST.lists() for v in values[1])
+        except (RequestDataTooBig, SuspiciousOperation):
+            return False  # answered as such further on
+    return False
+
+
+def _nul_refused(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return _json_error(400, NUL_REFUSED, "invalid")
+    return HttpResponse(str(NUL_REFUSED), status=400, content_type="text/plain; charset=utf-8")
+
+
 class ApiJsonErrorsMiddleware:
     """Below ``/api/``, errors outside DRF views are JSON too (unknown path: 404, crash: 500).
 
@@ -143,6 +200,8 @@ class ApiJsonErrorsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _carries_nul(request):
+            return _nul_refused(request)
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
         if request.path.startswith(WEBHOOKS_PREFIX):  # Meta's, signed; never a bearer

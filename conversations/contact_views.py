@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url
 
 from accounts.models import User
+from common.api import id_param, page_param
 from common.exceptions import ServiceError
 
 from . import selectors
@@ -26,13 +27,6 @@ from .services import contacts, organise
 CONTACTS_TEMPLATE = "conversations/contacts.html"
 CONTACT_TEMPLATE = "conversations/contact.html"
 QUICK_REPLIES_TEMPLATE = "conversations/quick_replies.html"
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
 
 
 def _text(request: HttpRequest, name: str) -> str:
@@ -46,8 +40,8 @@ def _contact_list(request: HttpRequest) -> dict[str, Any]:
     """One page of the contacts the user may see: two queries (the page and its tags)."""
     user: User = request.user  # type: ignore[assignment]
     q = request.GET.get("q", "").strip()[:100]
-    tag = _int(request.GET.get("tag"))
-    page = max(_int(request.GET.get("page")) or 1, 1)
+    tag = id_param(request.GET.get("tag"))
+    page = page_param(request.GET.get("page"))
     size = selectors.CONTACT_PAGE_SIZE
     rows = selectors.customer_list_visible_to(user=user, search=q, tag=tag)
     found = list(rows[(page - 1) * size : page * size + 1])
@@ -150,7 +144,7 @@ def contact_update(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def contact_tags(request: HttpRequest, pk: int) -> HttpResponse:
     customer = _visible_contact(request, pk)
-    tag_ids = [i for i in (_int(v) for v in request.POST.getlist("tags")) if i]
+    tag_ids = [i for i in (id_param(v) for v in request.POST.getlist("tags")) if i]
     extra: dict[str, Any] = {}
     try:
         organise.customer_tags_set(customer=customer, actor=request.user, tag_ids=tag_ids)  # type: ignore[arg-type]

@@ -1,7 +1,11 @@
 """django-filter sets for the conversations API."""
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils.translation import gettext_lazy as _
 from django_filters import rest_framework as filters
+from rest_framework.exceptions import ValidationError
+
+from common.api import ID_MAX
 
 from .models import Conversation, ConversationStatus, Message, Priority
 from .selectors import conversation_order_as_queue
@@ -18,11 +22,11 @@ class ConversationFilter(filters.FilterSet):
     """
 
     status = filters.MultipleChoiceFilter(choices=ConversationStatus.choices)
-    department = filters.NumberFilter(field_name="department_id")
+    department = filters.NumberFilter(field_name="department_id", max_value=ID_MAX)
     assigned_to = filters.CharFilter(method="filter_assigned_to")
     search = filters.CharFilter(method="filter_search", max_length=200)
-    whatsapp_account = filters.NumberFilter(field_name="whatsapp_account_id")
-    tag = filters.NumberFilter(method="filter_tag")
+    whatsapp_account = filters.NumberFilter(field_name="whatsapp_account_id", max_value=ID_MAX)
+    tag = filters.NumberFilter(method="filter_tag", max_value=ID_MAX)
     priority = filters.MultipleChoiceFilter(choices=Priority.choices)
 
     class Meta:
@@ -59,6 +63,8 @@ class ConversationFilter(filters.FilterSet):
             return queryset.filter(assigned_to__isnull=True)
         if not value.isdigit():
             return queryset.none()
+        if int(value) > ID_MAX:
+            raise ValidationError({"assigned_to": [_("No user has this id.")]})
         return queryset.filter(assigned_to_id=int(value))
 
     def filter_search(

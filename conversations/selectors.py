@@ -31,6 +31,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts import presence
 from accounts.models import Availability, Role, User
+from common.api import id_param, page_param
 from common.exceptions import NotPermitted
 from departments.models import AssignmentMode, Department
 
@@ -504,13 +505,6 @@ def _tab_filters(*, user: User) -> dict[str, Q]:
     }
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class InboxQuery:
     """What the inbox shows: a tab, a search, filters and a page (the console's query string)."""
@@ -533,15 +527,15 @@ class InboxQuery:
         return cls(
             tab=tab if tab in TAB_KEYS else "inbox",
             q=params.get("q", "").strip()[:100],
-            department=_int(params.get("department")),
-            agent=_int(params.get("agent")),
+            department=id_param(params.get("department")),
+            agent=id_param(params.get("agent")),
             status=status if status in ConversationStatus.values else "",
-            number=_int(params.get("number")),
-            tag=_int(params.get("tag")),
+            number=id_param(params.get("number")),
+            tag=id_param(params.get("tag")),
             priority=priority
             if (priority := params.get("priority", "")) in Priority.values
             else "",
-            page=max(_int(params.get("page")) or 1, 1),
+            page=page_param(params.get("page")),
         )
 
     def params(self, **override: Any) -> str:

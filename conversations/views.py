@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from accounts.models import User
+from common.api import id_param
 from common.exceptions import NotPermitted, ServiceError
 
 from . import selectors, services
@@ -75,13 +76,6 @@ COMPOSER_EMOJI = (
     "📦",
 )
 REACTION_EMOJI = ("👍", "❤️", "😂", "😮", "😢", "🙏")
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
 
 
 def _numbers(request: HttpRequest) -> list[ChannelNumber]:
@@ -413,7 +407,7 @@ def conversation_reopen(request: HttpRequest, pk: int) -> HttpResponse:
 @conversation_view
 def conversation_organise(request: HttpRequest, pk: int) -> HttpResponse:
     """The pane's priority and tags form; the row changes at once."""
-    tag_ids = [i for i in (_int(v) for v in request.POST.getlist("tags")) if i]
+    tag_ids = [i for i in (id_param(v) for v in request.POST.getlist("tags")) if i]
     response = _act(
         request,
         pk,
@@ -440,8 +434,8 @@ def conversation_read(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @conversation_view
 def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
-    to_user_id = _int(request.POST.get("to_user"))
-    to_department_id = _int(request.POST.get("to_department"))
+    to_user_id = id_param(request.POST.get("to_user"))
+    to_department_id = id_param(request.POST.get("to_department"))
     to_user = selectors.user_get_active(pk=to_user_id) if to_user_id else None
     to_department = selectors.department_get(pk=to_department_id) if to_department_id else None
     response = _act(
@@ -460,7 +454,7 @@ def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
 @conversation_view
 def conversation_send(request: HttpRequest, pk: int) -> HttpResponse:
     body = _text(request, "body", 4096)
-    reply_to_id = _int(request.POST.get("reply_to"))
+    reply_to_id = id_param(request.POST.get("reply_to"))
     upload = request.FILES.get("attachment")
     if request.POST.get("send_at", "").strip():
         # "Schedule": the composer's date and time, in the desk's time zone
@@ -662,7 +656,9 @@ def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
         line.strip() for line in request.POST.get("parameters", "").splitlines() if line.strip()
     ]
     content = conversation_channel(conversation).template_message(
-        conversation=conversation, pk=_int(request.POST.get("template")) or 0, parameters=parameters
+        conversation=conversation,
+        pk=id_param(request.POST.get("template")) or 0,
+        parameters=parameters,
     )
     if content is None:
         return render(
