@@ -471,9 +471,23 @@ def _payload(event: WebhookEvent) -> dict[str, Any]:
         return event.payload
     try:
         payload = json.loads(event.raw_body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
+    if "\\u0000" in event.raw_body:  # PostgreSQL stores no NUL, in text nor in jsonb
+        payload = _without_nul(payload)
     return payload if isinstance(payload, dict) else {}
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with every U+0000 removed from its strings (keys included): a customer's
+    message or profile name holding one is stored like any other, minus the NUL."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
 
 
 class _Walk:

@@ -16,7 +16,7 @@ from celery import current_app
 from django.core.cache import cache
 from django.db import transaction
 
-from whatsapp.models import WebhookEvent
+from whatsapp.models import WebhookEvent, WebhookStatus
 
 from .accounts import app_secret
 
@@ -55,10 +55,17 @@ def _first_phone_number_id(payload: dict[str, Any]) -> str:
     return ""
 
 
+def _storable(raw_body: bytes) -> str:
+    """Bytes that are not UTF-8 text, kept readable: undecodable bytes as ``\\xNN`` escapes,
+    and NUL (which PostgreSQL refuses in text) as ``\\x00``."""
+    return raw_body.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+
+
 def webhook_receive(*, raw_body: bytes, signature: str, queue: bool = True) -> WebhookEvent:
     """Verify and durably store one delivery; processing is queued once the row is committed.
 
-    Raises :class:`SignatureError` (nothing stored) or :class:`PayloadError` (nothing stored).
+    Raises :class:`SignatureError` (nothing stored) or :class:`PayloadError`: signed but not a
+    UTF-8 JSON object (stored as ``unknown``, with the reason, for a person to look at).
     Database errors propagate: the view answers 503 so that Meta delivers again.
     ``queue=False`` leaves queueing to the caller (:func:`webhook_queue`), as the view does.
     The parsed ``payload`` is filled in by the processing task: one plain INSERT here.
@@ -66,13 +73,23 @@ def webhook_receive(*, raw_body: bytes, signature: str, queue: bool = True) -> W
     if not signature_is_valid(raw_body, signature):
         raise SignatureError
     try:
-        payload = json.loads(raw_body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(str(exc)) from exc
-    if not isinstance(payload, dict):
-        raise PayloadError("the body is not a JSON object")
+        text = raw_body.decode("utf-8")  # Meta sends UTF-8; json.loads would also take UTF-16
+        payload = json.loads(text)
+        if not isinstance(payload, dict):
+            raise ValueError("the body is not a JSON object")
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # Signed by Meta yet not understood: kept (and listed as not understood) for a person
+        # to look at, answered 400 so that Meta does not retry it for a week.
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        WebhookEvent.objects.create(
+            raw_body=_storable(raw_body),
+            signature=signature[:100],
+            status=WebhookStatus.UNKNOWN,
+            error=f"unparseable: {reason}"[:1000],
+        )
+        raise PayloadError(reason) from exc
     event = WebhookEvent.objects.create(
-        raw_body=raw_body.decode("utf-8"),
+        raw_body=text,
         signature=signature[:100],
         phone_number_id=_first_phone_number_id(payload),
     )
@@ -93,7 +110,8 @@ class IntakeAnswer:
 def webhook_accept(*, raw_body: bytes, signature: str) -> IntakeAnswer:
     """One delivery from the wire: store it and hand it to the workers, or say why not.
 
-    ``403`` bad signature and ``400`` not a JSON object (nothing stored either way), ``503`` when
+    ``403`` bad signature (nothing stored), ``400`` not a UTF-8 JSON object (kept as not
+    understood), ``503`` when
     the database cannot take it (Meta delivers it again), else ``200``. Shared by the Django view
     and the ASGI endpoint (:mod:`whatsapp.asgi`) so that both answer alike.
     """

@@ -105,11 +105,46 @@ def test_the_signature_covers_the_raw_bytes_not_reserialised_json(
     assert WebhookEvent.objects.get().raw_body == raw.decode()
 
 
-def test_signed_but_unparseable_is_400(client, fake_graph, signed_webhook):
-    body, headers = signed_webhook(b"{not json")
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "Expecting property name"),
+        (b"[1, 2]", "not a JSON object"),
+        # valid JSON, but UTF-16: Meta sends UTF-8, and json.loads would have taken it
+        (json.dumps({"object": "whatsapp_business_account"}).encode("utf-16"), "utf-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        (b"\x00\xff{", "utf-8"),
+    ],
+)
+def test_signed_but_unparseable_is_400_and_kept_as_not_understood(
+    client, fake_graph, signed_webhook, raw, reason
+):
+    body, headers = signed_webhook(raw)
     response = client.post(URL, body, content_type="application/json", headers=headers)
+    # 400, not 503: Meta would retry a 5xx for a week
     assert response.status_code == 400
-    assert not WebhookEvent.objects.exists()
+    kept = WebhookEvent.objects.get()
+    assert kept.status == WebhookStatus.UNKNOWN
+    assert reason in kept.error
+    assert kept.raw_body  # readable: undecodable bytes and NUL as \\xNN escapes
+    assert not Message.objects.exists()
+
+
+def test_a_customer_message_and_name_with_nul_are_stored_without_it(
+    client, fake_graph, signed_webhook, django_capture_on_commit_callbacks
+):
+    payload = sandbox.text_delivery(
+        wa_id="5511987650002", body="Olá\u0000 mundo", name="Ma\u0000ria", wamid="wamid.NUL1"
+    )
+    body, headers = signed_webhook(payload)
+    assert b"\\u0000" in body  # JSON-escaped, as Meta would send it
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(URL, body, content_type="application/json", headers=headers)
+    assert response.status_code == 200
+    message = Message.objects.get(wa_message_id="wamid.NUL1")
+    assert message.body == "Olá mundo"
+    assert message.conversation.customer.name == "Maria"
+    assert WebhookEvent.objects.get().status == WebhookStatus.PROCESSED
 
 
 def test_bodies_up_to_3_mb_are_accepted(client, fake_graph, signed_webhook, settings):

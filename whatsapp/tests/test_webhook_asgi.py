@@ -89,11 +89,11 @@ def test_a_missing_signature_is_refused(asgi, fake_graph):
     assert not WebhookEvent.objects.exists()
 
 
-def test_signed_but_not_json_is_a_400_and_nothing_is_stored(asgi, fake_graph, signed_webhook):
+def test_signed_but_not_json_is_a_400_and_kept_as_not_understood(asgi, fake_graph, signed_webhook):
     body, headers = _signed(signed_webhook, b"{not json")
     status, _headers, content = asgi("POST", URL, body=body, headers=headers)
     assert (status, content) == (400, b"invalid JSON")
-    assert not WebhookEvent.objects.exists()
+    assert WebhookEvent.objects.get().status == "unknown"
 
 
 def test_deliveries_up_to_3_mb_are_accepted(asgi, fake_graph, signed_webhook):
