@@ -34,12 +34,13 @@ class ActiveSubscription:
 _memo: tuple[int, tuple[ActiveSubscription, ...]] | None = None
 
 
-def _version() -> int:
+def _version() -> int | None:
+    """None: the cache is unreachable (Redis down), so no copy can be trusted."""
     version = cache.get(VERSION_KEY)
     if version is None:  # never set, or evicted: a fresh number no process has a copy for
         cache.add(VERSION_KEY, time.time_ns(), timeout=None)
         version = cache.get(VERSION_KEY)
-    return int(version)
+    return None if version is None else int(version)
 
 
 def subscriptions_bump_version() -> None:
@@ -67,6 +68,8 @@ def subscription_list_active_cached() -> tuple[ActiveSubscription, ...]:
     """
     global _memo  # noqa: PLW0603 - the per-process copy
     version = _version()
+    if version is None:  # Redis down: a change elsewhere could not be heard; ask each time
+        return _active_from_database()
     memo = _memo
     if memo is not None and memo[0] == version:
         return memo[1]

@@ -144,7 +144,8 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache, where an unreachable Redis is a miss, not a 500.
+            "BACKEND": "common.cache.FailSoftRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "supportdesk",
         }
