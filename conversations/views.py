@@ -706,6 +706,15 @@ def message_retry(request: HttpRequest, pk: int, message_pk: int) -> HttpRespons
 
 def _resend(*, conversation: Conversation, actor: User, failed: Message) -> Conversation:
     extra: dict[str, Any] = {"raw_payload": failed.raw_payload} if failed.raw_payload else {}
+    if failed.type == MessageType.TEMPLATE and (failed.media_file or failed.media_id):
+        # the header's file: sent again by its media id when the channel holds it already
+        extra.update(
+            media_file=failed.media_file,
+            media_id=failed.media_id,
+            media_mime_type=failed.media_mime_type,
+            media_filename=failed.media_filename,
+            media_size=failed.media_size,
+        )
     services.message_create_outbound(
         conversation=conversation,
         actor=actor,

@@ -199,6 +199,15 @@ def _check_media_header(
     kind = spec.header
     labels = {"image": _("an image"), "video": _("a video"), "document": _("a document")}
     given_kind = parameter.get("type") if isinstance(parameter, dict) else None
+    if given_kind is None and not has_file:
+        _refuse(
+            _(
+                "The template “%(name)s” (%(language)s) needs %(kind)s in its header: give its "
+                "link or upload the file."
+            )
+            % {**names, "kind": labels[kind]},
+            "template_header_media",
+        )
     if given_kind != kind:
         _refuse(
             _(
@@ -232,15 +241,6 @@ def _check_header(
     spec: TemplateSpec, given: list[Any] | None, names: dict[str, str], *, has_file: bool
 ) -> None:
     parameters = given or []
-    if has_file and spec.header not in MEDIA_HEADERS.values():
-        _refuse(
-            _(
-                "The template “%(name)s” (%(language)s) has no image, video or document header: "
-                "send it without a file."
-            )
-            % names,
-            "template_header_media",
-        )
     if spec.header in MEDIA_HEADERS.values():
         if len(parameters) > 1:
             _refuse(_("A template's header takes one file."), "template_header_media")
@@ -357,6 +357,15 @@ def _check_components(
 ) -> None:
     spec = template_spec(template)
     given = _given(payload)
+    if has_file and spec.header not in MEDIA_HEADERS.values():
+        _refuse(
+            _(
+                "The template “%(name)s” (%(language)s) has no image, video or document header: "
+                "send it without a file."
+            )
+            % names,
+            "template_header_media",
+        )
     if given.unknown:
         _refuse(
             _("A template message has header, body and button components; not %(kind)s.")
@@ -369,7 +378,7 @@ def _check_components(
             % names,
             "template_parameters",
         )
-    if spec.header or has_file:
+    if spec.header:
         _check_header(spec, given.header, names, has_file=has_file)
     expected, count = len(spec.body_parameters), len(given.body)
     if expected != count:
