@@ -398,6 +398,12 @@ def department_list_active() -> QuerySet[Department]:
     return Department.objects.filter(is_active=True).only("pk", "name")
 
 
+def department_list_startable_by(*, user: User) -> QuerySet[Department]:
+    """The departments ``user`` may start a conversation in: an agent's own, else every one."""
+    found = department_list_active().order_by("name")
+    return found if user.sees_everything else found.filter(pk__in=user.departments.values("pk"))
+
+
 def user_list_inbox_agents() -> QuerySet[User]:
     """The people the inbox can be filtered by: every active user but the admins."""
     return (

@@ -31,6 +31,7 @@ from common.exceptions import NotPermitted, ServiceError
 
 from . import selectors, services
 from .channels import ChannelNumber, TemplateChoice, channel_numbers_active, conversation_channel
+from .forms import template_request_from_post
 from .models import (
     Conversation,
     ConversationStatus,
@@ -42,6 +43,7 @@ from .models import (
     SenderKind,
 )
 from .services import automate, organise
+from .services.templates import TemplateRequest, template_content
 from .uploads import UploadKind, upload_validate
 
 PAGE_TEMPLATE = "conversations/console.html"
@@ -656,33 +658,19 @@ def _approved_templates(conversation: Conversation) -> list[TemplateChoice]:
 @login_required
 @conversation_view
 def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
-    """Outside the 24-hour window only an approved template may start the conversation again."""
-    conversation = _visible_or_404(request, pk)
-    parameters = [
-        line.strip() for line in request.POST.get("parameters", "").splitlines() if line.strip()
-    ]
-    content = conversation_channel(conversation).template_message(
-        conversation=conversation, pk=_int(request.POST.get("template")) or 0, parameters=parameters
-    )
-    if content is None:
-        return render(
-            request,
-            f"{PAGE_TEMPLATE}#conversation_pane",
-            _pane(request, conversation, error=_("Choose an approved template.")),
-        )
-    body, raw_payload = content
-    return _act(request, pk, _send_template, body=body, raw_payload=raw_payload)
+    """Outside the 24-hour window only an approved template may start the conversation again:
+    the picker's fields give each part of it its parameters (a media header: a link or a file)."""
+    _visible_or_404(request, pk)
+    template = template_request_from_post(request.POST, request.FILES)
+    return _act(request, pk, _send_template, template=template)
 
 
 def _send_template(
-    *, conversation: Conversation, actor: User, body: str, raw_payload: dict[str, Any]
+    *, conversation: Conversation, actor: User, template: TemplateRequest
 ) -> Conversation:
+    body, fields = template_content(conversation=conversation, template=template)
     services.message_create_outbound(
-        conversation=conversation,
-        actor=actor,
-        body=body,
-        type=MessageType.TEMPLATE,
-        raw_payload=raw_payload,
+        conversation=conversation, actor=actor, body=body, type=MessageType.TEMPLATE, **fields
     )
     return conversation
 
