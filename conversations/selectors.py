@@ -109,6 +109,7 @@ def _visible_customers_q(*, user: User) -> Q:
 
 
 CONTACT_PAGE_SIZE = 25
+CONTACT_CONVERSATIONS_PAGE_SIZE = 25
 
 
 def customer_list_visible_to(
