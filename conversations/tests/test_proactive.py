@@ -452,3 +452,10 @@ def test_a_boleto_pdf_uploaded_as_the_header_goes_through_graph_media(
             "parameters": [{"type": "text", "text": "abc123"}],
         },
     ]
+
+
+@pytest.mark.usefixtures("welcome")
+def test_the_refusals_speak_portuguese(agent: Any, settings: Any) -> None:
+    settings.LANGUAGE_CODE = "pt-br"
+    body = assert_error_shape(_start(agent, phone="123"), 400, "invalid_phone")
+    assert "não é um número de WhatsApp" in body["detail"]
