@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from common.exceptions import NotPermitted, ServiceError
+from common.exceptions import Conflict, NotPermitted, ServiceError
 
 if TYPE_CHECKING:  # rest_framework.views reads DEFAULT_THROTTLE_CLASSES (this module) on import
     from rest_framework.views import APIView
@@ -78,6 +78,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF ``EXCEPTION_HANDLER``: every failure becomes ``{"detail", "code"}`` JSON."""
     if isinstance(exc, NotPermitted):
         exc = exceptions.PermissionDenied(exc.message, code=exc.code)
+    elif isinstance(exc, Conflict):
+        exc = ServiceConflict(exc.message, code=exc.code)
     elif isinstance(exc, ServiceError):
         exc = ServiceRefused(exc.message, code=exc.code)
     elif isinstance(exc, Http404 | ObjectDoesNotExist):
@@ -126,6 +128,14 @@ class ServiceRefused(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = _("This change cannot be made.")
     default_code = "invalid"
+
+
+class ServiceConflict(exceptions.APIException):
+    """A service said the change clashes with the current state (``Conflict``)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("The request conflicts with the current state.")
+    default_code = "conflict"
 
 
 class RequestTooLarge(exceptions.APIException):

@@ -16,3 +16,9 @@ class NotPermitted(ServiceError):  # noqa: N818 - reads better at call sites
     """The actor may see the object but not perform this action on it."""
 
     default_code = "permission_denied"
+
+
+class Conflict(ServiceError):  # noqa: N818 - reads better at call sites
+    """The change clashes with the object's current state (an API answers 409)."""
+
+    default_code = "conflict"

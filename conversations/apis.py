@@ -4,6 +4,7 @@ Interfaces only: every read goes through ``selectors`` (an object out of reach i
 change through ``services`` (a refused action is a 403/400 with the service's message).
 """
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,6 @@ from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
 
 from . import selectors, services
-from .channels import conversation_channel
 from .filters import ConversationFilter
 from .models import (
     Conversation,
@@ -47,7 +47,8 @@ from .serializers import (
     MessageSerializer,
     TagSerializer,
 )
-from .services import automate, organise
+from .services import automate, organise, proactive
+from .services.templates import TemplateRequest, template_content
 from .uploads import upload_validate
 
 CONVERSATION_EXAMPLE = {
@@ -97,9 +98,189 @@ def _conversation_response(conversation: Conversation) -> Response:
 # --- Conversations -----------------------------------------------------------------------------
 
 
+class TemplateHeaderSerializer(serializers.Serializer[Any]):
+    type = serializers.ChoiceField(
+        choices=["text", "image", "video", "document", "location"],
+        required=False,
+        help_text="the header's kind (defaults to the synced template's)",
+    )
+    text = serializers.CharField(max_length=1024, required=False, help_text="a text header's {{1}}")
+    link = serializers.URLField(
+        max_length=2048,
+        required=False,
+        help_text="an image, video or document header's public http(s) address (or upload the "
+        "file as multipart `file`)",
+    )
+    id = serializers.CharField(
+        max_length=128, required=False, help_text="a media id uploaded to the channel already"
+    )
+    filename = serializers.CharField(
+        max_length=240, required=False, help_text="a document's name, e.g. boleto.pdf"
+    )
+    latitude = serializers.FloatField(required=False, min_value=-90, max_value=90)
+    longitude = serializers.FloatField(required=False, min_value=-180, max_value=180)
+    name = serializers.CharField(max_length=1000, required=False)
+    address = serializers.CharField(max_length=1000, required=False)
+
+
+class TemplateButtonSerializer(serializers.Serializer[Any]):
+    index = serializers.IntegerField(
+        min_value=0, max_value=9, help_text="the button's position in the template, from 0"
+    )
+    type = serializers.ChoiceField(
+        choices=["url", "quick_reply", "copy_code"],
+        required=False,
+        help_text="defaults to the synced button's",
+    )
+    text = serializers.CharField(
+        max_length=1024, required=False, help_text="a URL button's link ending ({{1}})"
+    )
+    payload = serializers.CharField(
+        max_length=1024, required=False, help_text="a quick reply's payload"
+    )
+    coupon_code = serializers.CharField(
+        max_length=20, required=False, help_text="a copy-code button's code"
+    )
+
+
+class MessageTemplateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=16, help_text="e.g. pt_BR")
+    parameters = serializers.ListField(
+        child=serializers.CharField(max_length=1024),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="the body's {{1}}, {{2}}... in order",
+    )
+    header = TemplateHeaderSerializer(
+        required=False,
+        help_text="the header's parameter: text, a media link (or the multipart `file`) or a "
+        "location",
+    )
+    buttons = TemplateButtonSerializer(
+        many=True, required=False, help_text="the buttons' parameters"
+    )
+
+
+def _flat_errors(errors: Any, prefix: str = "") -> list[str]:
+    """DRF's nested errors as one list of ``"field: message"`` (``header.link: ...``)."""
+    if isinstance(errors, dict):
+        return [
+            line
+            for field, inner in errors.items()
+            for line in _flat_errors(inner, f"{prefix}{field}." if prefix or field else "")
+        ]
+    if isinstance(errors, list):
+        if all(not isinstance(e, dict | list) for e in errors):
+            return [f"{prefix[:-1]}: {e}" if prefix else str(e) for e in errors]
+        return [
+            line
+            for i, inner in enumerate(errors)
+            if inner
+            for line in _flat_errors(inner, f"{prefix}{i}.")
+        ]
+    return [f"{prefix[:-1]}: {errors}" if prefix else str(errors)]
+
+
+@extend_schema_field(MessageTemplateSerializer)
+class MessageTemplateField(serializers.JSONField):
+    """``{name, language, parameters, header?, buttons?}``, with its errors as a flat list (one
+    per problem). In a multipart request it is a JSON string."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, str | bytes):
+            try:
+                data = json.loads(data)
+            except ValueError as exc:
+                raise serializers.ValidationError(
+                    [_("The template must be a JSON object.")], code="invalid"
+                ) from exc
+        inner = MessageTemplateSerializer(data=data)
+        if not inner.is_valid():
+            raise serializers.ValidationError(_flat_errors(inner.errors), code="invalid")
+        return dict(inner.validated_data)
+
+
+def template_request(data: dict[str, Any], *, file: UploadedFile | None = None) -> TemplateRequest:
+    """The service's view of a validated ``template`` field (and the header's file)."""
+    buttons = [
+        {key: value for key, value in button.items() if value is not None}
+        for button in data.get("buttons") or []
+    ]
+    return TemplateRequest(
+        name=data["name"],
+        language=data["language"],
+        parameters=list(data.get("parameters") or []),
+        header=dict(data["header"]) if data.get("header") else None,
+        buttons=buttons,
+        file=file,
+    )
+
+
+def _file_check(value: UploadedFile) -> UploadedFile:
+    limit = settings.API_UPLOAD_MAX_BYTES
+    if value.size is not None and value.size > limit:
+        raise serializers.ValidationError(
+            _("The file is larger than %(mb)s MB.") % {"mb": round(limit / 1024 / 1024, 1)},
+            code="file_too_large",
+        )
+    try:  # WhatsApp's own types and sizes, as the console checks them
+        upload_validate(filename=value.name, content_type=value.content_type, size=value.size)
+    except ServiceError as exc:
+        raise serializers.ValidationError(exc.message, code="file_not_sendable") from exc
+    return value
+
+
+class ConversationStartSerializer(serializers.Serializer[Any]):
+    phone = serializers.CharField(
+        max_length=32, help_text="the customer's WhatsApp number, e.g. +55 11 98765-4321"
+    )
+    name = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="names a new contact (an existing one keeps its name)",
+    )
+    department = serializers.PrimaryKeyRelatedField(
+        queryset=Department.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="agents: one of their own (the first by default)",
+    )
+    whatsapp_account = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="the business number to write from (the default number otherwise)",
+    )
+    template = MessageTemplateField(
+        help_text="the approved template that opens the conversation (a JSON string in a "
+        "multipart request, whose `file` is then its media header)"
+    )
+    file = serializers.FileField(
+        required=False,
+        allow_empty_file=False,
+        max_length=255,
+        help_text="the template's image, video or document header (multipart)",
+    )
+
+    def validate_file(self, value: UploadedFile) -> UploadedFile:
+        return _file_check(value)
+
+
+class ConversationStartedSerializer(ConversationSerializer):
+    message = MessageSerializer(read_only=True, help_text="the template sent")
+
+    class Meta(ConversationSerializer.Meta):
+        fields = (*ConversationSerializer.Meta.fields, "message")  # type: ignore[assignment]
+
+
 class ConversationListApi(ListAPIView[Conversation]):
     serializer_class = ConversationSerializer
     filterset_class = ConversationFilter
+    parser_classes = (JSONParser, MultiPartParser, FormParser)
 
     def get_queryset(self) -> Any:
         return selectors.conversation_list_visible_to(user=self.request.user).prefetch_related(  # type: ignore[arg-type]
@@ -123,6 +304,81 @@ class ConversationListApi(ListAPIView[Conversation]):
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["conversations"],
+        summary="Start a conversation with a customer: an approved template, assigned to you",
+        description=(
+            "Finds the customer by `phone` as WhatsApp's intake does (a Brazilian mobile with or "
+            "without the ninth digit is one customer) or creates them, opens a conversation "
+            "assigned to the caller and sends the template. A customer has one conversation in "
+            "progress per number: the caller's own is used, one waiting with the bot or in a "
+            "queue the caller sees is taken over (200); one a colleague handles, or waiting in "
+            "a queue the caller does not see, is a 409 `conversation_in_progress`. Agents start "
+            "conversations in their own departments only (403). Template errors are 400s "
+            "(`template_not_found`, `template_not_approved`, `template_parameters`, "
+            "`template_header_media`, `template_button`); a phone that is not a WhatsApp number "
+            "is a 400 `invalid_phone`. Emits `conversation.created`, `conversation.assigned` and "
+            "`message.created`."
+        ),
+        request={
+            "application/json": ConversationStartSerializer,
+            "multipart/form-data": ConversationStartSerializer,
+        },
+        responses={
+            201: ConversationStartedSerializer,
+            200: ConversationStartedSerializer,
+            400: VALIDATION_ERROR,
+            401: ERROR,
+            403: ERROR,
+            409: ERROR,
+        },
+        examples=[
+            OpenApiExample(
+                "A boleto",
+                value={
+                    "phone": "+55 11 98765-4321",
+                    "name": "Maria Souza",
+                    "department": 3,
+                    "template": {
+                        "name": "boleto_disponivel",
+                        "language": "pt_BR",
+                        "parameters": ["Maria", "R$ 129,90"],
+                        "header": {
+                            "type": "document",
+                            "link": "https://loja.example.com/boletos/123.pdf",
+                            "filename": "boleto.pdf",
+                        },
+                        "buttons": [{"index": 0, "text": "123"}],
+                    },
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Started",
+                value={**CONVERSATION_EXAMPLE, "message": {**MESSAGE_EXAMPLE, "type": "template"}},
+                response_only=True,
+                status_codes=[201],
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ConversationStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        started = proactive.conversation_start(
+            actor=request.user,  # type: ignore[arg-type]
+            phone=data["phone"],
+            name=data.get("name", ""),
+            department=data.get("department"),
+            number_id=data.get("whatsapp_account"),
+            template=template_request(data["template"], file=data.get("file")),
+        )
+        started.conversation.message = started.message  # type: ignore[attr-defined]
+        return Response(
+            ConversationStartedSerializer(started.conversation).data,
+            status=status.HTTP_201_CREATED if started.created else status.HTTP_200_OK,
+        )
 
 
 class PrioritySerializer(serializers.Serializer[Any]):
@@ -342,36 +598,6 @@ class MessageListQuerySerializer(serializers.Serializer[Any]):
     conversation = serializers.IntegerField(min_value=1)
 
 
-class MessageTemplateSerializer(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=512)
-    language = serializers.CharField(max_length=16, help_text="e.g. pt_BR")
-    parameters = serializers.ListField(
-        child=serializers.CharField(max_length=1024),
-        required=False,
-        default=list,
-        max_length=100,
-        help_text="the body's {{1}}, {{2}}... in order",
-    )
-
-
-@extend_schema_field(MessageTemplateSerializer)
-class MessageTemplateField(serializers.JSONField):
-    """``{name, language, parameters}``, with its errors as a flat list (one per problem)."""
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        inner = MessageTemplateSerializer(data=data)
-        if not inner.is_valid():
-            raise serializers.ValidationError(
-                [
-                    f"{field}: {message}"
-                    for field, messages in inner.errors.items()
-                    for message in (messages if isinstance(messages, list) else [messages])
-                ],
-                code="invalid",
-            )
-        return dict(inner.validated_data)
-
-
 class MessageCreateSerializer(serializers.Serializer[Any]):
     conversation = serializers.IntegerField(min_value=1)
     body = serializers.CharField(
@@ -386,8 +612,9 @@ class MessageCreateSerializer(serializers.Serializer[Any]):
     )
     template = MessageTemplateField(
         required=False,
-        help_text="a synced template approved for the conversation's number (JSON only); "
-        "the only kind of message allowed outside the 24-hour window",
+        help_text="a synced template approved for the conversation's number (a JSON string in "
+        "a multipart request, whose `file` is then the template's image, video or document "
+        "header); the only kind of message allowed outside the 24-hour window",
     )
     send_at = serializers.DateTimeField(
         required=False,
@@ -406,23 +633,9 @@ class MessageCreateSerializer(serializers.Serializer[Any]):
             raise serializers.ValidationError(exc.message, code=exc.code) from exc
 
     def validate_file(self, value: UploadedFile) -> UploadedFile:
-        limit = settings.API_UPLOAD_MAX_BYTES
-        if value.size is not None and value.size > limit:
-            raise serializers.ValidationError(
-                _("The file is larger than %(mb)s MB.") % {"mb": round(limit / 1024 / 1024, 1)},
-                code="file_too_large",
-            )
-        try:  # WhatsApp's own types and sizes, as the console checks them
-            upload_validate(filename=value.name, content_type=value.content_type, size=value.size)
-        except ServiceError as exc:
-            raise serializers.ValidationError(exc.message, code="file_not_sendable") from exc
-        return value
+        return _file_check(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("template") and attrs.get("file"):
-            raise serializers.ValidationError(
-                {"template": [_("Send a template or a file, not both.")]}, code="invalid"
-            )
         if attrs.get("template"):
             return attrs
         if not attrs.get("body", "").strip() and not attrs.get("file"):
@@ -499,16 +712,9 @@ class MessageListApi(ListAPIView[Message]):
         body: str = data.get("body", "")
         if template := data.get("template"):
             kind = MessageType.TEMPLATE
-            content = conversation_channel(conversation).template_message(
-                conversation=conversation,
-                name=template["name"],
-                language=template["language"],
-                parameters=template["parameters"],
+            body, media = template_content(
+                conversation=conversation, template=template_request(template, file=upload)
             )
-            if content is None:  # a name always yields content: this is for the type checker
-                raise ValidationError({"template": [_("Unknown template.")]})
-            body, raw_payload = content
-            media = {"raw_payload": raw_payload}
         elif upload is not None:
             classified = upload_validate(
                 filename=upload.name, content_type=upload.content_type, size=upload.size

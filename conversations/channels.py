@@ -8,7 +8,7 @@ own event handler, on the ``message.created`` and ``conversation.read`` events.
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -16,6 +16,9 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from .models import Conversation
+
+if TYPE_CHECKING:  # services import this module
+    from .services.customers import CustomerIdentity
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,42 @@ class ChannelCapabilities:
 
 
 @dataclass(frozen=True)
+class TemplateButtonChoice:
+    """A button of a template. ``parameter``: ``required`` (e.g. the end of a URL button's
+    link), ``optional`` (a quick reply's payload) or ``""`` (the button takes none)."""
+
+    index: int
+    type: str  # url | quick_reply | copy_code | phone_number | ...
+    text: str
+    parameter: str
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class TemplateChoice:
-    """An approved message template the composer may offer (``pk`` as the channel knows it)."""
+    """An approved message template the composer may offer (``pk`` as the channel knows it).
+
+    ``header``: ``""`` (none), ``text``, ``image``, ``video``, ``document`` or ``location``;
+    ``header_parameters`` and ``body_parameters`` name the placeholders to fill, in order."""
 
     pk: int
     name: str
     language: str
     body_text: str
     parameter_count: int
+    header: str = ""
+    header_text: str = ""
+    header_parameters: tuple[str, ...] = ()
+    body_parameters: tuple[str, ...] = ()
+    buttons: tuple[TemplateButtonChoice, ...] = ()
+
+    @property
+    def header_media(self) -> bool:
+        return self.header in ("image", "video", "document")
+
+    @property
+    def button_parameters(self) -> tuple[TemplateButtonChoice, ...]:
+        return tuple(b for b in self.buttons if b.parameter)
 
 
 @dataclass(frozen=True)
@@ -70,8 +101,19 @@ class Channel(Protocol):
 
     def templates_approved(self, *, conversation: Conversation) -> list[TemplateChoice]: ...
 
+    def templates_for_number(self, *, number_id: int) -> list[TemplateChoice]:
+        """The approved templates of one of the business's numbers (before any conversation)."""
+
     def numbers_active(self) -> list[ChannelNumber]:
         """The business's active numbers, by name (one query)."""
+
+    def number_default(self) -> ChannelNumber:
+        """The number a conversation the desk starts goes through when none is chosen."""
+
+    def customer_identity(self, *, address: str, name: str = "") -> "CustomerIdentity | None":
+        """Who ``address`` (a phone number as someone typed it) is on the channel: every form
+        under which the channel knows that person, as its intake finds customers; None when it
+        is not an address of the channel."""
 
     def template_message(
         self,
@@ -81,10 +123,15 @@ class Channel(Protocol):
         pk: int | None = None,
         name: str = "",
         language: str = "",
+        header: dict[str, Any] | None = None,
+        buttons: list[dict[str, Any]] | None = None,
     ) -> tuple[str, dict[str, Any]] | None:
         """``(body, raw_payload)`` of a template message, picked by ``pk`` (the console) or by
         ``name`` and ``language`` (the API); None when ``pk`` names no template of the number.
-        Whether it may be sent is :meth:`outbound_validate`'s answer."""
+        ``parameters`` are the body's; ``header`` (``{"type": "text", "text"}``, or a media
+        kind with ``link``/``id``/``filename``; a file attached to the message otherwise) and
+        ``buttons`` (``[{"index", "value"}]``) the others'. Whether it may be sent is
+        :meth:`outbound_validate`'s answer."""
 
 
 @cache
@@ -95,6 +142,11 @@ def _channel(path: str) -> Channel:
 
 def conversation_channel(conversation: Conversation) -> Channel:
     """The channel of ``conversation`` (today every conversation is on the one configured)."""
+    return _channel(settings.CONVERSATION_CHANNEL)
+
+
+def channel_configured() -> Channel:
+    """The configured channel, for what comes before any conversation (a proactive start)."""
     return _channel(settings.CONVERSATION_CHANNEL)
 
 

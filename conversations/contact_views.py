@@ -90,13 +90,20 @@ def _visible_contact(request: HttpRequest, pk: int) -> Customer:
 
 
 def _contact(request: HttpRequest, customer: Customer, **extra: Any) -> dict[str, Any]:
+    """The contact and one page (``?page=``) of its conversations the user may see, most recent
+    first: a fixed number of queries whatever the page."""
     user: User = request.user  # type: ignore[assignment]
+    page = page_param(request.GET.get("page"))
+    size = selectors.CONTACT_CONVERSATIONS_PAGE_SIZE
+    rows = selectors.customer_list_conversations(user=user, customer=customer)
+    found = list(rows[(page - 1) * size : page * size + 1])
     return {
         "contact": customer,
         "contact_tag_ids": {t.pk for t in customer.tags.all()},
-        "contact_conversations": selectors.customer_list_conversations(
-            user=user, customer=customer
-        )[:50],
+        "contact_conversations": found[:size],
+        "conversations_page": page,
+        "conversations_has_next": len(found) > size,
+        "conversations_has_previous": page > 1,
         "all_tags": selectors.tag_list(),
         "name_max": contacts.CONTACT_NAME_MAX,
         "notes_max": contacts.CONTACT_NOTES_MAX,
@@ -107,8 +114,16 @@ def _contact(request: HttpRequest, customer: Customer, **extra: Any) -> dict[str
 @require_GET
 @login_required
 def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The contact page; an htmx request for another page of its conversations gets that list
+    (and the address bar follows it)."""
     customer = _visible_contact(request, pk)
-    return render(request, CONTACT_TEMPLATE, {"page": "contacts", **_contact(request, customer)})
+    context = _contact(request, customer)
+    if request.htmx:  # type: ignore[attr-defined]
+        response = render(request, f"{CONTACT_TEMPLATE}#contact_conversations", context)
+        page = context["conversations_page"]
+        url = reverse("conversations:contact", args=[pk])
+        return push_url(response, f"{url}?page={page}" if page > 1 else url)
+    return render(request, CONTACT_TEMPLATE, {"page": "contacts", **context})
 
 
 @require_POST

@@ -110,6 +110,7 @@ def _visible_customers_q(*, user: User) -> Q:
 
 
 CONTACT_PAGE_SIZE = 25
+CONTACT_CONVERSATIONS_PAGE_SIZE = 25
 
 
 def customer_list_visible_to(
@@ -397,6 +398,12 @@ def conversation_list_past_for_customer(
 def department_list_active() -> QuerySet[Department]:
     """The departments the console offers (filters, transfer targets)."""
     return Department.objects.filter(is_active=True).only("pk", "name")
+
+
+def department_list_startable_by(*, user: User) -> QuerySet[Department]:
+    """The departments ``user`` may start a conversation in: an agent's own, else every one."""
+    found = department_list_active().order_by("name")
+    return found if user.sees_everything else found.filter(pk__in=user.departments.values("pk"))
 
 
 def user_list_inbox_agents() -> QuerySet[User]:

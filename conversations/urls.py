@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import contact_views, views
+from . import contact_views, start_views, views
 
 app_name = "conversations"
 
@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.console, name="console"),
     path("inbox/", views.inbox, name="inbox"),
     path("board/", views.board, name="board"),
+    path("new/", start_views.conversation_new, name="new"),
     path("contacts/", contact_views.contact_list, name="contacts"),
     path("contacts/<int:pk>/", contact_views.contact_detail, name="contact"),
     path("contacts/<int:pk>/edit/", contact_views.contact_update, name="contact_update"),

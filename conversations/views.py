@@ -32,6 +32,7 @@ from common.exceptions import NotPermitted, ServiceError
 
 from . import selectors, services
 from .channels import ChannelNumber, TemplateChoice, channel_numbers_active, conversation_channel
+from .forms import template_request_from_post
 from .models import (
     Conversation,
     ConversationStatus,
@@ -43,6 +44,7 @@ from .models import (
     SenderKind,
 )
 from .services import automate, organise
+from .services.templates import TemplateRequest, template_content
 from .uploads import UploadKind, upload_validate
 
 PAGE_TEMPLATE = "conversations/console.html"
@@ -650,35 +652,19 @@ def _approved_templates(conversation: Conversation) -> list[TemplateChoice]:
 @login_required
 @conversation_view
 def conversation_send_template(request: HttpRequest, pk: int) -> HttpResponse:
-    """Outside the 24-hour window only an approved template may start the conversation again."""
-    conversation = _visible_or_404(request, pk)
-    parameters = [
-        line.strip() for line in request.POST.get("parameters", "").splitlines() if line.strip()
-    ]
-    content = conversation_channel(conversation).template_message(
-        conversation=conversation,
-        pk=id_param(request.POST.get("template")) or 0,
-        parameters=parameters,
-    )
-    if content is None:
-        return render(
-            request,
-            f"{PAGE_TEMPLATE}#conversation_pane",
-            _pane(request, conversation, error=_("Choose an approved template.")),
-        )
-    body, raw_payload = content
-    return _act(request, pk, _send_template, body=body, raw_payload=raw_payload)
+    """Outside the 24-hour window only an approved template may start the conversation again:
+    the picker's fields give each part of it its parameters (a media header: a link or a file)."""
+    _visible_or_404(request, pk)
+    template = template_request_from_post(request.POST, request.FILES)
+    return _act(request, pk, _send_template, template=template)
 
 
 def _send_template(
-    *, conversation: Conversation, actor: User, body: str, raw_payload: dict[str, Any]
+    *, conversation: Conversation, actor: User, template: TemplateRequest
 ) -> Conversation:
+    body, fields = template_content(conversation=conversation, template=template)
     services.message_create_outbound(
-        conversation=conversation,
-        actor=actor,
-        body=body,
-        type=MessageType.TEMPLATE,
-        raw_payload=raw_payload,
+        conversation=conversation, actor=actor, body=body, type=MessageType.TEMPLATE, **fields
     )
     return conversation
 
@@ -702,6 +688,15 @@ def message_retry(request: HttpRequest, pk: int, message_pk: int) -> HttpRespons
 
 def _resend(*, conversation: Conversation, actor: User, failed: Message) -> Conversation:
     extra: dict[str, Any] = {"raw_payload": failed.raw_payload} if failed.raw_payload else {}
+    if failed.type == MessageType.TEMPLATE and (failed.media_file or failed.media_id):
+        # the header's file: sent again by its media id when the channel holds it already
+        extra.update(
+            media_file=failed.media_file,
+            media_id=failed.media_id,
+            media_mime_type=failed.media_mime_type,
+            media_filename=failed.media_filename,
+            media_size=failed.media_size,
+        )
     services.message_create_outbound(
         conversation=conversation,
         actor=actor,

@@ -3,11 +3,39 @@
 
 from typing import Any
 
-from conversations.channels import ChannelCapabilities, ChannelNumber, TemplateChoice
+from conversations.channels import (
+    ChannelCapabilities,
+    ChannelNumber,
+    TemplateButtonChoice,
+    TemplateChoice,
+)
 from conversations.models import Conversation
+from conversations.services.customers import CustomerIdentity
 
+from .identity import typed_number_is_plausible
 from .models import MessageTemplate, WhatsAppAccount
-from .services import outbound, templates
+from .services import accounts, inbound, outbound, templates
+
+
+def _choice(template: MessageTemplate) -> TemplateChoice:
+    spec = templates.template_spec(template)
+    return TemplateChoice(
+        pk=template.pk,
+        name=template.name,
+        language=template.language,
+        body_text=spec.body_text,
+        parameter_count=len(spec.body_parameters),
+        header=spec.header,
+        header_text=spec.header_text,
+        header_parameters=tuple(spec.header_parameters),
+        body_parameters=tuple(spec.body_parameters),
+        buttons=tuple(
+            TemplateButtonChoice(
+                index=b.index, type=b.type, text=b.text, parameter=b.parameter, url=b.url
+            )
+            for b in spec.buttons
+        ),
+    )
 
 
 class WhatsAppChannel:
@@ -43,20 +71,25 @@ class WhatsAppChannel:
             .values_list("pk", "name", "display_phone_number")
         ]
 
-    def templates_approved(self, *, conversation: Conversation) -> list[TemplateChoice]:
-        found = MessageTemplate.objects.filter(
-            account_id=conversation.whatsapp_account_id, status__iexact="APPROVED"
+    def number_default(self) -> ChannelNumber:
+        account = accounts.account_get_default()
+        return ChannelNumber(
+            pk=account.pk, name=account.name, display_phone_number=account.display_phone_number
         )
-        return [
-            TemplateChoice(
-                pk=t.pk,
-                name=t.name,
-                language=t.language,
-                body_text=templates.template_body_text(t),
-                parameter_count=len(templates.template_placeholders(t)),
-            )
-            for t in found
-        ]
+
+    def customer_identity(self, *, address: str, name: str = "") -> CustomerIdentity | None:
+        """Both Brazilian forms of a mobile number (with and without the ninth digit), the way
+        inbound processing finds the customer who writes."""
+        if not typed_number_is_plausible(address):
+            return None
+        return inbound.customer_identity(wa_id=address, name=name)
+
+    def templates_approved(self, *, conversation: Conversation) -> list[TemplateChoice]:
+        return self.templates_for_number(number_id=conversation.whatsapp_account_id)
+
+    def templates_for_number(self, *, number_id: int) -> list[TemplateChoice]:
+        found = MessageTemplate.objects.filter(account_id=number_id, status__iexact="APPROVED")
+        return [_choice(t) for t in found]
 
     def template_message(
         self,
@@ -66,6 +99,8 @@ class WhatsAppChannel:
         pk: int | None = None,
         name: str = "",
         language: str = "",
+        header: dict[str, Any] | None = None,
+        buttons: list[dict[str, Any]] | None = None,
     ) -> tuple[str, dict[str, Any]] | None:
         if pk is None:
             return templates.template_message_for(
@@ -73,6 +108,8 @@ class WhatsAppChannel:
                 name=name,
                 language=language,
                 parameters=parameters,
+                header=header,
+                buttons=buttons,
             )
         # Any synced template of the number: the sender's check names a state that is not
         # approved (e.g. paused since the picker was drawn) and a wrong number of parameters.
@@ -81,4 +118,6 @@ class WhatsAppChannel:
         ).first()
         if template is None:
             return None
-        return templates.template_message_content(template=template, parameters=parameters)
+        return templates.template_message_content(
+            template=template, parameters=parameters, header=header, buttons=buttons
+        )

@@ -3,6 +3,8 @@
 import re
 
 _DIGITS = re.compile(r"\D+")
+# A number as people type it: digits, spaces and the usual punctuation, an optional leading +.
+_TYPED_NUMBER = re.compile(r"^\+?[\d\s().-]+$")
 
 
 def digits(value: str) -> str:
@@ -26,6 +28,18 @@ def wa_id_variants(wa_id: str) -> list[str]:
         elif len(number) == 12 and number[4] in "6789":
             variants.append(number[:4] + "9" + number[4:])
     return variants
+
+
+def typed_number_is_plausible(value: str) -> bool:
+    """Whether a number typed at the desk can be a WhatsApp number: E.164's 8 to 15 digits
+    (country code included); a Brazilian one (``55``) has 12 or 13 (area code, with or without
+    the ninth digit)."""
+    if not _TYPED_NUMBER.match((value or "").strip()):
+        return False
+    number = digits(value)
+    if number.startswith("55"):
+        return len(number) in (12, 13)
+    return 8 <= len(number) <= 15
 
 
 def e164(wa_id: str) -> str:

@@ -82,13 +82,18 @@ def _customer_find(identity: CustomerIdentity) -> Customer | None:
 
 @transaction.atomic
 def customer_upsert(
-    *, identity: CustomerIdentity, candidates: Sequence[Customer] | None = None
+    *,
+    identity: CustomerIdentity,
+    candidates: Sequence[Customer] | None = None,
+    adopt_number: bool = True,
 ) -> Customer:
     """The customer with one of these numbers or this user id, created when new.
 
     The profile name and missing identifiers are filled in when they arrive; the canonical form
-    of the number is adopted (it is what the channel sends to). ``candidates``: customers read
-    already, looked through instead of the database.
+    of the number is adopted (it is what the channel sends to) unless ``adopt_number`` is False:
+    a number someone typed at the desk finds the customer but does not replace the form the
+    channel reported. ``candidates``: customers read already, looked through instead of the
+    database.
     """
     customer = (
         customer_among(candidates, identity) if candidates is not None else _customer_find(identity)
@@ -116,7 +121,8 @@ def customer_upsert(
         changed.append("bsuid")
     canonical = identity.wa_ids[0] if identity.wa_ids else ""
     if (
-        canonical
+        adopt_number
+        and canonical
         and customer.wa_id != canonical
         and not Customer.objects.filter(wa_id=canonical).exclude(pk=customer.pk).exists()
     ):

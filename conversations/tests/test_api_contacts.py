@@ -164,6 +164,30 @@ def test_the_contacts_list_and_a_contacts_conversations_cost_a_fixed_number_of_q
         assert response.status_code == 200
 
 
+def test_a_contacts_conversations_are_paginated_like_every_list(agent: Any, support: Any) -> None:
+    customer = CustomerFactory()
+    account = ConversationFactory(customer=customer, department=support).whatsapp_account
+    for _ in range(59):
+        ConversationFactory(
+            customer=customer,
+            department=support,
+            whatsapp_account=account,
+            status=ConversationStatus.CLOSED,
+        )
+    client = bearer(agent)
+    url = f"/api/v1/contacts/{customer.pk}/conversations"
+    first = client.get(url).json()
+    assert first["count"] == 60
+    assert len(first["results"]) == 25
+    assert first["previous"] is None
+    assert "page=2" in first["next"]
+    last = client.get(url, {"page": 3}).json()
+    assert len(last["results"]) == 10
+    assert last["next"] is None
+    everything = client.get(url, {"page_size": 100}).json()
+    assert len({c["id"] for c in everything["results"]}) == 60
+
+
 # --- contacts: PATCH ---------------------------------------------------------------------------
 
 

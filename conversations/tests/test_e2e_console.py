@@ -1476,3 +1476,98 @@ def test_the_contacts_pages_on_a_phone(live_server_e2e: LiveServer, open_console
     page.locator("#contact-conversations a").first.click()
     page.wait_for_url(f"**/c/{conversation.pk}/")
     expect(page.locator("#conversation-header")).to_be_visible()
+
+
+BOLETO_COMPONENTS = [
+    {"type": "HEADER", "format": "DOCUMENT"},
+    {"type": "BODY", "text": "Olá {{1}}, seu boleto de {{2}} está anexo."},
+    {
+        "type": "BUTTONS",
+        "buttons": [{"type": "URL", "text": "Pagar", "url": "https://loja.example.com/p/{{1}}"}],
+    },
+]
+
+
+def test_a_new_conversation_from_a_phone(
+    live_server_e2e: LiveServer, open_console: Any, fake_graph: Any
+) -> None:
+    """390x844 in Portuguese: "Nova conversa" -> the form -> a boleto template with its PDF, body
+    and button fields -> the new conversation opens, and the template reached the Graph API."""
+    from playwright.sync_api import expect
+
+    from whatsapp.models import MessageTemplate
+
+    support = DepartmentFactory(name="Suporte")
+    ana = UserFactory(name="Ana Agente", email="ana-new@example.com", departments=[support])
+    welcome = MessageTemplate.objects.create(
+        account=fake_graph.account,
+        name="boas_vindas",
+        language="pt_BR",
+        status="APPROVED",
+        components=[{"type": "BODY", "text": "Olá {{1}}!"}],
+    )
+    boleto = MessageTemplate.objects.create(
+        account=fake_graph.account,
+        name="boleto",
+        language="pt_BR",
+        status="APPROVED",
+        components=BOLETO_COMPONENTS,
+    )
+
+    page = open_console(ana, "/", viewport=PHONE, language="pt-br")
+    page.locator("#new-conversation").click()
+    form = page.locator("#new-conversation-form")
+    expect(form).to_be_visible()
+    expect(page.locator(".conversation-list")).to_be_hidden()  # the form has the whole screen
+    expect(page.locator(".pane-title")).to_have_text("Nova conversa")
+    page.wait_for_url("**/new/")
+    _no_horizontal_overflow(page)
+
+    page.fill("#new-phone", "+55 11 98765-4321")
+    page.fill("#new-name", "Maria Souza")
+    # choosing the boleto shows its fields and hides (and disables) the other template's
+    expect(page.locator(f'[data-template-fields="{welcome.pk}"]')).to_be_visible()
+    page.select_option("#new-tpl", str(boleto.pk))
+    fields = page.locator(f'[data-template-fields="{boleto.pk}"]')
+    expect(fields).to_be_visible()
+    expect(page.locator(f'[data-template-fields="{welcome.pk}"]')).to_be_hidden()
+    fields.locator("input[name=header_file]").set_input_files(
+        {"name": "boleto.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 boleto"}
+    )
+    body = fields.locator("input[name=body]")
+    body.nth(0).fill("Maria")
+    body.nth(1).fill("R$ 129,90")
+    fields.locator("input[name=button_0]").fill("abc123")
+    _no_horizontal_overflow(page)
+    send = page.locator("#new-conversation-send")
+    send.scroll_into_view_if_needed()
+    _reachable(page, "#new-conversation-send")
+    send.click()
+
+    # the new conversation opens, assigned to Ana, with the template in its timeline
+    expect(page.locator("#message-list")).to_contain_text("seu boleto de R$ 129,90 está anexo")
+    conversation = _wait_for(
+        lambda: Conversation.objects.filter(customer__wa_id="5511987654321").first(),
+        "conversation",
+    )
+    page.wait_for_url(f"**/c/{conversation.pk}/")
+    expect(page.locator("#conversation-header")).to_contain_text("Maria Souza")
+    assert conversation.assigned_to_id == ana.pk
+    sent = _wait_for(lambda: fake_graph.message_sends, "template sent")
+    assert sent[0]["to"] == "5511987654321"
+    header = sent[0]["template"]["components"][0]["parameters"][0]
+    assert header["document"]["filename"] == "boleto.pdf"
+    assert header["document"]["id"] == fake_graph.uploads[0]["id"]
+    _no_horizontal_overflow(page)
+
+    # a number that is not one is explained in the form, on the phone too
+    page.locator(".back-link").click()
+    page.locator("#new-conversation").click()
+    page.fill("#new-phone", "123")
+    page.locator(f'[data-template-fields="{welcome.pk}"] input[name=body]').fill("Rita")
+    page.locator("#new-conversation-send").click()
+    expect(page.locator("#new-conversation-form .alert-error")).to_contain_text(
+        "não é um número de WhatsApp"
+    )
+    expect(page.locator("#new-phone")).to_have_value("123")
+    _no_horizontal_overflow(page)

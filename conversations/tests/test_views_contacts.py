@@ -100,6 +100,43 @@ def test_the_contact_page_shows_every_visible_conversation_and_escapes_the_notes
     assert "<script>alert(1)</script>" not in page
 
 
+def test_the_contact_page_pages_through_all_its_conversations(
+    agent_client, support, django_assert_num_queries
+) -> None:
+    # given: more than the 50 the page used to stop at
+    customer = CustomerFactory(name="Maria")
+    first = ConversationFactory(customer=customer, department=support)
+    account = first.whatsapp_account
+    for _ in range(59):
+        ConversationFactory(
+            customer=customer,
+            department=support,
+            whatsapp_account=account,
+            status=ConversationStatus.CLOSED,
+        )
+    ids = list(
+        customer.conversations.order_by("-last_message_at", "-id").values_list("pk", flat=True)
+    )
+    seen: list[int] = []
+    # when: every page, the same queries each (the list's htmx swaps included)
+    for page in (1, 2, 3):
+        with django_assert_num_queries(8):
+            html = agent_client.get(f"/contacts/{customer.pk}/?page={page}").content.decode()
+        seen += [pk for pk in ids if f'href="/c/{pk}/"' in html]
+    # then
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == 60
+    third = agent_client.get(f"/contacts/{customer.pk}/?page=3").content.decode()
+    assert f"/contacts/{customer.pk}/?page=2" in third
+    assert "?page=4" not in third
+    swapped = agent_client.get(f"/contacts/{customer.pk}/?page=2", **HTMX)
+    assert (
+        swapped.content.decode().lstrip().startswith('<section class="card contact-conversations"')
+    )
+    assert swapped["HX-Push-Url"] == f"/contacts/{customer.pk}/?page=2"
+    assert f"/contacts/{customer.pk}/?page=3" in swapped.content.decode()
+
+
 def test_a_contact_out_of_reach_is_a_404_on_every_route(agent_client, sales) -> None:
     customer = ConversationFactory(department=sales).customer
     assert agent_client.get(f"/contacts/{customer.pk}/").status_code == 404

@@ -933,6 +933,20 @@
     }
   });
 
+  // The template picker (components/template_fields.html): only the chosen template's fields
+  // are shown and sent (a disabled fieldset's inputs are neither required nor posted).
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!select || !select.matches || !select.matches("[data-template-select]")) return;
+    var form = select.form;
+    if (!form) return;
+    form.querySelectorAll("[data-template-fields]").forEach(function (fieldset) {
+      var chosen = fieldset.dataset.templateFields === select.value;
+      fieldset.hidden = !chosen;
+      fieldset.disabled = !chosen;
+    });
+  });
+
   scrollToFirstUnread();
   if (pane()) markRead();
   updateComposer();

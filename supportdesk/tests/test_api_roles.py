@@ -15,6 +15,7 @@ from conversations.tests.factories import ConversationFactory, MessageFactory
 from integrations.models import WebhookDelivery
 from integrations.tests.factories import OutgoingEventFactory, WebhookSubscriptionFactory
 from supportdesk.tests.api_support import api_env, bearer
+from whatsapp.models import MessageTemplate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]
 
@@ -93,6 +94,23 @@ def _scheduled(w: "World", status: str = "scheduled") -> Any:
     )
 
 
+def _start(w: "World", *, phone: str = "+55 11 91234-0000") -> dict[str, Any]:
+    """``POST /conversations`` into Suporte, on the conversation's number, with its template."""
+    account = w.conversation.whatsapp_account
+    MessageTemplate.objects.get_or_create(
+        account=account,
+        name="ola",
+        language="pt_BR",
+        defaults={"status": "APPROVED", "components": [{"type": "BODY", "text": "Olá {{1}}"}]},
+    )
+    return {
+        "phone": phone,
+        "department": w.support.pk,
+        "whatsapp_account": account.pk,
+        "template": {"name": "ola", "language": "pt_BR", "parameters": ["Maria"]},
+    }
+
+
 ADMIN_ONLY = {"supervisor": 403, "agent": 403, "other_agent": 403, "anonymous": 401}
 
 # (name, state of the conversation, call, {role: status})
@@ -124,6 +142,22 @@ MATRIX: list[tuple[str, str, Call, dict[str, int]]] = [
         "pending",
         lambda c, w: c.get("/api/v1/conversations"),
         {"admin": 200, "supervisor": 200, "agent": 200, "other_agent": 200, "anonymous": 401},
+    ),
+    (
+        "start a conversation (a template)",
+        "pending",
+        lambda c, w: c.post("/api/v1/conversations", _start(w), format="json"),
+        {"admin": 201, "supervisor": 201, "agent": 201, "other_agent": 403, "anonymous": 401},
+    ),
+    (
+        "start a conversation with a customer the agent handles",
+        "assigned",
+        lambda c, w: c.post(
+            "/api/v1/conversations",
+            _start(w, phone=w.conversation.customer.phone),
+            format="json",
+        ),
+        {"admin": 409, "supervisor": 409, "agent": 200, "other_agent": 403, "anonymous": 401},
     ),
     (
         "conversation detail",
@@ -566,6 +600,7 @@ def test_every_documented_operation_is_in_the_matrix() -> None:
         ("PATCH", "/api/v1/auth/me"),
         ("POST", "/api/v1/auth/password"),
         ("GET", "/api/v1/conversations"),
+        ("POST", "/api/v1/conversations"),
         ("GET", "/api/v1/conversations/{id}"),
         ("PATCH", "/api/v1/conversations/{id}"),
         ("PUT", "/api/v1/conversations/{id}/tags"),

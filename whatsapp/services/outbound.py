@@ -8,8 +8,10 @@ status moves on with Meta's webhooks.
 
 Content convention: ``type="interactive"`` carries Meta's ``interactive`` object in
 ``raw_payload["interactive"]``, ``type="template"`` Meta's ``template`` object in
-``raw_payload["template"]``, ``type="reaction"`` ``raw_payload["reaction"]``; ``body`` is the
-human-readable text the console shows.
+``raw_payload["template"]`` (a template whose media header names neither a link nor an id
+carries the file in ``media_file``: uploaded like a media message's, its id goes in the header),
+``type="reaction"`` ``raw_payload["reaction"]``; ``body`` is the human-readable text the console
+shows.
 """
 
 import logging
@@ -43,7 +45,7 @@ from whatsapp.models import ChannelError, ChannelErrorKind, WhatsAppAccount
 
 from .accounts import account_token
 from .inbound import pending_statuses_apply
-from .templates import template_check
+from .templates import template_check, template_with_media_id
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +175,11 @@ def outbound_validate(
     if type == MessageType.INTERACTIVE:
         interactive_validate(raw.get("interactive"))
     if type == MessageType.TEMPLATE:
-        template_check(account_id=conversation.whatsapp_account_id, payload=raw.get("template"))
+        template_check(
+            account_id=conversation.whatsapp_account_id,
+            payload=raw.get("template"),
+            has_file=bool(media.get("media_file") or media.get("media_id")),
+        )
     if type == MessageType.REACTION and not isinstance(raw.get("reaction"), dict):
         raise ServiceError(_("A reaction needs the message it reacts to."), code="invalid")
 
@@ -327,7 +333,10 @@ def build_payload(message: Message) -> dict[str, Any]:
     elif kind == MessageType.INTERACTIVE:
         payload.update(type="interactive", interactive=raw["interactive"])
     elif kind == MessageType.TEMPLATE:
-        payload.update(type="template", template=raw["template"])
+        template = raw["template"]
+        if message.media_id:  # the header's file, uploaded when the message went
+            template = template_with_media_id(template, message.media_id)
+        payload.update(type="template", template=template)
     elif kind == MessageType.REACTION:
         payload.update(type="reaction", reaction=raw["reaction"])
         return payload  # a reaction carries no reply context
@@ -436,7 +445,12 @@ def _alert_admins(error: GraphError, message: Message) -> None:
 
 
 def _upload_if_needed(client: GraphClient, message: Message) -> None:
-    if message.type not in MEDIA_TYPES or message.media_id:
+    """Upload the message's file (a media message's, or a template's header file) once."""
+    if message.media_id:
+        return
+    if message.type == MessageType.TEMPLATE and not message.media_file:
+        return
+    if message.type not in MEDIA_TYPES and message.type != MessageType.TEMPLATE:
         return
     if not message.media_file:
         raise GraphError("no file to send", kind=ErrorKind.FAIL)
