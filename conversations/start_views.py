@@ -15,13 +15,14 @@ from django.views.decorators.http import require_http_methods
 from django_htmx.http import push_url, trigger_client_event
 
 from accounts.models import User
+from common.api import id_param
 from common.exceptions import ServiceError
 
 from . import selectors
 from .channels import channel_configured
 from .forms import template_request_from_post
 from .services import proactive
-from .views import PAGE_TEMPLATE, _inbox, _inbox_query, _int, _list_params, _pane
+from .views import PAGE_TEMPLATE, _inbox, _inbox_query, _list_params, _pane
 
 FORM_FIELDS = ("phone", "name", "department", "whatsapp_account", "template")
 
@@ -30,7 +31,7 @@ def _form(request: HttpRequest, values: Any, error: str = "") -> dict[str, Any]:
     user: User = request.user  # type: ignore[assignment]
     channel = channel_configured()
     numbers = channel.numbers_active()
-    number_id = _int(values.get("whatsapp_account"))
+    number_id = id_param(values.get("whatsapp_account"))
     if number_id not in {n.pk for n in numbers}:
         number_id = channel.number_default().pk
     return {
@@ -40,7 +41,7 @@ def _form(request: HttpRequest, values: Any, error: str = "") -> dict[str, Any]:
         "new_number": number_id,
         "new_departments": list(selectors.department_list_startable_by(user=user)),
         "templates": channel.templates_for_number(number_id=number_id),
-        "chosen": _int(values.get("template")),
+        "chosen": id_param(values.get("template")),
         "values": {name: str(values.get(name, "")).strip() for name in FORM_FIELDS}
         | {"header_text": str(values.get("header_text", ""))},
         "error": error,
@@ -63,14 +64,14 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
     open it (its pane, with the address bar on ``/c/<id>/``)."""
     if request.method != "POST":
         return _show_form(request, request.GET)
-    department_id = _int(request.POST.get("department"))
+    department_id = id_param(request.POST.get("department"))
     try:
         started = proactive.conversation_start(
             actor=request.user,  # type: ignore[arg-type]
             phone=request.POST.get("phone", "").strip()[:32],
             name=request.POST.get("name", "").strip()[:200],
             department=selectors.department_get(pk=department_id) if department_id else None,
-            number_id=_int(request.POST.get("whatsapp_account")),
+            number_id=id_param(request.POST.get("whatsapp_account")),
             template=template_request_from_post(request.POST, request.FILES),
         )
     except ServiceError as exc:
