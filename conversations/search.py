@@ -19,9 +19,17 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import OperationalError, connections, transaction
-from django.db.models import BooleanField, CharField, Exists, Func, OuterRef, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    CharField,
+    Exists,
+    ExpressionWrapper,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+)
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Lower
 from django.utils.translation import gettext
 
 from common.exceptions import ServiceError
@@ -53,41 +61,33 @@ class Unaccent(Func):
     output_field = CharField()
 
 
-class _SearchName(Func):
-    """``sd_unaccent(lower(name))``: the expression ``customer_name_trgm_idx`` indexes."""
-
-    function = "sd_unaccent"
-    output_field = CharField()
-
-
-class _Digits(Func):
-    """``sd_digits(phone)``: the expression ``customer_phone_trgm_idx`` indexes."""
-
-    function = "sd_digits"
-    output_field = CharField()
-
-
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isascii() and ch.isdigit())
 
 
+def _like_contains(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _search_postgresql(text: str) -> Q:
-    plain = text_unaccent(text).lower()
-    customers = Customer.objects.annotate(search_name=_SearchName(Lower("name"))).filter(
-        search_name__contains=plain
-    )
+    """The columns and indexes of migration 0013 (unqualified: each subquery reads one table)."""
+    # The SQL is this module's constants; the values are parameters.
+    where, params = ["search_name LIKE %s"], [_like_contains(text_unaccent(text).lower())]
     digits = _digits(text)
     if len(digits) >= PHONE_MIN_DIGITS:
-        customers = Customer.objects.annotate(
-            search_name=_SearchName(Lower("name")), phone_digits=_Digits("phone")
-        ).filter(Q(search_name__contains=plain) | Q(phone_digits__contains=digits))
-    words = RawSQL(
-        "search_vector @@ websearch_to_tsquery(%s::regconfig, %s)",
-        (TEXT_SEARCH_CONFIG, text),
-        output_field=BooleanField(),
+        where.append("phone_digits LIKE %s")
+        params.append(_like_contains(digits))
+    customers = Customer.objects.filter(
+        ExpressionWrapper(RawSQL(" OR ".join(where), params), output_field=BooleanField())  # noqa: S611
     )
-    messages = Message.objects.filter(words).values("conversation_id")
-    return Q(customer_id__in=customers.values("pk")) | Q(pk__in=messages)
+    words = RawSQL(
+        "search_vector @@ websearch_to_tsquery(%s::regconfig, %s)", (TEXT_SEARCH_CONFIG, text)
+    )
+    messages = Message.objects.filter(conversation_id=OuterRef("pk")).filter(
+        ExpressionWrapper(words, output_field=BooleanField())
+    )
+    return Q(customer_id__in=customers.values("pk")) | Q(Exists(messages))
 
 
 def _search_fallback(text: str) -> Q:

@@ -10,8 +10,10 @@ PostgreSQL only (SQLite keeps the ``icontains`` fallback of ``conversations.sele
 - the text search configuration ``pt_unaccent``: Portuguese stemming after ``unaccent``;
 - ``conversations_message.search_vector``, a stored generated ``tsvector`` column
   (``to_tsvector('pt_unaccent', body)``), kept by PostgreSQL itself on every insert and update;
-- GIN indexes: ``msg_search_vector_idx`` (the column), ``customer_name_trgm_idx``
-  (``sd_unaccent(lower(name))``), ``customer_phone_trgm_idx`` (``sd_digits(phone)``).
+- ``conversations_customer.search_name`` (``sd_unaccent(lower(name))``) and ``.phone_digits``
+  (``sd_digits(phone)``), stored generated columns too;
+- GIN indexes: ``msg_search_vector_idx`` (``search_vector``), ``customer_name_trgm_idx``
+  (``search_name gin_trgm_ops``), ``customer_phone_trgm_idx`` (``phone_digits gin_trgm_ops``).
 
 The model does not declare these columns and indexes (SQLite could not hold them): they are the
 database's, and the selectors reach them through ``conversations.search``.
@@ -19,8 +21,8 @@ database's, and the selectors reach them through ``conversations.search``.
 On a large live table
 ---------------------
 This migration is not atomic: each statement commits on its own, and the indexes are built with
-``CREATE INDEX CONCURRENTLY`` (no lock that blocks writes). Adding the generated column, however,
-rewrites ``conversations_message`` under an ACCESS EXCLUSIVE lock (about 10 s per million
+``CREATE INDEX CONCURRENTLY`` (no lock that blocks writes). Adding the generated columns, however,
+rewrites ``conversations_message`` (and the smaller ``conversations_customer``) under an ACCESS EXCLUSIVE lock (about 10 s per million
 messages on a small box): on a big live desk run it in a quiet hour, or do it by hand first
 (docs/search.md, "Migrating a large desk") — every statement here is ``IF NOT EXISTS``, so the
 migration then only records itself. An interrupted ``CREATE INDEX CONCURRENTLY`` leaves an
@@ -58,15 +60,25 @@ FUNCTIONS = [
     ALTER TABLE conversations_message ADD COLUMN IF NOT EXISTS search_vector tsvector
     GENERATED ALWAYS AS (to_tsvector('pt_unaccent'::regconfig, body)) STORED
     """,
+    # Stored, so that reading them costs no function call per row (a plain scan of a small
+    # table stays cheap) and the trigram indexes below have plain columns.
+    """
+    ALTER TABLE conversations_customer ADD COLUMN IF NOT EXISTS search_name text
+    GENERATED ALWAYS AS (sd_unaccent(lower(name))) STORED
+    """,
+    """
+    ALTER TABLE conversations_customer ADD COLUMN IF NOT EXISTS phone_digits text
+    GENERATED ALWAYS AS (sd_digits(phone)) STORED
+    """,
 ]
 
 INDEXES = [
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS msg_search_vector_idx"
     " ON conversations_message USING gin (search_vector)",
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS customer_name_trgm_idx"
-    " ON conversations_customer USING gin (sd_unaccent(lower(name)) gin_trgm_ops)",
+    " ON conversations_customer USING gin (search_name gin_trgm_ops)",
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS customer_phone_trgm_idx"
-    " ON conversations_customer USING gin (sd_digits(phone) gin_trgm_ops)",
+    " ON conversations_customer USING gin (phone_digits gin_trgm_ops)",
 ]
 
 REVERSE = [
@@ -74,6 +86,8 @@ REVERSE = [
     "DROP INDEX CONCURRENTLY IF EXISTS customer_name_trgm_idx",
     "DROP INDEX CONCURRENTLY IF EXISTS msg_search_vector_idx",
     "ALTER TABLE conversations_message DROP COLUMN IF EXISTS search_vector",
+    "ALTER TABLE conversations_customer DROP COLUMN IF EXISTS search_name",
+    "ALTER TABLE conversations_customer DROP COLUMN IF EXISTS phone_digits",
     "DROP TEXT SEARCH CONFIGURATION IF EXISTS pt_unaccent",
     "DROP FUNCTION IF EXISTS sd_digits(text)",
     "DROP FUNCTION IF EXISTS sd_unaccent(text)",
