@@ -92,8 +92,8 @@ def _search_postgresql(text: str) -> Q:
 
 def _search_fallback(text: str) -> Q:
     """SQLite: the customer's name and any message's text contain the text (accents and case
-    ignored), or its digits are part of the phone number."""
-    plain = text_unaccent(text)
+    ignored), or its digits are part of the phone number (quotes aside)."""
+    plain = text_unaccent(text.replace('"', "")).strip()
     match: Q = Q(  # type: ignore[assignment]
         Exists(
             Customer.objects.annotate(plain_name=Unaccent("name")).filter(

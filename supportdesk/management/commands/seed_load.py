@@ -27,13 +27,14 @@ It refuses to touch a database that holds conversations or customers it did not 
 import random
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
-from django.db.models import Max, Model
+from django.db.models import DateTimeField, Max, Model
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -352,13 +353,29 @@ def _write_copy(chunk: Chunk) -> None:
                         copy.write_row(row)
 
 
+@contextmanager
+def _own_timestamps(model: type[Model]) -> Iterator[None]:
+    """``bulk_create`` would stamp ``auto_now``/``auto_now_add`` fields with the present: the
+    generated history keeps its own moments (the ORM path only; COPY writes them as they are)."""
+    fields = [f for f in model._meta.concrete_fields if isinstance(f, DateTimeField)]
+    saved = [(f, f.auto_now, f.auto_now_add) for f in fields]
+    for f in fields:
+        f.auto_now = f.auto_now_add = False
+    try:
+        yield
+    finally:
+        for f, auto_now, auto_now_add in saved:
+            f.auto_now, f.auto_now_add = auto_now, auto_now_add
+
+
 def _write_orm(chunk: Chunk) -> None:
     for name, (model, columns) in COLUMNS.items():
         rows = getattr(chunk, name)
         if name == "messages":
             rows = [(*row[:-1], []) for row in rows]
         objects = [model(**dict(zip(columns, row, strict=True))) for row in rows]
-        model._default_manager.bulk_create(objects, batch_size=500)  # type: ignore[attr-defined]
+        with _own_timestamps(model):
+            model._default_manager.bulk_create(objects, batch_size=500)  # type: ignore[attr-defined]
 
 
 def _reset_sequences() -> None:
