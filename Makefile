@@ -86,7 +86,7 @@ beat: $(VENV)/.runtime
 	$(VENV)/bin/celery -A supportdesk beat --loglevel=INFO
 
 # Needs PostgreSQL and Redis on 127.0.0.1 (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL to change them).
-BENCHES := bench/webhook_ingest.py bench/socket_latency.py bench/outgoing_webhooks.py bench/reports.py
+BENCHES := bench/webhook_ingest.py bench/socket_latency.py bench/outgoing_webhooks.py bench/reports.py bench/scale.py
 bench: $(VENV)/.dev
 	@for b in $(BENCHES); do echo ">> $$b"; $(PY) $$b || exit 1; done
 

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import (
     BadRequest,
     ObjectDoesNotExist,
@@ -25,8 +26,10 @@ from django.core.exceptions import (
     SuspiciousOperation,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, permissions, status
 from rest_framework.pagination import PageNumberPagination
@@ -262,6 +265,39 @@ class DeskPagination(PageNumberPagination):
     page_size = 25
     page_size_query_param = "page_size"
     max_page_size = 100
+
+
+class CappedCountPaginator(Paginator):
+    """Counts the rows up to ``LIST_COUNT_CAP`` (``SELECT count(*) FROM (… LIMIT cap + 1)``), never
+    an exact COUNT(*) over a big table at each page; ``capped`` says there are more."""
+
+    capped = False
+
+    @cached_property
+    def count(self) -> int:
+        cap = int(settings.LIST_COUNT_CAP)
+        rows = self.object_list
+        found = rows.order_by()[: cap + 1].count() if hasattr(rows, "order_by") else len(rows)
+        self.capped = found > cap
+        return min(found, cap)
+
+
+class CappedCountPagination(DeskPagination):
+    """:class:`DeskPagination` for big lists: ``count`` stops at ``LIST_COUNT_CAP`` and
+    ``count_capped`` (added to ``{"count", "next", "previous", "results"}``) says when it did;
+    pages past the cap are not served (narrow the filters or the search)."""
+
+    django_paginator_class = CappedCountPaginator
+
+    def get_paginated_response(self, data: Any) -> Response:
+        response = super().get_paginated_response(data)
+        response.data["count_capped"] = bool(self.page and self.page.paginator.capped)  # type: ignore[attr-defined]
+        return response
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        answer = super().get_paginated_response_schema(schema)
+        answer["properties"]["count_capped"] = {"type": "boolean", "example": False}
+        return answer
 
 
 # --- Throttles ---------------------------------------------------------------------------------

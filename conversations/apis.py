@@ -14,6 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
+    OpenApiResponse,
     extend_schema,
     extend_schema_field,
 )
@@ -26,11 +27,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from common.api import CappedCountPagination
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
 
 from . import selectors, services
+from .error_codes import ConversationErrorCode
 from .filters import ConversationFilter
 from .models import (
     Conversation,
@@ -41,6 +44,7 @@ from .models import (
     Priority,
     Tag,
 )
+from .search import SearchTooSlow, search_time_limit
 from .serializers import (
     ConversationSerializer,
     CustomerSummarySerializer,
@@ -277,10 +281,30 @@ class ConversationStartedSerializer(ConversationSerializer):
         fields = (*ConversationSerializer.Meta.fields, "message")  # type: ignore[assignment]
 
 
+class SearchTimedOut(APIException):
+    """A search cancelled by its time limit (``SEARCH_STATEMENT_TIMEOUT_MS``): try again,
+    narrower."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = _("The search took too long. Try more specific words or a filter.")
+    default_code = ConversationErrorCode.SEARCH_TIMEOUT.value
+
+
 class ConversationListApi(ListAPIView[Conversation]):
     serializer_class = ConversationSerializer
     filterset_class = ConversationFilter
     parser_classes = (JSONParser, MultiPartParser, FormParser)
+
+    pagination_class = CappedCountPagination
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not request.query_params.get("search", "").strip():
+            return super().list(request, *args, **kwargs)
+        try:
+            with search_time_limit():  # the count, the page and its prefetches
+                return super().list(request, *args, **kwargs)
+        except SearchTooSlow as exc:
+            raise SearchTimedOut(exc.message, code=exc.code) from exc
 
     def get_queryset(self) -> Any:
         return selectors.conversation_list_visible_to(user=self.request.user).prefetch_related(  # type: ignore[arg-type]
@@ -292,7 +316,11 @@ class ConversationListApi(ListAPIView[Conversation]):
         summary="Conversations the caller may see, most recent activity first",
         description="`status=pending` alone is the queue: the most urgent first, then the "
         "customer who has waited longest.",
-        responses={200: ConversationSerializer(many=True), **LIST_ERRORS},
+        responses={
+            200: ConversationSerializer(many=True),
+            **LIST_ERRORS,
+            503: OpenApiResponse(ERROR, description="The search took too long (search_timeout)."),
+        },
         examples=[
             OpenApiExample(
                 "Page",

@@ -1,13 +1,14 @@
 """django-filter sets for the conversations API."""
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.translation import gettext_lazy as _
 from django_filters import rest_framework as filters
 from rest_framework.exceptions import ValidationError
 
 from common.api import ID_MAX
 
-from .models import Conversation, ConversationStatus, Message, Priority
+from .models import Conversation, ConversationStatus, Priority
+from .search import conversation_list_search
 from .selectors import conversation_order_as_queue
 
 
@@ -17,8 +18,9 @@ class ConversationFilter(filters.FilterSet):
 
     ``status=pending`` alone is the queue: the most urgent first, then the longest waiting.
 
-    ``assigned_to=none`` lists the unassigned ones; ``search`` matches the customer's name or phone
-    or the text of any message of the conversation (case-insensitive).
+    ``assigned_to=none`` lists the unassigned ones; ``search`` is the console's search
+    (:func:`conversations.search.conversation_list_search`: the customer's name or phone, or the
+    words of any message, accents and case ignored).
     """
 
     status = filters.MultipleChoiceFilter(choices=ConversationStatus.choices)
@@ -70,13 +72,4 @@ class ConversationFilter(filters.FilterSet):
     def filter_search(
         self, queryset: QuerySet[Conversation], name: str, value: str
     ) -> QuerySet[Conversation]:
-        value = value.strip()
-        if not value:
-            return queryset
-        in_messages = Message.objects.filter(conversation_id=OuterRef("pk"), body__icontains=value)
-        return queryset.filter(
-            Q(customer__name__icontains=value)
-            | Q(customer__phone__icontains=value)
-            | Q(customer__wa_id__icontains=value)
-            | Exists(in_messages)
-        )
+        return conversation_list_search(rows=queryset, text=value)

@@ -7,18 +7,19 @@ supervisors' board. Each read costs a fixed number of queries, whatever the numb
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import (
-    CharField,
     Count,
     Exists,
     F,
-    Func,
     Min,
     OuterRef,
     Prefetch,
@@ -51,6 +52,7 @@ from .models import (
     QuickReply,
     Tag,
 )
+from .search import Unaccent, conversation_list_search, search_time_limit
 from .text import text_unaccent
 
 # The queue: the most urgent first, then the customer who has waited longest.
@@ -492,6 +494,7 @@ class TabCount:
     key: str
     label: Any
     count: int
+    capped: bool = False  # there are more than ``count`` (``LIST_COUNT_CAP``): shown "N+"
 
 
 def _tab_filters(*, user: User) -> dict[str, Q]:
@@ -591,51 +594,49 @@ class TabSummary:
     unread: int  # conversations of the Inbox tab with something the customer wrote unread
 
 
+def _capped_counts(parts: Mapping[str, QuerySet[Any]], *, cap: int) -> dict[str, int]:
+    """How many rows each queryset of ``parts`` has, counting at most ``cap + 1`` of each: one
+    query of scalar subqueries (``SELECT (SELECT count(*) FROM (… LIMIT cap+1)), …``), so a big
+    desk never pays an exact COUNT(*) over all its rows at each page."""
+    selects: list[str] = []
+    params: list[Any] = []
+    for key, rows in parts.items():
+        sql, values = rows.order_by().values("pk")[: cap + 1].query.sql_with_params()
+        selects.append(f'(SELECT count(*) FROM ({sql}) AS "capped_{key}")')  # noqa: S608
+        params.extend(values)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(selects)}", params)
+        counts = cursor.fetchone()
+    return dict(zip(parts, counts, strict=True))
+
+
 def conversation_tab_summary(*, user: User) -> TabSummary:
     """How many conversations ``user`` finds in each tab (of those they may see), and how many of
-    their Inbox are unread (the page title's badge): one query."""
+    their Inbox are unread (the page title's badge): one query. Each is counted up to
+    ``LIST_COUNT_CAP``, then says so (``capped``)."""
+    cap = int(settings.LIST_COUNT_CAP)
     filters = _tab_filters(user=user)
-    aggregates = {key: Count("pk", filter=q) for key, q in filters.items()}
-    aggregates["_unread"] = Count("pk", filter=filters["inbox"] & Q(unread_count__gt=0))
-    counts = conversation_list_visible_to(user=user).order_by().aggregate(**aggregates)
+    visible = Conversation.objects.filter(conversation_visibility_q(user=user))
+    parts = {key: visible.filter(q) for key, q in filters.items()}
+    parts["_unread"] = visible.filter(filters["inbox"] & Q(unread_count__gt=0))
+    counts = _capped_counts(parts, cap=cap)
     return TabSummary(
-        tabs=[TabCount(key=tab.key, label=tab.label, count=counts[tab.key]) for tab in TABS],
-        unread=counts["_unread"],
+        tabs=[
+            TabCount(
+                key=tab.key,
+                label=tab.label,
+                count=min(counts[tab.key], cap),
+                capped=counts[tab.key] > cap,
+            )
+            for tab in TABS
+        ],
+        unread=min(counts["_unread"], cap),
     )
 
 
 def conversation_tab_counts(*, user: User) -> list[TabCount]:
     """How many conversations ``user`` finds in each tab (of those they may see): one query."""
     return conversation_tab_summary(user=user).tabs
-
-
-class Unaccent(Func):
-    """SQL ``UNACCENT(text)``: PostgreSQL's extension (migration 0008), on SQLite the Python
-    :func:`text_unaccent` registered under the same name when a connection opens."""
-
-    function = "UNACCENT"
-    output_field = CharField()
-
-
-def _inbox_search_q(text: str) -> Q:
-    """The customer's name, any message's text (both ignoring accents and case), or (3 digits or
-    more) the phone number."""
-    plain = text_unaccent(text)
-    match: Q = Q(  # type: ignore[assignment]
-        Exists(
-            Customer.objects.annotate(plain_name=Unaccent("name")).filter(
-                pk=OuterRef("customer_id"), plain_name__icontains=plain
-            )
-        )
-    ) | Exists(
-        Message.objects.annotate(plain_body=Unaccent("body")).filter(
-            conversation=OuterRef("pk"), plain_body__icontains=plain
-        )
-    )
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if len(digits) >= 3:
-        match |= Q(customer__phone__contains=digits)
-    return match
 
 
 def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
@@ -665,7 +666,7 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
     if query.priority:
         rows = rows.filter(priority=query.priority)
     if query.q:
-        rows = rows.filter(_inbox_search_q(query.q))
+        rows = conversation_list_search(rows=rows, text=query.q)
     if query.as_queue:
         rows = conversation_order_as_queue(rows)
     rows = rows.prefetch_related(*CONVERSATION_PREFETCH)
@@ -681,7 +682,8 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
         last_direction=Subquery(last.values("direction")[:1]),
     )
     offset = (query.page - 1) * INBOX_PAGE_SIZE
-    page = list(rows[offset : offset + INBOX_PAGE_SIZE + 1])
+    with search_time_limit() if query.q else nullcontext():  # SearchTooSlow past the limit
+        page = list(rows[offset : offset + INBOX_PAGE_SIZE + 1])
     return InboxPage(
         conversations=page[:INBOX_PAGE_SIZE],
         has_next=len(page) > INBOX_PAGE_SIZE,

@@ -43,6 +43,7 @@ from .models import (
     Priority,
     SenderKind,
 )
+from .search import SearchTooSlow
 from .services import automate, organise
 from .services.templates import TemplateRequest, template_content
 from .uploads import UploadKind, upload_validate
@@ -93,7 +94,12 @@ def _numbers(request: HttpRequest) -> list[ChannelNumber]:
 def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
     """Tabs with counts and one page of conversations: a fixed number of queries."""
     user: User = request.user  # type: ignore[assignment]
-    page = selectors.conversation_list_inbox(user=user, query=query)
+    search_error = ""
+    try:
+        page = selectors.conversation_list_inbox(user=user, query=query)
+    except SearchTooSlow as exc:
+        page = selectors.InboxPage((), has_next=False, has_previous=False)
+        search_error = exc.message
     summary = selectors.conversation_tab_summary(user=user)
     return {
         "tabs": summary.tabs,
@@ -102,6 +108,7 @@ def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
         "conversations": page.conversations,
         "has_next": page.has_next,
         "has_previous": page.has_previous,
+        "search_error": search_error,
         "next_params": query.params(page=query.page + 1),
         "previous_params": query.params(page=query.page - 1),
         "params": query.params(),

@@ -274,6 +274,12 @@ REST_FRAMEWORK = {
     # Client IPs come from X-Forwarded-For as set by this many trusted reverse proxies.
     "NUM_PROXIES": env.int("RATE_LIMIT_NUM_PROXIES", default=0 if DEBUG else 1),
 }
+# The search (docs/search.md): each search runs under this PostgreSQL statement_timeout (0: none);
+# a cancelled one answers 503 "search_timeout" (the console says so).
+SEARCH_STATEMENT_TIMEOUT_MS = env.int("SEARCH_STATEMENT_TIMEOUT_MS", default=2000)
+# Big lists count their rows up to this many, then say "N+" (``count_capped``) instead of an exact
+# COUNT(*) over every row at each page (GET /conversations, the console's tabs).
+LIST_COUNT_CAP = env.int("LIST_COUNT_CAP", default=10_000)
 # Customer satisfaction (conversations/services/csat.py): asked when a conversation an agent
 # handled is closed inside the 24-hour window; a reply later than this many hours is no score.
 CSAT_ENABLED = env.bool("CSAT_ENABLED", default=True)

@@ -1,0 +1,233 @@
+"""The search (``conversations.search``, issue 15): the same results through the API's
+``?search=`` and the console's inbox — phrases, words with or without accents, any case, part of
+a phone number, a name — newest first, never past what the user may see; capped counts; the
+statement timeout's clear answer. PostgreSQL runs the full-text path (migration 0013), SQLite the
+``icontains`` fallback."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from conversations.selectors import conversation_tab_summary
+from conversations.tests.factories import (
+    ConversationFactory,
+    CustomerFactory,
+    MessageFactory,
+    search_limit_queries,
+)
+from supportdesk.tests.api_support import api_env, assert_error_shape, bearer
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(api_env.__name__)]
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the full-text path is PostgreSQL's"
+)
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite fallback")
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings: Any) -> None:
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
+def agent_client(client: Any, agent: Any) -> Any:
+    client.force_login(agent)
+    return client
+
+
+def api_ids(user: Any, text: str) -> list[int]:
+    response = bearer(user).get("/api/v1/conversations", {"search": text})
+    assert response.status_code == 200, response.content
+    return [row["id"] for row in response.json()["results"]]
+
+
+def console_ids(client: Any, text: str) -> list[int]:
+    html = client.get("/inbox/", {"tab": "all", "q": text}, **HTMX).content.decode()
+    return [int(part.split('"', 1)[0]) for part in html.split('data-conversation-id="')[1:]]
+
+
+@pytest.fixture
+def desk(support: Any, sales: Any) -> dict[str, Any]:
+    now = timezone.now()
+    boleto = ConversationFactory(
+        department=support,
+        customer=CustomerFactory(name="Paula Reis", phone="+5511911112222"),
+        last_message_at=now - timedelta(minutes=5),
+    )
+    MessageFactory(conversation=boleto, body="Preciso da segunda via do boleto, não chegou")
+    name = ConversationFactory(
+        department=support,
+        customer=CustomerFactory(name="Sebastião Simões", phone="+5521933334444"),
+        last_message_at=now - timedelta(minutes=1),
+    )
+    MessageFactory(conversation=name, body="Bom dia")
+    phone = ConversationFactory(
+        department=support,
+        customer=CustomerFactory(name="Carla", phone="+5511987650002"),
+        last_message_at=now - timedelta(minutes=3),
+    )
+    MessageFactory(conversation=phone, body="A entrega atrasou")
+    hidden = ConversationFactory(
+        department=sales,
+        customer=CustomerFactory(name="Paulo Simões", phone="+5531955556666"),
+        last_message_at=now,
+    )
+    MessageFactory(conversation=hidden, body="Quero a segunda via do boleto, não chegou")
+    return {"boleto": boleto.pk, "name": name.pk, "phone": phone.pk, "hidden": hidden.pk}
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("segunda via", "boleto"),  # a phrase
+        ('"segunda via"', "boleto"),  # quoted
+        ("boleto", "boleto"),  # a word
+        ("BOLETO", "boleto"),  # any case
+        ("não chegou", "boleto"),  # with accents
+        ("NAO CHEGOU", "boleto"),  # without accents
+        ("simoes", "name"),  # a name without its accents
+        ("SEBASTIÃO", "name"),
+        ("sebastiao simoes", "name"),
+        ("98765", "phone"),  # part of a phone number
+        ("(11) 98765-0002", "phone"),  # written as people write it
+        ("650002", "phone"),
+    ],
+)
+def test_api_and_console_find_the_same(
+    desk: dict[str, Any], agent: Any, agent_client: Any, text: str, key: str
+) -> None:
+    assert api_ids(agent, text) == [desk[key]]
+    assert console_ids(agent_client, text) == [desk[key]]
+
+
+def test_nothing_matches(desk: dict[str, Any], agent: Any, agent_client: Any) -> None:
+    assert api_ids(agent, "zzqqxx") == []
+    assert console_ids(agent_client, "zzqqxx") == []
+    assert api_ids(agent, "12") == []  # too few digits to be a phone number's part
+
+
+def test_newest_first(desk: dict[str, Any], supervisor: Any, client: Any) -> None:
+    # "simoes" finds the hidden one (the newest) and the name; "chegou" the hidden and boleto
+    assert api_ids(supervisor, "simoes") == [desk["hidden"], desk["name"]]
+    assert api_ids(supervisor, "chegou") == [desk["hidden"], desk["boleto"]]
+    client.force_login(supervisor)
+    assert console_ids(client, "simoes") == [desk["hidden"], desk["name"]]
+
+
+def test_the_search_never_reaches_past_what_the_agent_may_see(
+    desk: dict[str, Any], agent: Any, agent_client: Any, supervisor: Any
+) -> None:
+    # the hidden conversation (Vendas) matches every one of these, and the agent is in Suporte
+    for text in ("Paulo", "5531955", "quero a segunda via"):
+        assert desk["hidden"] in api_ids(supervisor, text)
+        assert desk["hidden"] not in api_ids(agent, text)
+        assert desk["hidden"] not in console_ids(agent_client, text)
+
+
+@postgresql_only
+def test_words_match_by_their_stem_on_postgresql(desk: dict[str, Any], agent: Any) -> None:
+    assert api_ids(agent, "boletos") == [desk["boleto"]]
+    assert api_ids(agent, "entregas atrasadas") == [desk["phone"]]
+
+
+@sqlite_only
+def test_sqlite_falls_back_to_contains(desk: dict[str, Any], agent: Any) -> None:
+    assert api_ids(agent, "bolet") == [desk["boleto"]]  # part of a word
+    assert api_ids(agent, "via do bol") == [desk["boleto"]]
+
+
+# --- counts and queries --------------------------------------------------------------------------
+
+
+def test_api_search_query_count_is_fixed(
+    agent: Any, support: Any, django_assert_num_queries: Any
+) -> None:
+    client = bearer(agent)
+
+    def fetch() -> int:
+        # auth user, count, page, tags, contacts' tags (+ the time limit on PostgreSQL)
+        with django_assert_num_queries(5 + search_limit_queries()):
+            response = client.get("/api/v1/conversations", {"search": "boleto", "page_size": 100})
+        return len(response.json()["results"])
+
+    for _ in range(2):
+        MessageFactory(conversation=ConversationFactory(department=support), body="boleto")
+    assert fetch() == 2
+    for _ in range(15):
+        MessageFactory(conversation=ConversationFactory(department=support), body="boleto")
+    assert fetch() == 17
+
+
+def test_counts_stop_at_the_cap(
+    settings: Any, supervisor: Any, support: Any, client: Any, django_assert_num_queries: Any
+) -> None:
+    settings.LIST_COUNT_CAP = 3
+    for _ in range(5):
+        ConversationFactory(department=support, status="open")
+    body = bearer(supervisor).get("/api/v1/conversations", {"page_size": 2}).json()
+    assert body["count"] == 3 and body["count_capped"] is True
+    assert len(body["results"]) == 2 and body["next"]
+    small = bearer(supervisor).get("/api/v1/conversations", {"status": "closed"}).json()
+    assert small["count"] == 0 and small["count_capped"] is False
+    # the console's tabs say "3+"
+    client.force_login(supervisor)
+    html = client.get("/?tab=all").content.decode()
+    assert 'data-count="all">3+</span>' in html
+
+
+def test_tab_counts_cost_one_query_capped(
+    settings: Any, supervisor: Any, support: Any, django_assert_num_queries: Any
+) -> None:
+    settings.LIST_COUNT_CAP = 2
+    for _ in range(4):
+        ConversationFactory(department=support, status="pending", unread_count=1)
+    with django_assert_num_queries(1):
+        summary = conversation_tab_summary(user=supervisor)
+    queue = next(tab for tab in summary.tabs if tab.key == "queue")
+    closed = next(tab for tab in summary.tabs if tab.key == "closed")
+    assert (queue.count, queue.capped) == (2, True)
+    assert (closed.count, closed.capped) == (0, False)
+    assert summary.unread == 2
+
+
+# --- the statement timeout -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def huge_search(settings: Any, desk: dict[str, Any]) -> None:
+    """30,000 messages saying "boleto", and a 1 ms time limit: no search of them ends in time."""
+    settings.SEARCH_STATEMENT_TIMEOUT_MS = 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO conversations_message (conversation_id, created_at, updated_at,"
+            " direction, sender, type, body, status, media_id, media_file, media_mime_type,"
+            " media_filename, media_sha256, error, media_error, send_attempts, status_history)"
+            " SELECT %s, now(), now(), 'in', 'customer', 'text', 'boleto ' || n, 'received',"
+            " '', '', '', '', '', '', '', 0, '[]' FROM generate_series(1, 30000) AS n",
+            [desk["boleto"]],
+        )
+        cursor.execute("ANALYZE conversations_message")
+
+
+@postgresql_only
+def test_a_search_past_its_time_limit_is_a_clear_503(
+    desk: dict[str, Any], agent: Any, huge_search: None
+) -> None:
+    response = bearer(agent).get("/api/v1/conversations", {"search": "boleto"})
+    body = assert_error_shape(response, 503, "search_timeout")
+    assert "took too long" in body["detail"]
+
+
+@postgresql_only
+def test_the_console_says_the_search_took_too_long(
+    desk: dict[str, Any], agent_client: Any, huge_search: None
+) -> None:
+    response = agent_client.get("/inbox/", {"tab": "all", "q": "boleto"}, **HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "The search took too long" in html and "data-conversation-id=" not in html
