@@ -518,5 +518,7 @@ if SENTRY_DSN:
         integrations=[DjangoIntegration(), CeleryIntegration()],
         environment=env.str("SENTRY_ENVIRONMENT", default="production"),
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
-        send_default_pii=False,  # no e-mail addresses, cookies or customers' data by default
+        # No e-mail addresses or cookies, and no request bodies (customers' messages, webhooks).
+        send_default_pii=False,
+        max_request_body_size="never",
     )
