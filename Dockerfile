@@ -14,7 +14,8 @@ COPY . .
 RUN SECRET_KEY=build-only python manage.py collectstatic --no-input \
     && SECRET_KEY=build-only python manage.py compilemessages --ignore=.venv || true
 
-RUN useradd --create-home --uid 1000 desk && mkdir -p /app/media && chown -R desk /app/media
+RUN useradd --create-home --uid 1000 desk && mkdir -p /app/media /app/prometheus \
+    && chown -R desk /app/media /app/prometheus
 USER desk
 EXPOSE 8000
 CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "supportdesk.asgi:application"]

@@ -41,6 +41,7 @@ from common.events import DomainEvent
 
 from . import selectors, signing
 from .addresses import UnsafeAddress, url_resolve_public
+from .metrics import delivery_counted
 from .models import DeliveryStatus, OutgoingEvent, WebhookDelivery, WebhookSubscription
 from .transport import PinnedSession
 
@@ -325,6 +326,7 @@ def _claim(delivery_id: str) -> Attempt | tuple[WebhookDelivery, WebhookSubscrip
                     "updated_at",
                 ]
             )
+            delivery_counted("failed")
             return Attempt(made=False, status=delivery.status)
         limit = settings.OUTGOING_WEBHOOKS_MAX_IN_FLIGHT
         if limit and _in_flight(subscription.pk, now) >= limit:
@@ -386,6 +388,9 @@ def _record(
                 "updated_at",
             ]
         )
+    delivery_counted(
+        "succeeded" if not error else ("retrying" if retry_in is not None else "failed")
+    )
     if error:
         logger.info(
             "webhook delivery %s (%s) attempt %s failed: %s",
@@ -547,7 +552,7 @@ def _record_successes(successes: Sequence[tuple[WebhookDelivery, int]]) -> None:
         by_code.setdefault(code, []).append(delivery.pk)
     claim = successes[0][0].claim_id
     for code, pks in by_code.items():
-        WebhookDelivery.objects.filter(
+        updated = WebhookDelivery.objects.filter(
             pk__in=pks, claim_id=claim, status=DeliveryStatus.PENDING
         ).update(
             status=DeliveryStatus.SUCCEEDED,
@@ -560,6 +565,7 @@ def _record_successes(successes: Sequence[tuple[WebhookDelivery, int]]) -> None:
             claim_id=None,
             updated_at=now,
         )
+        delivery_counted("succeeded", updated)
 
 
 def deliveries_attempt_batch(

@@ -16,6 +16,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from common.asgi import WebSocketMetrics  # noqa: E402
 from whatsapp.asgi import WebhookIntake  # noqa: E402
 
 from .routing import websocket_urlpatterns  # noqa: E402
@@ -24,8 +25,9 @@ application = ProtocolTypeRouter(
     {
         # Meta's deliveries are stored at the edge (whatsapp/asgi.py); the rest is Django's.
         "http": WebhookIntake(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # Open connections counted (supportdesk_websocket_connections), nothing else changed.
+        "websocket": WebSocketMetrics(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -3,13 +3,21 @@
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+
+from common import context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportdesk.settings")
 
 app = Celery("supportdesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The request id (and user, conversation) of whoever queued a task goes with it, into the task's
+# log lines (contract §11, common/context.py); weak=False: these module functions stay connected.
+signals.before_task_publish.connect(context.task_publish_carry, weak=False)
+signals.task_prerun.connect(context.task_prerun_bind, weak=False)
+signals.task_postrun.connect(context.task_postrun_unbind, weak=False)
 
 
 # Webhook intake goes first: its own queue, which every worker takes before any other (the

@@ -78,6 +78,9 @@ DOMAIN_EVENT_HANDLERS = [
 CONVERSATION_CHANNEL = "whatsapp.channel.WhatsAppChannel"
 
 MIDDLEWARE = [
+    # First: the request id (X-Request-ID, on log lines and tasks) and the HTTP metrics, so that
+    # redirects and errors of every middleware below are counted too (common/middleware.py).
+    "common.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -181,6 +184,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One task at a time per process: a drain is never stuck behind tasks a process reserved.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING below (one format everywhere, LOG_FORMAT=json included), with the
+# request id of the request that queued each task (common/context.py, supportdesk/celery.py).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # `celery -A supportdesk beat` (one process): what a broker outage left behind.
 CELERY_BEAT_SCHEDULE = {
     # Safety net: deliveries left 'received' (broker down when they arrived, a lost task).
@@ -221,6 +227,12 @@ CELERY_BEAT_SCHEDULE = {
     # Conversations idle while waiting for the customer, per department's auto_close_minutes.
     "conversations-auto-close-sweep": {
         "task": "conversations.tasks.auto_close_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # The admins are e-mailed (once per incident) when the webhook intake falls behind.
+    "whatsapp-intake-lag-check": {
+        "task": "whatsapp.tasks.intake_lag_check",
         "schedule": 60.0,
         "options": {"expires": 55},
     },
@@ -423,7 +435,8 @@ SECURE_CSP = {
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    # The load balancer's and Prometheus's scrapes reach the server processes directly.
+    SECURE_REDIRECT_EXEMPT = [r"^health/?$", r"^metrics/?$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
@@ -456,11 +469,63 @@ MAILERS = {
     }
 }
 
+# --- Operability (contract §11, docs/operations.md) -------------------------------------------
+# The admins are e-mailed when the oldest webhook delivery not processed yet is older than this
+# (seconds; 0 turns the alert off). Once per incident: again only after the lag went back under.
+INTAKE_LAG_ALERT_SECONDS = env.int("INTAKE_LAG_ALERT_SECONDS", default=300)
+# GET /metrics answers only with "Authorization: Bearer <METRICS_TOKEN>"; unset: 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# What /metrics computes when scraped (each app's own; common/metrics.py). Counters and
+# histograms are counted where things happen; with PROMETHEUS_MULTIPROC_DIR set (a directory
+# every server and worker process of the host shares, emptied at start) they add up over all.
+METRICS_COLLECTORS = [
+    "whatsapp.metrics.ChannelCollector",
+    "integrations.metrics.OutboxCollector",
+    "supportdesk.metrics.CeleryQueuesCollector",
+]
+
+# LOG_FORMAT=json: one JSON object per line (python-json-logger), with request_id and, where
+# known, user_id, conversation_id, event_id, task_id (common/logs.py). Otherwise plain text.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "common.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# SENTRY_DSN: errors (and, with SENTRY_TRACES_SAMPLE_RATE, a share of traces) go to Sentry, from
+# the web processes and the Celery workers alike. Unset: the SDK is not even started.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+        # No e-mail addresses or cookies, and no request bodies (customers' messages, webhooks).
+        send_default_pii=False,
+        max_request_body_size="never",
+    )

@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
 from .health import health
+from .metrics import metrics
 
 admin.site.site_header = "SupportDesk"
 admin.site.site_title = "SupportDesk"
@@ -20,6 +21,8 @@ urlpatterns = [
     path("favicon.ico", favicon),
     path("health", health, name="health"),
     path("health/", health),
+    path("metrics", metrics, name="metrics"),
+    path("metrics/", metrics),
     path("admin/", admin.site.urls),
     path("api/v1/", include("supportdesk.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -5,7 +5,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -14,6 +17,12 @@ from common.admin import ReadOnlyAdminMixin
 
 from .client import GraphError
 from .models import ChannelError, MessageTemplate, PendingStatus, WebhookEvent, WhatsAppAccount
+from .selectors import (
+    TokenState,
+    account_list_with_health,
+    account_pending_outbound,
+    account_token_state,
+)
 from .services.templates import TemplateSyncError, templates_sync
 
 
@@ -56,6 +65,13 @@ class WhatsAppAccountForm(forms.ModelForm):  # type: ignore[type-arg]
         return cleaned
 
 
+_TOKEN_STATES = {
+    TokenState.OK: _("working"),
+    TokenState.ERROR: _("refused by Meta"),
+    TokenState.SANDBOX: _("none (sandbox)"),
+}
+
+
 @admin.register(WhatsAppAccount)
 class WhatsAppAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = WhatsAppAccountForm
@@ -63,13 +79,49 @@ class WhatsAppAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "name",
         "phone_number_id",
         "display_phone_number",
-        "waba_id",
         "has_own_token",
+        "token_state",
+        "last_delivery",
+        "last_sent_at",
+        "last_send_error_display",
         "is_active",
     )
     list_filter = ("is_active",)
     search_fields = ("name", "phone_number_id", "display_phone_number", "waba_id")
-    readonly_fields = ("has_own_token", "created_at", "updated_at")
+    readonly_fields = (
+        "has_own_token",
+        "token_state",
+        "token_error_at",
+        "last_delivery",
+        "last_sent_at",
+        "last_send_error_display",
+        "pending_outbound",
+        "created_at",
+        "updated_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WhatsAppAccount]:
+        return account_list_with_health()
+
+    @admin.display(description=_("access token"))
+    def token_state(self, obj: WhatsAppAccount) -> str:
+        return str(_TOKEN_STATES[account_token_state(obj)])
+
+    @admin.display(description=_("last delivery received"))
+    def last_delivery(self, obj: WhatsAppAccount) -> Any:
+        return getattr(obj, "last_delivery_at", None) or "—"
+
+    @admin.display(description=_("last send error"))
+    def last_send_error_display(self, obj: WhatsAppAccount) -> str:
+        if not obj.last_send_error_at:
+            return "—"
+        moment = date_format(timezone.localtime(obj.last_send_error_at), "SHORT_DATETIME_FORMAT")
+        code = f" ({obj.last_send_error_code})" if obj.last_send_error_code is not None else ""
+        return f"{moment}{code}: {obj.last_send_error}"
+
+    @admin.display(description=_("messages waiting to be sent"))
+    def pending_outbound(self, obj: WhatsAppAccount) -> int:
+        return dict(account_pending_outbound()).get(obj.phone_number_id, 0)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = [
@@ -81,11 +133,17 @@ class WhatsAppAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "access_token",
             "clear_access_token",
             "is_active",
+            "token_state",
+            "token_error_at",
+            "last_delivery",
+            "last_sent_at",
+            "last_send_error_display",
+            "pending_outbound",
             "created_at",
             "updated_at",
         ]
         if obj is None:
-            fields = [f for f in fields if f not in ("clear_access_token", "has_own_token")]
+            fields = [f for f in fields if f in WhatsAppAccountForm.Meta.fields]
         if not self.has_change_permission(request, obj) and obj is not None:
             # Read-only viewers (supervisors) never see the secret, not even rendered as text.
             fields = [f for f in fields if f not in ("access_token", "clear_access_token")]

@@ -9,6 +9,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from whatsapp.metrics import webhook_delivery_counted
 from whatsapp.services.intake import webhook_accept
 
 # Meta's deliveries reach 3 MB; Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is bypassed here only.
@@ -46,6 +47,7 @@ def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
         return _verify(request)
     raw_body = _read_body(request, max_body())
     if raw_body is None:
+        webhook_delivery_counted("too_large")
         return HttpResponse("payload too large", status=413, content_type="text/plain")
     answer = webhook_accept(
         raw_body=raw_body, signature=request.headers.get("X-Hub-Signature-256", "")

@@ -23,6 +23,7 @@ from celery import current_app
 from django.db import connections
 
 from whatsapp.apis import max_body
+from whatsapp.metrics import webhook_delivery_counted
 from whatsapp.services.intake import IntakeAnswer, webhook_accept
 
 PATHS = frozenset({"/api/v1/webhooks/whatsapp", "/api/v1/webhooks/whatsapp/"})
@@ -114,6 +115,7 @@ class WebhookIntake:
         limit = max_body()
         declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > limit:
+            webhook_delivery_counted("too_large")
             await _answer(send, 413, "payload too large")
             return
         try:
@@ -121,6 +123,7 @@ class WebhookIntake:
         except _ClientGoneError:
             return
         if raw_body is None:
+            webhook_delivery_counted("too_large")
             await _answer(send, 413, "payload too large")
             return
         answer = await self._store(raw_body, _header(scope, b"x-hub-signature-256"))

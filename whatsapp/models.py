@@ -21,6 +21,13 @@ class WhatsAppAccount(TimeStampedModel):
         ),
     )
     is_active = models.BooleanField(_("active"), default=True)
+    # Channel health (/health, the admin), written by the sender: its last success, its last
+    # refusal, and when Meta last refused the token (cleared in effect by a later success).
+    last_sent_at = models.DateTimeField(_("last message sent"), null=True, blank=True)
+    last_send_error_at = models.DateTimeField(_("last send error"), null=True, blank=True)
+    last_send_error_code = models.IntegerField(_("last send error code"), null=True, blank=True)
+    last_send_error = models.CharField(_("last send error reason"), max_length=255, blank=True)
+    token_error_at = models.DateTimeField(_("last token error"), null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -59,6 +66,8 @@ class WebhookEvent(models.Model):
         verbose_name_plural = _("webhook deliveries")
         indexes: ClassVar = [
             models.Index(fields=["status", "received_at"], name="webhook_status_idx"),
+            # A number's last delivery (/health, the admin): one step down this index.
+            models.Index(fields=["phone_number_id", "received_at"], name="webhook_number_idx"),
         ]
 
     def __str__(self) -> str:

@@ -9,8 +9,9 @@ import time
 from celery import shared_task
 from django.conf import settings
 
+from common import context
 from whatsapp.client import GraphError
-from whatsapp.services import inbound, intake, media, outbound
+from whatsapp.services import health, inbound, intake, media, outbound
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 )
 def webhook_process(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
     """Process a stored delivery (every message and status in it)."""
+    context.bind(event_id=event_id)
     inbound.webhook_event_process(event_id=event_id)
 
 
@@ -124,3 +126,10 @@ def media_download(self, message_id: int) -> None:  # type: ignore[no-untyped-de
 def outbound_requeue_stuck() -> int:
     """Celery beat, every minute: outbound messages left ``queued`` (broker outage) go out again."""
     return len(outbound.outbound_requeue_stuck())
+
+
+@shared_task(ignore_result=True)
+def intake_lag_check() -> bool | None:
+    """Celery beat, every minute: e-mail the admins (once per incident) when the webhook intake
+    is more than ``INTAKE_LAG_ALERT_SECONDS`` behind."""
+    return health.intake_lag_check()

@@ -33,6 +33,7 @@ from conversations.services import csat
 from conversations.services import customers as customer_services
 from conversations.services.customers import CustomerIdentity
 from whatsapp.identity import e164, wa_id_variants
+from whatsapp.metrics import WEBHOOK_PROCESSED
 from whatsapp.models import (
     ChannelError,
     ChannelErrorKind,
@@ -603,6 +604,7 @@ def _record_outcomes(events: list[WebhookEvent], outcomes: dict[int, _Outcome]) 
             status, error = WebhookStatus.FAILED, "\n".join(outcome.problems)
         else:
             status, error = WebhookStatus.UNKNOWN, "Not understood: " + "; ".join(outcome.unknown)
+        WEBHOOK_PROCESSED.labels(status).inc()
         WebhookEvent.objects.filter(pk=event.pk).update(
             status=status,
             error=error[:10000],
@@ -613,6 +615,7 @@ def _record_outcomes(events: list[WebhookEvent], outcomes: dict[int, _Outcome]) 
         WebhookEvent.objects.filter(pk__in=done).update(
             status=WebhookStatus.PROCESSED, error="", processed_at=now, attempts=F("attempts") + 1
         )
+        WEBHOOK_PROCESSED.labels(WebhookStatus.PROCESSED).inc(len(done))
 
 
 def webhook_event_process(*, event_id: int, force: bool = False) -> WebhookEvent:

@@ -16,6 +16,7 @@ from celery import current_app
 from django.core.cache import cache
 from django.db import transaction
 
+from whatsapp.metrics import webhook_delivery_counted
 from whatsapp.models import WebhookEvent, WebhookStatus
 
 from .accounts import app_secret
@@ -118,13 +119,17 @@ def webhook_accept(*, raw_body: bytes, signature: str) -> IntakeAnswer:
     try:
         event = webhook_receive(raw_body=raw_body, signature=signature, queue=False)
     except SignatureError:
+        webhook_delivery_counted("bad_signature")
         return IntakeAnswer(403, "invalid signature")
     except PayloadError:
+        webhook_delivery_counted("bad_json")
         return IntakeAnswer(400, "invalid JSON")
     except Exception:
         # Database (or pool) unavailable: not stored, so Meta must deliver it again.
         logger.exception("could not store a webhook delivery")
+        webhook_delivery_counted("unavailable")
         return IntakeAnswer(503, "temporarily unavailable")
+    webhook_delivery_counted("stored")
     webhook_queue(event.pk)  # the row is committed (autocommit)
     return IntakeAnswer(200, f"ok {event.pk}")
 

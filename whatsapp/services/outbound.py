@@ -24,13 +24,13 @@ from functools import partial
 from typing import Any
 
 from django.core.cache import cache
-from django.core.mail import mail_admins
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
+from common import context
 from common.exceptions import ServiceError
 from conversations.models import (
     Conversation,
@@ -41,8 +41,10 @@ from conversations.models import (
 )
 from conversations.services import delivery
 from whatsapp.client import ErrorKind, GraphClient, GraphError
+from whatsapp.metrics import outbound_counted
 from whatsapp.models import ChannelError, ChannelErrorKind, WhatsAppAccount
 
+from . import health
 from .accounts import account_token
 from .inbound import pending_statuses_apply
 from .templates import template_check, template_with_media_id
@@ -363,7 +365,12 @@ def _pair_key(conversation: Conversation) -> str:
 def _fail(message_id: int, *, error: str, code: int | None = None, data: Any = None) -> Message:
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message_id)
-        return delivery.message_send_failed(message=message, error=error, code=code, data=data)
+        failed = delivery.message_send_failed(message=message, error=error, code=code, data=data)
+    # the conversation is loaded already (the status event carries it)
+    account_id = failed.conversation.whatsapp_account_id
+    health.account_send_error_note(account_id=account_id, code=code, reason=error)
+    outbound_counted(status="failed", error_code=code)
+    return failed
 
 
 def _claim(message_id: int, *, respect_backoff: bool) -> Message | None:
@@ -413,6 +420,9 @@ def _record_sent(message_id: int, *, wa_message_id: str, only_if_queued: bool = 
             return message
         delivery.message_sent(message=message, channel_message_id=wa_message_id)
         pending_statuses_apply(message=message)
+    # the conversation is loaded already (the status event carries it)
+    health.account_sent_note(account_id=message.conversation.whatsapp_account_id)
+    outbound_counted(status="sent")
     return message
 
 
@@ -424,6 +434,7 @@ def _release(message_id: int, *, note: str) -> None:
 
 
 def _alert_admins(error: GraphError, message: Message) -> None:
+    """Recorded every time (the admin's channel errors); e-mailed once per incident."""
     account = message.conversation.whatsapp_account
     ChannelError.objects.create(
         kind=ChannelErrorKind.TOKEN,
@@ -433,15 +444,7 @@ def _alert_admins(error: GraphError, message: Message) -> None:
         details=error.details,
         data=error.data or None,
     )
-    logger.error("WhatsApp token/permission error for %s: %s", account, error)
-    try:
-        mail_admins(
-            f"WhatsApp: access token or permission error on {account}",
-            f"Meta refused a message with code {error.code}: {error.reason}\n"
-            "Renew the access token (WhatsApp numbers in the admin, or WHATSAPP_ACCESS_TOKEN).",
-        )
-    except Exception:
-        logger.exception("could not e-mail the admins")
+    health.account_token_error_alert(account=account, code=error.code, reason=error.reason)
 
 
 def _upload_if_needed(client: GraphClient, message: Message) -> None:
@@ -498,6 +501,7 @@ def message_deliver(  # noqa: PLR0911 - every outcome returns the message
         )
     if message is None:
         return None
+    context.bind(conversation_id=message.conversation_id)  # the send's log lines (task-scoped)
     account = message.conversation.whatsapp_account
     token = account_token(account)
     if not token:  # the token was removed meanwhile
