@@ -311,6 +311,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.Role",
         "ApiKeyRoleEnum": "accounts.models.API_KEY_ROLE_CHOICES",
+        "ConversationStatusEnum": "conversations.models.ConversationStatus",
+        "MessageStatusEnum": "conversations.models.MessageStatus",
+        "DeliveryStatusEnum": "integrations.models.DeliveryStatus",
     },
     "TITLE": "SupportDesk API",
     "DESCRIPTION": "WhatsApp customer-support desk: conversations, messages, users, departments.",

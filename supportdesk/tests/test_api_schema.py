@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -80,3 +81,11 @@ def test_api_honours_its_schema(case: Any, admin_headers: dict[str, str]) -> Non
             checks.status_code_conformance,
         ],
     )
+
+
+def test_schema_generates_without_warnings(tmp_path: Any) -> None:
+    """A warning (say, two ``status`` enums sharing a name) renames types in generated clients
+    and fails ``check --deploy --fail-level WARNING``: the schema must build clean."""
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--fail-on-warn", "--file", str(out))
+    assert "ConversationStatusEnum" in out.read_text()
