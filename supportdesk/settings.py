@@ -134,6 +134,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
         "timeout": env.int("DB_POOL_TIMEOUT", default=10),
     }
+# A PostgreSQL replica for the heavy reads (search, reports, the CSV export, the board):
+# common/replica.py. Writes, and reads inside a write's transaction, stay on the primary.
+READ_REPLICA = bool(env.str("DATABASE_REPLICA_URL", default=""))
+if READ_REPLICA:
+    _replica = env.db("DATABASE_REPLICA_URL")
+    DATABASES["replica"] = {  # the primary's pool settings, the replica's own URL options
+        **_replica,
+        "CONN_MAX_AGE": DATABASES["default"].get("CONN_MAX_AGE", 0),
+        "OPTIONS": {**DATABASES["default"].get("OPTIONS", {}), **_replica.get("OPTIONS", {})},
+    }
+DATABASE_ROUTERS = ["common.replica.PrimaryReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache -------------------------------------------
