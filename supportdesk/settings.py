@@ -149,11 +149,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache -------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+CHANNEL_LAYER_REDIS_OPTIONS = {"socket_timeout": 30}  # seconds, past channels-redis's 5 s pop
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "supportdesk")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default: the layer's blocking
+                # 5 s BZPOPMIN answered a moment late then raised in every idle socket's
+                # consumer and closed it (1011). The read waits longer than the pop.
+                "hosts": [{"address": REDIS_URL, **CHANNEL_LAYER_REDIS_OPTIONS}],
+                "prefix": env.str("CHANNELS_PREFIX", "supportdesk"),
+            },
         }
     }
     CACHES = {
