@@ -387,7 +387,7 @@ def test_redis_stopped_mid_stream_webhooks_answer_200_and_everything_goes_throug
     assert stored == [f"wamid.REDIS.{n:03d}" for n in range(10)]  # each exactly once
     _wait(
         lambda: Message.objects.get(pk=out.pk).status != MessageStatus.QUEUED,
-        timeout=30,
+        timeout=45,
         worker=worker,
         what="the agent's send did not go out",
     )
