@@ -85,8 +85,9 @@ worker: $(VENV)/.runtime
 beat: $(VENV)/.runtime
 	$(VENV)/bin/celery -A supportdesk beat --loglevel=INFO
 
-# Needs PostgreSQL and Redis on 127.0.0.1 (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL to change them).
-BENCHES := bench/webhook_ingest.py bench/socket_latency.py bench/outgoing_webhooks.py bench/reports.py bench/scale.py
+# Needs PostgreSQL and Redis on 127.0.0.1 (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL to change them);
+# bench/faults.py starts private ones of its own (PostgreSQL's server programs, redis-server).
+BENCHES := bench/webhook_ingest.py bench/socket_latency.py bench/outgoing_webhooks.py bench/reports.py bench/scale.py bench/faults.py
 bench: $(VENV)/.dev
 	@for b in $(BENCHES); do echo ">> $$b"; $(PY) $$b || exit 1; done
 

@@ -83,3 +83,16 @@ def _fresh_login_throttle(monkeypatch):  # type: ignore[no-untyped-def]
     from accounts import login_throttle
 
     monkeypatch.setattr(login_throttle, "KEY_PREFIX", f"login-fail-{uuid.uuid4().hex}")
+
+
+@pytest.fixture(autouse=True)
+def _closed_breakers():  # type: ignore[no-untyped-def]
+    """Each test starts with Redis and PostgreSQL taken as reachable (common/breaker.py): a test
+    that stopped them leaves no "known down" mark to the next."""
+    from common.breaker import BROKER, DATABASE
+
+    BROKER.reset()
+    DATABASE.reset()
+    yield
+    BROKER.reset()
+    DATABASE.reset()

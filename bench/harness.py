@@ -41,7 +41,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_env(database: str, **extra: str) -> dict[str, str]:
+def bench_env(
+    database: str,
+    *,
+    pg_host_url: str | None = None,
+    redis_url: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of our servers and workers on ``database`` (of the machine's PostgreSQL
+    and Redis, or of private instances: ``pg_host_url``, ``redis_url``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     env.update(
         {
@@ -51,8 +59,8 @@ def bench_env(database: str, **extra: str) -> dict[str, str]:
             "SECRET_KEY": "bench-" + "x" * 50,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
-            "DATABASE_URL": f"{PG_HOST_URL}/{database}",
-            "REDIS_URL": REDIS_BASE,
+            "DATABASE_URL": f"{pg_host_url or PG_HOST_URL}/{database}",
+            "REDIS_URL": redis_url or REDIS_BASE,
             "WHATSAPP_APP_SECRET": APP_SECRET,
             "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
             "WHATSAPP_ACCESS_TOKEN": "",
@@ -411,3 +419,158 @@ class Receivers:
     def __exit__(self, *exc: Any) -> None:
         if self._process is not None:
             self._process.__exit__(*exc)
+
+
+# --- Meta's side of the webhook: a paced stream, and every delivery not answered 200 again ---
+
+
+@dataclass
+class MetaDelivery:
+    """One delivery as Meta sees it: sent until some attempt is answered ``200``."""
+
+    key: str  # the message id (wamid) it carries
+    body: bytes
+    attempts: int = 0
+    acknowledged: bool = False
+
+
+@dataclass
+class StreamResult:
+    deliveries: list[MetaDelivery]
+    answers: dict[str, int] = field(default_factory=dict)  # every attempt's answer, by status
+    slowest: float = 0.0  # seconds, the slowest answer (a timeout counts as MetaStream.timeout)
+    duration: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return sum(1 for d in self.deliveries if d.attempts)
+
+    @property
+    def acknowledged(self) -> set[str]:
+        return {d.key for d in self.deliveries if d.acknowledged}
+
+    def answers_text(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.answers.items())) or "none"
+
+
+class MetaStream:
+    """Meta delivering ``deliveries`` to the webhook at ``rate`` per second on up to
+    ``concurrency`` keep-alive connections. Meta retries whatever was not answered ``200``
+    (another status, a reset connection, no answer within ``timeout``) with a backoff: here
+    ``retry_base`` seconds doubling up to ``retry_cap`` (Meta's own go on for 7 days). Bounded:
+    gives up at ``deadline`` seconds after the start."""
+
+    def __init__(
+        self,
+        port: int,
+        deliveries: list[MetaDelivery],
+        *,
+        rate: float,
+        concurrency: int = 16,
+        timeout: float = 10.0,
+        retry_base: float = 0.5,
+        retry_cap: float = 4.0,
+        deadline: float = 120.0,
+        path: str = "/api/v1/webhooks/whatsapp",
+    ) -> None:
+        self.port, self.rate, self.concurrency, self.timeout = port, rate, concurrency, timeout
+        self.retry_base, self.retry_cap, self.deadline, self.path = (
+            retry_base,
+            retry_cap,
+            deadline,
+            path,
+        )
+        self.result = StreamResult(deliveries=deliveries)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.port), self.timeout
+            )
+        except (OSError, TimeoutError):
+            return None
+
+    async def _post(
+        self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], body: bytes
+    ) -> tuple[str, bool]:
+        """The answer's status (or ``reset``/``timeout``) and whether the connection is reusable."""
+        reader, writer = connection
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Hub-Signature-256: {sign(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+
+        async def exchange() -> tuple[str, bool]:
+            writer.write(head.encode() + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            if not status_line:
+                return "reset", False
+            length, close = 0, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "connection" and "close" in value.lower():
+                    close = True
+            if length:
+                await reader.readexactly(length)
+            return status_line.split(b" ")[1].decode(), not close
+
+        try:
+            return await asyncio.wait_for(exchange(), self.timeout)
+        except TimeoutError:
+            return "timeout", False
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            return "reset", False
+
+    async def _sender(self, due: asyncio.PriorityQueue, started: float) -> None:
+        connection = None
+        try:
+            while True:
+                at, index = await due.get()
+                if index < 0:
+                    return
+                delay = at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                delivery = self.result.deliveries[index]
+                connection = connection or await self._open()
+                sent_at = time.monotonic()
+                delivery.attempts += 1
+                if connection is None:
+                    status, reusable = "refused", False
+                else:
+                    status, reusable = await self._post(connection, delivery.body)
+                took = time.monotonic() - sent_at
+                self.result.slowest = max(self.result.slowest, took)
+                self.result.answers[status] = self.result.answers.get(status, 0) + 1
+                if not reusable and connection is not None:
+                    connection[1].close()
+                    connection = None
+                if status == "200":
+                    delivery.acknowledged = True
+                elif time.monotonic() - started < self.deadline:
+                    backoff = min(self.retry_cap, self.retry_base * 2 ** (delivery.attempts - 1))
+                    due.put_nowait((time.monotonic() + backoff, index))
+                due.task_done()
+        finally:
+            if connection is not None:
+                connection[1].close()
+
+    async def _run(self) -> StreamResult:
+        due: asyncio.PriorityQueue = asyncio.PriorityQueue()
+        started = time.monotonic()
+        for index in range(len(self.result.deliveries)):
+            due.put_nowait((started + index / self.rate, index))
+        senders = [asyncio.create_task(self._sender(due, started)) for _ in range(self.concurrency)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(due.join(), self.deadline + self.timeout + 5)
+        for _ in senders:
+            due.put_nowait((0.0, -1))
+        await asyncio.wait_for(asyncio.gather(*senders, return_exceptions=True), self.timeout + 5)
+        self.result.duration = time.monotonic() - started
+        return self.result
+
+    def run(self) -> StreamResult:
+        return asyncio.run(self._run())

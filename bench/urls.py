@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from supportdesk.urls import handler500  # noqa: F401 - the desk's error handler
 from supportdesk.urls import urlpatterns as desk_urlpatterns
 from whatsapp.models import WebhookEvent
 

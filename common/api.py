@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from django.core.exceptions import (
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
 from django.utils.functional import cached_property
@@ -77,7 +79,9 @@ def error_body(detail: Any, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": str(detail), "code": code, **extra}
 
 
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+def api_exception_handler(  # noqa: PLR0912 - one branch per kind of failure
+    exc: Exception, context: dict[str, Any]
+) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: every failure becomes ``{"detail", "code"}`` JSON."""
     if isinstance(exc, NotPermitted):
         exc = exceptions.PermissionDenied(exc.message, code=exc.code)
@@ -97,6 +101,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     from rest_framework.views import exception_handler  # noqa: PLC0415 - see TYPE_CHECKING
 
     response = exception_handler(exc, context)
+    if response is None and database_unavailable(exc):
+        return Response(
+            error_body(UNAVAILABLE_DETAIL, "service_unavailable"),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": RETRY_AFTER},
+        )
     if response is None:
         # Not an API exception: log it with its trace, answer without one.
         logger.exception("Unhandled API error", exc_info=exc)
@@ -149,6 +159,45 @@ class RequestTooLarge(exceptions.APIException):
 
 def _json_error(status_code: int, detail: Any, code: str) -> JsonResponse:
     return JsonResponse(error_body(detail, code), status=status_code)
+
+
+# --- The database unreachable: 503, never 500 (issue 16 §1) --------------------------------------
+
+UNAVAILABLE_DETAIL = _("The service is temporarily unavailable. Try again in a moment.")
+RETRY_AFTER = "5"
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """PostgreSQL (or the connection pool) could not be reached or dropped the connection: a
+    moment's outage, not a bug. A statement that PostgreSQL refused (a constraint, a syntax) is a
+    ``DatabaseError`` of another kind and stays a 500."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """503 with ``Retry-After``: JSON under ``/api/``, a short page elsewhere (the console)."""
+    logger.warning("database unavailable on %s: %s", request.path, exc)
+    if request.path.startswith(API_PREFIX):
+        response: HttpResponse = _json_error(503, UNAVAILABLE_DETAIL, "service_unavailable")
+    else:
+        response = HttpResponse(
+            str(UNAVAILABLE_DETAIL), status=503, content_type="text/plain; charset=utf-8"
+        )
+    response["Retry-After"] = RETRY_AFTER
+    return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: what an uncaught exception answers (a view's, or a middleware's such as the
+    session's). The database unreachable is a 503; anything else Django's own 500."""
+    exc = sys.exc_info()[1]
+    if database_unavailable(exc):
+        return unavailable_response(request, exc)  # type: ignore[arg-type]
+    from django.views.defaults import server_error as django_server_error  # noqa: PLC0415
+
+    if request.path.startswith(API_PREFIX):
+        return _json_error(500, _("Server error."), "server_error")
+    return django_server_error(request)
 
 
 ID_MAX = 2**63 - 1  # the primary keys are bigint: a larger number names no row and breaks SQL
@@ -252,6 +301,8 @@ class ApiJsonErrorsMiddleware:
             return _json_error(413, RequestTooLarge.default_detail, "request_too_large")
         if isinstance(exception, SuspiciousOperation):
             return _json_error(400, _("Bad request."), "bad_request")
+        if database_unavailable(exception):
+            return unavailable_response(request, exception)
         logger.exception("Unhandled API error on %s", request.path, exc_info=exception)
         return _json_error(500, _("Server error."), "server_error")
 

@@ -679,16 +679,17 @@ def _record_failures(failures: Sequence[Failure], outcome: BatchOutcome) -> None
             outcome.retries.append((str(claimed.pk), recorded[1]))
 
 
-def delivery_list_due(*, limit: int = 500) -> list[str]:
-    """Pending deliveries whose attempt is overdue by more than :data:`SWEEP_GRACE`: their task
-    was lost (a broker outage, a purge). Queuing one twice is harmless (the claim decides)."""
+def delivery_list_due(*, limit: int = 500, grace: timedelta = SWEEP_GRACE) -> list[str]:
+    """Pending deliveries whose attempt is overdue by more than ``grace``: their task was lost
+    (a broker outage, a purge, a worker killed). Queuing one twice is harmless (the claim
+    decides)."""
     now = timezone.now()
     return [
         str(pk)
         for pk in WebhookDelivery.objects.filter(
             Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
             status=DeliveryStatus.PENDING,
-            next_attempt_at__lte=now - SWEEP_GRACE,
+            next_attempt_at__lte=now - grace,
         )
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]

@@ -10,6 +10,7 @@ threads pool (``-Q <queue>.webhooks --pool=threads -c 50``) and a slow receiver 
 
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -133,9 +134,14 @@ def deliveries_queue(delivery_ids: Iterable[object]) -> None:
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)
-def webhook_deliveries_sweep(self) -> None:  # type: ignore[no-untyped-def]
-    """Celery beat: queue again the pending deliveries whose attempt is overdue."""
-    due = outbox.delivery_list_due()
+def webhook_deliveries_sweep(self, grace_seconds: float | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Celery beat: queue again the pending deliveries whose attempt is overdue (by more than
+    ``grace_seconds``, :data:`~integrations.outbox.SWEEP_GRACE` by default)."""
+    due = (
+        outbox.delivery_list_due()
+        if grace_seconds is None
+        else outbox.delivery_list_due(grace=timedelta(seconds=grace_seconds))
+    )
     if due:
         logger.info("re-queuing %d overdue webhook deliveries", len(due))
     deliveries_queue(due)

@@ -16,6 +16,9 @@ def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
+# An uncaught exception: the database unreachable answers 503 (Retry-After), never 500.
+handler500 = "common.api.server_error"
+
 urlpatterns = [
     # Browsers ask for /favicon.ico whatever the page says.
     path("favicon.ico", favicon),

@@ -5,6 +5,7 @@ All are idempotent, ``acks_late`` and retry a bounded number of times with backo
 
 import logging
 import time
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -123,9 +124,12 @@ def media_download(self, message_id: int) -> None:  # type: ignore[no-untyped-de
 
 
 @shared_task(ignore_result=True)
-def outbound_requeue_stuck() -> int:
-    """Celery beat, every minute: outbound messages left ``queued`` (broker outage) go out again."""
-    return len(outbound.outbound_requeue_stuck())
+def outbound_requeue_stuck(older_than_seconds: float | None = None) -> int:
+    """Celery beat, every minute: outbound messages left ``queued`` (broker outage) go out again
+    (those queued longer than ``older_than_seconds``, :data:`outbound.STUCK_AFTER` by default)."""
+    if older_than_seconds is None:
+        return len(outbound.outbound_requeue_stuck())
+    return len(outbound.outbound_requeue_stuck(older_than=timedelta(seconds=older_than_seconds)))
 
 
 @shared_task(ignore_result=True)

@@ -14,8 +14,9 @@ from typing import Any
 
 from celery import current_app
 from django.core.cache import cache
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
+from common.breaker import BROKER, DATABASE
 from whatsapp.metrics import webhook_delivery_counted
 from whatsapp.models import WebhookEvent, WebhookStatus
 
@@ -115,20 +116,36 @@ def webhook_accept(*, raw_body: bytes, signature: str) -> IntakeAnswer:
     understood), ``503`` when
     the database cannot take it (Meta delivers it again), else ``200``. Shared by the Django view
     and the ASGI endpoint (:mod:`whatsapp.asgi`) so that both answer alike.
+
+    While the database is known to be down (:data:`common.breaker.DATABASE`), the answer is 503 at
+    once, without waiting ``DB_POOL_TIMEOUT`` for a connection: one delivery at a time tries it.
     """
+    if not DATABASE.allow():
+        webhook_delivery_counted("unavailable")
+        return IntakeAnswer(503, "temporarily unavailable")
     try:
         event = webhook_receive(raw_body=raw_body, signature=signature, queue=False)
     except SignatureError:
+        DATABASE.succeeded()
         webhook_delivery_counted("bad_signature")
         return IntakeAnswer(403, "invalid signature")
     except PayloadError:
+        DATABASE.succeeded()
         webhook_delivery_counted("bad_json")
         return IntakeAnswer(400, "invalid JSON")
-    except Exception:
+    except Exception as exc:
         # Database (or pool) unavailable: not stored, so Meta must deliver it again.
-        logger.exception("could not store a webhook delivery")
+        if isinstance(exc, OperationalError | InterfaceError):
+            DATABASE.failed()
+        else:
+            DATABASE.succeeded()
+        if DATABASE.is_open:
+            logger.warning("could not store a webhook delivery (answered 503): %s", exc)
+        else:
+            logger.exception("could not store a webhook delivery")
         webhook_delivery_counted("unavailable")
         return IntakeAnswer(503, "temporarily unavailable")
+    DATABASE.succeeded()
     webhook_delivery_counted("stored")
     webhook_queue(event.pk)  # the row is committed (autocommit)
     return IntakeAnswer(200, f"ok {event.pk}")
@@ -170,12 +187,18 @@ def webhook_drain_wake(*, force: bool = False) -> None:
     Costs one Redis ``SET NX`` at most every :data:`DRAIN_LINGER` seconds per process: within
     that time the drain that was pending is sure to look for work again after this delivery.
     ``force``: a drain handing over to the next one asks Redis whatever its hint says.
+
+    While Redis is known to be down (:data:`common.breaker.BROKER`) nothing is tried: the
+    delivery stays ``received``, and the first publish that succeeds again (the next delivery's,
+    or beat's periodic drain) queues a drain that takes every delivery stored meanwhile.
     """
     global _drain_seen_until  # noqa: PLW0603 - a per-process hint, not shared state
     from whatsapp.tasks import webhook_drain  # noqa: PLC0415 - tasks import services
 
     now = time.monotonic()
     if now < _drain_seen_until and not force:
+        return
+    if not BROKER.allow():
         return
     try:
         if cache.add(DRAIN_PENDING_KEY, 1, timeout=DRAIN_PENDING_TTL):
@@ -186,7 +209,17 @@ def webhook_drain_wake(*, force: bool = False) -> None:
                 raise
         _drain_seen_until = now + DRAIN_LINGER
     except Exception:
-        logger.exception("could not queue the webhook drain; deliveries stay 'received'")
+        was_down = BROKER.is_open
+        BROKER.failed()
+        if not was_down:
+            logger.exception("could not queue the webhook drain; deliveries stay 'received'")
+        return
+    BROKER.succeeded()
+
+
+# The broker answers again (any publish of this process succeeded): one drain takes whatever was
+# stored meanwhile, without waiting for beat's periodic one.
+BROKER.on_recovery(lambda: webhook_drain_wake(force=True))
 
 
 def webhook_drain_started() -> None:

@@ -16,6 +16,7 @@ shows.
 
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
@@ -31,6 +33,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from common import context
+from common.breaker import BROKER
 from common.exceptions import ServiceError
 from conversations.models import (
     Conversation,
@@ -189,21 +192,69 @@ def outbound_validate(
 # --- Queueing --------------------------------------------------------------------------------
 
 
+# Messages this process could not hand to the sender (the broker down): handed over as soon as
+# a publish succeeds again (common.breaker.BROKER's recovery). Per process and bounded; the
+# sweeper (outbound_requeue_stuck) is there for whatever a process never hands over.
+_unpublished: set[int] = set()
+_UNPUBLISHED_MAX = 10_000
+_unpublished_lock = threading.Lock()
+
+
+def _remember_unpublished(message_id: int) -> None:
+    with _unpublished_lock:
+        if len(_unpublished) < _UNPUBLISHED_MAX:
+            _unpublished.add(message_id)
+
+
+def outbound_queue_unpublished() -> int:
+    """Hand over what this process could not while the broker was down; how many it did."""
+    with _unpublished_lock:
+        waiting = sorted(_unpublished)
+        _unpublished.clear()
+    done = 0
+    for message_id in waiting:
+        if not outbound_queue(message_id=message_id):
+            break  # down again: the rest is remembered again below, or by the failed call
+        done += 1
+    with _unpublished_lock:
+        for message_id in waiting[done + 1 :]:
+            if len(_unpublished) < _UNPUBLISHED_MAX:
+                _unpublished.add(message_id)
+    if done:
+        logger.warning("%s messages queued while the broker was down handed to the sender", done)
+    return done
+
+
+BROKER.on_recovery(outbound_queue_unpublished)
+
+
 def outbound_queue(*, message_id: int, countdown: float | None = None) -> bool:
     """Hand a queued message to the sender task; a broker outage leaves it ``queued``.
 
-    Returns whether the task was published; :func:`outbound_requeue_stuck` picks up the rest.
+    Returns whether the task was published. What a broker outage kept back is handed over by this
+    process when a publish succeeds again (:func:`outbound_queue_unpublished`), or else by
+    :func:`outbound_requeue_stuck`. Publishing one twice is harmless: the sender's claim decides.
     """
     from whatsapp.tasks import message_send  # noqa: PLC0415 - tasks import services
 
+    broker = not current_app.conf.task_always_eager  # embedded mode sends in this process
+    if broker and not BROKER.allow():  # Redis unreachable a moment ago
+        logger.warning("message %s stays queued: the broker is unreachable", message_id)
+        _remember_unpublished(message_id)
+        return False
     try:
         if countdown:
             message_send.apply_async((message_id,), countdown=countdown)
         else:
             message_send.delay(message_id)
     except Exception:
+        if broker:
+            BROKER.failed()
+            _remember_unpublished(message_id)
         logger.exception("could not queue message %s for sending; it stays queued", message_id)
         return False
+    if broker:
+        BROKER.succeeded()
     return True
 
 

@@ -192,3 +192,35 @@ def test_without_an_app_secret_everything_is_refused(client, settings, db):
     )
     assert response.status_code == 403
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_while_the_database_is_down_the_next_deliveries_answer_503_at_once(
+    client, fake_graph, signed_webhook
+):
+    # Issue 16 §1: one delivery finds the database down; those right after answer 503 without
+    # waiting for a connection (DB_POOL_TIMEOUT), until one delivery at a time finds it back.
+    from common.breaker import DATABASE
+
+    tried = []
+
+    def unavailable(execute, sql, params, many, context):
+        tried.append(sql)
+        raise OperationalError("could not connect to server: Connection refused")
+
+    body, headers = signed_webhook(sandbox.text_delivery(wa_id="5511987650002", body="Oi"))
+    with connection.execute_wrapper(unavailable):
+        first = client.post(URL, body, content_type="application/json", headers=headers)
+        assert len(tried) == 1
+        after = [
+            client.post(URL, body, content_type="application/json", headers=headers)
+            for _ in range(3)
+        ]
+    assert first.status_code == 503
+    assert [a.status_code for a in after] == [503] * 3
+    assert len(tried) == 1  # the database was not asked again
+    DATABASE._down_until = 1.0  # the cooldown is over: the next delivery tries the database
+    response = client.post(URL, body, content_type="application/json", headers=headers)
+    assert response.status_code == 200
+    assert WebhookEvent.objects.count() == 1
+    assert not DATABASE.is_open
