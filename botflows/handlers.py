@@ -1,8 +1,10 @@
 """The bot's domain-event handler: it takes its turn on what customers write to it."""
 
 import logging
+import threading
 from collections.abc import Sequence
 
+from common.breaker import BROKER
 from common.events import DomainEvent
 from conversations.events import ConversationClosed, MessageCreated
 from conversations.models import ConversationStatus, MessageType
@@ -10,6 +12,52 @@ from conversations.models import ConversationStatus, MessageType
 from .tasks import bot_handle_message, bot_handle_messages, csat_reply, csat_send
 
 logger = logging.getLogger(__name__)
+
+# Customer messages whose bot turn this process could not queue (the broker down while a worker
+# went on storing deliveries): queued as soon as a publish succeeds again. Per process, bounded.
+_kept_back: list[int] = []
+_KEPT_BACK_MAX = 10_000
+_kept_back_lock = threading.Lock()
+
+
+def _keep_back(message_ids: Sequence[int]) -> None:
+    with _kept_back_lock:
+        room = _KEPT_BACK_MAX - len(_kept_back)
+        _kept_back.extend(message_ids[: max(room, 0)])
+
+
+def bot_queue_kept_back() -> int:
+    """Queue the bot's turns kept back while the broker was down; how many messages went."""
+    with _kept_back_lock:
+        waiting = list(dict.fromkeys(_kept_back))
+        _kept_back.clear()
+    if waiting:
+        _bot_queue(waiting)
+    return len(waiting)
+
+
+def _bot_queue(message_ids: list[int]) -> None:
+    """One task for the batch; a broker outage keeps the batch back for the recovery."""
+    if not BROKER.allow():
+        logger.warning(
+            "the bot's turn for messages %s waits: the broker is unreachable", message_ids
+        )
+        _keep_back(message_ids)
+        return
+    try:
+        if len(message_ids) == 1:
+            bot_handle_message.delay(message_ids[0])
+        else:
+            bot_handle_messages.delay(message_ids)
+    except Exception:
+        BROKER.failed()
+        logger.exception("could not queue the bot for messages %s; kept back", message_ids)
+        _keep_back(message_ids)
+        return
+    BROKER.succeeded()
+
+
+BROKER.on_recovery(bot_queue_kept_back)
 
 
 class BotHandler:
@@ -28,15 +76,8 @@ class BotHandler:
             and event.message.get("type") != MessageType.SYSTEM
             and event.conversation.get("status") == ConversationStatus.BOT
         ]
-        if not message_ids:
-            return
-        try:
-            if len(message_ids) == 1:
-                bot_handle_message.delay(message_ids[0])
-            else:
-                bot_handle_messages.delay(message_ids)
-        except Exception:
-            logger.exception("could not queue the bot for messages %s", message_ids)
+        if message_ids:
+            _bot_queue(message_ids)
 
     def _csat(self, events: Sequence[DomainEvent]) -> None:
         for event in events:

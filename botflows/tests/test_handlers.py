@@ -38,3 +38,35 @@ def test_the_survey_asks_in_portuguese_as_the_contract_says(settings):
 
     assert texts.question == "Como você avalia o atendimento?"
     assert texts.options == ("Péssimo", "Ruim", "Regular", "Bom", "Excelente")
+
+
+def test_a_turn_the_broker_refused_is_taken_once_it_answers_again(demo_flow, monkeypatch):
+    """A worker storing deliveries while Redis goes away: the customer still gets the menu, once
+    the next publish of that process succeeds."""
+    from botflows import handlers
+    from common.breaker import BROKER
+
+    publish = handlers.bot_handle_message.delay
+    refused: list[int] = []
+
+    def broker_down_once(message_id):
+        if not refused:
+            refused.append(message_id)
+            raise ConnectionError("Redis is down")
+        return publish(message_id)
+
+    monkeypatch.setattr(handlers.bot_handle_message, "delay", broker_down_once)
+    monkeypatch.setattr(BROKER, "cooldown", 0.0)
+    conversation = ConversationFactory(status=ConversationStatus.BOT)
+    try:
+        message_record_inbound(conversation=conversation, body="Olá", wa_message_id="wamid.H3")
+        replies = Message.objects.filter(conversation=conversation, direction=Direction.OUT)
+        assert refused and not replies.exists()
+
+        assert BROKER.allow()  # the next publish of this process (any task) gets through:
+        BROKER.succeeded()
+
+        assert replies.exists()
+        assert handlers.bot_queue_kept_back() == 0  # taken once, nothing left
+    finally:
+        BROKER.reset()
