@@ -6,19 +6,27 @@ department's conversations, and every socket times the ``new_message`` frame fro
 webhook was posted. Prints p50/p95/max over all (message, socket) pairs and any frame that never
 arrived.
 
+Then, with ``--idle N``, what idle consoles cost: N more sockets (the agents' tokens in turn) held
+open for ``--idle-seconds`` (at least two heartbeats), beside the floor of the same server with
+none of them over the same time: the server's resident memory they add and its share of a core.
+
     .venv/bin/python bench/socket_latency.py [--sockets 50] [--messages 200] [--rate 20]
+        [--idle 1000] [--idle-seconds 65]
 """
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websockets
+from websockets.protocol import State
 
 from bench import harness
 
@@ -143,7 +151,82 @@ async def measure(
     )
     print(
         f"webhook -> socket      p50 {pct(0.50):7.1f} ms   p95 {pct(0.95):7.1f} ms   "
-        f"max {latencies[-1] if latencies else 0:7.1f} ms   (target p95 < 250 ms)"
+        f"max {latencies[-1] if latencies else 0:7.1f} ms   (target p95 < 150 ms)"
+    )
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children (uvicorn's workers), in MB."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(entry) != pid and int(fields[1]) != pid:  # the process or its child
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
+
+
+async def idle_cost(port: int, pid: int, tokens: list[str], count: int, seconds: float) -> None:
+    """The server's memory and CPU with ``count`` idle consoles open, against none."""
+    url = f"ws://127.0.0.1:{port}/ws/"
+    await asyncio.sleep(2)
+    before = harness.cpu_seconds()["server-socket"]
+    await asyncio.sleep(seconds)
+    floor_cpu = (harness.cpu_seconds()["server-socket"] - before) / seconds
+    memory_before = rss_mb(pid)
+
+    opening = asyncio.Semaphore(50)  # consoles opening together, as after a deploy
+
+    async def connect(token: str) -> Any:
+        async with opening:
+            return await websockets.connect(
+                f"{url}?token={token}", origin="http://127.0.0.1", open_timeout=60
+            )
+
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(connect(tokens[i % len(tokens)]) for i in range(count)), return_exceptions=True
+    )
+    sockets = [r for r in results if not isinstance(r, BaseException)]
+    opened_in = time.perf_counter() - started
+    frames = [0]
+
+    async def read(ws: Any) -> None:  # a console reads what it is sent (presence, heartbeats)
+        async for _ in ws:
+            frames[0] += 1
+
+    readers = [asyncio.create_task(read(ws)) for ws in sockets]
+    await asyncio.sleep(2)
+    before = harness.cpu_seconds()["server-socket"]
+    await asyncio.sleep(seconds)
+    idle_cpu = (harness.cpu_seconds()["server-socket"] - before) / seconds
+    memory_after = rss_mb(pid)
+    alive = sum(1 for ws in sockets if ws.state is State.OPEN)
+    closed = sorted({ws.close_code for ws in sockets if ws.state is not State.OPEN}, key=str)
+    refused = sorted({type(r).__name__ for r in results if isinstance(r, BaseException)})
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    await asyncio.gather(*readers, return_exceptions=True)
+
+    print(f"\n== {count} idle console sockets, {seconds:g} s each way")
+    print(
+        f"opened                 {len(sockets)}/{count} in {opened_in:.1f} s "
+        f"(refused: {refused or 'none'}); {alive} still open "
+        f"(closed with {closed or 'none'}); {frames[0]} frames read"
+    )
+    print(
+        f"server memory          {memory_before:7.1f} MB without, {memory_after:7.1f} MB with: "
+        f"+{memory_after - memory_before:.1f} MB   (target < 150 MB)"
+    )
+    print(
+        f"server CPU             {100 * floor_cpu:5.2f}% of a core without (floor), "
+        f"{100 * idle_cpu:5.2f}% with   (target < 10%)"
     )
 
 
@@ -153,6 +236,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0, help="webhooks per second")
     parser.add_argument("--customers", type=int, default=40)
+    parser.add_argument("--idle", type=int, default=0, help="idle sockets to cost (e.g. 1000)")
+    parser.add_argument("--idle-seconds", type=float, default=65.0, dest="idle_seconds")
     args = parser.parse_args()
 
     harness.fresh_database(DATABASE)
@@ -165,10 +250,12 @@ def main() -> None:
     port = harness.free_port()
     with (
         harness.process(harness.worker_command(), env, "worker-socket"),
-        harness.process(harness.server_command("daphne", port), env, "server-socket"),
+        harness.process(harness.server_command("daphne", port), env, "server-socket") as server,
     ):
         harness.wait_http(port)
         asyncio.run(measure(port, data["tokens"], data["wa_ids"], args.messages, args.rate))
+        if args.idle:
+            asyncio.run(idle_cost(port, server.pid, data["tokens"], args.idle, args.idle_seconds))
 
 
 if __name__ == "__main__":

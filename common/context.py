@@ -28,6 +28,10 @@ TASK_HEADER = "supportdesk_context"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _fields: ContextVar[Mapping[str, Any]] = ContextVar("supportdesk_log_fields", default=_EMPTY)
 _request: ContextVar[HttpRequest | None] = ContextVar("supportdesk_log_request", default=None)
+# Inside a request or a task, whose end restores the fields as they were before it (bind()).
+_scoped: ContextVar[bool] = ContextVar("supportdesk_log_scoped", default=False)
+
+Tokens = tuple[Token[Any], ...]
 
 # An X-Request-ID we accept as ours: what proxies and tracing tools generate (uuids, hex, base64).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -67,13 +71,18 @@ def current() -> dict[str, Any]:
     return fields
 
 
-def request_start(request: HttpRequest, request_id: str) -> tuple[Token[Any], Token[Any]]:
+def request_start(request: HttpRequest, request_id: str) -> Tokens:
     """A request begins: its id (and, once known, its user) go on every log line."""
-    return _fields.set(MappingProxyType({"request_id": request_id})), _request.set(request)
+    return (
+        _fields.set(MappingProxyType({"request_id": request_id})),
+        _request.set(request),
+        _scoped.set(True),
+    )
 
 
-def request_end(tokens: tuple[Token[Any], Token[Any]]) -> None:
-    fields, request = tokens
+def request_end(tokens: Tokens) -> None:
+    fields, request, scoped = tokens
+    _scoped.reset(scoped)
     _request.reset(request)
     _fields.reset(fields)
 
@@ -91,14 +100,17 @@ def bound(**fields: Any) -> Iterator[None]:
 
 def bind(**fields: Any) -> None:
     """Add fields until the end of the current request or task (both restore what was before
-    them when they end); outside of one, prefer :func:`bound`."""
+    them when they end). Outside of one (a shell, a test calling a service) nothing would ever
+    remove them, so nothing is added: use :func:`bound` there."""
+    if not _scoped.get():
+        return
     known = {key: value for key, value in fields.items() if value is not None}
     _fields.set(MappingProxyType({**_fields.get(), **known}))
 
 
 # --- Celery: the fields travel with the tasks a request (or a task) queues ----------------------
 
-_task_tokens: dict[str, Token[Any]] = {}
+_task_tokens: dict[str, Tokens] = {}
 
 
 def task_publish_carry(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -123,13 +135,16 @@ def task_prerun_bind(task_id: str | None = None, task: Any = None, **kwargs: Any
     An eager task (no message) inherits the fields of the code that called it."""
     carried = {key: value for key, value in _carried(task).items() if key in FIELDS}
     fields = {**_fields.get(), **carried, "task_id": task_id, "task": getattr(task, "name", None)}
-    _task_tokens[str(task_id)] = _fields.set(MappingProxyType(fields))
+    _task_tokens[str(task_id)] = (_fields.set(MappingProxyType(fields)), _scoped.set(True))
 
 
 def task_postrun_unbind(task_id: str | None = None, **kwargs: Any) -> None:
-    token = _task_tokens.pop(str(task_id), None)
-    if token is not None:
+    tokens = _task_tokens.pop(str(task_id), None)
+    if tokens is not None:
+        fields, scoped = tokens
         try:
-            _fields.reset(token)
+            _scoped.reset(scoped)
+            _fields.reset(fields)
         except ValueError:  # set in another context (a worker thread that changed): drop it
+            _scoped.set(False)
             _fields.set(_EMPTY)

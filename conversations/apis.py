@@ -30,6 +30,7 @@ from accounts.models import User
 from common.api import CappedCountPagination
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 from common.exceptions import NotPermitted, ServiceError
+from common.replica import read_alias, replica_reads
 from departments.models import Department
 
 from . import selectors, services
@@ -301,8 +302,8 @@ class ConversationListApi(ListAPIView[Conversation]):
         if not request.query_params.get("search", "").strip():
             return super().list(request, *args, **kwargs)
         try:
-            with search_time_limit():  # the count, the page and its prefetches
-                return super().list(request, *args, **kwargs)
+            with replica_reads(), search_time_limit(using=read_alias()):
+                return super().list(request, *args, **kwargs)  # the count, the page, prefetches
         except SearchTooSlow as exc:
             raise SearchTimedOut(exc.message, code=exc.code) from exc
 

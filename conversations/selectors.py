@@ -35,6 +35,7 @@ from accounts import presence
 from accounts.models import Availability, Role, User
 from common.api import id_param, page_param
 from common.exceptions import NotPermitted
+from common.replica import read_alias, replica_reads
 from departments.models import AssignmentMode, Department
 
 from .models import (
@@ -693,7 +694,11 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
         last_direction=Subquery(last.values("direction")[:1]),
     )
     offset = (query.page - 1) * INBOX_PAGE_SIZE
-    with search_time_limit() if query.q else nullcontext():  # SearchTooSlow past the limit
+    # A search may read the replica, and is stopped past its time limit (SearchTooSlow).
+    with (
+        replica_reads() if query.q else nullcontext(),
+        search_time_limit(using=read_alias()) if query.q else nullcontext(),
+    ):
         page = list(rows[offset : offset + INBOX_PAGE_SIZE + 1])
     return InboxPage(
         conversations=page[:INBOX_PAGE_SIZE],

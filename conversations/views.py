@@ -29,6 +29,7 @@ from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 from accounts.models import User
 from common.api import id_param
 from common.exceptions import NotPermitted, ServiceError
+from common.replica import replica_reads
 
 from . import selectors, services
 from .channels import ChannelNumber, TemplateChoice, channel_numbers_active, conversation_channel
@@ -742,7 +743,8 @@ def _resend(*, conversation: Conversation, actor: User, failed: Message) -> Conv
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
     try:
-        board = selectors.conversation_board(user=request.user)  # type: ignore[arg-type]
+        with replica_reads():
+            board = selectors.conversation_board(user=request.user)  # type: ignore[arg-type]
     except NotPermitted as exc:
         raise PermissionDenied(exc.message) from exc
     context = {

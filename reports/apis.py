@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from common.api import IsSupervisorOrAdmin
 from common.api_docs import ERROR, VALIDATION_ERROR
+from common.replica import read_alias, replica_reads
 
 from .api_docs import CSV_EXAMPLE, STATS_EXAMPLE, STATS_RESPONSE
 from .selectors import CSV_COLUMNS, ReportFilters, report_rows, report_stats
@@ -134,7 +135,9 @@ class ConversationStatsApi(APIView):
         examples=[STATS_EXAMPLE],
     )
     def get(self, request: Request) -> Response:
-        return Response(report_stats(filters=ReportQuerySerializer.from_request(request)))
+        filters = ReportQuerySerializer.from_request(request)
+        with replica_reads():
+            return Response(report_stats(filters=filters))
 
 
 class _JsonErrorsOnly(BaseContentNegotiation):
@@ -207,7 +210,8 @@ class ConversationsCsvApi(APIView):
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         filters = ReportQuerySerializer.from_request(request)
-        lines = csv_lines(report_rows(filters=filters))
+        with replica_reads():  # the rows are read later, as the file streams: from here
+            lines = csv_lines(report_rows(filters=filters, using=read_alias()))
         served_by_asgi = isinstance(request._request, ASGIRequest)
         response = StreamingHttpResponse(
             lines_async(lines) if served_by_asgi else lines,

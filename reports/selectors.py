@@ -13,7 +13,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import (
     Avg,
     Count,
@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from accounts import presence
 from accounts.models import Role, User
+from common.replica import read_alias
 from conversations.models import Conversation, ConversationStatus
 from departments.models import Department
 
@@ -245,7 +246,7 @@ def _agent_segments(
         ),
     )
     params = [SegmentEnd.TRANSFERRED, *statuses, *metrics_params, SegmentKind.AGENT, *agent_params]
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:  # a replica's, in replica_reads()
         cursor.execute(query, params)
         columns = [column[0] for column in cursor.description]
         rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
@@ -300,7 +301,7 @@ def _rollup_days(filters: ReportFilters) -> tuple[date, date] | None:
 
 
 def _sql_rows(query: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:  # a replica's, in replica_reads()
         cursor.execute(query, params)
         columns = [column[0] for column in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
@@ -677,10 +678,13 @@ CSV_COLUMNS = (
 )
 
 
-def report_rows(*, filters: ReportFilters, chunk_size: int = 1000) -> Iterator[list[Any]]:
+def report_rows(
+    *, filters: ReportFilters, chunk_size: int = 1000, using: str = "default"
+) -> Iterator[list[Any]]:
     """One row per conversation, oldest first, in :data:`CSV_COLUMNS`' order, read in chunks
-    (constant memory): two queries, the desk's users' names and the rows."""
-    names = dict(User.objects.values_list("pk", "name"))
+    (constant memory) from the database ``using``: two queries, the desk's users' names and the
+    rows."""
+    names = dict(User.objects.using(using).values_list("pk", "name"))
     col = filters.column
     rows = (
         metrics_list(filters=filters)
@@ -710,7 +714,7 @@ def report_rows(*, filters: ReportFilters, chunk_size: int = 1000) -> Iterator[l
     )
     zone = timezone.get_current_timezone()
     in_order = connection.features.supports_aggregate_order_by_clause  # else sorted here
-    for row in rows.iterator(chunk_size=chunk_size):
+    for row in rows.using(using).iterator(chunk_size=chunk_size):
         (pk, opened, customer, phone, department, agents, status, *durations) = row[:12]
         messages_in, messages_out, transfers, csat_score, csat_comment, priority, tags = row[12:]
         yield [

@@ -19,6 +19,8 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
+from common.replica import replica_reads
+
 from .charts import series_charts
 from .forms import ReportFilterForm
 from .selectors import (
@@ -45,7 +47,8 @@ def supervisors_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
 def report_page(request: HttpRequest) -> HttpResponse:
     form = ReportFilterForm(request.GET)
     filters = form.filters()
-    stats = report_stats(filters=filters)
+    with replica_reads():
+        stats = report_stats(filters=filters)
     query = form.query(filters)
     counters_query = {"department": query["department"]} if "department" in query else {}
     context = {

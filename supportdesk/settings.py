@@ -134,15 +134,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
         "timeout": env.int("DB_POOL_TIMEOUT", default=10),
     }
+# A PostgreSQL replica for the heavy reads (search, reports, the CSV export, the board):
+# common/replica.py. Writes, and reads inside a write's transaction, stay on the primary.
+READ_REPLICA = bool(env.str("DATABASE_REPLICA_URL", default=""))
+if READ_REPLICA:
+    _replica = env.db("DATABASE_REPLICA_URL")
+    DATABASES["replica"] = {  # the primary's pool settings, the replica's own URL options
+        **_replica,
+        "CONN_MAX_AGE": DATABASES["default"].get("CONN_MAX_AGE", 0),
+        "OPTIONS": {**DATABASES["default"].get("OPTIONS", {}), **_replica.get("OPTIONS", {})},
+    }
+DATABASE_ROUTERS = ["common.replica.PrimaryReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache -------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+CHANNEL_LAYER_REDIS_OPTIONS = {"socket_timeout": 30}  # seconds, past channels-redis's 5 s pop
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "supportdesk")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default: the layer's blocking
+                # 5 s BZPOPMIN answered a moment late then raised in every idle socket's
+                # consumer and closed it (1011). The read waits longer than the pop.
+                "hosts": [{"address": REDIS_URL, **CHANNEL_LAYER_REDIS_OPTIONS}],
+                "prefix": env.str("CHANNELS_PREFIX", "supportdesk"),
+            },
         }
     }
     CACHES = {

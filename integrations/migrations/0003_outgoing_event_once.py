@@ -18,9 +18,10 @@ def events_from_payloads(apps, schema_editor):
     """Every existing delivery gets the event its payload held (the payload goes next)."""
     Delivery = apps.get_model("integrations", "WebhookDelivery")
     Event = apps.get_model("integrations", "OutgoingEvent")
+    using = schema_editor.connection.alias  # the database being migrated, whatever the router says
     now = timezone.now()
     batch = []
-    for delivery in Delivery.objects.only("pk", "payload", "event").iterator(chunk_size=2000):
+    for delivery in Delivery.objects.using(using).only("pk", "payload", "event").iterator(chunk_size=2000):
         payload = delivery.payload or {}
         batch.append(
             (
@@ -35,17 +36,17 @@ def events_from_payloads(apps, schema_editor):
             )
         )
         if len(batch) >= 2000:
-            _link(Delivery, Event, batch)
+            _link(Delivery, Event, batch, using)
             batch = []
-    _link(Delivery, Event, batch)
+    _link(Delivery, Event, batch, using)
 
 
-def _link(Delivery, Event, batch):
+def _link(Delivery, Event, batch, using):
     if not batch:
         return
-    Event.objects.bulk_create([event for _, event in batch])
+    Event.objects.using(using).bulk_create([event for _, event in batch])
     for pk, event in batch:
-        Delivery.objects.filter(pk=pk).update(outgoing_event_id=event.pk)
+        Delivery.objects.using(using).filter(pk=pk).update(outgoing_event_id=event.pk)
 
 
 def fillfactor(apps, schema_editor):

@@ -131,6 +131,23 @@ def test_the_fields_travel_in_the_task_headers() -> None:
     assert context.current() == {}
 
 
+def test_fields_bound_in_a_task_end_with_it_and_none_leak_from_outside_one() -> None:
+    """A service that binds its conversation (the sender does) called outside a task, as a shell
+    or a test does, must not mark every later log line of the thread with it."""
+    context.bind(conversation_id=5)
+    assert context.current() == {}
+
+    class Task:
+        name = "some.task"
+        request = None
+
+    context.task_prerun_bind(task_id="t2", task=Task)
+    context.bind(conversation_id=6)
+    assert context.current()["conversation_id"] == 6
+    context.task_postrun_unbind(task_id="t2")
+    assert context.current() == {}
+
+
 def test_log_format_json_writes_one_object_per_line() -> None:
     """The real settings with LOG_FORMAT=json, in a fresh process."""
     script = (

@@ -40,11 +40,19 @@ def redis_down(settings: Any) -> Any:
     saved = (conf.broker_url, conf.task_always_eager, conf.broker_connection_retry)
     conf.broker_url, conf.task_always_eager = url, False
     conf.broker_transport_options = {"max_retries": 0}
-    current_app.pool.force_close_all()
+    _new_broker_pool()
     yield url
     conf.broker_url, conf.task_always_eager, _ = saved
     conf.broker_transport_options = {}
-    current_app.pool.force_close_all()
+    _new_broker_pool()
+
+
+def _new_broker_pool() -> None:
+    """The app's broker pool is built again for the broker URL now configured. Never closed:
+    kombu keeps one pool per URL for the whole process, and a closed one stays closed (every
+    later task would fail with "Acquire on closed pool")."""
+    current_app._pool = None
+    current_app.amqp._producer_pool = None
 
 
 def test_api_reads_and_sends_without_redis(redis_down: Any, agent: Any, support: Any) -> None:
