@@ -44,11 +44,13 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.created
 
 venv: $(VENV)/.runtime
 
+# Migrations and the demo data first, then the server (in the foreground); only the banner waits
+# in the background for the server to listen.
 run: $(VENV)/.runtime
 	@export DEBUG=$${DEBUG:-true}; \
 	$(PY) manage.py migrate --no-input && \
 	$(PY) manage.py seed_demo && \
-	{ for _ in $$(seq 1 600); do \
+	{ { for _ in $$(seq 1 600); do \
 	    (echo > /dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null && break; sleep 0.2; done; \
 	  (echo > /dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null && \
 	  echo "" && \
@@ -58,7 +60,7 @@ run: $(VENV)/.runtime
 	  echo "    API docs: http://127.0.0.1:$(PORT)/api/v1/docs" && \
 	  echo "    sandbox : http://127.0.0.1:$(PORT)/sandbox/ (chat as a customer)" && \
 	  echo "    a customer writes: make simulate TEXT='Olá'" && \
-	  echo ""; } & \
+	  echo ""; } & } && \
 	exec $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # Be a customer from a shell (the demo desk of make run): make simulate TEXT='Olá' [FROM=5511987650002]

@@ -182,6 +182,14 @@ class TransferForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         required=False,
     )
+    over_capacity = forms.BooleanField(
+        label=_("Even past the agent's capacity"),
+        required=False,
+        help_text=_(
+            "An agent already at their maximum of open conversations is refused unless this is "
+            "ticked."
+        ),
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -383,6 +391,7 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             to_user=form.cleaned_data.get("to_user"),
             to_department=form.cleaned_data.get("to_department"),
             note=form.cleaned_data.get("note", ""),
+            over_capacity=form.cleaned_data.get("over_capacity", False),
         )
 
     def _render_action_page(

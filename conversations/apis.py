@@ -460,6 +460,7 @@ def _action_schema(summary: str, request: Any = None, examples: Any = ()) -> Any
             401: ERROR,
             403: ERROR,
             404: ERROR,
+            409: ERROR,
         },
         examples=[
             *examples,
@@ -486,6 +487,14 @@ class TransferSerializer(serializers.Serializer[Any]):
         queryset=Department.objects.filter(is_active=True), required=False, allow_null=True
     )
     note = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
+    over_capacity = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Supervisors and admins only: give the agent the conversation even though they "
+            "already hold their max_conversations (without it: 409 at_capacity)."
+        ),
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("to_user") and not attrs.get("to_department"):
@@ -520,6 +529,7 @@ class ConversationTransferApi(APIView):
             to_user=data.get("to_user"),
             to_department=data.get("to_department"),
             note=data.get("note", ""),
+            over_capacity=data.get("over_capacity", False),
         )
         return _conversation_response(conversation)
 
@@ -534,12 +544,27 @@ class ConversationCloseApi(APIView):
         return _conversation_response(conversation)
 
 
+class ReopenSerializer(serializers.Serializer[Any]):
+    over_capacity = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Supervisors and admins only: give it back to its agent even though they already "
+            "hold their max_conversations (without it: 409 at_capacity)."
+        ),
+    )
+
+
 class ConversationReopenApi(APIView):
-    @_action_schema("Reopen a closed conversation")
+    @_action_schema("Reopen a closed conversation", request=ReopenSerializer)
     def post(self, request: Request, pk: int) -> Response:
+        conversation = _visible_conversation(request, pk)
+        serializer = ReopenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
         conversation = services.conversation_reopen(
-            conversation=_visible_conversation(request, pk),
+            conversation=conversation,
             actor=request.user,  # type: ignore[arg-type]
+            over_capacity=serializer.validated_data["over_capacity"],
         )
         return _conversation_response(conversation)
 

@@ -13,3 +13,4 @@ class ConversationErrorCode(StrEnum):
     CONTACT_INVALID = "contact_invalid"
     QUICK_REPLY_INVALID = "quick_reply_invalid"
     QUICK_REPLY_SHORTCUT_TAKEN = "quick_reply_shortcut_taken"
+    AT_CAPACITY = "at_capacity"

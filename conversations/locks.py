@@ -7,7 +7,9 @@
 Every assignment into a department holds its cursor, so one department's assignments happen one
 at a time; every assignment to an agent holds their state row, so an agent of two departments is
 never given two conversations past their capacity by two workers at once. The people's own
-services (take over, close, transfer) lock only conversation rows and never wait on these.
+services that give an agent a conversation (take over, transfer or assign to them, start one,
+reopen: ``services.capacity``) take that agent's state row first, then the conversation's, in
+the same order; the others (close, a transfer to a queue) lock only conversation rows.
 """
 
 from collections.abc import Collection

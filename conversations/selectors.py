@@ -27,6 +27,7 @@ from django.db.models import (
     QuerySet,
     Subquery,
 )
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -420,12 +421,22 @@ def user_list_inbox_agents() -> QuerySet[User]:
 
 
 def user_list_transfer_targets(*, conversation: Conversation) -> QuerySet[User]:
-    """The agents and supervisors ``conversation`` may be handed to (not its current assignee)."""
+    """The agents and supervisors ``conversation`` may be handed to (not its current assignee),
+    each with ``open_count`` (the open conversations they hold: the picker shows an agent's load
+    against their capacity) in the same query."""
+    held = (
+        Conversation.objects.filter(assigned_to=OuterRef("pk"), status__in=ASSIGNED_OPEN_STATUSES)
+        .order_by()
+        .values("assigned_to")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return (
         User.objects.people()
         .filter(is_active=True, role__in=[Role.AGENT, Role.SUPERVISOR])
         .exclude(pk=conversation.assigned_to_id or 0)
-        .only("pk", "name", "email")
+        .only("pk", "name", "email", "role", "max_conversations")
+        .annotate(open_count=Coalesce(Subquery(held), 0))
     )
 
 

@@ -33,6 +33,7 @@ from common.replica import replica_reads
 
 from . import selectors, services
 from .channels import ChannelNumber, TemplateChoice, channel_numbers_active, conversation_channel
+from .error_codes import ConversationErrorCode
 from .forms import template_request_from_post
 from .models import (
     Conversation,
@@ -371,6 +372,9 @@ def _act(
         conversation = action(conversation=conversation, actor=request.user, **kwargs)
     except ServiceError as exc:
         error = exc.message
+        if exc.code == ConversationErrorCode.AT_CAPACITY and request.user.sees_everything:  # type: ignore[union-attr]
+            # a supervisor may go past the agent's capacity: the same request, "anyway"
+            extra = {**(extra or {}), "capacity_override": _override(request)}
     try:
         conversation = selectors.conversation_get_visible(user=request.user, pk=pk, with_tags=True)  # type: ignore[arg-type]
     except Conversation.DoesNotExist:
@@ -391,6 +395,21 @@ def _act(
     )
 
 
+def _override(request: HttpRequest) -> dict[str, Any]:
+    """What the "… anyway" button posts again: the refused form's fields, ``over_capacity``."""
+    fields = [
+        (name, value)
+        for name, values in request.POST.lists()
+        if name not in {"csrfmiddlewaretoken", "over_capacity"}
+        for value in values
+    ]
+    return {"url": request.path, "fields": fields}
+
+
+def _over_capacity(request: HttpRequest) -> bool:
+    return request.POST.get("over_capacity") in {"1", "true", "on"}
+
+
 @require_POST
 @login_required
 @conversation_view
@@ -409,7 +428,7 @@ def conversation_close(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @conversation_view
 def conversation_reopen(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, services.conversation_reopen)
+    return _act(request, pk, services.conversation_reopen, over_capacity=_over_capacity(request))
 
 
 @require_POST
@@ -455,6 +474,7 @@ def conversation_transfer(request: HttpRequest, pk: int) -> HttpResponse:
         to_user=to_user,
         to_department=to_department,
         note=_text(request, "note", 1000),
+        over_capacity=_over_capacity(request),
     )
     return trigger_client_event(response, "inbox:refresh")  # the row moves at once
 

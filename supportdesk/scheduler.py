@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import BaseSchedule, maybe_schedule
+from django.apps import apps
 from django.db import close_old_connections, connections
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,11 @@ class InProcessBeat:
 
     def __init__(self, *, app: Celery, schedule: Mapping[str, Mapping[str, Any]]) -> None:
         self.app = app
-        app.loader.import_default_modules()  # the autodiscovered tasks, as a worker loads them
+        # The tasks are imported on the first look, not here: the server builds its beat in
+        # ``AppConfig.ready()``, inside ``django.setup()``, where Celery's Django fix-up (run by
+        # the import) would call ``django.setup()`` again and fail ("populate() isn't
+        # reentrant"), killing the server's main thread before it listens.
+        self._tasks_loaded = False
         now = app.now()
         self.entries = [
             BeatEntry(
@@ -71,8 +76,15 @@ class InProcessBeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _load_tasks(self) -> None:
+        """The autodiscovered tasks, as a worker loads them (once Django is set up)."""
+        if not self._tasks_loaded:
+            self.app.loader.import_default_modules()
+            self._tasks_loaded = True
+
     def tick(self) -> float:
         """Run every due entry once; returns the seconds until the next one is due."""
+        self._load_tasks()
         wait = MAX_SLEEP
         for entry in self.entries:
             due, next_in = entry.schedule.is_due(entry.last_run_at)
@@ -101,6 +113,9 @@ class InProcessBeat:
                 connections.close_all()
 
     def run_forever(self) -> None:
+        # started from AppConfig.ready(): the other apps finish setting up first
+        while not apps.ready and not self._stop.is_set():
+            self._stop.wait(0.05)
         close_old_connections()
         while not self._stop.is_set():
             self._stop.wait(self.tick())

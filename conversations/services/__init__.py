@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
 from common.events import emit, emit_many
-from common.exceptions import NotPermitted, ServiceError
+from common.exceptions import Conflict, NotPermitted, ServiceError
 from departments.models import Department
 
 from .. import events, selectors
@@ -42,6 +42,7 @@ from ..models import (
 )
 from ..serializers import conversation_payload, message_payload
 from ._base import _assign, _event, _lock, _record, _state
+from .capacity import capacity_check, capacity_lock
 from .organise import priority_rules_for_messages
 
 
@@ -72,14 +73,22 @@ def _require(allowed: bool, message: str) -> None:
         raise NotPermitted(message)
 
 
+def _over(went_over: bool) -> dict[str, Any]:
+    """What the event row adds when a supervisor gave an agent more than their capacity."""
+    return {"over_capacity": True} if went_over else {}
+
+
 @transaction.atomic
 def conversation_take_over(*, conversation: Conversation, actor: User) -> Conversation:
-    """The actor claims the conversation: assigned to them, status ``open``."""
+    """The actor claims the conversation: assigned to them, status ``open``. An agent at their
+    capacity is refused (``at_capacity``, :mod:`.capacity`)."""
+    capacity_lock(user=actor)
     conversation = _lock(conversation)
     _require(
         selectors.user_can_take_over(user=actor, conversation=conversation),
         _("You cannot take over this conversation."),
     )
+    capacity_check(conversation=conversation, actor=actor, to_user=actor)
     department = (
         actor.departments.order_by("name").first() if conversation.department_id is None else None
     )
@@ -93,16 +102,29 @@ def conversation_take_over(*, conversation: Conversation, actor: User) -> Conver
 
 
 @transaction.atomic
-def conversation_assign(*, conversation: Conversation, actor: User, to_user: User) -> Conversation:
-    """A supervisor or admin gives the conversation to an agent."""
+def conversation_assign(
+    *, conversation: Conversation, actor: User, to_user: User, over_capacity: bool = False
+) -> Conversation:
+    """A supervisor or admin gives the conversation to an agent (past the agent's capacity only
+    with ``over_capacity``)."""
+    if not to_user.is_active:
+        raise ServiceError(_("That user is inactive."), code="inactive_user")
+    capacity_lock(user=to_user)
     conversation = _lock(conversation)
     _require(
         actor.sees_everything and not conversation.is_closed,
         _("Only supervisors and admins assign conversations."),
     )
-    if not to_user.is_active:
-        raise ServiceError(_("That user is inactive."), code="inactive_user")
-    return _assign(conversation=conversation, actor=actor, to_user=to_user, kind=EventKind.ASSIGNED)
+    went_over = capacity_check(
+        conversation=conversation, actor=actor, to_user=to_user, over_capacity=over_capacity
+    )
+    return _assign(
+        conversation=conversation,
+        actor=actor,
+        to_user=to_user,
+        kind=EventKind.ASSIGNED,
+        note=_over(went_over),
+    )
 
 
 @transaction.atomic
@@ -113,11 +135,13 @@ def conversation_transfer(
     to_user: User | None = None,
     to_department: Department | None = None,
     note: str = "",
+    over_capacity: bool = False,
 ) -> Conversation:
     """Hand the conversation to another agent and/or department, with an optional note.
 
     To a department only: it goes back to that department's queue (``pending``, unassigned).
-    To an agent: it is assigned to them and ``open``.
+    To an agent: it is assigned to them and ``open``, within their capacity (past it only by a
+    supervisor or admin, with ``over_capacity``).
     """
     if to_user is None and to_department is None:
         raise ServiceError(_("Choose an agent or a department to transfer to."), code="no_target")
@@ -136,10 +160,14 @@ def conversation_transfer(
             % {"user": to_user.name, "department": to_department.name},
             code="user_not_in_department",
         )
+    capacity_lock(user=to_user)
     conversation = _lock(conversation)
     _require(
         selectors.user_can_transfer(user=actor, conversation=conversation),
         _("You cannot transfer this conversation."),
+    )
+    went_over = to_user is not None and capacity_check(
+        conversation=conversation, actor=actor, to_user=to_user, over_capacity=over_capacity
     )
     before = _state(conversation)
     from_user_id, from_department_id = conversation.assigned_to_id, conversation.department_id
@@ -177,14 +205,14 @@ def conversation_transfer(
         actor=actor,
         kind=EventKind.TRANSFERRED,
         before=before,
-        after={**_state(conversation), "note": note},
+        after={**_state(conversation), "note": note, **_over(went_over)},
     )
     audit_log_record(
         actor=actor,
         action=AuditAction.TRANSFER,
         target=conversation,
         before=before,
-        after={**_state(conversation), "note": note},
+        after={**_state(conversation), "note": note, **_over(went_over)},
     )
     emit(
         events.ConversationTransferred(
@@ -236,16 +264,31 @@ def conversation_close(
 
 
 @transaction.atomic
-def conversation_reopen(*, conversation: Conversation, actor: User) -> Conversation:
+def conversation_reopen(
+    *, conversation: Conversation, actor: User, over_capacity: bool = False
+) -> Conversation:
     """Reopen a closed conversation: back to its assignee, or to its department's queue.
 
-    Refused when the customer already has another conversation in progress on that number.
+    Refused when the customer already has another conversation in progress on that number, and
+    when its agent has no room (``at_capacity``; a supervisor or admin may, ``over_capacity``).
     """
+    assignee = conversation.assigned_to if conversation.assigned_to_id else None
+    capacity_lock(user=assignee)
     conversation = _lock(conversation)
     _require(
         selectors.user_can_reopen(user=actor, conversation=conversation),
         _("You cannot reopen this conversation."),
     )
+    went_over = False
+    if conversation.assigned_to is not None:
+        if conversation.assigned_to_id != getattr(assignee, "pk", None):
+            raise Conflict(_("The conversation changed meanwhile: try again."))
+        went_over = capacity_check(
+            conversation=conversation,
+            actor=actor,
+            to_user=conversation.assigned_to,
+            over_capacity=over_capacity,
+        )
     before = _state(conversation)
     conversation.status = (
         ConversationStatus.OPEN if conversation.assigned_to_id else ConversationStatus.PENDING
@@ -264,7 +307,7 @@ def conversation_reopen(*, conversation: Conversation, actor: User) -> Conversat
         actor=actor,
         kind=EventKind.REOPENED,
         before=before,
-        after=_state(conversation),
+        after={**_state(conversation), **_over(went_over)},
     )
     emit(
         events.ConversationReopened(

@@ -33,6 +33,7 @@ from ..models import (
 from ..serializers import conversation_payload
 from . import customers, message_create_outbound
 from ._base import _assign, _lock, _record, _state
+from .capacity import capacity_check, capacity_lock
 from .templates import TemplateRequest, template_content
 
 
@@ -132,6 +133,7 @@ def _take(
             % {"customer": conversation.customer},
             code="conversation_in_progress",
         )
+    capacity_check(conversation=conversation, actor=actor, to_user=actor)
     keeps = actor.sees_everything or (
         conversation.department_id is not None
         and actor.departments.filter(pk=conversation.department_id).exists()
@@ -158,6 +160,7 @@ def _open(
         customer_id=customer.pk, whatsapp_account_id=number_id
     )
     if existing is None:
+        capacity_check(conversation=Conversation(), actor=actor, to_user=actor)
         conversation = Conversation(
             customer=customer,
             whatsapp_account_id=number_id,
@@ -214,7 +217,8 @@ def conversation_start(
     """Start (or take up) a conversation with the customer at ``phone``, assigned to ``actor``,
     and send them the approved ``template``.
 
-    Agents start conversations in their own departments only (``NotPermitted``). Emits
+    Agents start conversations in their own departments only (``NotPermitted``), and within
+    their capacity (``at_capacity``, :mod:`.capacity`). Emits
     ``conversation.created`` and ``conversation.assigned`` for a new conversation (or
     ``conversation.assigned`` for one taken over) and ``message.created``; a template the
     channel refuses leaves nothing behind.
@@ -222,6 +226,7 @@ def conversation_start(
     if not actor.is_active:
         raise NotPermitted(_("Inactive users cannot start conversations."))
     chosen = department
+    capacity_lock(user=actor)  # before the customer's and the conversation's rows
     department = _department_for(actor=actor, department=department)
     number = _number_for(number_id)
     customer = _customer_for(phone=phone, name=name)

@@ -1284,6 +1284,44 @@ def test_an_agent_sets_priority_and_tags_and_the_queue_puts_the_urgent_first(
     _reachable(phone, "#organise-popover button[type=submit]")
 
 
+def test_a_supervisor_assigns_past_a_full_agents_capacity_only_when_saying_so(
+    live_server_e2e: LiveServer, open_console: Any
+) -> None:
+    """Issue 13 §2: the transfer picker shows each agent's load; a transfer to a full agent is
+    refused with the reason and an "Assign anyway" button, which does it and says so."""
+    from playwright.sync_api import expect
+
+    support = DepartmentFactory(name="Suporte")
+    sofia = UserFactory(role="supervisor", name="Sofia", email="sofia.cap@example.com")
+    bia = UserFactory(
+        name="Bia Cheia", email="bia.cap@example.com", departments=[support], max_conversations=1
+    )
+    account = WhatsAppAccountFactory()
+    hers = _customer_writes(
+        account=account, department=support, name="Dela", body="oi", wa_id="5511900000301"
+    )
+    live_server_e2e.call(services.conversation_take_over, conversation=hers, actor=bia)
+    waiting = _customer_writes(
+        account=account, department=support, name="Na Fila", body="olá", wa_id="5511900000302"
+    )
+    page = open_console(sofia, f"/c/{waiting.pk}/")
+
+    page.locator("#transfer-popover summary").click()
+    expect(page.locator(f'#t-user option[value="{bia.pk}"]')).to_have_text("Bia Cheia (1 of 1)")
+    page.select_option("#t-user", str(bia.pk))
+    page.locator("#transfer-popover button[type=submit]").click()
+
+    alert = page.locator("#conversation-pane .alert-error")
+    expect(alert).to_contain_text("Bia Cheia already has 1 open conversations")
+    assert Conversation.objects.get(pk=waiting.pk).assigned_to_id is None
+    alert.get_by_role("button", name="Assign anyway").click()
+    expect(page.locator("#message-list")).to_contain_text(
+        "Past the agent's capacity, by a supervisor's decision."
+    )
+    expect(page.locator("#conversation-header")).to_contain_text("with Bia Cheia")
+    assert Conversation.objects.get(pk=waiting.pk).assigned_to_id == bia.pk
+
+
 def test_an_agent_goes_away_and_back_and_gets_what_waited(
     live_server_e2e: LiveServer, open_console: Any
 ) -> None:

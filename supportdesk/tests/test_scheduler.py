@@ -130,6 +130,42 @@ def test_the_thread_fires_the_real_schedule_on_time(settings: Any) -> None:
     assert beat.entries[0].runs >= 1
 
 
+def test_the_server_builds_its_beat_inside_django_setup_without_importing_tasks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``AppConfig.ready()`` runs inside ``django.setup()``: importing the tasks there re-enters
+    it through Celery's Django fix-up and kills the server before it listens (``make run`` and
+    embedded daphne answered nothing). The tasks load on the thread's first look instead."""
+
+    def reentrant() -> None:
+        raise RuntimeError("populate() isn't reentrant")
+
+    monkeypatch.setattr(app.loader, "import_default_modules", reentrant)
+    beat = InProcessBeat(app=app, schedule={"sweep": {"task": SWEEP, "schedule": 60.0}})
+    assert beat.entries[0].runs == 0
+    with pytest.raises(RuntimeError):
+        beat.tick()  # (the first look is where they load)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_thread_waits_for_django_to_be_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.apps import apps
+
+    monkeypatch.setattr(apps, "ready", False)
+    beat = InProcessBeat(app=app, schedule={"sweep": {"task": SWEEP, "schedule": 0.05}})
+    beat.start()
+    try:
+        time.sleep(0.5)
+        assert beat.entries[0].runs == 0  # still setting up: nothing imported, nothing run
+        monkeypatch.setattr(apps, "ready", True)
+        deadline = time.monotonic() + 10
+        while beat.entries[0].runs == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        beat.stop()
+
+
 def test_every_entry_of_the_settings_names_a_registered_task(settings: Any) -> None:
     """What the in-process beat (and celery beat) will call exists."""
     app.loader.import_default_modules()
