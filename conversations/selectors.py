@@ -440,6 +440,11 @@ def user_list_transfer_targets(*, conversation: Conversation) -> QuerySet[User]:
     )
 
 
+def conversation_get_assignee(*, conversation_id: int) -> User | None:
+    """Who the conversation is assigned to now, as stored (one query)."""
+    return User.objects.filter(assigned_conversations__pk=conversation_id).first()
+
+
 def user_get_active(*, pk: int) -> User | None:
     """An active user to hand a conversation to (the service checks the rest)."""
     return User.objects.people().filter(pk=pk, is_active=True).first()

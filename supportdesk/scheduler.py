@@ -24,6 +24,7 @@ from celery import Celery
 from celery.schedules import BaseSchedule, maybe_schedule
 from django.apps import apps
 from django.db import close_old_connections, connections
+from django.utils.module_loading import autodiscover_modules
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ class InProcessBeat:
     def __init__(self, *, app: Celery, schedule: Mapping[str, Mapping[str, Any]]) -> None:
         self.app = app
         # The tasks are imported on the first look, not here: the server builds its beat in
-        # ``AppConfig.ready()``, inside ``django.setup()``, where Celery's Django fix-up (run by
-        # the import) would call ``django.setup()`` again and fail ("populate() isn't
-        # reentrant"), killing the server's main thread before it listens.
+        # ``AppConfig.ready()``, inside ``django.setup()``, where importing them through Celery's
+        # loader called ``django.setup()`` again (its Django fix-up) and failed ("populate()
+        # isn't reentrant"), killing the server's main thread before it listened.
         self._tasks_loaded = False
         now = app.now()
         self.entries = [
@@ -77,9 +78,11 @@ class InProcessBeat:
         self._thread: threading.Thread | None = None
 
     def _load_tasks(self) -> None:
-        """The autodiscovered tasks, as a worker loads them (once Django is set up)."""
+        """Every app's ``tasks`` module (their shared tasks register with the app), once Django
+        is set up. Not Celery's ``import_default_modules``: its Django fix-up would run the
+        system checks from this thread."""
         if not self._tasks_loaded:
-            self.app.loader.import_default_modules()
+            autodiscover_modules("tasks")
             self._tasks_loaded = True
 
     def tick(self) -> float:

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
 from common.events import emit, emit_many
-from common.exceptions import Conflict, NotPermitted, ServiceError
+from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
 
 from .. import events, selectors
@@ -272,7 +272,8 @@ def conversation_reopen(
     Refused when the customer already has another conversation in progress on that number, and
     when its agent has no room (``at_capacity``; a supervisor or admin may, ``over_capacity``).
     """
-    assignee = conversation.assigned_to if conversation.assigned_to_id else None
+    # the agent it goes back to (as stored now: the caller's copy may be older), locked first
+    assignee = selectors.conversation_get_assignee(conversation_id=conversation.pk)
     capacity_lock(user=assignee)
     conversation = _lock(conversation)
     _require(
@@ -282,7 +283,7 @@ def conversation_reopen(
     went_over = False
     if conversation.assigned_to is not None:
         if conversation.assigned_to_id != getattr(assignee, "pk", None):
-            raise Conflict(_("The conversation changed meanwhile: try again."))
+            capacity_lock(user=conversation.assigned_to)  # reassigned in between (rare)
         went_over = capacity_check(
             conversation=conversation,
             actor=actor,

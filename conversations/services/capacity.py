@@ -16,6 +16,7 @@ racing worker never both give the agent their last free place.
 """
 
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import User
 from common.exceptions import Conflict, NotPermitted
@@ -53,18 +54,27 @@ def capacity_check(
         return True
     numbers = {"count": load, "limit": to_user.max_conversations, "name": to_user.name}
     if to_user.pk == actor.pk:
-        message = _(
+        message = ngettext(
+            "You already have %(count)s open conversation, your limit of %(limit)s: close or "
+            "transfer it first, or ask a supervisor to assign this one to you.",
             "You already have %(count)s open conversations, your limit of %(limit)s: close or "
-            "transfer one first, or ask a supervisor to assign this one to you."
+            "transfer one first, or ask a supervisor to assign this one to you.",
+            load,
         )
     elif actor.sees_everything:
-        message = _(
+        message = ngettext(
+            "%(name)s already has %(count)s open conversation, their limit of %(limit)s: "
+            "choose someone else, the department's queue, or assign it anyway.",
             "%(name)s already has %(count)s open conversations, their limit of %(limit)s: "
-            "choose someone else, the department's queue, or assign it anyway."
+            "choose someone else, the department's queue, or assign it anyway.",
+            load,
         )
     else:
-        message = _(
+        message = ngettext(
+            "%(name)s already has %(count)s open conversation, their limit of %(limit)s: "
+            "transfer it to the department's queue, or ask a supervisor.",
             "%(name)s already has %(count)s open conversations, their limit of %(limit)s: "
-            "transfer it to the department's queue, or ask a supervisor."
+            "transfer it to the department's queue, or ask a supervisor.",
+            load,
         )
     raise Conflict(message % numbers, code=ConversationErrorCode.AT_CAPACITY)

@@ -1312,7 +1312,7 @@ def test_a_supervisor_assigns_past_a_full_agents_capacity_only_when_saying_so(
     page.locator("#transfer-popover button[type=submit]").click()
 
     alert = page.locator("#conversation-pane .alert-error")
-    expect(alert).to_contain_text("Bia Cheia already has 1 open conversations")
+    expect(alert).to_contain_text("Bia Cheia already has 1 open conversation,")
     assert Conversation.objects.get(pk=waiting.pk).assigned_to_id is None
     alert.get_by_role("button", name="Assign anyway").click()
     expect(page.locator("#message-list")).to_contain_text(

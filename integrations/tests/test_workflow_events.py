@@ -7,6 +7,7 @@ automatically), the customer's words raise its priority by a rule, the agent set
 and tags it, tags the contact, schedules a message and cancels it, schedules another that the
 beat's task sends, and the auto-close sweep closes it after its closing message."""
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from accounts import presence
@@ -34,13 +36,17 @@ from departments.tests.factories import DepartmentFactory
 from integrations import services
 from integrations.models import DeliveryStatus, WebhookDelivery
 from supportdesk.tests.api_support import bearer
-from supportdesk.tests.layer import drain, listen
 
 from .receiver import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CLOSING = "Encerramos por falta de resposta."
+
+
+@pytest.fixture(autouse=True)
+def _english(settings: Any) -> None:
+    settings.LANGUAGE_CODE = "en"
 
 
 @pytest.fixture
@@ -51,32 +57,58 @@ def online_agent(support: Any, agent: Any) -> Iterator[Any]:
 
 
 class Observer:
-    """What reached the subscriber and the consoles since the last look."""
+    """What reached the subscriber and the consoles since the last look. The consoles' side
+    listens as a consumer does, on one event loop of its own for every look (the Redis layer's
+    receive buffers belong to the loop that first used them)."""
 
-    def __init__(self, receiver: Receiver, *channels: str) -> None:
+    def __init__(self, receiver: Receiver, *groups: str) -> None:
         self.receiver = receiver
-        self.channels = channels
         self.seen = 0
+        self.loop = asyncio.new_event_loop()
+        self.layer = get_channel_layer()
+        self.channels = [self.loop.run_until_complete(self._listen(group)) for group in groups]
+
+    async def _listen(self, group: str) -> str:
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(group, channel)
+        return str(channel)
+
+    def close(self) -> None:
+        self.loop.close()
 
     def webhooks(self) -> list[dict[str, Any]]:
-        bodies = [json.loads(r.body) for r in self.receiver.requests[self.seen :]]
-        self.seen += len(bodies)
-        for body, request in zip(bodies, self.receiver.requests[-len(bodies) :], strict=False):
+        fresh = self.receiver.requests[self.seen :]
+        self.seen += len(fresh)
+        bodies = [json.loads(r.body) for r in fresh]
+        for body, request in zip(bodies, fresh, strict=True):
             assert request.headers["X-SupportDesk-Event"] == body["type"]
         return bodies
 
-    def types(self) -> list[str]:
-        return [body["type"] for body in self.webhooks()]
+    async def _drain(self, channel: str) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        while True:
+            try:
+                message = await asyncio.wait_for(self.layer.receive(channel), timeout=0.3)
+            except TimeoutError:
+                return received
+            received.extend(message["events"] if message["type"] == "desk.events" else [message])
 
     def frames(self) -> list[tuple[str, dict[str, Any]]]:
         """The frames of the department's queue, then those of the agent's own group."""
-        return [(f["event"], f["data"]) for channel in self.channels for f in drain(channel)]
+        return [
+            (f["event"], f["data"])
+            for channel in self.channels
+            for f in self.loop.run_until_complete(self._drain(channel))
+        ]
 
 
 def test_every_workflow_change_reaches_webhook_subscribers_and_consoles(
-    receiver: Receiver, admin_user: Any, online_agent: Any, fake_graph: Any, settings: Any
+    receiver: Receiver,
+    admin_user: Any,
+    online_agent: Any,
+    fake_graph: Any,
+    request: pytest.FixtureRequest,
 ) -> None:
-    settings.LANGUAGE_CODE = "en"
     agent = online_agent
     support = DepartmentFactory(name="Atendimento", assignment=AssignmentMode.ROUND_ROBIN)
     support.auto_close_minutes = 30
@@ -97,11 +129,8 @@ def test_every_workflow_change_reaches_webhook_subscribers_and_consoles(
         customer__wa_id="5511987650002",
         last_inbound_at=timezone.now(),
     )
-    seen = Observer(
-        receiver,
-        listen(realtime.department_group(support.pk)),
-        listen(realtime.user_group(agent.pk)),
-    )
+    seen = Observer(receiver, realtime.department_group(support.pk), realtime.user_group(agent.pk))
+    request.addfinalizer(seen.close)
     api = bearer(agent)
 
     # the bot hands the customer to the queue: assigned automatically, at once

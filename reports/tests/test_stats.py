@@ -228,6 +228,9 @@ def test_supervisors_and_admins_only(
 
 def _desk_of(count: int, *, agent: Any, support: Any, minute: int) -> None:
     desk, account = Desk(), WhatsAppAccountFactory()
+    # one agent takes every conversation: room for all of them (capacity binds take-overs)
+    agent.max_conversations = max(agent.max_conversations, count)
+    agent.save(update_fields=["max_conversations"])
     for n in range(count):
 
         def step(n: int = n) -> None:

@@ -133,18 +133,22 @@ def test_the_thread_fires_the_real_schedule_on_time(settings: Any) -> None:
 def test_the_server_builds_its_beat_inside_django_setup_without_importing_tasks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``AppConfig.ready()`` runs inside ``django.setup()``: importing the tasks there re-enters
-    it through Celery's Django fix-up and kills the server before it listens (``make run`` and
-    embedded daphne answered nothing). The tasks load on the thread's first look instead."""
+    """``AppConfig.ready()`` runs inside ``django.setup()``: importing the tasks there through
+    Celery's loader re-entered it (the Django fix-up) and killed the server before it listened
+    (``make run`` and embedded daphne answered nothing). They load on the thread's first look,
+    with Django's own ``autodiscover_modules``, and only once."""
+    from supportdesk import scheduler
 
-    def reentrant() -> None:
-        raise RuntimeError("populate() isn't reentrant")
-
-    monkeypatch.setattr(app.loader, "import_default_modules", reentrant)
+    imported: list[str] = []
+    monkeypatch.setattr(scheduler, "autodiscover_modules", imported.append)
+    monkeypatch.setattr(
+        app.loader, "import_default_modules", lambda: pytest.fail("Celery's loader was used")
+    )
     beat = InProcessBeat(app=app, schedule={"sweep": {"task": SWEEP, "schedule": 60.0}})
-    assert beat.entries[0].runs == 0
-    with pytest.raises(RuntimeError):
-        beat.tick()  # (the first look is where they load)
+    assert imported == []
+    beat.tick()
+    beat.tick()
+    assert imported == ["tasks"]
 
 
 @pytest.mark.django_db(transaction=True)
