@@ -244,7 +244,12 @@ def _quick_replies(conversation: Conversation, user: User) -> list[Any]:
     return replies
 
 
-def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dict[str, Any]:
+def _pane(
+    request: HttpRequest, conversation: Conversation, *, header_only: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """The pane's context; ``header_only`` leaves out what only the messages and the composer
+    show (the timeline, the quick replies): the header the console fetches after every
+    (re)connection costs no more than it shows."""
     user: User = request.user  # type: ignore[assignment]
     expires = conversation.window_expires_at
     rights = selectors.conversation_rights(user=user, conversation=conversation)
@@ -252,12 +257,16 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
     # The channel says what it accepts now (WhatsApp: free-form only inside the 24-hour window).
     capabilities = conversation_channel(conversation).capabilities(conversation=conversation)
     window_open = capabilities.free_form
-    timeline = selectors.conversation_timeline(
-        conversation=conversation,
-        notes=True,
-        events=True,
-        event_kinds=CONSOLE_EVENT_KINDS,
-        reactions_on_messages=True,
+    timeline = (
+        []
+        if header_only
+        else selectors.conversation_timeline(
+            conversation=conversation,
+            notes=True,
+            events=True,
+            event_kinds=CONSOLE_EVENT_KINDS,
+            reactions_on_messages=True,
+        )
     )
     can_take_over = rights.take_over and conversation.assigned_to_id != user.pk
     transfer_agents = list(selectors.user_list_transfer_targets(conversation=conversation))
@@ -283,7 +292,9 @@ def _pane(request: HttpRequest, conversation: Conversation, **extra: Any) -> dic
         "max_text_length": capabilities.max_text_length,
         "can_reply": can_reply,
         "ai_drafts": can_reply and window_open and bool(settings.OPENAI_API_KEY),
-        "quick_replies": _quick_replies(conversation, user) if can_reply and window_open else [],
+        "quick_replies": _quick_replies(conversation, user)
+        if can_reply and window_open and not header_only
+        else [],
         "can_take_over": can_take_over,
         # a supervisor stepping into an agent's live conversation confirms it first
         "take_over_confirm": can_take_over
@@ -357,7 +368,11 @@ def conversation_messages(request: HttpRequest, pk: int) -> HttpResponse:
 @conversation_view
 def conversation_header(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _visible_or_404(request, pk, with_tags=True)
-    return render(request, f"{PAGE_TEMPLATE}#conversation_header", _pane(request, conversation))
+    return render(
+        request,
+        f"{PAGE_TEMPLATE}#conversation_header",
+        _pane(request, conversation, header_only=True),
+    )
 
 
 # --- actions ------------------------------------------------------------------------------------

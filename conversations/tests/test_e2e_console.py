@@ -82,6 +82,17 @@ class LiveServer:
         self.url = url
         self.loop = loop
         self.gate = gate
+        self.requests_in_flight = 0  # HTTP requests the server is still answering
+
+    def settle(self, seconds: float = 10) -> None:
+        """Wait for the requests still being answered (a closed page's last fetches run to their
+        end on the server) before the test's database is flushed under them."""
+        deadline = time.monotonic() + seconds
+        while self.requests_in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # a request given up on by its browser may still run in the server's one thread for
+        # synchronous code: a no-op queued there returns once it has finished
+        self.call(lambda: None)
 
     def call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         """Run ``fn`` in the server, as a request would (its broadcasts reach the sockets)."""
@@ -143,11 +154,16 @@ def live_server_e2e(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Li
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket":
             return await websocket(scope, receive, send)
-        if gate is None:
-            return await http(scope, receive, send)
-        async with gate:
-            return await http(scope, receive, send)
+        live.requests_in_flight += 1
+        try:
+            if gate is None:
+                return await http(scope, receive, send)
+            async with gate:
+                return await http(scope, receive, send)
+        finally:
+            live.requests_in_flight -= 1
 
+    live = LiveServer("", twisted_loop, gate)
     server = Server(
         application=application,
         endpoints=build_endpoint_description_strings(host="127.0.0.1", port=0),
@@ -160,7 +176,8 @@ def live_server_e2e(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Li
         time.sleep(0.05)
     assert server.listening_addresses, "daphne did not start"
     port = server.listening_addresses[0][1]
-    yield LiveServer(f"http://127.0.0.1:{port}", twisted_loop, gate)
+    live.url = f"http://127.0.0.1:{port}"
+    yield live
     reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
     thread.join(timeout=10)
     connection_created.disconnect(_sqlite_read_uncommitted)
@@ -231,6 +248,7 @@ def open_console(browser: Any, live_server_e2e: LiveServer) -> Iterator[Callable
     yield login
     for context in contexts:
         context.close()
+    live_server_e2e.settle()
     assert problems == [], problems  # no script error, nothing refused by the CSP
 
 

@@ -687,6 +687,38 @@ def test_conversation_timeline_query_count_is_fixed(
     assert shown() == 12
 
 
+def test_the_header_carries_the_state_the_console_catches_up_with(
+    agent_client, agent, support, django_assert_num_queries
+) -> None:
+    # static/js/console.js fetches the header after every (re)connection and compares these with
+    # the pane's: status, assignee, department, priority and tags, as the pane was rendered. Its
+    # queries: session, user, conversation with its tags and its contact's; the agent's
+    # departments; transfer agents and departments; the desk's numbers; the tags to choose from
+    # (no timeline, whatever its length)
+    from conversations.models import Priority, Tag
+
+    vip, late = Tag.objects.create(name="vip"), Tag.objects.create(name="atrasado")
+    conversation = ConversationFactory(
+        department=support,
+        assigned_to=agent,
+        status=ConversationStatus.OPEN,
+        priority=Priority.HIGH,
+    )
+    conversation.tags.set([vip, late])
+    state = (
+        f'data-status="open" data-assigned="{agent.pk}" data-department="{support.pk}"',
+        f'data-organised="{Priority.HIGH}|{late.pk},{vip.pk}"',  # tags by name
+    )
+    pane = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
+    assert all(part in pane for part in state)
+    for size in (3, 12):
+        _grow_timeline(conversation, agent, size)
+        with django_assert_num_queries(10):
+            html = agent_client.get(f"/c/{conversation.pk}/header/", **HTMX).content.decode()
+        assert html.lstrip().startswith('<header id="conversation-header"')
+        assert all(part in html for part in state)
+
+
 def test_queue_conversation_pane_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:

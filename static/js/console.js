@@ -3,14 +3,24 @@
  * The server renders everything; this file only decides *when* to refetch a fragment:
  *  - new_message for the open conversation   -> refetch #message-list (and mark it read)
  *  - any conversation event                  -> refetch #inbox (tabs, counts, list), debounced
- *  - a change of state of the open one        -> refetch its header/pane
+ *  - a change of state of the open one        -> refetch its header, or its whole pane when its
+ *                                               status, assignee or department moved
  *  - user_typing                              -> "Ana is typing…" under the messages
  *  - online_status                            -> presence dots / supervisor board
  *  - bot_context_update for the open one       -> refetch #bot-context (what the bot learned)
  *  - on the reports page, whatever moves the board also refetches #live-counters, at most once
  *    a second (and every 60 s anyway: the oldest wait grows with no event)
- * After a dropped connection it reconnects with exponential backoff and refetches every visible
- * fragment, so nothing that happened while it was offline is missed.
+ *
+ * Catching up, with no gap and no duplicate: every time the socket opens (the first time too:
+ * the page was rendered a moment before the socket joined its groups) the console fetches every
+ * visible fragment again *after* the consumer has joined its groups, so whatever happened before
+ * is in the fetched fragment and whatever happens after arrives as a frame and fetches it once
+ * more. A fragment is always replaced whole, never appended to (a message shows once, by its id,
+ * whatever the order the fetches and frames come in), the fetches of one fragment never overlap
+ * (an older answer never lands over a newer one), and a fetch that fails is tried again: until all
+ * have landed the connection badge says "Reconnecting…" and only then "Live". A dropped socket
+ * is reopened with exponential backoff and full jitter (at once when the browser comes back
+ * online or the tab is focused), so a restarted server is not stormed by every console at once.
  */
 (function () {
   "use strict";
@@ -21,6 +31,7 @@
   var socket = null;
   var reconnectTimer = null;
   var attempts = 0;
+  var openedAt = 0;
   var everConnected = false;
   var subscribed = null;
   var typingTimer = null;
@@ -34,6 +45,10 @@
     stateEl.dataset.state = state;
     var text = stateEl.querySelector(".connection-label");
     if (text) text.textContent = label;
+  }
+
+  function label(name, fallback) {
+    return (stateEl && stateEl.dataset[name]) || fallback;
   }
 
   function pane() {
@@ -54,70 +69,191 @@
 
   // --- fragment refreshes ------------------------------------------------------------------
 
-  // htmx drops a request for an element that already has one in flight, so a refresh asked for
-  // meanwhile would be lost: run one at a time per fragment and repeat once if asked again.
-  var running = {};
-  var again = {};
-  function coalesce(key, run) {
-    if (running[key]) {
-      again[key] = run;
-      return;
+  // Each kind of fetch has a source element of its own. htmx keeps one request in flight per
+  // source element and, asked for another meanwhile, queues only the *last* one (and resolves the
+  // promise of the one it dropped at once): with the one default source (the body) an inbox
+  // refresh would silently swallow a message-list refresh asked for just before it.
+  var sources = {};
+  function sourceFor(key) {
+    var el = sources[key];
+    if (!el || !document.body.contains(el)) {
+      el = document.createElement("span");
+      el.hidden = true;
+      el.id = "refresh-" + key;
+      document.body.appendChild(el);
+      sources[key] = el;
     }
-    running[key] = true;
-    Promise.resolve()
-      .then(run)
-      .catch(function () {})
-      .then(function () {
-        running[key] = false;
-        var next = again[key];
-        again[key] = null;
-        if (next) coalesce(key, next);
+    return el;
+  }
+  function isSource(el) {
+    return !!(el && el.id && el.id.indexOf("refresh-") === 0 && sources[el.id.slice(8)] === el);
+  }
+  // The agent's own requests, by what they re-render (see the inbox's and the pane's lanes).
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    var target = event.detail.target;
+    if (!target || isSource(event.detail.elt)) return;
+    if (target.id === "conversation-pane") paneActions += 1;
+    if (target.id === "inbox") inboxActions += 1;
+  });
+
+  // Resolves once ``busy()`` is false (polled; given up on after 30 s).
+  function whenIdle(busy) {
+    return new Promise(function (resolve) {
+      var waited = 0;
+      (function check() {
+        if (!busy() || waited >= 30000) {
+          resolve();
+          return;
+        }
+        waited += 100;
+        setTimeout(check, 100);
+      })();
+    });
+  }
+
+  // One fetch; its promise says whether the fragment really came (a network error or an error
+  // status swaps nothing, and is not a catch-up). ``current`` (optional) is asked right before the
+  // answer would be swapped in: false drops it, and the promise says "stale".
+  function load(key, verb, url, target, headers, current) {
+    var source = sourceFor(key);
+    var ok = false;
+    var stale = false;
+    function seen(event) {
+      if (event.detail && event.detail.elt === source) ok = !!event.detail.successful;
+    }
+    function guard(event) {
+      if (!current || !event.detail || event.detail.elt !== source || current()) return;
+      event.detail.shouldSwap = false;
+      stale = true;
+    }
+    document.body.addEventListener("htmx:afterRequest", seen);
+    document.body.addEventListener("htmx:beforeSwap", guard);
+    var options = { source: source, swap: target ? "outerHTML" : "none", headers: headers || {} };
+    if (target) options.target = target;
+    return htmx
+      .ajax(verb, url, options)
+      .then(
+        function () { return ok; },
+        function () { return false; }
+      )
+      .then(function (result) {
+        document.body.removeEventListener("htmx:afterRequest", seen);
+        document.body.removeEventListener("htmx:beforeSwap", guard);
+        return stale ? "stale" : result;
       });
   }
 
-  function refreshInbox() {
-    var inbox = document.getElementById("inbox");
-    if (!inbox) return;
-    clearTimeout(inboxTimer);
-    inboxTimer = setTimeout(function () {
-      var search = document.getElementById("q");
-      if (search && document.activeElement === search) return; // don't fight the typist
-      coalesce("inbox", function () {
-        var current = document.getElementById("inbox");
-        if (!current) return null;
-        return htmx.ajax("GET", current.dataset.refreshUrl, {
-          target: "#inbox",
-          swap: "outerHTML",
-          headers: { "X-Inbox-Refresh": "1" }, // a refresh: the address bar stays as it is
-        });
-      });
-    }, 250);
+  // One lane per fragment: one fetch at a time, and once more if asked meanwhile. The promise
+  // of a call is settled by a fetch that *started after* it (what it asked for is in there).
+  var lanes = {};
+  function coalesce(key, run) {
+    var lane = lanes[key] || (lanes[key] = { running: false, next: null, waiters: [] });
+    lane.next = run;
+    return new Promise(function (resolve) {
+      lane.waiters.push(resolve);
+      pump(lane);
+    });
   }
+  function pump(lane) {
+    if (lane.running || !lane.next) return;
+    var run = lane.next;
+    var waiters = lane.waiters;
+    lane.next = null;
+    lane.waiters = [];
+    lane.running = true;
+    Promise.resolve()
+      .then(run)
+      .then(
+        function (ok) { return ok !== false; },
+        function () { return false; }
+      )
+      .then(function (ok) {
+        lane.running = false;
+        waiters.forEach(function (resolve) { resolve(ok); });
+        pump(lane);
+      });
+  }
+
+  // The inbox is not swapped under someone typing a search (it holds the search box): it is
+  // fetched once they leave the box.
+  var inboxPending = false;
+  function typingSearch() {
+    var search = document.getElementById("q");
+    return !!(search && document.activeElement === search);
+  }
+  // The agent's own inbox requests (a tab, a filter, a search) count too: a refresh asked for
+  // before one of them would bring back the old tab or filter, so it is dropped and asked again
+  // (with the new list's address) once the agent's has been answered.
+  var inboxActions = 0;
+  function inboxActionInFlight() {
+    return !!document.querySelector('[hx-target="#inbox"].htmx-request');
+  }
+  function runInbox() {
+    return whenIdle(inboxActionInFlight).then(function () {
+      var current = document.getElementById("inbox");
+      if (!current) return true;
+      if (typingSearch()) {
+        inboxPending = true;
+        return true;
+      }
+      inboxPending = false;
+      var epoch = inboxActions;
+      return load(
+        "inbox",
+        "GET",
+        current.dataset.refreshUrl,
+        "#inbox",
+        { "X-Inbox-Refresh": "1" }, // a refresh: the address bar stays as it is
+        function () { return inboxActions === epoch; }
+      ).then(function (result) {
+        return result === "stale" ? runInbox() : result;
+      });
+    });
+  }
+  function loadInbox() {
+    return coalesce("inbox", runInbox);
+  }
+  function refreshInbox() {
+    if (!document.getElementById("inbox")) return;
+    clearTimeout(inboxTimer);
+    inboxTimer = setTimeout(loadInbox, 250);
+  }
+  document.addEventListener("focusout", function (event) {
+    if (inboxPending && event.target && event.target.id === "q") refreshInbox();
+  });
 
   var countersTimer = null;
   var countersLast = 0;
+  function loadCounters() {
+    if (!root.dataset.countersUrl) return Promise.resolve(true);
+    countersLast = Date.now();
+    return coalesce("counters", function () {
+      if (!document.getElementById("live-counters")) return true;
+      return load("counters", "GET", root.dataset.countersUrl, "#live-counters");
+    });
+  }
   function refreshCounters() {
     if (!root.dataset.countersUrl || countersTimer) return;
     var wait = Math.max(200, 1000 - (Date.now() - countersLast));
     countersTimer = setTimeout(function () {
       countersTimer = null;
-      countersLast = Date.now();
-      coalesce("counters", function () {
-        return htmx.ajax("GET", root.dataset.countersUrl, { target: "#live-counters", swap: "outerHTML" });
-      });
+      loadCounters();
     }, wait);
   }
   if (root.dataset.countersUrl) setInterval(refreshCounters, 60000);
 
+  function loadBoard() {
+    if (!root.dataset.boardUrl) return Promise.resolve(true);
+    return coalesce("board", function () {
+      if (!document.getElementById("board")) return true;
+      return load("board", "GET", root.dataset.boardUrl, "#board");
+    });
+  }
   function refreshBoard() {
     refreshCounters();
     if (!root.dataset.boardUrl) return;
     clearTimeout(boardTimer);
-    boardTimer = setTimeout(function () {
-      coalesce("board", function () {
-        return htmx.ajax("GET", root.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
-      });
-    }, 300);
+    boardTimer = setTimeout(loadBoard, 300);
   }
 
   function nearBottom(el) {
@@ -164,66 +300,117 @@
     }
   });
 
-  function refreshMessages() {
-    coalesce("messages", function () {
-      var el = pane();
-      if (!el) return null;
+  // --- the open conversation: its pane, header and messages in one lane ----------------------
+  //
+  // The pane holds the header and the messages: fetched in one lane, an older pane can never
+  // land over a newer message list. Nor does any of them land while the agent's own action on
+  // the pane (a send, a take-over, a transfer…) is on its way: its answer re-renders the pane
+  // with what was true when it was sent, so the fetch runs once it has been answered.
+  var wanted = { pane: false, header: false, messages: false };
+
+  function paneActionInFlight() {
+    return !!document.querySelector('[hx-target="#conversation-pane"].htmx-request');
+  }
+
+  // Every request of the agent's own that re-renders the pane (a send, a take-over, opening
+  // another conversation) counts: a fetch of the lane asked for before one of them is answered
+  // with what was true before it, and is dropped (and asked again) rather than land over it.
+  var paneActions = 0;
+
+  // What decides what the pane shows beyond its header: who may write, take over, reopen.
+  function paneState(el) {
+    return [el.dataset.status, el.dataset.assigned, el.dataset.department].join("|");
+  }
+
+  function loadMessages(el, current) {
+    listState = null;
+    return load("messages", "GET", el.dataset.messagesUrl, "#message-list", null, current).then(function (ok) {
+      var fresh = document.getElementById("message-list");
+      var state = listState || { stick: true, kept: 0, before: 0 };
       listState = null;
-      return htmx
-        .ajax("GET", el.dataset.messagesUrl, { target: "#message-list", swap: "outerHTML" })
-        .then(function () {
-          var fresh = document.getElementById("message-list");
-          var state = listState || { stick: true, kept: 0, before: 0 };
-          listState = null;
-          if (!fresh || state.stick) {
-            scrollMessages(true);
-            return;
-          }
+      if (ok === true && fresh) {
+        if (state.stick) {
+          scrollMessages(true);
+        } else {
           fresh.scrollTop = state.kept; // reading history: stay where the agent is
           var badge = pill();
           if (badge && entries(fresh) > state.before) badge.hidden = false;
-        });
+        }
+        markRead();
+      }
+      return ok;
     });
-    markRead();
   }
 
-  // A pane refresh never lands while the agent's message is on its way: it would swap the form
-  // the answer is meant for. It runs once the send has been answered.
-  var paneAfterSend = false;
-  function sending() {
-    var form = document.getElementById("composer");
-    return !!(form && form.classList.contains("htmx-request"));
+  function runConversation() {
+    return whenIdle(paneActionInFlight).then(function () {
+      var want = wanted;
+      wanted = { pane: false, header: false, messages: false };
+      var el = pane();
+      if (!el || !(want.pane || want.header || want.messages)) return true;
+      var epoch = paneActions;
+      var id = el.dataset.conversationId;
+      function current() {
+        return paneActions === epoch && currentId() === Number(id);
+      }
+      function again(result) {
+        if (result !== "stale") return result;
+        // overtaken by the agent's own action: ask again once it has been answered
+        if (want.pane) wanted.pane = true;
+        if (want.header) wanted.header = true;
+        if (want.messages) wanted.messages = true;
+        return runConversation();
+      }
+      if (want.pane) return load("pane", "GET", el.dataset.paneUrl, "#conversation-pane", null, current).then(again);
+      var jobs = [];
+      if (want.header) jobs.push(load("header", "GET", el.dataset.headerUrl, "#conversation-header", null, current));
+      if (want.messages) jobs.push(loadMessages(el, current));
+      return Promise.all(jobs).then(function (results) {
+        if (results.indexOf("stale") !== -1) return again("stale");
+        var ok = results.every(function (r) { return r === true; });
+        var header = document.getElementById("conversation-header");
+        var now = pane();
+        if (!ok || !want.header || !header || !now || !current()) return ok;
+        // the header tells the conversation's state now: when more than the header moved (it
+        // was closed, taken, transferred), the whole pane follows
+        if (paneState(header) !== paneState(now)) {
+          want = { pane: true, header: false, messages: false };
+          return load("pane", "GET", now.dataset.paneUrl, "#conversation-pane", null, current).then(again);
+        }
+        now.dataset.organised = header.dataset.organised || "";
+        return ok;
+      });
+    });
   }
-  document.body.addEventListener("htmx:afterRequest", function (event) {
-    if (paneAfterSend && event.detail.elt && event.detail.elt.id === "composer") {
-      paneAfterSend = false;
-      refreshPane();
-    }
-  });
+
+  function refreshConversation(parts) {
+    if (!pane()) return Promise.resolve(true);
+    if (parts.pane) wanted.pane = true;
+    if (parts.header) wanted.header = true;
+    if (parts.messages) wanted.messages = true;
+    return coalesce("conversation", runConversation);
+  }
+
+  function refreshMessages() {
+    return refreshConversation({ messages: true });
+  }
 
   function refreshPane() {
-    var el = pane();
-    if (!el) return;
-    if (sending()) {
-      paneAfterSend = true;
-      return;
-    }
-    var url = window.location.pathname.indexOf("/c/") === 0 ? window.location.pathname : null;
-    if (!url) return;
-    coalesce("pane", function () {
-      return htmx.ajax("GET", url, { target: "#conversation-pane", swap: "outerHTML" });
-    });
+    return refreshConversation({ pane: true });
   }
 
   // What the bot learned (summary, collected values): the panel fetches itself again.
-  function refreshBotContext() {
-    var panel = document.getElementById("bot-context");
-    var url = panel && (panel.dataset.refreshUrl || panel.getAttribute("hx-get"));
-    if (!url) return;
-    coalesce("bot-context", function () {
-      if (!document.getElementById("bot-context")) return null;
-      return htmx.ajax("GET", url, { target: "#bot-context", swap: "outerHTML" });
+  function loadBotContext() {
+    return coalesce("bot-context", function () {
+      var panel = document.getElementById("bot-context");
+      var url = panel && (panel.dataset.refreshUrl || panel.getAttribute("hx-get"));
+      if (!url) return true;
+      return load("bot-context", "GET", url, "#bot-context");
     });
+  }
+
+  function refreshBotContext() {
+    loadBotContext();
   }
 
   function markRead() {
@@ -232,7 +419,7 @@
     if (!el || !el.hasAttribute("data-marks-read") || document.visibilityState !== "visible") return;
     var url = el.dataset.readUrl;
     coalesce("read", function () {
-      return htmx.ajax("POST", url, { swap: "none", source: "#typing" });
+      return load("read", "POST", url, null);
     });
   }
 
@@ -304,7 +491,7 @@
           } else if (el && data.priority !== undefined) {
             // priority and tags (someone else's change, or a rule): the header shows them
             var organised = data.priority + "|" + (data.tags || []).map(function (t) { return t.id; }).join(",");
-            if (el.dataset.organised !== organised) refreshPane();
+            if (el.dataset.organised !== organised) refreshConversation({ header: true });
           }
         }
         break;
@@ -333,35 +520,83 @@
     }
   }
 
+  // --- catching up ----------------------------------------------------------------------------
+
+  var catchUpRound = 0;
+  var catchUpTimer = null;
+  var catchUpTries = 0;
+
+  function connected() {
+    return !!(socket && socket.readyState === WebSocket.OPEN);
+  }
+
+  // Everything visible, fetched again now that the socket hears every change: the list and its
+  // counts, the open conversation (its header, its messages — and its pane if its state moved),
+  // the board or the live counters, what the bot learned. Until all of it has landed the badge
+  // says "Reconnecting…"; a fetch that failed is tried again while the socket stays open.
+  function catchUp(round) {
+    clearTimeout(catchUpTimer);
+    if (round !== catchUpRound || !connected()) return;
+    clearTimeout(inboxTimer);
+    Promise.all([
+      loadInbox(),
+      refreshConversation({ header: true, messages: true }),
+      loadBoard(),
+      loadCounters(),
+      loadBotContext(),
+    ]).then(function (results) {
+      if (round !== catchUpRound || !connected()) return; // this socket is gone: its successor catches up
+      if (results.every(Boolean)) {
+        catchUpTries = 0;
+        attempts = 0; // the server answers: a later drop starts the backoff over
+        setState("online", label("online", "Live"));
+        return;
+      }
+      catchUpTries += 1;
+      var ceiling = Math.min(10000, 1000 * Math.pow(2, catchUpTries - 1));
+      catchUpTimer = setTimeout(function () { catchUp(round); }, 250 + Math.random() * ceiling);
+    });
+  }
+
   // --- the socket ---------------------------------------------------------------------------
+
+  // Exponential backoff with full jitter: after a restart the consoles come back spread out.
+  function backoff() {
+    attempts += 1;
+    var ceiling = Math.min(15000, 1000 * Math.pow(2, attempts - 1));
+    return 250 + Math.random() * ceiling;
+  }
+
+  function waiting() {
+    // once it has been live, every attempt until it is again is a reconnection
+    if (everConnected) setState("offline", label("offline", "Reconnecting…"));
+    else setState("connecting", label("connecting", "…"));
+  }
 
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    setState("connecting", stateEl ? stateEl.dataset.connecting || "…" : "");
+    clearTimeout(reconnectTimer);
+    waiting();
     try {
       socket = new WebSocket(scheme + window.location.host + (root.dataset.wsUrl || "/ws/"));
     } catch (err) {
       socket = null;
-      attempts += 1;
-      reconnectTimer = setTimeout(connect, Math.min(15000, 500 * Math.pow(2, attempts)));
+      reconnectTimer = setTimeout(connect, backoff());
       return;
     }
+    var mine = socket;
     socket.onopen = function () {
-      var reconnected = everConnected;
+      if (socket !== mine) return;
       everConnected = true;
-      attempts = 0;
+      openedAt = Date.now();
       subscribed = null;
-      setState("online", stateEl ? stateEl.dataset.online || "Live" : "");
       resubscribe();
-      if (reconnected) {
-        // whatever happened while we were away: fetch the visible fragments again
-        refreshInbox();
-        refreshMessages();
-        refreshBoard();
-        refreshBotContext();
-      }
+      catchUpRound += 1;
+      catchUpTries = 0;
+      catchUp(catchUpRound);
     };
     socket.onmessage = function (event) {
+      if (socket !== mine) return;
       try {
         handle(JSON.parse(event.data));
       } catch (err) {
@@ -369,15 +604,20 @@
       }
     };
     socket.onclose = function (event) {
+      if (socket !== mine) return;
       socket = null;
+      catchUpRound += 1; // what this socket was catching up is its successor's job now
+      clearTimeout(catchUpTimer);
       if (event.code === 4401) {
         window.location.reload(); // the session is gone: the server sends us to the login form
         return;
       }
-      setState("offline", stateEl ? stateEl.dataset.offline || "Offline" : "");
-      attempts += 1;
-      var delay = Math.min(15000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
-      reconnectTimer = setTimeout(connect, delay);
+      // a connection that stayed up a while (or caught up) starts the backoff over; one that
+      // drops at once (a server coming up and down) keeps growing it
+      if (openedAt && Date.now() - openedAt > 10000) attempts = 0;
+      openedAt = 0;
+      waiting();
+      reconnectTimer = setTimeout(connect, backoff());
     };
   }
 
