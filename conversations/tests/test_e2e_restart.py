@@ -82,6 +82,7 @@ class Daphne:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self.queue = f"e2e-restart-{os.getpid()}-{self.port}"
         db = connection.settings_dict
         user = quote(db["USER"] or "", safe="")
         password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
@@ -96,8 +97,9 @@ class Daphne:
             # DEBUG serves the static files (no collected manifest) and keeps the cookies usable
             # on plain http://127.0.0.1; everything else is the production ASGI application.
             "DEBUG": "true",
-            # whatever the server queues waits in a queue of its own (no worker in this test)
-            "CELERY_QUEUE": f"e2e-restart-{os.getpid()}",
+            # whatever the server queues waits in a queue of its own (no worker in this test),
+            # dropped at the end (``forget_queue``)
+            "CELERY_QUEUE": self.queue,
             "PYTHONPATH": str(ROOT),
         }
 
@@ -148,6 +150,14 @@ class Daphne:
             self.process.wait(timeout=10)
         self.process = None
 
+    def forget_queue(self) -> None:
+        """The tasks the server queued (marking messages read on WhatsApp) that nobody ran."""
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter(match=f"*{self.queue}*"):
+            client.delete(key)
+
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
@@ -161,6 +171,7 @@ def daphne() -> Iterator[Daphne]:
             yield server
         finally:
             server.stop()
+            server.forget_queue()
 
 
 @pytest.fixture(scope="module")

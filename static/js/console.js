@@ -300,6 +300,31 @@
     }
   });
 
+  // A refresh (not the agent's own action) leaves the popovers they had open open: a reaction
+  // picker in the list, the transfer form in the header.
+  var openPopovers = null;
+  function popoverKey(details) {
+    var owner = details.parentElement && details.parentElement.closest("[id]");
+    return (details.id || "") + "|" + (owner ? owner.id : "") + "|" + details.className;
+  }
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    openPopovers = null;
+    var target = event.detail.target;
+    if (!target || !isSource(event.detail.elt) || !event.detail.shouldSwap) return;
+    var open = target.querySelectorAll("details[open]");
+    if (open.length) openPopovers = Array.prototype.map.call(open, popoverKey);
+  });
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    var keys = openPopovers;
+    openPopovers = null;
+    var target = event.detail.target;
+    if (!keys || !target) return;
+    var scope = target.isConnected ? target : document;
+    scope.querySelectorAll("details").forEach(function (details) {
+      if (keys.indexOf(popoverKey(details)) !== -1) details.open = true;
+    });
+  });
+
   // --- the open conversation: its pane, header and messages in one lane ----------------------
   //
   // The pane holds the header and the messages: fetched in one lane, an older pane can never
@@ -525,36 +550,42 @@
   var catchUpRound = 0;
   var catchUpTimer = null;
   var catchUpTries = 0;
+  var CATCH_UP_TRIES = 8; // about a minute of retries before the badge stops saying so
 
   function connected() {
     return !!(socket && socket.readyState === WebSocket.OPEN);
   }
 
+  var catchUpParts = {
+    inbox: loadInbox,
+    conversation: function () { return refreshConversation({ header: true, messages: true }); },
+    board: loadBoard,
+    counters: loadCounters,
+    bot: loadBotContext,
+  };
+
   // Everything visible, fetched again now that the socket hears every change: the list and its
   // counts, the open conversation (its header, its messages — and its pane if its state moved),
   // the board or the live counters, what the bot learned. Until all of it has landed the badge
-  // says "Reconnecting…"; a fetch that failed is tried again while the socket stays open.
-  function catchUp(round) {
+  // says "Reconnecting…"; what failed (and only that) is tried again while the socket stays open.
+  function catchUp(round, parts) {
     clearTimeout(catchUpTimer);
     if (round !== catchUpRound || !connected()) return;
-    clearTimeout(inboxTimer);
-    Promise.all([
-      loadInbox(),
-      refreshConversation({ header: true, messages: true }),
-      loadBoard(),
-      loadCounters(),
-      loadBotContext(),
-    ]).then(function (results) {
+    parts = parts || Object.keys(catchUpParts);
+    if (parts.indexOf("inbox") !== -1) clearTimeout(inboxTimer);
+    Promise.all(parts.map(function (part) { return catchUpParts[part](); })).then(function (results) {
       if (round !== catchUpRound || !connected()) return; // this socket is gone: its successor catches up
-      if (results.every(Boolean)) {
+      var failed = parts.filter(function (part, i) { return !results[i]; });
+      catchUpTries += 1;
+      if (!failed.length || catchUpTries >= CATCH_UP_TRIES) {
+        if (failed.length && window.console) console.warn("console: could not catch up with", failed);
         catchUpTries = 0;
         attempts = 0; // the server answers: a later drop starts the backoff over
         setState("online", label("online", "Live"));
         return;
       }
-      catchUpTries += 1;
       var ceiling = Math.min(10000, 1000 * Math.pow(2, catchUpTries - 1));
-      catchUpTimer = setTimeout(function () { catchUp(round); }, 250 + Math.random() * ceiling);
+      catchUpTimer = setTimeout(function () { catchUp(round, failed); }, 250 + Math.random() * ceiling);
     });
   }
 
