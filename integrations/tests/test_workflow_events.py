@@ -223,7 +223,7 @@ def test_every_workflow_change_reaches_webhook_subscribers_and_consoles(
     # (the in-memory layer drops a channel whose old frames expire under travelled time: the
     # consoles read theirs before the clock moves)
     with time_machine.travel(start + timedelta(minutes=11), tick=False):
-        assert scheduled_messages_send.apply().get() == 1
+        assert scheduled_messages_send.apply().result == 1
     receiver.wait_for(9)
     webhooks = seen.webhooks()
     assert [(w["type"], w["data"]["id"], w["data"]["status"]) for w in webhooks] == [
@@ -235,7 +235,7 @@ def test_every_workflow_change_reaches_webhook_subscribers_and_consoles(
 
     # idle past auto_close_minutes while waiting for the customer: closing message, closed
     with time_machine.travel(start + timedelta(minutes=45), tick=False):
-        assert auto_close_sweep.apply().get() == 1
+        assert auto_close_sweep.apply().result == 1
     receiver.wait_for(12)
     webhooks = seen.webhooks()
     assert [w["type"] for w in webhooks] == [
