@@ -33,6 +33,7 @@ from django.utils import timezone
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from conversations import services
 from conversations.models import Conversation, ConversationStatus, Direction, Message, Tag
+from conversations.services import organise
 from conversations.tests.factories import CustomerFactory
 from departments.tests.factories import DepartmentFactory
 from whatsapp.services import sandbox
@@ -382,7 +383,7 @@ def test_agents_work_a_conversation_live(
     expect(ana_page.locator("#message-list .msg-in").last).to_contain_text("Obrigado!")
 
     # when: Ana transfers it to Carla with a note
-    ana_page.locator("#transfer-popover summary").click()
+    _open_popover(ana_page, "#transfer-popover")
     ana_page.select_option("#t-user", str(carla.pk))
     ana_page.fill("#t-note", "Cliente quer segunda via do boleto")
     ana_page.locator("#transfer-popover button[type=submit]").click()
@@ -656,10 +657,20 @@ def test_a_whole_conversation_on_a_phone(
     _reachable(page, "#composer-body")
 
     # transfer to Carla with a note, from the phone
-    page.locator("#transfer-popover summary").click()
+    _open_popover(page, "#transfer-popover")
     _no_horizontal_overflow(page)
     page.select_option("#t-user", str(carla.pk))
     page.fill("#t-note", "Cliente quer segunda via do boleto")
+    # a supervisor raises the priority meanwhile: the header is drawn again live, and the form
+    # stays open with the agent and the note chosen
+    boss = UserFactory(name="Sofia Supervisora", email="sofia-phone@example.com", role="supervisor")
+    live_server_e2e.call(
+        organise.conversation_priority_set, conversation=conversation, actor=boss, priority="urgent"
+    )
+    expect(page.locator("#conversation-header .priority-urgent")).to_be_visible()
+    expect(page.locator("#transfer-popover")).to_have_attribute("open", "")
+    expect(page.locator("#t-user")).to_have_value(str(carla.pk))
+    expect(page.locator("#t-note")).to_have_value("Cliente quer segunda via do boleto")
     page.locator("#transfer-popover button[type=submit]").click()
     expect(page.locator("#conversation-header")).to_contain_text("with Carla Costa")
     expect(page.locator(".system-transferred .system-note")).to_contain_text("segunda via")
@@ -831,7 +842,7 @@ def test_a_transfer_away_updates_every_tab_of_the_old_agent(
     stale.evaluate("() => window.__cutSockets(true)")  # a tab that hears nothing
     row = f'.conversation-row[data-conversation-id="{conversation.pk}"]'
 
-    acting.locator("#transfer-popover summary").click()
+    _open_popover(acting, "#transfer-popover")
     acting.select_option("#t-dept", str(sales.pk))
     acting.locator("#transfer-popover button[type=submit]").click()
 
@@ -1065,6 +1076,37 @@ def test_the_bot_settings_page_in_pt_br(
     _no_horizontal_overflow(page)
 
 
+def _open_popover(page: Any, selector: str) -> Any:
+    """Open the popover ``selector`` (a ``<details>``) by its summary, again if a live update
+    drew it afresh while the click was on its way (as a person would), and return it."""
+    from playwright.sync_api import expect
+
+    details = page.locator(selector)
+    for attempt in range(5):
+        if details.get_attribute("open") is None:
+            details.locator("summary").click()
+        try:
+            expect(details).to_have_attribute("open", "", timeout=2000)
+            return details
+        except AssertionError:
+            if attempt == 4:
+                raise
+    return details
+
+
+def _react(page: Any, message_pk: int, button: str) -> None:
+    """Press ``button`` in a message's reaction picker. The reaction's own answer draws the
+    message again: a picker opened just before it closes, and is opened again."""
+    for attempt in range(5):
+        picker = _open_popover(page, f"#message-{message_pk} .react-picker")
+        try:
+            picker.get_by_role("button", name=button).click(timeout=3000)
+            return
+        except Exception:
+            if attempt == 4:
+                raise
+
+
 def test_composer_emoji_reply_with_a_quote_and_react(
     live_server_e2e: LiveServer, open_console: Any, fake_graph: Any
 ) -> None:
@@ -1134,9 +1176,7 @@ def test_composer_emoji_reply_with_a_quote_and_react(
     assert delivered[0]["context"] == {"message_id": f"wamid.{wa_id}"}
 
     # react to the customer's message
-    customer_message = page.locator(f"#message-{asked.pk}")
-    customer_message.locator(".react-picker summary").click()
-    customer_message.get_by_role("button", name="❤️").click()
+    _react(page, asked.pk, "❤️")
     expect(page.locator(f"#message-{asked.pk} .msg-reactions")).to_have_text("❤️")
     assert MessageReaction.objects.get(message=asked).emoji == "❤️"
     reaction = _wait_for(
@@ -1145,18 +1185,8 @@ def test_composer_emoji_reply_with_a_quote_and_react(
     )
     assert reaction[0]["reaction"] == {"message_id": f"wamid.{wa_id}", "emoji": "❤️"}
 
-    # and take it back (the message may be drawn again by the reaction's live update, which
-    # closes a picker opened a moment before: open it again then, as a person would)
-    for attempt in range(3):
-        picker = page.locator(f"#message-{asked.pk} .react-picker")
-        if picker.get_attribute("open") is None:
-            picker.locator("summary").click()
-        try:
-            picker.get_by_role("button", name="Remove ❤️").click(timeout=3000)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
+    # and take it back
+    _react(page, asked.pk, "Remove ❤️")
     expect(page.locator(f"#message-{asked.pk} .msg-reactions")).to_have_count(0)
     assert not MessageReaction.objects.filter(message=asked).exists()
 
@@ -1324,7 +1354,7 @@ def test_a_supervisor_assigns_past_a_full_agents_capacity_only_when_saying_so(
     )
     page = open_console(sofia, f"/c/{waiting.pk}/")
 
-    page.locator("#transfer-popover summary").click()
+    _open_popover(page, "#transfer-popover")
     expect(page.locator(f'#t-user option[value="{bia.pk}"]')).to_have_text("Bia Cheia (1 of 1)")
     page.select_option("#t-user", str(bia.pk))
     page.locator("#transfer-popover button[type=submit]").click()

@@ -88,10 +88,20 @@
   function isSource(el) {
     return !!(el && el.id && el.id.indexOf("refresh-") === 0 && sources[el.id.slice(8)] === el);
   }
+  // The lanes' requests, known by their XMLHttpRequest: htmx fires a request's beforeSwap on
+  // its target (``detail.elt`` is the target there, not the source).
+  var laneRequests = new WeakSet();
+  function isLaneSwap(detail) {
+    return !!(detail && detail.xhr && laneRequests.has(detail.xhr));
+  }
   // The agent's own requests, by what they re-render (see the inbox's and the pane's lanes).
   document.body.addEventListener("htmx:beforeRequest", function (event) {
+    if (isSource(event.detail.elt)) {
+      if (event.detail.xhr) laneRequests.add(event.detail.xhr);
+      return;
+    }
     var target = event.detail.target;
-    if (!target || isSource(event.detail.elt)) return;
+    if (!target) return;
     if (target.id === "conversation-pane") paneActions += 1;
     if (target.id === "inbox") inboxActions += 1;
   });
@@ -118,14 +128,19 @@
     var source = sourceFor(key);
     var ok = false;
     var stale = false;
+    var request = null;
+    function started(event) {
+      if (event.detail && event.detail.elt === source) request = event.detail.xhr;
+    }
     function seen(event) {
       if (event.detail && event.detail.elt === source) ok = !!event.detail.successful;
     }
     function guard(event) {
-      if (!current || !event.detail || event.detail.elt !== source || current()) return;
+      if (!current || !event.detail || !request || event.detail.xhr !== request || current()) return;
       event.detail.shouldSwap = false;
       stale = true;
     }
+    document.body.addEventListener("htmx:beforeRequest", started);
     document.body.addEventListener("htmx:afterRequest", seen);
     document.body.addEventListener("htmx:beforeSwap", guard);
     var options = { source: source, swap: target ? "outerHTML" : "none", headers: headers || {} };
@@ -137,6 +152,7 @@
         function () { return false; }
       )
       .then(function (result) {
+        document.body.removeEventListener("htmx:beforeRequest", started);
         document.body.removeEventListener("htmx:afterRequest", seen);
         document.body.removeEventListener("htmx:beforeSwap", guard);
         return stale ? "stale" : result;
@@ -300,28 +316,51 @@
     }
   });
 
-  // A refresh (not the agent's own action) leaves the popovers they had open open: a reaction
-  // picker in the list, the transfer form in the header.
+  // A refresh (not the agent's own action) leaves the popovers they had open open, with what
+  // they had typed or chosen in them: a reaction picker in the list, the transfer form (its
+  // agent, its note) in the header.
   var openPopovers = null;
   function popoverKey(details) {
     var owner = details.parentElement && details.parentElement.closest("[id]");
     return (details.id || "") + "|" + (owner ? owner.id : "") + "|" + details.className;
   }
+  function popoverFields(details) {
+    var fields = {};
+    details.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (field) {
+      if (field.type === "hidden" || field.type === "submit" || field.type === "file") return;
+      fields[field.name] = field.type === "checkbox" || field.type === "radio" ? field.checked : field.value;
+    });
+    return fields;
+  }
+  function popoverRestore(details, fields) {
+    details.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (field) {
+      if (!Object.prototype.hasOwnProperty.call(fields, field.name)) return;
+      if (field.type === "checkbox" || field.type === "radio") field.checked = fields[field.name];
+      else field.value = fields[field.name];
+    });
+  }
   document.body.addEventListener("htmx:beforeSwap", function (event) {
     openPopovers = null;
     var target = event.detail.target;
-    if (!target || !isSource(event.detail.elt) || !event.detail.shouldSwap) return;
+    if (!target || !isLaneSwap(event.detail) || !event.detail.shouldSwap) return;
     var open = target.querySelectorAll("details[open]");
-    if (open.length) openPopovers = Array.prototype.map.call(open, popoverKey);
+    if (!open.length) return;
+    openPopovers = {};
+    open.forEach(function (details) {
+      openPopovers[popoverKey(details)] = popoverFields(details);
+    });
   });
   document.body.addEventListener("htmx:afterSwap", function (event) {
-    var keys = openPopovers;
+    var kept = openPopovers;
     openPopovers = null;
     var target = event.detail.target;
-    if (!keys || !target) return;
+    if (!kept || !target) return;
     var scope = target.isConnected ? target : document;
     scope.querySelectorAll("details").forEach(function (details) {
-      if (keys.indexOf(popoverKey(details)) !== -1) details.open = true;
+      var key = popoverKey(details);
+      if (!Object.prototype.hasOwnProperty.call(kept, key)) return;
+      details.open = true;
+      popoverRestore(details, kept[key]);
     });
   });
 
