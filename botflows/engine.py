@@ -247,7 +247,9 @@ class _Run:
     handed_off: bool = False
     http_key: str = ""  # an http node waiting for its call (made after the lock is released)
     turn: BotTurn | None = None
+    session_new: bool = False  # created by this turn: it has no turns to look for
     sent: list[Message] = field(default_factory=list)
+    pending: list[conversation_services.OutboundDraft] = field(default_factory=list)  # to _flush
 
     @property
     def nodes(self) -> dict[str, Any]:
@@ -261,36 +263,48 @@ class _Run:
 
 
 def _lock_conversation(conversation_id: int) -> Conversation:
+    """The conversation under its row lock, with what its payload shows (the replies are
+    written under this lock: ``messages_create_bot(locked=True)``)."""
     return (
         Conversation.objects.select_for_update(of=("self",))
-        .select_related("department")
+        .select_related("customer", "department", "assigned_to", "whatsapp_account")
         .get(pk=conversation_id)
     )
 
 
 def _send(run: _Run, body: str, interactive: dict[str, Any] | None = None) -> None:
-    """Queue a reply; an interactive message the sender refuses goes out as plain text."""
+    """Queue a reply (written with the turn's others by :func:`_flush`); an interactive message
+    the channel refuses goes out as plain text."""
     if interactive:
+        draft = conversation_services.OutboundDraft(
+            body=body,
+            type=MessageType.INTERACTIVE,
+            media={"raw_payload": {"interactive": interactive}},
+        )
         try:
-            message = conversation_services.message_create_outbound(
-                conversation=run.conversation,
-                actor=None,
-                body=body,
-                type=MessageType.INTERACTIVE,
-                raw_payload={"interactive": interactive},
-            )
+            conversation_services.message_outbound_check(conversation=run.conversation, draft=draft)
         except ServiceError as exc:
             if exc.code == "window_closed":
                 raise
             logger.warning("interactive bot message refused (%s); sending text", exc.code)
         else:
-            run.sent.append(message)
+            run.pending.append(draft)
             return
-    run.sent.append(
-        conversation_services.message_create_outbound(
-            conversation=run.conversation, actor=None, body=body[:4096], type=MessageType.TEXT
+    draft = conversation_services.OutboundDraft(body=body[:4096])
+    conversation_services.message_outbound_check(conversation=run.conversation, draft=draft)
+    run.pending.append(draft)
+
+
+def _flush(run: _Run) -> None:
+    """Write the replies queued so far, in one go (before the conversation moves on: a route,
+    a close, the end of the turn)."""
+    if run.pending:
+        run.sent.extend(
+            conversation_services.messages_create_bot(
+                conversation=run.conversation, drafts=run.pending, locked=True
+            )
         )
-    )
+        run.pending = []
 
 
 def _department(department_id: int | None) -> Department | None:
@@ -316,6 +330,7 @@ def _handoff(run: _Run, *, department: Department | None, reason: str, text: str
     """To the human queue: ``pending`` in that department, with the place in line (or the
     out-of-hours notice). The conversation waits in the queue either way."""
     department = department or _default_department(run.config)
+    _flush(run)
     run.conversation = conversation_services.conversation_route_to_department(
         conversation=run.conversation, department=department, actor=None, reason=reason
     )
@@ -407,6 +422,7 @@ def _enter(run: _Run, key: str) -> None:  # noqa: PLR0912 - one branch per kind 
             if node["text"]:
                 _send(run, node["text"])
             run.session.state = SessionState.ENDED
+            _flush(run)
             run.conversation = conversation_services.conversation_close(
                 conversation=run.conversation, actor=None
             )
@@ -453,7 +469,7 @@ def _first_waiting_node(run: _Run) -> str:
 
 
 def _menu_already_shown(run: _Run, message: Message) -> bool:
-    if run.session.node_key or run.session.turns.exists():
+    if run.session.node_key or (not run.session_new and run.session.turns.exists()):
         return False
     node = run.nodes.get(_first_waiting_node(run))
     if node is None or node["kind"] != NodeKind.MENU:
@@ -512,23 +528,25 @@ def _advance(run: _Run, message: Message) -> None:  # noqa: PLR0912
         _enter(run, run.start)
 
 
-def _session(conversation: Conversation) -> BotSession:
+def _session(conversation: Conversation) -> tuple[BotSession, bool]:
+    """The conversation's bot session, and whether it is new (it has no turns yet)."""
     session = (
         BotSession.objects.select_related("flow_version").filter(conversation=conversation).first()
     )
     if session is not None and session.state == SessionState.ACTIVE:
-        return session
-    flow = selectors.flow_get_for_account(whatsapp_account_id=conversation.whatsapp_account_id)
-    version = selectors.flow_version_get_latest(flow=flow) if flow else None
+        return session, False
+    version = selectors.flow_version_for_account(
+        whatsapp_account_id=conversation.whatsapp_account_id
+    )
     if session is None:
-        return BotSession.objects.create(conversation=conversation, flow_version=version)
+        return BotSession.objects.create(conversation=conversation, flow_version=version), True
     # The conversation came back to the bot after a hand-over: start again on the latest flow.
     session.flow_version = version
     session.state = SessionState.ACTIVE
     session.node_key = ""
     session.attempts = 0
     session.ai_turns = 0
-    return session
+    return session, False
 
 
 @transaction.atomic
@@ -541,21 +559,23 @@ def _step(*, message_id: int, now: datetime) -> _Run | None:
         return None
     if BotTurn.objects.filter(inbound_message=message).exists():
         return None  # already answered
-    session = _session(conversation)
+    session, new = _session(conversation)
     run = _Run(
         conversation=conversation,
         session=session,
         config=selectors.bot_config_values(),
         now=now,
+        session_new=new,
     )
     node_key = session.node_key
     collected_before = dict(session.collected)
-    if session.pk and session.turns.filter(inbound_message_id__gt=message.pk).exists():
+    if not new and session.turns.filter(inbound_message_id__gt=message.pk).exists():
         run.outcome = "stale"  # a later message was answered already
     else:
         try:
             with transaction.atomic():
                 _advance(run, message)
+                _flush(run)
         except ServiceError as exc:  # e.g. the 24-hour window closed before we could answer
             logger.warning("bot could not answer message %s: %s", message.pk, exc.code)
             if session.pk:
@@ -600,6 +620,7 @@ def _apply_ai(run: _Run, result: ai.AIResult) -> None:
             department=suggested or _department(run.ai_department_id),
             reason=f"ai_{result.outcome}",
         )
+    _flush(run)
     run.session.save()
     turn.outcome = run.outcome
     turn.save(update_fields=["outcome"])
@@ -686,6 +707,7 @@ def _apply_http(run: _Run, key: str, answer: http_node.HttpNodeAnswer) -> None:
     try:
         with transaction.atomic():
             _http_answer(run, key, node, answer)
+            _flush(run)
     except ServiceError as exc:  # e.g. the 24-hour window closed meanwhile
         logger.warning("bot could not apply the http answer of %s: %s", conversation.pk, exc.code)
         session.refresh_from_db()

@@ -6,7 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Case, Prefetch, Q, QuerySet, Subquery, When
 from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Conversation, ConversationStatus, Message
@@ -107,18 +107,32 @@ def department_names_active() -> list[str]:
 # --- Flows -------------------------------------------------------------------------------------
 
 
+def _flows_for_account(whatsapp_account_id: int | None) -> QuerySet[Flow]:
+    """The active flows that may serve that number, its own first, then the default one."""
+    flows = Flow.objects.filter(is_active=True)
+    if whatsapp_account_id is None:
+        return flows.filter(is_default=True)
+    return flows.filter(Q(whatsapp_account_id=whatsapp_account_id) | Q(is_default=True)).order_by(
+        Case(When(whatsapp_account_id=whatsapp_account_id, then=0), default=1),
+        "-is_default",
+        "name",
+    )
+
+
 def flow_get_for_account(*, whatsapp_account_id: int | None) -> Flow | None:
     """The active flow of that number, else the default flow."""
-    flows = Flow.objects.filter(is_active=True)
-    if whatsapp_account_id is not None:
-        flow = flows.filter(whatsapp_account_id=whatsapp_account_id).first()
-        if flow is not None:
-            return flow
-    return flows.filter(is_default=True).first()
+    return _flows_for_account(whatsapp_account_id).first()
 
 
 def flow_version_get_latest(*, flow: Flow) -> FlowVersion | None:
     return flow.versions.order_by("-number").first()
+
+
+def flow_version_for_account(*, whatsapp_account_id: int | None) -> FlowVersion | None:
+    """The latest version of :func:`flow_get_for_account`'s flow, in one query (the bot's
+    turn asks it for every new session)."""
+    flow = _flows_for_account(whatsapp_account_id).values("pk")[:1]
+    return FlowVersion.objects.filter(flow=Subquery(flow)).order_by("-number").first()
 
 
 def flow_list() -> QuerySet[Flow]:

@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from botflows import engine, services
 from botflows.models import (
@@ -16,6 +18,7 @@ from botflows.models import (
     Validation,
 )
 from conversations.models import ConversationEvent, ConversationStatus, EventKind
+from conversations.services import message_record_inbound
 from conversations.tests.factories import ConversationFactory
 
 from .conftest import Chat
@@ -504,3 +507,26 @@ def test_a_message_answered_too_late_for_whatsapp_is_recorded_not_crashed(demo_f
     assert turn.outcome == "failed:window_closed"
     assert not conversation.messages.filter(direction="out").exists()
     assert engine.bot_handle_inbound(message_id=old.pk) is None  # and not retried forever
+
+
+# --- The cost of a turn (issue 15 §8) ------------------------------------------------------------
+
+
+def test_a_new_customers_first_turn_costs_a_fixed_number_of_queries(demo_flow, chat):
+    """Greeting and menu are written together: one INSERT of both replies and one UPDATE of the
+    conversation, under the turn's one lock; the count is pinned."""
+    inbound, _ = message_record_inbound(
+        conversation=chat.conversation, type="text", body="Olá", wa_message_id="wamid.cost.1"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        turn = engine.bot_handle_inbound(message_id=inbound.pk)
+
+    assert turn is not None and turn.outcome == "menu"
+    assert [r.type for r in chat.outbound().order_by("pk")] == ["text", "interactive"]
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len([q for q in sql if q.startswith('INSERT INTO "conversations_message"')]) == 1
+    locks = [
+        q for q in sql if q.startswith('SELECT "conversations_conversation"') and "FOR UPDATE" in q
+    ]
+    assert len(locks) == (1 if connection.vendor == "postgresql" else 0)  # SQLite: no row locks
+    assert len(sql) == 20

@@ -701,10 +701,8 @@ def _outbound(
 ) -> Message:
     """Validate through the channel, write the ``queued`` row, emit ``message.created`` (the
     caller holds the conversation's lock and has checked the right to write)."""
-    if not body.strip() and not media:
-        raise ServiceError(_("A message needs text or an attachment."), code="empty_message")
-    conversation_channel(conversation).outbound_validate(
-        conversation=conversation, type=type, body=body, media=media
+    message_outbound_check(
+        conversation=conversation, draft=OutboundDraft(body=body, type=type, media=media)
     )
     message = Message.objects.create(
         conversation=conversation,
@@ -754,6 +752,74 @@ def message_create_automated(
         reply_to=None,
         media=media,
     )
+
+
+@dataclass(frozen=True)
+class OutboundDraft:
+    """A message the bot means to send, checked by :func:`message_outbound_check` and written
+    with the turn's others by :func:`messages_create_bot`."""
+
+    body: str
+    type: str = MessageType.TEXT
+    media: dict[str, Any] = field(default_factory=dict)
+
+
+def message_outbound_check(*, conversation: Conversation, draft: OutboundDraft) -> None:
+    """Raise the :class:`ServiceError` the channel would refuse ``draft`` with (the 24-hour
+    window, an interactive message's limits…); nothing is written."""
+    if not draft.body.strip() and not draft.media:
+        raise ServiceError(_("A message needs text or an attachment."), code="empty_message")
+    conversation_channel(conversation).outbound_validate(
+        conversation=conversation, type=draft.type, body=draft.body, media=draft.media
+    )
+
+
+def messages_create_bot(
+    *, conversation: Conversation, drafts: Sequence[OutboundDraft], locked: bool = False
+) -> list[Message]:
+    """The bot's replies of one turn, ``queued`` in order: one INSERT, one UPDATE of the
+    conversation and their ``message.created`` events together (a turn sends two or three: the
+    greeting and the menu, the hand-over and the place in line). ``locked``: the caller's
+    transaction already holds the conversation's row lock, read with what its payload shows
+    (customer, department, agent, number); else it is taken here."""
+    if not drafts:
+        return []
+    if locked:
+        return _bot_messages_write(conversation, drafts)
+    with transaction.atomic():
+        return _bot_messages_write(_lock(conversation), drafts)
+
+
+def _bot_messages_write(
+    conversation: Conversation, drafts: Sequence[OutboundDraft]
+) -> list[Message]:
+    if conversation.is_closed:
+        raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+    for draft in drafts:
+        message_outbound_check(conversation=conversation, draft=draft)
+    messages = Message.objects.bulk_create(
+        [
+            Message(
+                conversation=conversation,
+                direction=Direction.OUT,
+                sender=SenderKind.BOT,
+                type=draft.type,
+                body=draft.body,
+                status=MessageStatus.QUEUED,
+                **draft.media,
+            )
+            for draft in drafts
+        ]
+    )
+    conversation.last_message_at = max(m.created_at for m in messages)
+    conversation.save(update_fields=["last_message_at", "updated_at"])
+    prefetch_related_objects([conversation], *selectors.CONVERSATION_PREFETCH)
+    payload = conversation_payload(conversation)
+    # Once committed, the channel's handler sends the ``queued`` rows (exactly once each).
+    emit_many(
+        events.MessageCreated(conversation=payload, message=message_payload(m)) for m in messages
+    )
+    return messages
 
 
 # Meta's statuses in the order they happen; ``failed`` is handled apart.
