@@ -1,17 +1,17 @@
 """Webhook → browser-socket latency benchmark (issue 5).
 
-PostgreSQL + Redis + daphne + a real Celery worker on this machine. 50 agents of one department hold
-a console socket each (``/ws/?token=<JWT>``); signed webhooks bring customer messages into that
-department's conversations, and every socket times the ``new_message`` frame from the moment the
-webhook was posted. Prints p50/p95/max over all (message, socket) pairs and any frame that never
-arrived.
+PostgreSQL + Redis + daphne (``--server uvicornx2``: uvicorn, 2 workers) + a real Celery worker
+on this machine. 50 agents of one department hold a console socket each (``/ws/?token=<JWT>``);
+signed webhooks bring customer messages into that department's conversations, and every socket
+times the ``new_message`` frame from the moment the webhook was posted. Prints p50/p95/max over
+all (message, socket) pairs and any frame that never arrived.
 
 Then, with ``--idle N``, what idle consoles cost: N more sockets (the agents' tokens in turn) held
 open for ``--idle-seconds`` (at least two heartbeats), beside the floor of the same server with
 none of them over the same time: the server's resident memory they add and its share of a core.
 
     .venv/bin/python bench/socket_latency.py [--sockets 50] [--messages 200] [--rate 20]
-        [--idle 1000] [--idle-seconds 65]
+        [--idle 1000] [--idle-seconds 65] [--server daphne|uvicornx2]
 """
 
 import argparse
@@ -103,8 +103,8 @@ async def post(port: int, body: bytes) -> int:
     return status
 
 
-async def measure(
-    port: int, tokens: list[str], wa_ids: list[str], messages: int, rate: float
+async def measure(  # noqa: PLR0917 - the run's parameters
+    port: int, tokens: list[str], wa_ids: list[str], messages: int, rate: float, server: str
 ) -> None:
     url = f"ws://127.0.0.1:{port}/ws/"
     arrivals: dict[str, list[float]] = {}
@@ -143,7 +143,7 @@ async def measure(
         return harness.percentile(latencies, p)
 
     print(
-        f"\n== daphne + Celery worker: {len(tokens)} agent sockets, {messages} webhooks "
+        f"\n== {server} + Celery worker: {len(tokens)} agent sockets, {messages} webhooks "
         f"at {rate:g}/s (HTTP statuses {statuses})"
     )
     print(
@@ -238,6 +238,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=40)
     parser.add_argument("--idle", type=int, default=0, help="idle sockets to cost (e.g. 1000)")
     parser.add_argument("--idle-seconds", type=float, default=65.0, dest="idle_seconds")
+    parser.add_argument(
+        "--server", default="daphne", help="daphne, uvicorn or uvicornxN (N worker processes)"
+    )
     args = parser.parse_args()
 
     harness.fresh_database(DATABASE)
@@ -250,10 +253,12 @@ def main() -> None:
     port = harness.free_port()
     with (
         harness.process(harness.worker_command(), env, "worker-socket"),
-        harness.process(harness.server_command("daphne", port), env, "server-socket") as server,
+        harness.process(harness.server_command(args.server, port), env, "server-socket") as server,
     ):
         harness.wait_http(port)
-        asyncio.run(measure(port, data["tokens"], data["wa_ids"], args.messages, args.rate))
+        asyncio.run(
+            measure(port, data["tokens"], data["wa_ids"], args.messages, args.rate, args.server)
+        )
         if args.idle:
             asyncio.run(idle_cost(port, server.pid, data["tokens"], args.idle, args.idle_seconds))
 
