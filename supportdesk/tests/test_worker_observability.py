@@ -5,7 +5,6 @@ queued log with that request's id, and what the worker counts shows in the web p
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +14,11 @@ from django.core.cache import cache
 from django.db import connection
 
 from supportdesk.celery import app
+from supportdesk.tests import processes
 from whatsapp.models import WebhookEvent, WebhookStatus
 from whatsapp.services import sandbox as wa
 from whatsapp.services.intake import DRAIN_PENDING_KEY
-from whatsapp.tests.fake_graph import APP_SECRET, signed_webhook
+from whatsapp.tests.fake_graph import signed_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = f"observe-test-{os.getpid()}"
@@ -35,58 +35,33 @@ pytestmark = [
 
 @pytest.fixture
 def worker(fake_graph, tmp_path):
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "supportdesk.settings_test",
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        "REDIS_URL": settings.REDIS_URL,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_PHONE_NUMBER_ID": fake_graph.phone_number_id,
-        "WHATSAPP_API_URL": fake_graph.base_url,
-        "WHATSAPP_ACCESS_TOKEN": fake_graph.token,
-        "PYTHONPATH": str(ROOT),
-        "CELERY_QUEUE": QUEUE,
-        "LOG_FORMAT": "json",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
+    env = processes.desk_environment(
+        queue=QUEUE,
+        redis_url=settings.REDIS_URL,
+        fake_graph=fake_graph,
+        LOG_FORMAT="json",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+    )
     log = tmp_path / "worker.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "supportdesk",
-                "worker",
-                "--pool=solo",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                f"--queues={QUEUE}.intake,{QUEUE}",
-                "--loglevel=INFO",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     cache.delete(DRAIN_PENDING_KEY)
     previous = (app.conf.task_always_eager, app.conf.task_default_queue)
     app.conf.task_always_eager = False
     app.conf.task_default_queue = QUEUE
     try:
-        yield process, log, tmp_path
+        with (
+            log.open("w") as out,
+            processes.celery_worker(
+                env,
+                queues=[f"{QUEUE}.intake", QUEUE],
+                options=["--pool=solo"],
+                loglevel="INFO",
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            ) as process,
+        ):
+            yield process, log, tmp_path
     finally:
         app.conf.task_always_eager, app.conf.task_default_queue = previous
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _json_lines(log: Path) -> list[dict]:

@@ -6,9 +6,7 @@ own — never the machine's shared PostgreSQL or Redis — and points only its o
 """
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from django.db import connection
 from common.breaker import BROKER
 from conversations.models import ConversationStatus, Message, MessageStatus
 from conversations.tests.factories import ConversationFactory
+from supportdesk.tests import processes
 from supportdesk.tests.api_support import bearer
 from supportdesk.tests.private_services import (
     PrivatePostgres,
@@ -91,17 +90,10 @@ def shutil_which(name: str) -> str | None:
     return shutil.which(name)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def daphne_on_private_pg(private_pg: PrivatePostgres) -> Iterator[str]:
     """The desk's ASGI application in a real daphne on the private PostgreSQL (embedded tasks:
     a stored delivery is processed in the server itself)."""
-    port = _free_port()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -120,40 +112,8 @@ def daphne_on_private_pg(private_pg: PrivatePostgres) -> Iterator[str]:
             "WHATSAPP_ACCESS_TOKEN": "",
         }
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "supportdesk.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "daphne did not start"
-            try:
-                requests.get(f"{base}/health", timeout=5)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline, "daphne did not answer"
-                time.sleep(0.2)
+    with processes.daphne(env) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _deliver(base: str, body: bytes) -> requests.Response:
@@ -272,32 +232,10 @@ def worker_on_private_redis(private_redis: PrivateRedis, fake_graph: Any) -> Ite
         "PYTHONPATH": str(ROOT),
         "CELERY_QUEUE": QUEUE,
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "supportdesk",
-            "worker",
-            "--pool=solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            f"--queues={QUEUE}.intake,{QUEUE}",
-            "--loglevel=WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
+    with processes.celery_worker(
+        env, queues=[f"{QUEUE}.intake", QUEUE], options=["--pool=solo"]
+    ) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _wait(condition: Any, *, timeout: float, worker: Any, what: str, beat: Any = None) -> None:

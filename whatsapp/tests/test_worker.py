@@ -1,9 +1,6 @@
 """Webhook → message through a REAL Celery worker on Redis (a subprocess of ``celery -A``)."""
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,10 +13,11 @@ from django.db import connection
 
 from conversations.models import Message
 from supportdesk.celery import app
+from supportdesk.tests import processes
 from whatsapp.models import WebhookEvent, WebhookStatus
 from whatsapp.services import sandbox as wa
 from whatsapp.services.intake import DRAIN_PENDING_KEY
-from whatsapp.tests.fake_graph import APP_SECRET, signed_webhook
+from whatsapp.tests.fake_graph import signed_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "/api/v1/webhooks/whatsapp"
@@ -36,23 +34,9 @@ pytestmark = [
 
 def _environment(fake_graph) -> dict[str, str]:
     """What a worker or server process of the desk needs to share this test's database."""
-    db = connection.settings_dict
-    database_url = (
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return processes.desk_environment(
+        queue=QUEUE, redis_url=settings.REDIS_URL, fake_graph=fake_graph
     )
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "supportdesk.settings_test",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": settings.REDIS_URL,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_PHONE_NUMBER_ID": fake_graph.phone_number_id,
-        "WHATSAPP_API_URL": fake_graph.base_url,
-        "WHATSAPP_ACCESS_TOKEN": fake_graph.token,
-        "PYTHONPATH": str(ROOT),
-        # What either process queues (drains, the bot's turns) goes to this test's worker.
-        "CELERY_QUEUE": QUEUE,
-    }
 
 
 QUEUE = f"wa-test-{os.getpid()}"
@@ -60,41 +44,18 @@ QUEUE = f"wa-test-{os.getpid()}"
 
 @pytest.fixture
 def worker(fake_graph):
-    env = _environment(fake_graph)
-    queue = QUEUE
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "supportdesk",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            f"--queues={queue}.intake,{queue}",
-            "--loglevel=WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
     # A drain queued by an earlier test went to that test's queue: this one must publish its own.
     cache.delete(DRAIN_PENDING_KEY)
     previous = (app.conf.task_always_eager, app.conf.task_default_queue)
     app.conf.task_always_eager = False
-    app.conf.task_default_queue = queue
+    app.conf.task_default_queue = QUEUE
     try:
-        yield process
+        with processes.celery_worker(
+            _environment(fake_graph), queues=[f"{QUEUE}.intake", QUEUE]
+        ) as process:
+            yield process
     finally:
         app.conf.task_always_eager, app.conf.task_default_queue = previous
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_webhook_to_message_through_a_real_worker(client, settings, fake_graph, worker):
@@ -152,43 +113,9 @@ def test_a_burst_of_webhooks_is_drained_by_the_worker_and_the_bot_answers_everyo
 @pytest.fixture
 def daphne_server(fake_graph, worker):
     """The desk's ASGI application in a real daphne process, as production runs it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {**_environment(fake_graph), "SECURE_SSL_REDIRECT": "false"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "supportdesk.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            assert process.poll() is None, "daphne did not start"
-            try:  # the first request imports the whole desk: slow on a busy machine
-                requests.get(f"{base}/health", timeout=5)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline, "daphne did not answer"
-                time.sleep(0.2)
+    with processes.daphne(env, stdout=None) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_deliveries_posted_to_daphne_at_once_are_stored_at_the_edge_and_processed(
