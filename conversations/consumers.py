@@ -52,6 +52,7 @@ HEARTBEAT_SECONDS = 30
 # A socket in several audience groups (its department and its own user group, say) receives the
 # same broadcast once per group; identical frames within this many seconds are sent once.
 DUPLICATE_WINDOW_SECONDS = 2.0
+MAX_RECENT_FRAMES = 64
 # What a socket knows about a conversation's department and assignee (from the events themselves,
 # which carry the new state of every change) is trusted this long before it asks the database.
 STATE_TTL_SECONDS = 60.0
@@ -207,7 +208,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.subscriptions = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._online = False
-        self._recent: deque[tuple[float, str]] = deque(maxlen=64)
+        self._recent: deque[tuple[float, str]] = deque()  # frames sent lately, oldest first
+        self._recent_seen: dict[str, int] = {}  # the same, counted: a duplicate in O(1)
         self.department_ids: frozenset[int] = frozenset()
         self._states: dict[int, tuple[float, tuple[int | None, int | None]]] = {}
         if user is None or not user.is_authenticated or not user.is_active:
@@ -409,15 +411,16 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             if (
                 event == "conversation_transferred"
                 and data.get("fromUserId") == self.user.pk
-                and not self._is_duplicate(event, data)
+                and not self._is_duplicate(text := _frame(event, data))
             ):
                 # It left its former assignee's view: only ids, so that every tab of theirs
                 # refreshes its list (and pane) at once instead of showing a stale row.
-                await self.send_json({"type": event, "data": data})
+                await self.send(text_data=text)
             return
-        if self._is_duplicate(event, data):
+        text = _frame(event, data)
+        if self._is_duplicate(text):
             return
-        await self.send_json({"type": event, "data": data})
+        await self.send(text_data=text)
 
     async def desk_events(self, message: dict[str, Any]) -> None:
         """Several events for this socket's group at once (``realtime.broadcast_many``)."""
@@ -425,12 +428,28 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             if isinstance(item, dict):
                 await self.desk_event(item)
 
-    def _is_duplicate(self, event: str, data: dict[str, Any]) -> bool:
+    def _is_duplicate(self, frame: str) -> bool:
+        """The same frame already sent within ``DUPLICATE_WINDOW_SECONDS`` (an event reaches a
+        socket through each of its groups: its department's, its agent's…). The frame's text
+        is its fingerprint: an event's data travels in the same key order through every group.
+        """
         now = time.monotonic()
-        fingerprint = event + json.dumps(data, sort_keys=True, default=str)
-        while self._recent and now - self._recent[0][0] > DUPLICATE_WINDOW_SECONDS:
-            self._recent.popleft()
-        if any(seen == fingerprint for _, seen in self._recent):
+        recent, seen = self._recent, self._recent_seen
+        while recent and (
+            now - recent[0][0] > DUPLICATE_WINDOW_SECONDS or len(recent) >= MAX_RECENT_FRAMES
+        ):
+            _, old = recent.popleft()
+            if seen[old] <= 1:
+                del seen[old]
+            else:
+                seen[old] -= 1
+        if frame in seen:
             return True
-        self._recent.append((now, fingerprint))
+        recent.append((now, frame))
+        seen[frame] = seen.get(frame, 0) + 1
         return False
+
+
+def _frame(event: str, data: dict[str, Any]) -> str:
+    """The text of one frame of contract §6, serialised once for both the check and the send."""
+    return json.dumps({"type": event, "data": data})
