@@ -16,6 +16,7 @@ This is a room of the app's selectors (``selectors.py`` is past the house's 800 
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, connections, transaction
@@ -23,13 +24,12 @@ from django.db.models import (
     BooleanField,
     CharField,
     Exists,
-    ExpressionWrapper,
+    F,
     Func,
     OuterRef,
     Q,
     QuerySet,
 )
-from django.db.models.expressions import RawSQL
 from django.utils.translation import gettext
 
 from common.exceptions import ServiceError
@@ -70,24 +70,48 @@ def _like_contains(value: str) -> str:
     return f"%{escaped}%"
 
 
-def _search_postgresql(text: str) -> Q:
-    """The columns and indexes of migration 0013 (unqualified: each subquery reads one table)."""
-    # The SQL is this module's constants; the values are parameters.
-    where, params = ["search_name LIKE %s"], [_like_contains(text_unaccent(text).lower())]
-    digits = _digits(text)
-    if len(digits) >= PHONE_MIN_DIGITS:
-        where.append("phone_digits LIKE %s")
-        params.append(_like_contains(digits))
-    customers = Customer.objects.filter(
-        ExpressionWrapper(RawSQL(" OR ".join(where), params), output_field=BooleanField())  # noqa: S611
-    )
-    words = RawSQL(
-        "search_vector @@ websearch_to_tsquery(%s::regconfig, %s)", (TEXT_SEARCH_CONFIG, text)
-    )
-    messages = Message.objects.filter(conversation_id=OuterRef("pk")).filter(
-        ExpressionWrapper(words, output_field=BooleanField())
-    )
-    return Q(customer_id__in=customers.values("pk")) | Q(Exists(messages))
+class _Matches(Func):
+    """The search's PostgreSQL condition on the conversations' own table (migrations 0013, 0014),
+    qualified with the alias the query gives that table:
+
+    - its search document holds the words (``conv_search_document_idx``), or it has no document
+      yet and one of its messages does (``conv_search_missing_idx``, then its messages);
+    - or its customer is one of those whose name or phone digits match (their trigram indexes),
+      as ``customer_id = ANY(ARRAY(…))``: an array computed once, that the customer index reads.
+
+    Every arm is an index scan, so PostgreSQL picks, by the words' statistics, between walking
+    the conversations in activity order until a page is full (a common word) and fetching the
+    few that match then sorting them (a rare word, a name, nothing at all).
+    """
+
+    output_field = BooleanField()
+
+    def __init__(self, text: str) -> None:
+        super().__init__(F("pk"))
+        self.text = text
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
+        pk, pk_params = compiler.compile(self.source_expressions[0])
+        table = pk.rsplit(".", 1)[0]  # "alias" of conversations_conversation
+        query = "websearch_to_tsquery(%s::regconfig, %s)"
+        words = [TEXT_SEARCH_CONFIG, self.text]
+        customers, customer_params = (
+            ["search_name LIKE %s"],
+            [_like_contains(text_unaccent(self.text).lower())],
+        )
+        digits = _digits(self.text)
+        if len(digits) >= PHONE_MIN_DIGITS:
+            customers.append("phone_digits LIKE %s")
+            customer_params.append(_like_contains(digits))
+        # The SQL is this module's constants and the compiler's alias; the values are parameters.
+        sql = (
+            f"({table}.search_document @@ {query}"  # noqa: S608
+            f" OR ({table}.search_document IS NULL"
+            f" AND sd_conversation_messages_match({pk}, {query}))"
+            f" OR {table}.customer_id = ANY(ARRAY(SELECT id FROM conversations_customer"
+            f" WHERE {' OR '.join(customers)})))"
+        )
+        return sql, [*words, *pk_params, *words, *customer_params]
 
 
 def _search_fallback(text: str) -> Q:
@@ -118,7 +142,7 @@ def conversation_list_search(*, rows: QuerySet[Conversation], text: str) -> Quer
     if not text:
         return rows
     if connections[rows.db].vendor == "postgresql":
-        return rows.filter(_search_postgresql(text))
+        return rows.filter(_Matches(text))
     return rows.filter(_search_fallback(text))
 
 
