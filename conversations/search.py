@@ -24,12 +24,14 @@ from django.db.models import (
     BooleanField,
     CharField,
     Exists,
+    ExpressionWrapper,
     F,
     Func,
     OuterRef,
     Q,
     QuerySet,
 )
+from django.db.models.expressions import RawSQL
 from django.utils.translation import gettext
 
 from common.exceptions import ServiceError
@@ -41,6 +43,8 @@ from .text import text_unaccent
 SEARCH_MAX_LENGTH = 200
 PHONE_MIN_DIGITS = 3
 TEXT_SEARCH_CONFIG = "pt_unaccent"  # migration 0013
+# Up to this many customers matching by name or phone go into the query as a list of ids.
+CUSTOMERS_LISTED = 2000
 
 
 class SearchTooSlow(ServiceError):  # noqa: N818 - reads better at call sites
@@ -70,19 +74,11 @@ def _like_contains(value: str) -> str:
     return f"%{escaped}%"
 
 
-class _Matches(Func):
-    """The search's PostgreSQL condition on the conversations' own table (migrations 0013, 0014),
-    qualified with the alias the query gives that table:
-
-    - its search document holds the words (``conv_search_document_idx``), or it has no document
-      yet and one of its messages does (``conv_search_missing_idx``, then its messages);
-    - or its customer is one of those whose name or phone digits match (their trigram indexes),
-      as ``customer_id = ANY(ARRAY(…))``: an array computed once, that the customer index reads.
-
-    Every arm is an index scan, so PostgreSQL picks, by the words' statistics, between walking
-    the conversations in activity order until a page is full (a common word) and fetching the
-    few that match then sorting them (a rare word, a name, nothing at all).
-    """
+class _WordsMatch(Func):
+    """The conversation's search document holds the words (``conv_search_document_idx``,
+    migration 0014), or it has no document and one of its messages does
+    (``conv_search_missing_idx``, then ``sd_conversation_messages_match``): columns of the
+    conversations' own table, qualified with the alias the query gives it."""
 
     output_field = BooleanField()
 
@@ -92,26 +88,41 @@ class _Matches(Func):
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
         pk, pk_params = compiler.compile(self.source_expressions[0])
-        table = pk.rsplit(".", 1)[0]  # "alias" of conversations_conversation
+        table = pk.rsplit(".", 1)[0]  # the alias of conversations_conversation
         query = "websearch_to_tsquery(%s::regconfig, %s)"
         words = [TEXT_SEARCH_CONFIG, self.text]
-        customers, customer_params = (
-            ["search_name LIKE %s"],
-            [_like_contains(text_unaccent(self.text).lower())],
-        )
-        digits = _digits(self.text)
-        if len(digits) >= PHONE_MIN_DIGITS:
-            customers.append("phone_digits LIKE %s")
-            customer_params.append(_like_contains(digits))
         # The SQL is this module's constants and the compiler's alias; the values are parameters.
         sql = (
-            f"({table}.search_document @@ {query}"  # noqa: S608
+            f"({table}.search_document @@ {query}"
             f" OR ({table}.search_document IS NULL"
-            f" AND sd_conversation_messages_match({pk}, {query}))"
-            f" OR {table}.customer_id = ANY(ARRAY(SELECT id FROM conversations_customer"
-            f" WHERE {' OR '.join(customers)})))"
+            f" AND sd_conversation_messages_match({pk}, {query})))"
         )
-        return sql, [*words, *pk_params, *words, *customer_params]
+        return sql, [*words, *pk_params, *words]
+
+
+def _search_postgresql(text: str, *, using: str) -> Q:
+    """The conversations whose words match, or whose customer's name or phone digits do.
+
+    The matching customers are read first (their trigram indexes, migration 0013): when they are
+    few (up to :data:`CUSTOMERS_LISTED`) their ids go into the query as a list, which PostgreSQL
+    both counts (it then knows how many conversations they have) and reads through the
+    conversations' customer index. So every arm is an index scan with a fair estimate, and the
+    planner picks between walking the conversations in activity order until a page is full (a
+    common word, a common name) and fetching the few that match then sorting them (a rare word,
+    a phone number, nothing at all). A common name (more customers) stays a sub-query: the walk.
+    """
+    where, params = ["search_name LIKE %s"], [_like_contains(text_unaccent(text).lower())]
+    digits = _digits(text)
+    if len(digits) >= PHONE_MIN_DIGITS:
+        where.append("phone_digits LIKE %s")
+        params.append(_like_contains(digits))
+    customers = Customer.objects.using(using).filter(
+        ExpressionWrapper(RawSQL(" OR ".join(where), params), output_field=BooleanField())  # noqa: S611
+    )
+    listed = list(customers.order_by().values_list("pk", flat=True)[: CUSTOMERS_LISTED + 1])
+    if len(listed) > CUSTOMERS_LISTED:
+        return Q(_WordsMatch(text)) | Q(customer_id__in=customers.values("pk"))
+    return Q(_WordsMatch(text)) | Q(customer_id__in=listed)
 
 
 def _search_fallback(text: str) -> Q:
@@ -137,12 +148,13 @@ def _search_fallback(text: str) -> Q:
 
 def conversation_list_search(*, rows: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
     """``rows`` (already limited to what the user may see) narrowed to those matching ``text``;
-    their order is kept (most recent activity first). Run it under :func:`search_time_limit`."""
+    their order is kept (most recent activity first). Call it and read the rows under
+    :func:`search_time_limit`: on PostgreSQL it reads the matching customers at once (one query)."""
     text = text.strip()[:SEARCH_MAX_LENGTH]
     if not text:
         return rows
     if connections[rows.db].vendor == "postgresql":
-        return rows.filter(_Matches(text))
+        return rows.filter(_search_postgresql(text, using=rows.db))
     return rows.filter(_search_fallback(text))
 
 

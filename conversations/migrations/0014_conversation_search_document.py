@@ -83,9 +83,12 @@ FUNCTIONS = [
     """,
     # The search's arm for a conversation without a document: one of its messages holds the
     # words. PL/pgSQL, so the planner never inlines it into a hash of every matching message.
+    # Its COST (what the planner charges per conversation the search condition is checked on)
+    # makes the planner count the rows it would read: walking the conversations in activity
+    # order when matches are dense, reading the index then sorting when they are rare.
     """
     CREATE OR REPLACE FUNCTION sd_conversation_messages_match(conversation bigint, query tsquery)
-    RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE STRICT
+    RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE STRICT COST 1000
     AS $$ BEGIN
       RETURN EXISTS (SELECT 1 FROM conversations_message
                      WHERE conversation_id = conversation AND search_vector @@ query);
@@ -94,6 +97,9 @@ FUNCTIONS = [
     """
     CREATE OR REPLACE FUNCTION sd_conversation_search_insert() RETURNS trigger
     LANGUAGE plpgsql AS $$ BEGIN
+      -- In id order, as two intake batches touching the same conversations must lock them.
+      PERFORM 1 FROM conversations_conversation
+        WHERE id IN (SELECT conversation_id FROM sd_inserted) ORDER BY id FOR NO KEY UPDATE;
       UPDATE conversations_conversation AS c
          SET search_document = sd_search_document_append(c.search_document, added.words)
         FROM (SELECT conversation_id,
