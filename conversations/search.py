@@ -2,14 +2,17 @@
 console's inbox, and the time limit its queries run under.
 
 A conversation matches when its customer's name contains the text (ignoring accents and case),
-when the digits of the text (3 or more) are part of the customer's phone number, or when one of
-its messages holds the words of the text (full-text search: Portuguese stemming, accents and
-case ignored; ``"quoted words"`` are a phrase, ``-word`` excludes, ``or`` between words).
+when the digits of the text (3 or more) are part of the customer's phone number, or when its
+messages hold the words of the text (full-text search: Portuguese stemming, accents and case
+ignored; ``"quoted words"`` are a phrase, said within one message, ``-word`` excludes, ``or``
+between words).
 
-On PostgreSQL it reads the indexes of migration 0013 (``search_vector`` of the messages, trigram
-indexes of the customers' names and phone digits); on SQLite a plain ``icontains`` over the same
-fields stands in. The visibility rule is applied by the caller's queryset (``rows``), which the
-search only narrows.
+On PostgreSQL it reads the conversation's own search document (migration 0014: the words of all
+its messages, kept by triggers, GIN-indexed) and the trigram indexes of the customers' names and
+phone digits (0013), one condition on the conversations' table, so PostgreSQL either walks them
+in activity order until a page is full or reads the few matches from the indexes; on SQLite a
+plain ``icontains`` over the same fields stands in. The visibility rule is applied by the
+caller's queryset (``rows``), which the search only narrows.
 
 This is a room of the app's selectors (``selectors.py`` is past the house's 800 lines).
 """

@@ -147,7 +147,7 @@ def test_sqlite_falls_back_to_contains(desk: dict[str, Any], agent: Any) -> None
 @postgresql_only
 def test_a_phrase_never_runs_from_one_message_into_the_next(support: Any, agent: Any) -> None:
     # given a conversation whose messages end with "segunda" and start with "via"
-    split = ConversationFactory(department=support)
+    split: Any = ConversationFactory(department=support)
     MessageFactory(conversation=split, body="Pago na segunda")
     MessageFactory(conversation=split, body="Via pix, obrigado")
     # then the phrase does not find it, its words do (a conversation holds them together)
@@ -157,7 +157,7 @@ def test_a_phrase_never_runs_from_one_message_into_the_next(support: Any, agent:
 
 @postgresql_only
 def test_the_search_keeps_up_with_messages_as_they_arrive(support: Any, agent: Any) -> None:
-    conversation = ConversationFactory(department=support)
+    conversation: Any = ConversationFactory(department=support)
     assert api_ids(agent, "reembolso") == []
     # the intake's batch (one INSERT of several messages), then one message, then an edit
     message_record_inbound_many(
@@ -167,7 +167,7 @@ def test_the_search_keeps_up_with_messages_as_they_arrive(support: Any, agent: A
         ]
     )
     assert api_ids(agent, "reembolso pedido") == [conversation.pk]
-    message = MessageFactory(conversation=conversation, body="Obrigada")
+    message: Any = MessageFactory(conversation=conversation, body="Obrigada")
     assert api_ids(agent, "obrigada") == [conversation.pk]
     message.body = "Cancelamento confirmado"
     message.save()
@@ -177,7 +177,7 @@ def test_the_search_keeps_up_with_messages_as_they_arrive(support: Any, agent: A
 @postgresql_only
 def test_a_conversation_without_its_document_is_still_found(support: Any, agent: Any) -> None:
     # as one older than migration 0014 before its backfill reaches it, or past the document's size
-    older = ConversationFactory(department=support)
+    older: Any = ConversationFactory(department=support)
     MessageFactory(conversation=older, body="Preciso da nota fiscal")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -192,22 +192,14 @@ def test_many_matches_come_newest_first_page_by_page(
     support: Any, agent: Any, agent_client: Any
 ) -> None:
     now = timezone.now()
-    ids = []
+    activity: dict[int, Any] = {}
     for minutes in range(30):  # more than a page, created in another order than their activity
-        conversation = ConversationFactory(
-            department=support, last_message_at=now - timedelta(minutes=(minutes * 7) % 30)
-        )
+        moment = now - timedelta(minutes=(minutes * 7) % 30)
+        conversation: Any = ConversationFactory(department=support, last_message_at=moment)
         MessageFactory(conversation=conversation, body="Qual o prazo de reembolso?")
-        ids.append(conversation.pk)
+        activity[conversation.pk] = moment
     MessageFactory(conversation=ConversationFactory(department=support), body="Bom dia")
-    newest_first = [
-        pk
-        for pk, _ in sorted(
-            Conversation.objects.filter(pk__in=ids).values_list("pk", "last_message_at"),
-            key=lambda row: row[1],
-            reverse=True,
-        )
-    ]
+    newest_first = sorted(activity, key=activity.__getitem__, reverse=True)
     body = bearer(agent).get("/api/v1/conversations", {"search": "reembolso"}).json()
     assert body["count"] == 30 and body["count_capped"] is False
     assert [row["id"] for row in body["results"]] == newest_first[:25]
