@@ -169,7 +169,8 @@ def _timed_out(exc: OperationalError) -> bool:
 @contextmanager
 def search_time_limit(*, using: str = "default") -> Iterator[None]:
     """Run the queries inside under ``SET LOCAL statement_timeout`` (PostgreSQL,
-    ``SEARCH_STATEMENT_TIMEOUT_MS``): a storm of searches never holds the database. A query
+    ``SEARCH_STATEMENT_TIMEOUT_MS``), without parallel workers: a storm of searches never holds
+    the database. A query
     cancelled for it raises :class:`SearchTooSlow`. Elsewhere, a plain block."""
     connection = connections[using]
     timeout = int(settings.SEARCH_STATEMENT_TIMEOUT_MS)
@@ -179,7 +180,14 @@ def search_time_limit(*, using: str = "default") -> Iterator[None]:
     try:
         with transaction.atomic(using=using):
             with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
+                # And no parallel workers: a search is a few short queries, which workers slow
+                # down on a busy box (they start, then mostly wait), and a storm of searches
+                # would take every core.
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true),"
+                    " set_config('max_parallel_workers_per_gather', '0', true)",
+                    [str(timeout)],
+                )
             yield
     except OperationalError as exc:
         if _timed_out(exc):
