@@ -28,7 +28,7 @@ without rewriting the table (NULL, then a default for new rows only), the trigge
 then the backfill fills the documents a thousand conversations per transaction (locking only
 those thousand rows, so a message arriving meanwhile waits for the batch and then adds its words
 to the document just built), and the indexes are built with ``CREATE INDEX CONCURRENTLY``. About
-40 s per million messages on a small box; the search is right during the backfill (a conversation
+50 s per million messages on a small box; the search is right during the backfill (a conversation
 without its document is searched through its messages, only slower). It can be run by hand in
 ``psql`` (``FUNCTIONS``, then ``backfill`` repeatedly, then ``INDEXES``); every statement is
 ``IF NOT EXISTS`` / ``CREATE OR REPLACE`` / ``IS NULL``-guarded, so ``manage.py migrate`` then only
