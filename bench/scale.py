@@ -23,8 +23,10 @@ Targets: inbox, console inbox and open p95 ≤ 50 ms; every search p95 ≤ 100 m
                                     [--requests 25] [--reuse] [--no-rollups]
 
 ``--reuse`` keeps the database of an earlier run when it has as many conversations: only
-``migrate`` and ``VACUUM ANALYZE``. ``BENCH_SCALE_EXPLAIN=1`` also prints ``EXPLAIN ANALYZE`` of
-the search queries (the indexes they use).
+``migrate`` and ``VACUUM ANALYZE``. ``BENCH_SCALE_DATABASE`` names another database than
+``supportdesk_bench_scale`` (two checkouts benching one after the other keep theirs).
+``BENCH_SCALE_EXPLAIN=1`` also prints ``EXPLAIN ANALYZE`` of the search queries (the indexes they
+use).
 """
 
 import argparse
@@ -46,7 +48,8 @@ import psycopg
 
 from bench import harness
 
-DATABASE = "supportdesk_bench_scale"
+# BENCH_SCALE_DATABASE: another database name, so two checkouts can bench side by side.
+DATABASE = os.environ.get("BENCH_SCALE_DATABASE", "supportdesk_bench_scale")
 
 SETUP = """
 import json

@@ -323,10 +323,11 @@ class CappedCountPaginator(Paginator):
     an exact COUNT(*) over a big table at each page; ``capped`` says there are more."""
 
     capped = False
+    cap_setting = "LIST_COUNT_CAP"
 
     @cached_property
     def count(self) -> int:
-        cap = int(settings.LIST_COUNT_CAP)
+        cap = int(getattr(settings, self.cap_setting))
         rows = self.object_list
         found = rows.order_by()[: cap + 1].count() if hasattr(rows, "order_by") else len(rows)
         self.capped = found > cap
@@ -349,6 +350,19 @@ class CappedCountPagination(DeskPagination):
         answer = super().get_paginated_response_schema(schema)
         answer["properties"]["count_capped"] = {"type": "boolean", "example": False}
         return answer
+
+
+class SearchCountPaginator(CappedCountPaginator):
+    """:class:`CappedCountPaginator` for search results: counts up to ``SEARCH_COUNT_CAP``."""
+
+    cap_setting = "SEARCH_COUNT_CAP"
+
+
+class SearchCountPagination(CappedCountPagination):
+    """:class:`CappedCountPagination` of a search: ``count`` stops at ``SEARCH_COUNT_CAP``
+    (a common word matches most of a desk; counting them all would cost more than the page)."""
+
+    django_paginator_class = SearchCountPaginator
 
 
 # --- Throttles ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from common.api import CappedCountPagination
+from common.api import CappedCountPagination, SearchCountPagination
 from common.api_docs import ERROR, LIST_ERRORS, VALIDATION_ERROR, page_of
 from common.exceptions import NotPermitted, ServiceError
 from common.replica import read_alias, replica_reads
@@ -301,6 +301,7 @@ class ConversationListApi(ListAPIView[Conversation]):
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if not request.query_params.get("search", "").strip():
             return super().list(request, *args, **kwargs)
+        self._paginator = SearchCountPagination()  # counts up to SEARCH_COUNT_CAP
         try:
             with replica_reads(), search_time_limit(using=read_alias()):
                 return super().list(request, *args, **kwargs)  # the count, the page, prefetches

@@ -2,20 +2,24 @@
 console's inbox, and the time limit its queries run under.
 
 A conversation matches when its customer's name contains the text (ignoring accents and case),
-when the digits of the text (3 or more) are part of the customer's phone number, or when one of
-its messages holds the words of the text (full-text search: Portuguese stemming, accents and
-case ignored; ``"quoted words"`` are a phrase, ``-word`` excludes, ``or`` between words).
+when the digits of the text (3 or more) are part of the customer's phone number, or when its
+messages hold the words of the text (full-text search: Portuguese stemming, accents and case
+ignored; ``"quoted words"`` are a phrase, said within one message, ``-word`` excludes, ``or``
+between words).
 
-On PostgreSQL it reads the indexes of migration 0013 (``search_vector`` of the messages, trigram
-indexes of the customers' names and phone digits); on SQLite a plain ``icontains`` over the same
-fields stands in. The visibility rule is applied by the caller's queryset (``rows``), which the
-search only narrows.
+On PostgreSQL it reads the conversation's own search document (migration 0014: the words of all
+its messages, kept by triggers, GIN-indexed) and the trigram indexes of the customers' names and
+phone digits (0013), one condition on the conversations' table, so PostgreSQL either walks them
+in activity order until a page is full or reads the few matches from the indexes; on SQLite a
+plain ``icontains`` over the same fields stands in. The visibility rule is applied by the
+caller's queryset (``rows``), which the search only narrows.
 
 This is a room of the app's selectors (``selectors.py`` is past the house's 800 lines).
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, connections, transaction
@@ -24,6 +28,7 @@ from django.db.models import (
     CharField,
     Exists,
     ExpressionWrapper,
+    F,
     Func,
     OuterRef,
     Q,
@@ -41,6 +46,8 @@ from .text import text_unaccent
 SEARCH_MAX_LENGTH = 200
 PHONE_MIN_DIGITS = 3
 TEXT_SEARCH_CONFIG = "pt_unaccent"  # migration 0013
+# Up to this many customers matching by name or phone go into the query as a list of ids.
+CUSTOMERS_LISTED = 2000
 
 
 class SearchTooSlow(ServiceError):  # noqa: N818 - reads better at call sites
@@ -70,24 +77,55 @@ def _like_contains(value: str) -> str:
     return f"%{escaped}%"
 
 
-def _search_postgresql(text: str) -> Q:
-    """The columns and indexes of migration 0013 (unqualified: each subquery reads one table)."""
-    # The SQL is this module's constants; the values are parameters.
+class _WordsMatch(Func):
+    """The conversation's search document holds the words (``conv_search_document_idx``,
+    migration 0014), or it has no document and one of its messages does
+    (``conv_search_missing_idx``, then ``sd_conversation_messages_match``): columns of the
+    conversations' own table, qualified with the alias the query gives it."""
+
+    output_field = BooleanField()
+
+    def __init__(self, text: str) -> None:
+        super().__init__(F("pk"))
+        self.text = text
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
+        pk, pk_params = compiler.compile(self.source_expressions[0])
+        table = pk.rsplit(".", 1)[0]  # the alias of conversations_conversation
+        query = "websearch_to_tsquery(%s::regconfig, %s)"
+        words = [TEXT_SEARCH_CONFIG, self.text]
+        # The SQL is this module's constants and the compiler's alias; the values are parameters.
+        sql = (
+            f"({table}.search_document @@ {query}"
+            f" OR ({table}.search_document IS NULL"
+            f" AND sd_conversation_messages_match({pk}, {query})))"
+        )
+        return sql, [*words, *pk_params, *words]
+
+
+def _search_postgresql(text: str, *, using: str) -> Q:
+    """The conversations whose words match, or whose customer's name or phone digits do.
+
+    The matching customers are read first (their trigram indexes, migration 0013): when they are
+    few (up to :data:`CUSTOMERS_LISTED`) their ids go into the query as a list, which PostgreSQL
+    both counts (it then knows how many conversations they have) and reads through the
+    conversations' customer index. So every arm is an index scan with a fair estimate, and the
+    planner picks between walking the conversations in activity order until a page is full (a
+    common word, a common name) and fetching the few that match then sorting them (a rare word,
+    a phone number, nothing at all). A common name (more customers) stays a sub-query: the walk.
+    """
     where, params = ["search_name LIKE %s"], [_like_contains(text_unaccent(text).lower())]
     digits = _digits(text)
     if len(digits) >= PHONE_MIN_DIGITS:
         where.append("phone_digits LIKE %s")
         params.append(_like_contains(digits))
-    customers = Customer.objects.filter(
+    customers = Customer.objects.using(using).filter(
         ExpressionWrapper(RawSQL(" OR ".join(where), params), output_field=BooleanField())  # noqa: S611
     )
-    words = RawSQL(
-        "search_vector @@ websearch_to_tsquery(%s::regconfig, %s)", (TEXT_SEARCH_CONFIG, text)
-    )
-    messages = Message.objects.filter(conversation_id=OuterRef("pk")).filter(
-        ExpressionWrapper(words, output_field=BooleanField())
-    )
-    return Q(customer_id__in=customers.values("pk")) | Q(Exists(messages))
+    listed = list(customers.order_by().values_list("pk", flat=True)[: CUSTOMERS_LISTED + 1])
+    if len(listed) > CUSTOMERS_LISTED:
+        return Q(_WordsMatch(text)) | Q(customer_id__in=customers.values("pk"))
+    return Q(_WordsMatch(text)) | Q(customer_id__in=listed)
 
 
 def _search_fallback(text: str) -> Q:
@@ -113,13 +151,25 @@ def _search_fallback(text: str) -> Q:
 
 def conversation_list_search(*, rows: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
     """``rows`` (already limited to what the user may see) narrowed to those matching ``text``;
-    their order is kept (most recent activity first). Run it under :func:`search_time_limit`."""
+    their order is kept (most recent activity first). Call it and read the rows under
+    :func:`search_time_limit`: on PostgreSQL it reads the matching customers at once (one query)."""
     text = text.strip()[:SEARCH_MAX_LENGTH]
     if not text:
         return rows
     if connections[rows.db].vendor == "postgresql":
-        return rows.filter(_search_postgresql(text))
+        return _customers_after_the_page(rows.filter(_search_postgresql(text, using=rows.db)))
     return rows.filter(_search_fallback(text))
+
+
+def _customers_after_the_page(rows: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """The customers fetched for the page's rows (one query), not joined to every match: when
+    PostgreSQL reads the matches from the indexes then sorts them, a join would be paid for
+    each of them (a hash of the whole customers table for a phone number's 12 matches)."""
+    related = rows.query.select_related
+    if not isinstance(related, dict) or "customer" not in related:
+        return rows
+    others = [name for name in related if name != "customer"]
+    return rows.select_related(None).select_related(*others).prefetch_related("customer")
 
 
 def _timed_out(exc: OperationalError) -> bool:
@@ -130,7 +180,8 @@ def _timed_out(exc: OperationalError) -> bool:
 @contextmanager
 def search_time_limit(*, using: str = "default") -> Iterator[None]:
     """Run the queries inside under ``SET LOCAL statement_timeout`` (PostgreSQL,
-    ``SEARCH_STATEMENT_TIMEOUT_MS``): a storm of searches never holds the database. A query
+    ``SEARCH_STATEMENT_TIMEOUT_MS``), without parallel workers: a storm of searches never holds
+    the database. A query
     cancelled for it raises :class:`SearchTooSlow`. Elsewhere, a plain block."""
     connection = connections[using]
     timeout = int(settings.SEARCH_STATEMENT_TIMEOUT_MS)
@@ -140,7 +191,14 @@ def search_time_limit(*, using: str = "default") -> Iterator[None]:
     try:
         with transaction.atomic(using=using):
             with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
+                # And no parallel workers: a search is a few short queries, which workers slow
+                # down on a busy box (they start, then mostly wait), and a storm of searches
+                # would take every core.
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true),"
+                    " set_config('max_parallel_workers_per_gather', '0', true)",
+                    [str(timeout)],
+                )
             yield
     except OperationalError as exc:
         if _timed_out(exc):

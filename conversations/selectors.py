@@ -656,13 +656,8 @@ def conversation_tab_counts(*, user: User) -> list[TabCount]:
     return conversation_tab_summary(user=user).tabs
 
 
-def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
-    """One page of ``query.tab`` with its filters and search, most recent activity first (the
-    queue: most urgent first, then the longest waiting): one query, and two for the tags.
-
-    Each row carries its last message (reactions aside) as ``last_body``, ``last_type`` and
-    ``last_direction`` for the preview.
-    """
+def _inbox_rows(*, user: User, query: InboxQuery) -> QuerySet[Conversation]:
+    """The rows of :func:`conversation_list_inbox`, unevaluated (a search reads its customers)."""
     rows = conversation_list_visible_to(user=user).filter(_tab_filters(user=user)[query.tab])
     if query.department:
         rows = rows.filter(department_id=query.department)
@@ -698,12 +693,25 @@ def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
         last_type=Subquery(last.values("type")[:1]),
         last_direction=Subquery(last.values("direction")[:1]),
     )
-    offset = (query.page - 1) * INBOX_PAGE_SIZE
-    # A search may read the replica, and is stopped past its time limit (SearchTooSlow).
+    return rows
+
+
+def conversation_list_inbox(*, user: User, query: InboxQuery) -> InboxPage:
+    """One page of ``query.tab`` with its filters and search, most recent activity first (the
+    queue: most urgent first, then the longest waiting): one query, and two for the tags (a
+    search on PostgreSQL: one more, the customers matching, and its time limit's).
+
+    Each row carries its last message (reactions aside) as ``last_body``, ``last_type`` and
+    ``last_direction`` for the preview.
+    """
+    # A search may read the replica, and is stopped past its time limit (SearchTooSlow): from
+    # its first query (the matching customers) to the page.
     with (
         replica_reads() if query.q else nullcontext(),
         search_time_limit(using=read_alias()) if query.q else nullcontext(),
     ):
+        rows = _inbox_rows(user=user, query=query)
+        offset = (query.page - 1) * INBOX_PAGE_SIZE
         page = list(rows[offset : offset + INBOX_PAGE_SIZE + 1])
     return InboxPage(
         conversations=page[:INBOX_PAGE_SIZE],

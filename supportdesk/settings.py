@@ -322,6 +322,8 @@ SEARCH_STATEMENT_TIMEOUT_MS = env.int("SEARCH_STATEMENT_TIMEOUT_MS", default=200
 # Big lists count their rows up to this many, then say "N+" (``count_capped``) instead of an exact
 # COUNT(*) over every row at each page (GET /conversations, the console's tabs).
 LIST_COUNT_CAP = env.int("LIST_COUNT_CAP", default=10_000)
+# A search counts its results up to this (docs/search.md): past it `count_capped` is true.
+SEARCH_COUNT_CAP = env.int("SEARCH_COUNT_CAP", default=1_000)
 # Customer satisfaction (conversations/services/csat.py): asked when a conversation an agent
 # handled is closed inside the 24-hour window; a reply later than this many hours is no score.
 CSAT_ENABLED = env.bool("CSAT_ENABLED", default=True)

@@ -11,7 +11,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from conversations import search
+from conversations.models import Conversation
 from conversations.selectors import conversation_tab_summary
+from conversations.services import InboundMessage, message_record_inbound_many
 from conversations.tests.factories import (
     ConversationFactory,
     CustomerFactory,
@@ -141,6 +144,70 @@ def test_sqlite_falls_back_to_contains(desk: dict[str, Any], agent: Any) -> None
     assert api_ids(agent, "via do bol") == [desk["boleto"]]
 
 
+@postgresql_only
+def test_a_phrase_never_runs_from_one_message_into_the_next(support: Any, agent: Any) -> None:
+    # given a conversation whose messages end with "segunda" and start with "via"
+    split: Any = ConversationFactory(department=support)
+    MessageFactory(conversation=split, body="Pago na segunda")
+    MessageFactory(conversation=split, body="Via pix, obrigado")
+    # then the phrase does not find it, its words do (a conversation holds them together)
+    assert api_ids(agent, '"segunda via"') == []
+    assert api_ids(agent, "segunda pix") == [split.pk]
+
+
+@postgresql_only
+def test_the_search_keeps_up_with_messages_as_they_arrive(support: Any, agent: Any) -> None:
+    conversation: Any = ConversationFactory(department=support)
+    assert api_ids(agent, "reembolso") == []
+    # the intake's batch (one INSERT of several messages), then one message, then an edit
+    message_record_inbound_many(
+        items=[
+            InboundMessage(conversation=conversation, type="text", body=body)
+            for body in ("Quero o reembolso", "do pedido 123")
+        ]
+    )
+    assert api_ids(agent, "reembolso pedido") == [conversation.pk]
+    message: Any = MessageFactory(conversation=conversation, body="Obrigada")
+    assert api_ids(agent, "obrigada") == [conversation.pk]
+    message.body = "Cancelamento confirmado"
+    message.save()
+    assert api_ids(agent, "cancelamento") == [conversation.pk]
+
+
+@postgresql_only
+def test_a_conversation_without_its_document_is_still_found(support: Any, agent: Any) -> None:
+    # as one older than migration 0014 before its backfill reaches it, or past the document's size
+    older: Any = ConversationFactory(department=support)
+    MessageFactory(conversation=older, body="Preciso da nota fiscal")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE conversations_conversation SET search_document = NULL WHERE id = %s",
+            [older.pk],
+        )
+    assert api_ids(agent, "nota fiscal") == [older.pk]
+    assert api_ids(agent, "fiscal boleto") == []
+
+
+def test_many_matches_come_newest_first_page_by_page(
+    support: Any, agent: Any, agent_client: Any
+) -> None:
+    now = timezone.now()
+    activity: dict[int, Any] = {}
+    for minutes in range(30):  # more than a page, created in another order than their activity
+        moment = now - timedelta(minutes=(minutes * 7) % 30)
+        conversation: Any = ConversationFactory(department=support, last_message_at=moment)
+        MessageFactory(conversation=conversation, body="Qual o prazo de reembolso?")
+        activity[conversation.pk] = moment
+    MessageFactory(conversation=ConversationFactory(department=support), body="Bom dia")
+    newest_first = sorted(activity, key=activity.__getitem__, reverse=True)
+    body = bearer(agent).get("/api/v1/conversations", {"search": "reembolso"}).json()
+    assert body["count"] == 30 and body["count_capped"] is False
+    assert [row["id"] for row in body["results"]] == newest_first[:25]
+    second = bearer(agent).get(body["next"]).json()
+    assert [row["id"] for row in second["results"]] == newest_first[25:]
+    assert console_ids(agent_client, "reembolso") == newest_first[:25]
+
+
 # --- counts and queries --------------------------------------------------------------------------
 
 
@@ -150,7 +217,8 @@ def test_api_search_query_count_is_fixed(
     client = bearer(agent)
 
     def fetch() -> int:
-        # auth user, count, page, tags, contacts' tags (+ the time limit on PostgreSQL)
+        # auth user, count, page, tags, contacts' tags (+ on PostgreSQL: the time limit and
+        # the matching customers)
         with django_assert_num_queries(5 + search_limit_queries()):
             response = client.get("/api/v1/conversations", {"search": "boleto", "page_size": 100})
         return len(response.json()["results"])
@@ -180,6 +248,27 @@ def test_counts_stop_at_the_cap(
     assert 'data-count="all">3+</span>' in html
 
 
+def test_a_search_counts_up_to_its_own_cap(settings: Any, supervisor: Any, support: Any) -> None:
+    settings.SEARCH_COUNT_CAP = 3
+    for _ in range(5):
+        MessageFactory(conversation=ConversationFactory(department=support), body="reembolso")
+    body = bearer(supervisor).get("/api/v1/conversations", {"search": "reembolso"}).json()
+    assert body["count"] == 3 and body["count_capped"] is True
+    assert len(body["results"]) == 3
+    # the list without a search keeps LIST_COUNT_CAP
+    whole = bearer(supervisor).get("/api/v1/conversations").json()
+    assert whole["count"] == 5 and whole["count_capped"] is False
+
+
+def test_a_common_name_is_found_as_a_rare_one(
+    monkeypatch: pytest.MonkeyPatch, desk: dict[str, Any], supervisor: Any
+) -> None:
+    # more customers match than go into the query as a list: the sub-query stands in
+    monkeypatch.setattr(search, "CUSTOMERS_LISTED", 1)
+    assert api_ids(supervisor, "simoes") == [desk["hidden"], desk["name"]]
+    assert api_ids(supervisor, "31955556666") == [desk["hidden"]]
+
+
 def test_tab_counts_cost_one_query_capped(
     settings: Any, supervisor: Any, support: Any, django_assert_num_queries: Any
 ) -> None:
@@ -200,18 +289,24 @@ def test_tab_counts_cost_one_query_capped(
 
 @pytest.fixture
 def huge_search(settings: Any, desk: dict[str, Any]) -> None:
-    """30,000 messages saying "boleto", and a 1 ms time limit: no search of them ends in time."""
+    """3,000 conversations without a search document (as before migration 0014's backfill), so
+    a search calls ``sd_conversation_messages_match`` on each, and a 1 ms time limit: no search
+    of them ends in time."""
     settings.SEARCH_STATEMENT_TIMEOUT_MS = 1
+    boleto = Conversation.objects.get(pk=desk["boleto"])
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO conversations_message (conversation_id, created_at, updated_at,"
-            " direction, sender, type, body, status, media_id, media_file, media_mime_type,"
-            " media_filename, media_sha256, error, media_error, send_attempts, status_history)"
-            " SELECT %s, now(), now(), 'in', 'customer', 'text', 'boleto ' || n, 'received',"
-            " '', '', '', '', '', '', '', 0, '[]' FROM generate_series(1, 30000) AS n",
-            [desk["boleto"]],
+            "WITH customer AS (INSERT INTO conversations_customer (created_at, updated_at, phone,"
+            " name, notes, name_set_by_desk) SELECT now(), now(), '', 'Cliente ' || n, '', false"
+            " FROM generate_series(1, 3000) AS n RETURNING id)"
+            " INSERT INTO conversations_conversation (created_at, updated_at, status,"
+            " customer_id, whatsapp_account_id, department_id, unread_count, priority,"
+            " last_message_at, search_document)"
+            " SELECT now(), now(), 'open', customer.id, %s, %s, 0, 'normal', now(), NULL"
+            " FROM customer",
+            [boleto.whatsapp_account_id, boleto.department_id],
         )
-        cursor.execute("ANALYZE conversations_message")
+        cursor.execute("ANALYZE conversations_conversation")
 
 
 @postgresql_only
