@@ -33,7 +33,7 @@ import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -464,6 +464,10 @@ class BatchOutcome:
     more: bool = False
     #: More lanes that may take ``left`` in parallel (the room under the subscription's cap).
     free_lanes: int = 0
+    #: A lane found nothing more to claim while other attempts hold claims on the subscription's
+    #: pending deliveries: the earliest of those claims ends in this many seconds. Perhaps a
+    #: worker killed mid-batch: nothing but a look once the claim has expired would take them.
+    held_for: float | None = None
 
 
 def _claim_batch(
@@ -628,7 +632,19 @@ def deliveries_attempt_batch(
         # As many as went out within half the budget next time; one at a time when slow.
         quick = not cut and time.monotonic() - batch_started <= budget / 2
         claimed = _claim_next(subscription, BATCH_SIZE if quick else 1)
+    if lane and not claimed:
+        outcome.held_for = _claims_end_in(subscription.pk)
     return outcome
+
+
+def _claims_end_in(subscription_id: int) -> float | None:
+    """Seconds until the earliest claim on the subscription's pending deliveries ends (None:
+    no claim is held)."""
+    now = timezone.now()
+    earliest = WebhookDelivery.objects.filter(
+        subscription_id=subscription_id, status=DeliveryStatus.PENDING, claimed_until__gt=now
+    ).aggregate(earliest=Min("claimed_until"))["earliest"]
+    return None if earliest is None else (earliest - now).total_seconds()
 
 
 Failure = tuple[WebhookDelivery, int | None, str]
