@@ -8,14 +8,17 @@ Attempts hold no database connection while waiting for the receiver: run the web
 threads pool (``-Q <queue>.webhooks --pool=threads -c 50``) and a slow receiver costs a thread.
 """
 
+import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
+from django.utils.module_loading import import_string
 
 from . import outbox
 
@@ -65,23 +68,64 @@ def webhook_deliver(self, delivery_id: str, waited: int = 0) -> None:  # type: i
 
 @shared_task(**DELIVERY_TASK)
 def webhook_deliver_batch(  # type: ignore[no-untyped-def]
-    self, subscription_id: int, delivery_ids: list[str], waited: int = 0
+    self, subscription_id: int, delivery_ids: list[str], waited: float = 0
 ) -> None:
     """The first attempts of a committed batch's deliveries to one subscription, one after
     another on one connection (:func:`integrations.outbox.deliveries_attempt_batch`), then the
     subscription's other due deliveries for a while (a lane; with no ``delivery_ids``, only
     that). Failures are retried as :func:`webhook_deliver` tasks; deliveries another worker holds
     are looked at again when its claim ends. Killed mid-batch, it runs again (acks late) and
-    waits for its dead claim to expire. ``waited`` is kept for tasks queued by an earlier
-    version.
+    waits for its dead claim to expire.
 
     With no ``delivery_ids``, a wake (:func:`deliveries_queue_batches`) or a lane handing over:
     the subscription's pending-wake key is cleared before anything is claimed, so deliveries
     committed from now on queue another task, and those committed before are taken by this one.
+    While the intake is busy it first waits (:func:`_yield_to_intake`; ``waited``: the seconds
+    it has waited so far).
     """
     if not delivery_ids and not self.request.is_eager:
+        if _yield_to_intake(subscription_id, waited):
+            return
         cache.delete(_key(LANE_PENDING_KEY, subscription_id))
     _lane(self, subscription_id, delivery_ids)
+
+
+#: A lane yielding to a busy intake looks again this often.
+YIELD_POLL = 0.5
+
+
+@functools.cache
+def _intake_busy_port(path: str) -> Callable[[], bool]:
+    return import_string(path)  # type: ignore[no-any-return]
+
+
+def _intake_busy() -> bool:
+    path = getattr(settings, "OUTGOING_WEBHOOKS_YIELD_TO", "")
+    try:
+        return bool(path and _intake_busy_port(path)())
+    except Exception:
+        logger.exception("could not ask %s whether the intake is busy", path)
+        return False
+
+
+def _yield_to_intake(subscription_id: int, waited: float) -> bool:
+    """While the intake is busy, a wake waits (``OUTGOING_WEBHOOKS_YIELD_SECONDS`` at most,
+    counted in ``waited``): it keeps the subscription's pending-wake key, so the deliveries
+    committed meanwhile join it (no task of their own), and looks again in :data:`YIELD_POLL`.
+    On a shared box the deliveries' database work would otherwise slow the acknowledging and
+    storing of a burst; once it is over (or the time is up) the lane takes them all at once."""
+    if float(waited) >= float(settings.OUTGOING_WEBHOOKS_YIELD_SECONDS) or not _intake_busy():
+        return False
+    key = _key(LANE_PENDING_KEY, subscription_id)
+    try:
+        cache.set(key, 1, timeout=LANE_PENDING_TTL)
+        webhook_deliver_batch.apply_async(
+            (subscription_id, [], float(waited) + YIELD_POLL), countdown=YIELD_POLL
+        )
+    except Exception:
+        logger.exception("subscription %s: could not wait for the intake", subscription_id)
+        return False
+    return True
 
 
 def _lane(task: Any, subscription_id: int, delivery_ids: list[str]) -> None:

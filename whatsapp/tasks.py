@@ -51,6 +51,8 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
             on_batch=None if eager else intake.webhook_drain_wake,
             max_seconds=None if eager else DRAIN_TURN_SECONDS,
         )
+        if count and not eager:
+            intake.webhook_intake_mark_busy()  # outgoing webhooks wait for the burst
         for event_id in failed:
             webhook_process.apply_async((event_id,), countdown=5)
         now = time.monotonic()

@@ -125,3 +125,66 @@ def test_a_lane_finding_only_a_dead_workers_claims_looks_again_once_they_have_ex
         }
     finally:
         _forget(subscription.pk)
+
+
+BUSY = {"now": True}
+
+
+def intake_busy() -> bool:
+    """The port the test points ``OUTGOING_WEBHOOKS_YIELD_TO`` at."""
+    return BUSY["now"]
+
+
+def test_while_the_intake_is_busy_a_wake_waits_keeping_its_key_then_delivers(
+    receiver, settings, monkeypatch
+):
+    settings.OUTGOING_WEBHOOKS_YIELD_TO = f"{__name__}.intake_busy"
+    settings.OUTGOING_WEBHOOKS_YIELD_SECONDS = 1.0
+    BUSY["now"] = True
+    scheduled: list[tuple[Any, float]] = []
+    monkeypatch.setattr(
+        tasks.webhook_deliver_batch,
+        "apply_async",
+        lambda args, countdown: scheduled.append((args, countdown)),
+    )
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    (delivery,) = [
+        WebhookDelivery.objects.create(
+            subscription=subscription,
+            event="conversation.closed",
+            outgoing_event=OutgoingEventFactory(),
+            next_attempt_at=timezone.now(),
+        )
+    ]
+    try:
+        # when: the wake runs while a burst is being stored
+        tasks.webhook_deliver_batch(subscription.pk, [])
+        # then: nothing is sent; it looks again in half a second, still holding the key (a
+        # change committed meanwhile queues no task: its delivery joins this one)
+        assert receiver.requests == []
+        assert scheduled == [((subscription.pk, [], 0.5), 0.5)]
+        assert not cache.add(tasks._key(tasks.LANE_PENDING_KEY, subscription.pk), 1)
+
+        # when: it has waited as long as it may, the intake still busy
+        tasks.webhook_deliver_batch(subscription.pk, [], 1.0)
+        # then: it delivers anyway
+        (request,) = receiver.wait_for(1)
+        assert request.headers["X-SupportDesk-Delivery"] == str(delivery.pk)
+        assert len(scheduled) == 1
+
+        # and: with the intake idle, a wake delivers at once
+        BUSY["now"] = False
+        (later,) = [
+            WebhookDelivery.objects.create(
+                subscription=subscription,
+                event="conversation.closed",
+                outgoing_event=OutgoingEventFactory(),
+                next_attempt_at=timezone.now(),
+            )
+        ]
+        tasks.webhook_deliver_batch(subscription.pk, [])
+        assert receiver.wait_for(2)[1].headers["X-SupportDesk-Delivery"] == str(later.pk)
+        assert len(scheduled) == 1
+    finally:
+        BUSY["now"] = True
+        _forget(subscription.pk)

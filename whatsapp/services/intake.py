@@ -222,6 +222,23 @@ def webhook_drain_wake(*, force: bool = False) -> None:
 BROKER.on_recovery(lambda: webhook_drain_wake(force=True))
 
 
+#: Set for a second by every drained batch that stored something: the intake is busy.
+INTAKE_BUSY_KEY = "whatsapp:intake-busy"
+INTAKE_BUSY_TTL = 1
+
+
+def webhook_intake_mark_busy() -> None:
+    """Called by the drain after a batch that stored deliveries."""
+    cache.set(INTAKE_BUSY_KEY, 1, timeout=INTAKE_BUSY_TTL)
+
+
+def webhook_intake_busy() -> bool:
+    """Is a burst of deliveries being stored (a drained batch stored some within the last
+    second)? Less urgent work (outgoing webhooks, ``settings.OUTGOING_WEBHOOKS_YIELD_TO``) waits
+    for it. An unreachable cache says no."""
+    return cache.get(INTAKE_BUSY_KEY) is not None
+
+
 def webhook_drain_started() -> None:
     """Called by the drain before it looks for work: later deliveries queue a new drain."""
     cache.delete(DRAIN_PENDING_KEY)
