@@ -330,9 +330,7 @@ def test_a_burst_of_webhooks_queues_one_drain_not_one_task_each(
     assert Message.objects.filter(direction="in", body__startswith="oi").count() == 11
 
 
-def test_a_drain_that_stored_deliveries_says_the_intake_is_busy_for_a_second(
-    fake_graph, monkeypatch
-):
+def test_a_drain_says_the_intake_is_busy_for_a_turn_and_a_second(fake_graph, monkeypatch):
     """Outgoing webhooks wait for it (settings.OUTGOING_WEBHOOKS_YIELD_TO)."""
     cache.delete(intake.INTAKE_BUSY_KEY)
     monkeypatch.setattr(tasks.webhook_drain, "delay", lambda: None)
