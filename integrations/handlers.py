@@ -16,8 +16,10 @@ class WebhookHandler:
     emitting transaction (they commit, or roll back, with the change), and their tasks are
     queued once it commits.
 
-    One task per subscription takes the batch's deliveries (``webhook_deliver_batch``): a busy
-    intake costs a publish per drained batch and subscriber, not one per delivery.
+    With a worker, one task per subscription takes the deliveries (``webhook_deliver_batch``),
+    queued only when none is waiting in the queue already: a busy intake costs a Redis
+    ``SET NX`` per committed batch and subscriber, and one task takes every delivery committed
+    while it waited (``deliveries_queue_batches``).
 
     The queuing is registered here with ``transaction.on_commit`` rather than done in an
     ``on_commit(events)`` method: the handler is one instance shared by every thread, and only

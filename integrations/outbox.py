@@ -33,7 +33,7 @@ import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -464,6 +464,10 @@ class BatchOutcome:
     more: bool = False
     #: More lanes that may take ``left`` in parallel (the room under the subscription's cap).
     free_lanes: int = 0
+    #: A lane found nothing more to claim while other attempts hold claims on the subscription's
+    #: pending deliveries: the earliest of those claims ends in this many seconds. Perhaps a
+    #: worker killed mid-batch: nothing but a look once the claim has expired would take them.
+    held_for: float | None = None
 
 
 def _claim_batch(
@@ -614,6 +618,7 @@ def deliveries_attempt_batch(
             connection.close()  # back to the pool while the receiver answers
         batch_started, left_before = time.monotonic(), len(outcome.left)
         successes, failures = _post_batch(subscription, claimed, budget, outcome)
+        made = len(successes) + len(failures)
         _record_successes(successes)
         _record_failures(failures, outcome)
         cut = len(outcome.left) - left_before
@@ -625,10 +630,35 @@ def deliveries_attempt_batch(
         if time.monotonic() - started >= lane_seconds:
             outcome.more = True
             break
-        # As many as went out within half the budget next time; one at a time when slow.
-        quick = not cut and time.monotonic() - batch_started <= budget / 2
-        claimed = _claim_next(subscription, BATCH_SIZE if quick else 1)
+        claimed = _claim_next(subscription, _next_claim_size(batch_started, made, budget, cut))
+    if lane and not claimed:
+        outcome.held_for = _claims_end_in(subscription.pk)
     return outcome
+
+
+def _next_claim_size(batch_started: float, made: int, budget: float, cut: int) -> int:
+    """How many deliveries a lane claims next: as many as go out within half the budget at the
+    pace of its last lot (one at a time from a slow receiver). A worker short of CPU (its
+    webhooks run at the lowest priority while the intake is busy) sends more slowly than its
+    receiver answers: it then claims only what it can send within its budget, instead of a
+    full batch of which it would release most, then claim again (two writes a delivery each
+    time, for nothing)."""
+    if cut:
+        return 1
+    per_request = (time.monotonic() - batch_started) / max(1, made)
+    if per_request <= 0:
+        return BATCH_SIZE
+    return max(1, int(min(float(BATCH_SIZE), budget / 2 / per_request)))
+
+
+def _claims_end_in(subscription_id: int) -> float | None:
+    """Seconds until the earliest claim on the subscription's pending deliveries ends (None:
+    no claim is held)."""
+    now = timezone.now()
+    earliest = WebhookDelivery.objects.filter(
+        subscription_id=subscription_id, status=DeliveryStatus.PENDING, claimed_until__gt=now
+    ).aggregate(earliest=Min("claimed_until"))["earliest"]
+    return None if earliest is None else (earliest - now).total_seconds()
 
 
 Failure = tuple[WebhookDelivery, int | None, str]

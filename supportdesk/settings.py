@@ -416,6 +416,11 @@ OUTGOING_WEBHOOKS_ALLOW_PRIVATE = env.bool("OUTGOING_WEBHOOKS_ALLOW_PRIVATE", de
 # Attempts in flight at once per subscription (0: no cap): a slow receiver gets this many worker
 # threads, never all of them, so every other subscriber's deliveries keep flowing.
 OUTGOING_WEBHOOKS_MAX_IN_FLIGHT = env.int("OUTGOING_WEBHOOKS_MAX_IN_FLIGHT", default=8)
+# While the intake is busy (a burst of WhatsApp deliveries being stored), webhook deliveries wait
+# up to this many seconds (0: never), so that acknowledging Meta and storing what customers write
+# come first. The port the webhooks ask (integrations may not import the channel).
+OUTGOING_WEBHOOKS_YIELD_SECONDS = env.float("OUTGOING_WEBHOOKS_YIELD_SECONDS", default=10.0)
+OUTGOING_WEBHOOKS_YIELD_TO = "whatsapp.services.intake.webhook_intake_busy"
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None

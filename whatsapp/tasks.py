@@ -44,6 +44,8 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
     intake.webhook_drain_started()
     # In embedded mode (eager tasks) there is no other worker to wake, nor a queue to go back to.
     eager = bool(self.request.is_eager)
+    if not eager:
+        intake.webhook_intake_mark_busy()  # outgoing webhooks wait for the burst
     started, idle_since = time.monotonic(), None
     while True:
         count, failed = inbound.webhook_events_drain(
@@ -51,6 +53,8 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
             on_batch=None if eager else intake.webhook_drain_wake,
             max_seconds=None if eager else DRAIN_TURN_SECONDS,
         )
+        if count and not eager:
+            intake.webhook_intake_mark_busy()  # for a turn more
         for event_id in failed:
             webhook_process.apply_async((event_id,), countdown=5)
         now = time.monotonic()

@@ -298,3 +298,25 @@ def test_a_lane_out_of_time_hands_over_to_a_new_task(receiver, monkeypatch):
     assert queued == [(subscription.pk, [])]  # one lane goes on with the other two
     tasks.webhook_deliver_batch(subscription.pk, [])
     assert len(receiver.wait_for(3)) == 3
+
+
+def test_a_lane_claims_what_it_can_send_within_its_budget_at_its_last_pace(receiver):
+    """A lane sending more slowly than its lot needs (a receiver taking 50 ms, or a worker short
+    of CPU) claims only what goes out within its budget, instead of a full batch of which it would
+    release most and claim again."""
+    receiver.hang_seconds = 0.05
+    receiver.answer(*["hang"] * 40)
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    batch = _pending(subscription, 40)
+
+    outcome = outbox.deliveries_attempt_batch(
+        subscription_id=subscription.pk, delivery_ids=[], seconds=0.6, lane_seconds=60
+    )
+
+    assert outcome.made == 40
+    # the first lot (ten, about 0.5 s) may run over; then four or five at a time (0.3 s at most)
+    assert len(outcome.left) <= outbox.LANE_FIRST_CLAIM
+    sent = [r.headers["X-SupportDesk-Delivery"] for r in receiver.wait_for(40)]
+    assert sent == _ids(batch)
+    rows = WebhookDelivery.objects.filter(pk__in=_ids(batch))
+    assert {(d.status, d.attempts) for d in rows} == {(DeliveryStatus.SUCCEEDED, 1)}

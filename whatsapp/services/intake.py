@@ -222,6 +222,24 @@ def webhook_drain_wake(*, force: bool = False) -> None:
 BROKER.on_recovery(lambda: webhook_drain_wake(force=True))
 
 
+#: Set by a drain when it starts and after each turn that stored deliveries, for a turn's
+#: length and a second (``whatsapp.tasks.DRAIN_TURN_SECONDS`` is 2): the intake is busy.
+INTAKE_BUSY_KEY = "whatsapp:intake-busy"
+INTAKE_BUSY_TTL = 3
+
+
+def webhook_intake_mark_busy() -> None:
+    """Called by the drain when it starts, and after each turn that stored deliveries."""
+    cache.set(INTAKE_BUSY_KEY, 1, timeout=INTAKE_BUSY_TTL)
+
+
+def webhook_intake_busy() -> bool:
+    """Is a burst of deliveries being stored (a drain ran within the last 3 s)? Less urgent
+    work (outgoing webhooks, ``settings.OUTGOING_WEBHOOKS_YIELD_TO``) waits for it. An
+    unreachable cache says no."""
+    return cache.get(INTAKE_BUSY_KEY) is not None
+
+
 def webhook_drain_started() -> None:
     """Called by the drain before it looks for work: later deliveries queue a new drain."""
     cache.delete(DRAIN_PENDING_KEY)

@@ -328,3 +328,18 @@ def test_a_burst_of_webhooks_queues_one_drain_not_one_task_each(
     processed, _failed = inbound.webhook_events_drain(batch_size=100)
     assert processed == 11
     assert Message.objects.filter(direction="in", body__startswith="oi").count() == 11
+
+
+def test_a_drain_says_the_intake_is_busy_for_a_turn_and_a_second(fake_graph, monkeypatch):
+    """Outgoing webhooks wait for it (settings.OUTGOING_WEBHOOKS_YIELD_TO)."""
+    cache.delete(intake.INTAKE_BUSY_KEY)
+    monkeypatch.setattr(tasks.webhook_drain, "delay", lambda: None)
+    text("5511987650299", "oi", "wamid.BUSY1", T0)
+    assert not intake.webhook_intake_busy()
+
+    tasks.webhook_drain.run()  # as a worker runs it
+
+    assert Message.objects.filter(wa_message_id="wamid.BUSY1").exists()
+    assert intake.webhook_intake_busy()
+    time.sleep(intake.INTAKE_BUSY_TTL + 0.2)
+    assert not intake.webhook_intake_busy()
