@@ -17,7 +17,11 @@ one query):
   phrase, a word, part of a phone number, a name without its accents, nothing matching;
 - ``GET /conversations/stats`` for the last 30 days, and the CSV of those days (one download).
 
-Targets: inbox, console inbox and open p95 ≤ 50 ms; every search p95 ≤ 100 ms; stats ≤ 200 ms.
+Then the webhook's ack rate: 1,500 signed deliveries alone, then again while 4 supervisors search
+without pause (the searches under their statement timeout).
+
+Targets: inbox, console inbox and open p95 ≤ 50 ms; every search p95 ≤ 100 ms; stats ≤ 200 ms;
+acks during the search storm within 20% of the rate without it.
 
     .venv/bin/python bench/scale.py [--conversations 100000] [--messages-per 10]
                                     [--requests 25] [--reuse] [--no-rollups]
@@ -36,7 +40,9 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -221,6 +227,87 @@ def measure(port: int, setup: dict[str, Any], requests: int) -> None:
     )
 
 
+STORM_DELIVERIES = 1500
+STORM_SEARCHERS = 4  # supervisors searching all at once, each as fast as answers come
+
+
+def _acks(port: int, tag: str, count: int, connections: int = 8) -> tuple[float, float, int]:
+    """``count`` signed deliveries over ``connections`` keep-alive connections: acks/s, p99 ms,
+    how many were not 200."""
+    ts = int(time.time())
+    bodies = [
+        harness.text_delivery(f"55119{n % 400:08d}", f"wamid.STORM.{tag}.{n}", f"oi {n}", ts + n)
+        for n in range(count)
+    ]
+    times: list[float] = []
+    bad = [0]
+
+    def run(part: list[bytes]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for body in part:
+            headers = {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": harness.sign(body),
+            }
+            begun = time.perf_counter()
+            conn.request("POST", "/api/v1/webhooks/whatsapp", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            times.append((time.perf_counter() - begun) * 1000)
+            if response.status != 200:
+                bad[0] += 1
+        conn.close()
+
+    begun = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(run, [bodies[i::connections] for i in range(connections)]))
+    elapsed = time.perf_counter() - begun
+    return count / elapsed, harness.percentile(sorted(times), 0.99), bad[0]
+
+
+def storm(port: int, setup: dict[str, Any]) -> None:
+    """The webhook's ack rate alone, then while supervisors search without pause (issue 15 §4:
+    a search storm never starves the intake; the searches run under their statement timeout)."""
+    supervisor = {"Authorization": f"Bearer {setup['supervisor']}", "Accept": "application/json"}
+    texts = ["reembolso", "%22segunda+via%22", setup["phone_part"], "simoes", "boleto"]
+    _acks(port, "warm", 200)
+    alone, alone_p99, alone_bad = _acks(port, "alone", STORM_DELIVERIES)
+    stop = threading.Event()
+    answers: dict[int, int] = {}
+
+    def search(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        i = n
+        while not stop.is_set():
+            conn.request(
+                "GET", f"/api/v1/conversations?search={texts[i % len(texts)]}", headers=supervisor
+            )
+            response = conn.getresponse()
+            response.read()
+            answers[response.status] = answers.get(response.status, 0) + 1
+            i += 1
+        conn.close()
+
+    searchers = [threading.Thread(target=search, args=(n,)) for n in range(STORM_SEARCHERS)]
+    for thread in searchers:
+        thread.start()
+    time.sleep(1)
+    stormy, stormy_p99, stormy_bad = _acks(port, "storm", STORM_DELIVERIES)
+    stop.set()
+    for thread in searchers:
+        thread.join()
+    ratio = stormy / alone
+    verdict = "  ok" if ratio >= 0.8 else "  UNDER"
+    print(
+        f"\n== webhook acks, {STORM_DELIVERIES} signed deliveries over 8 connections\n"
+        f"{'alone':<30} {alone:7.1f} acks/s  p99 {alone_p99:6.1f} ms  not 200: {alone_bad}\n"
+        f"{'during a search storm':<30} {stormy:7.1f} acks/s  p99 {stormy_p99:6.1f} ms  "
+        f"not 200: {stormy_bad}  ({STORM_SEARCHERS} searchers: answers {answers})\n"
+        f"{'storm / alone':<30} {ratio:7.2f}   (target ≥ 0.80){verdict}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--conversations", type=int, default=100_000)
@@ -271,6 +358,7 @@ def main() -> None:
     with harness.process(harness.server_command("uvicorn", port), env, "server-scale"):
         harness.wait_http(port)
         measure(port, setup, args.requests)
+        storm(port, setup)
     print(f"-- bench done in {time.perf_counter() - begun:.0f} s; load: {os.getloadavg()}")
 
 
