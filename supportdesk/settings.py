@@ -321,7 +321,7 @@ REST_FRAMEWORK = {
 SEARCH_STATEMENT_TIMEOUT_MS = env.int("SEARCH_STATEMENT_TIMEOUT_MS", default=2000)
 # Big lists count their rows up to this many, then say "N+" (``count_capped``) instead of an exact
 # COUNT(*) over every row at each page (GET /conversations, the console's tabs).
-LIST_COUNT_CAP = env.int("LIST_COUNT_CAP", default=10_000)
+LIST_COUNT_CAP = env.int("LIST_COUNT_CAP", default=1_000)
 # A search counts its results up to this (docs/search.md): past it `count_capped` is true.
 SEARCH_COUNT_CAP = env.int("SEARCH_COUNT_CAP", default=1_000)
 # Customer satisfaction (conversations/services/csat.py): asked when a conversation an agent
