@@ -140,9 +140,11 @@ def _carries_state(data: dict[str, Any]) -> bool:
     )
 
 
-@database_sync_to_async
-def _department_ids(user: User) -> list[int]:
+def _department_ids_of(user: User) -> list[int]:
     return list(user.departments.values_list("pk", flat=True))
+
+
+_department_ids = database_sync_to_async(_department_ids_of)
 
 
 @database_sync_to_async
@@ -198,7 +200,7 @@ def _heartbeat(user_id: int) -> tuple[User, list[int]] | None:
     if user is None:
         return None
     presence.presence_heartbeat(user_id=user.pk)
-    return user, list(user.departments.values_list("pk", flat=True))
+    return user, _department_ids_of(user)
 
 
 class DeskConsumer(AsyncJsonWebsocketConsumer):
@@ -215,7 +217,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self._heartbeat: asyncio.Task[None] | None = None
         self._online = False
         self._recent: deque[tuple[float, str]] = deque()  # frames sent lately, oldest first
-        self._recent_seen: dict[str, int] = {}  # the same, counted: a duplicate in O(1)
+        self._recent_seen: set[str] = set()  # the same frames: a duplicate found in O(1)
         self.department_ids: frozenset[int] = frozenset()
         self._states: dict[int, tuple[float, tuple[int | None, int | None]]] = {}
         if user is None or not user.is_authenticated or not user.is_active:
@@ -445,15 +447,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         while recent and (
             now - recent[0][0] > DUPLICATE_WINDOW_SECONDS or len(recent) >= MAX_RECENT_FRAMES
         ):
-            _, old = recent.popleft()
-            if seen[old] <= 1:
-                del seen[old]
-            else:
-                seen[old] -= 1
+            seen.discard(recent.popleft()[1])
         if frame in seen:
             return True
-        recent.append((now, frame))
-        seen[frame] = seen.get(frame, 0) + 1
+        recent.append((now, frame))  # a frame is in ``recent`` once at most: it was not seen
+        seen.add(frame)
         return False
 
 
