@@ -24,7 +24,8 @@ Targets: inbox, console inbox and open p95 ≤ 50 ms; every search p95 ≤ 100 m
 acks during the search storm within 20% of the rate without it.
 
     .venv/bin/python bench/scale.py [--conversations 100000] [--messages-per 10]
-                                    [--requests 25] [--reuse] [--no-rollups]
+                                    [--messages 10000000] [--requests 25] [--reuse]
+                                    [--no-rollups]
 
 ``--reuse`` keeps the database of an earlier run when it has as many conversations: only
 ``migrate`` and ``VACUUM ANALYZE``. ``BENCH_SCALE_DATABASE`` names another database than
@@ -312,10 +313,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--conversations", type=int, default=100_000)
     parser.add_argument("--messages-per", type=int, default=10, dest="messages_per")
+    parser.add_argument(
+        "--messages", type=int, default=0, help="all messages (the large run: 10000000)"
+    )
     parser.add_argument("--requests", type=int, default=25)
     parser.add_argument("--reuse", action="store_true", help="keep an earlier run's database")
     parser.add_argument("--no-rollups", action="store_true", help="skip the reports' rebuild")
     args = parser.parse_args()
+    if args.messages:
+        args.messages_per = max(1, round(args.messages / args.conversations))
 
     begun = time.perf_counter()
     env = harness.bench_env(DATABASE, JWT_ACCESS_LIFETIME="2h")
