@@ -45,7 +45,7 @@ from .models import (
     Priority,
     Tag,
 )
-from .search import SearchTooSlow, search_time_limit
+from .search import SearchBusy, SearchTooSlow, search_time_limit
 from .serializers import (
     ConversationSerializer,
     CustomerSummarySerializer,
@@ -291,6 +291,16 @@ class SearchTimedOut(APIException):
     default_code = ConversationErrorCode.SEARCH_TIMEOUT.value
 
 
+class SearchWaitedInVain(APIException):
+    """The intake takes a burst and the search's turn did not come in time: search again in a
+    moment (``Retry-After``)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = _("The desk is taking a burst of messages. Search again in a moment.")
+    default_code = ConversationErrorCode.SEARCH_BUSY.value
+    wait = 1  # DRF's exception handler turns it into the Retry-After header
+
+
 class ConversationListApi(ListAPIView[Conversation]):
     serializer_class = ConversationSerializer
     filterset_class = ConversationFilter
@@ -307,6 +317,8 @@ class ConversationListApi(ListAPIView[Conversation]):
                 return super().list(request, *args, **kwargs)  # the count, the page, prefetches
         except SearchTooSlow as exc:
             raise SearchTimedOut(exc.message, code=exc.code) from exc
+        except SearchBusy as exc:
+            raise SearchWaitedInVain(exc.message, code=exc.code) from exc
 
     def get_queryset(self) -> Any:
         return selectors.conversation_list_visible_to(user=self.request.user).prefetch_related(  # type: ignore[arg-type]
@@ -321,7 +333,11 @@ class ConversationListApi(ListAPIView[Conversation]):
         responses={
             200: ConversationSerializer(many=True),
             **LIST_ERRORS,
-            503: OpenApiResponse(ERROR, description="The search took too long (search_timeout)."),
+            503: OpenApiResponse(
+                ERROR,
+                description="The search took too long (search_timeout), or waited in vain for "
+                "its turn while the desk takes a burst of messages (search_busy).",
+            ),
         },
         examples=[
             OpenApiExample(

@@ -6,6 +6,7 @@ from enum import StrEnum
 class ConversationErrorCode(StrEnum):
     ADMIN_ONLY = "admin_only"
     SEARCH_TIMEOUT = "search_timeout"
+    SEARCH_BUSY = "search_busy"
     TAG_NAME_TAKEN = "tag_name_taken"
     TAG_INVALID = "tag_invalid"
     UNKNOWN_TAG = "unknown_tag"

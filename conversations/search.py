@@ -17,11 +17,16 @@ caller's queryset (``rows``), which the search only narrows.
 This is a room of the app's selectors (``selectors.py`` is past the house's 800 lines).
 """
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache as shared_cache
+from django.core.signals import setting_changed
 from django.db import OperationalError, connections, transaction
 from django.db.models import (
     BooleanField,
@@ -35,6 +40,8 @@ from django.db.models import (
     QuerySet,
 )
 from django.db.models.expressions import RawSQL
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
 from common.exceptions import ServiceError
@@ -57,6 +64,17 @@ class SearchTooSlow(ServiceError):  # noqa: N818 - reads better at call sites
         super().__init__(
             gettext("The search took too long. Try more specific words or a filter."),
             code=ConversationErrorCode.SEARCH_TIMEOUT,
+        )
+
+
+class SearchBusy(ServiceError):  # noqa: N818 - reads better at call sites
+    """The intake took a burst and this search waited ``SEARCH_BURST_WAIT_SECONDS`` for its turn
+    in vain."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            gettext("The desk is taking a burst of messages. Search again in a moment."),
+            code=ConversationErrorCode.SEARCH_BUSY,
         )
 
 
@@ -177,12 +195,65 @@ def _timed_out(exc: OperationalError) -> bool:
     return getattr(cause, "sqlstate", None) == "57014"  # query_canceled
 
 
+@cache
+def _yield_to(path: str) -> Callable[[], bool]:
+    found: Callable[[], bool] = import_string(path)
+    return found
+
+
+@receiver(setting_changed)
+def _forget_yield_to(*, setting: str, **kwargs: Any) -> None:
+    if setting == "SEARCH_YIELD_TO":
+        _yield_to.cache_clear()
+
+
+def _intake_burst() -> bool:
+    """Is the channel's intake taking a burst (``settings.SEARCH_YIELD_TO``, a port: the core
+    does not import the channel)? Never fatal: a failing port says no."""
+    path = getattr(settings, "SEARCH_YIELD_TO", "")
+    if not path:
+        return False
+    try:
+        return bool(_yield_to(path)())
+    except Exception:
+        return False
+
+
+SLOT_KEY = "conversations:search-slot:{}"
+
+
+def search_turn() -> None:
+    """While the intake takes a burst, searches start one at a time across the desk, one every
+    ``SEARCH_BURST_INTERVAL_MS`` (a cache key per slot: the first to add it has the slot); a
+    search waits for its turn up to ``SEARCH_BURST_WAIT_SECONDS``, then :class:`SearchBusy`.
+    So however many people search, the acknowledgements of Meta's deliveries keep the machine.
+    Out of a burst (the usual case) it costs one cache read."""
+    interval = int(settings.SEARCH_BURST_INTERVAL_MS) / 1000
+    if interval <= 0 or not _intake_burst():
+        return
+    deadline = time.monotonic() + float(settings.SEARCH_BURST_WAIT_SECONDS)
+    while True:
+        slot = int(time.time() / interval)
+        if shared_cache.add(SLOT_KEY.format(slot), 1, timeout=max(2, round(interval * 4))):
+            return
+        # Wake at the next slot, a little spread so that waiters do not all ask at once.
+        pause = (slot + 1) * interval - time.time() + random.uniform(0, interval / 4)  # noqa: S311
+        if time.monotonic() + pause > deadline:
+            raise SearchBusy()
+        time.sleep(max(pause, 0.001))
+        if not _intake_burst():
+            return
+
+
 @contextmanager
 def search_time_limit(*, using: str = "default") -> Iterator[None]:
     """Run the queries inside under ``SET LOCAL statement_timeout`` (PostgreSQL,
-    ``SEARCH_STATEMENT_TIMEOUT_MS``), without parallel workers: a storm of searches never holds
-    the database. A query
-    cancelled for it raises :class:`SearchTooSlow`. Elsewhere, a plain block."""
+    ``SEARCH_STATEMENT_TIMEOUT_MS``), without parallel workers, after waiting for the search's
+    turn while the intake takes a burst (:func:`search_turn`): a storm of searches never holds
+    the database nor starves the webhook. A query cancelled for the time limit raises
+    :class:`SearchTooSlow`, a turn that did not come :class:`SearchBusy`. Elsewhere, a plain
+    block (the turn still taken)."""
+    search_turn()
     connection = connections[using]
     timeout = int(settings.SEARCH_STATEMENT_TIMEOUT_MS)
     if connection.vendor != "postgresql" or timeout <= 0:

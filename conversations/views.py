@@ -45,7 +45,7 @@ from .models import (
     Priority,
     SenderKind,
 )
-from .search import SearchTooSlow
+from .search import SearchBusy, SearchTooSlow
 from .services import automate, organise
 from .services.templates import TemplateRequest, template_content
 from .uploads import UploadKind, upload_validate
@@ -99,7 +99,7 @@ def _inbox(request: HttpRequest, query: selectors.InboxQuery) -> dict[str, Any]:
     search_error = ""
     try:
         page = selectors.conversation_list_inbox(user=user, query=query)
-    except SearchTooSlow as exc:
+    except (SearchTooSlow, SearchBusy) as exc:
         page = selectors.InboxPage((), has_next=False, has_previous=False)
         search_error = exc.message
     summary = selectors.conversation_tab_summary(user=user)

@@ -4,10 +4,12 @@ a phone number, a name — newest first, never past what the user may see; cappe
 statement timeout's clear answer. PostgreSQL runs the full-text path (migration 0013), SQLite the
 ``icontains`` fallback."""
 
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -326,3 +328,67 @@ def test_the_console_says_the_search_took_too_long(
     assert response.status_code == 200
     html = response.content.decode()
     assert "A busca demorou demais" in html and "data-conversation-id=" not in html
+
+
+# --- the search's turn while the intake takes a burst ------------------------------------------
+
+BURST = [False]
+
+
+def intake_in_a_burst() -> bool:
+    """The port the tests point ``SEARCH_YIELD_TO`` at."""
+    return BURST[0]
+
+
+@pytest.fixture
+def burst(settings: Any) -> Any:
+    settings.SEARCH_YIELD_TO = f"{__name__}.intake_in_a_burst"
+    settings.SEARCH_BURST_INTERVAL_MS = 200
+    BURST[0] = True
+    yield settings
+    BURST[0] = False
+    cache.clear()
+
+
+def _take_the_next_slots(count: int = 40) -> None:
+    """Other searches have the next ``count`` turns (8 s of 200 ms slots)."""
+    first = int(time.time() / 0.2)
+    for slot in range(first, first + count):
+        cache.set(search.SLOT_KEY.format(slot), 1, timeout=30)
+
+
+def test_during_a_burst_a_search_whose_turn_does_not_come_is_a_clear_503(
+    desk: dict[str, Any], agent: Any, agent_client: Any, burst: Any
+) -> None:
+    burst.SEARCH_BURST_WAIT_SECONDS = 0.3
+    _take_the_next_slots()
+    response = bearer(agent).get("/api/v1/conversations", {"search": "boleto"})
+    body = assert_error_shape(response, 503, "search_busy")
+    assert body["detail"].startswith("A central está recebendo uma rajada")
+    assert response["Retry-After"] == "1"
+    html = agent_client.get("/inbox/", {"tab": "all", "q": "boleto"}, **HTMX).content.decode()
+    assert "A central está recebendo uma rajada" in html and "data-conversation-id=" not in html
+    # Lists without a search never wait.
+    assert bearer(agent).get("/api/v1/conversations").status_code == 200
+
+    BURST[0] = False  # the burst is over: the same search answers at once
+    assert api_ids(agent, "boleto") == [desk["boleto"]]
+
+
+def test_during_a_burst_searches_start_one_per_turn(
+    desk: dict[str, Any], agent: Any, burst: Any, monkeypatch: Any
+) -> None:
+    burst.SEARCH_BURST_WAIT_SECONDS = 5.0
+    add = search.shared_cache.add
+    turns: list[str] = []
+
+    def taking(key: str, *args: Any, **kwargs: Any) -> bool:
+        taken = add(key, *args, **kwargs)
+        if taken:
+            turns.append(key)
+        return taken
+
+    monkeypatch.setattr(search.shared_cache, "add", taking)
+    for _ in range(3):
+        assert api_ids(agent, "boleto") == [desk["boleto"]]
+    assert len(set(turns)) == 3  # each search had a turn of its own, one after the other

@@ -148,7 +148,46 @@ def webhook_accept(*, raw_body: bytes, signature: str) -> IntakeAnswer:
     DATABASE.succeeded()
     webhook_delivery_counted("stored")
     webhook_queue(event.pk)  # the row is committed (autocommit)
+    _burst_count()
     return IntakeAnswer(200, f"ok {event.pk}")
+
+
+#: Set while the webhook takes a burst (``INTAKE_BURST_RATE`` deliveries or more within a second
+#: in one process), for ``INTAKE_BURST_TTL`` seconds: searches then take turns
+#: (``settings.SEARCH_YIELD_TO``), so a storm of them never starves the acknowledgements.
+INTAKE_BURST_KEY = "whatsapp:intake-burst"
+INTAKE_BURST_TTL = 2
+INTAKE_BURST_RATE = 50
+_burst_second = 0  # int(time.monotonic()) of the count below, in this process
+_burst_seen = 0
+_burst_marked = 0  # the second in which this process marked the burst (once per second)
+
+
+def _burst_count() -> None:
+    """Count the delivery in this process's current second; the ``INTAKE_BURST_RATE``-th marks
+    the burst (one Redis ``SET`` per process and second at most; none in a quiet hour). Races
+    between threads only miscount a delivery, which a burst does not notice."""
+    global _burst_second, _burst_seen, _burst_marked  # noqa: PLW0603 - per-process counters
+    second = int(time.monotonic())
+    if second != _burst_second:
+        _burst_second, _burst_seen = second, 0
+    _burst_seen += 1
+    if _burst_seen < INTAKE_BURST_RATE or _burst_marked == second:
+        return
+    _burst_marked = second
+    try:
+        cache.set(INTAKE_BURST_KEY, 1, timeout=INTAKE_BURST_TTL)
+    except Exception:  # the acknowledgement never depends on the hint
+        logger.warning("could not mark the webhook's burst", exc_info=True)
+
+
+def webhook_intake_burst() -> bool:
+    """Is the webhook taking a burst of deliveries now (``INTAKE_BURST_RATE`` a second or more
+    in a process, within the last ``INTAKE_BURST_TTL`` s)? An unreachable cache says no."""
+    try:
+        return cache.get(INTAKE_BURST_KEY) is not None
+    except Exception:
+        return False
 
 
 # Set while a drain task is queued and has not started: the deliveries stored meanwhile need no

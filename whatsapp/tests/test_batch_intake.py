@@ -343,3 +343,31 @@ def test_a_drain_says_the_intake_is_busy_for_a_turn_and_a_second(fake_graph, mon
     assert intake.webhook_intake_busy()
     time.sleep(intake.INTAKE_BUSY_TTL + 0.2)
     assert not intake.webhook_intake_busy()
+
+
+def test_fifty_deliveries_within_a_second_mark_a_burst_and_a_quiet_pace_never(
+    fake_graph, monkeypatch
+):
+    """The searches take turns while it lasts (settings.SEARCH_YIELD_TO)."""
+    cache.delete(intake.INTAKE_BURST_KEY)
+    clock = [1000.2]
+    monkeypatch.setattr(intake.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(intake, "webhook_queue", lambda event_id: None)
+
+    def accept(n: int) -> None:
+        body, headers = signed_webhook({"object": "whatsapp_business_account", "entry": []})
+        answer = intake.webhook_accept(raw_body=body, signature=headers["X-Hub-Signature-256"])
+        assert answer.status == 200, n
+
+    # 49 a second, second after second: a busy hour, no burst.
+    for second in range(3):
+        clock[0] = 1000.2 + second
+        for n in range(intake.INTAKE_BURST_RATE - 1):
+            accept(n)
+    assert not intake.webhook_intake_burst()
+
+    clock[0] = 1010.5
+    for n in range(intake.INTAKE_BURST_RATE):
+        accept(n)
+    assert intake.webhook_intake_burst()
+    assert WebhookEvent.objects.count() == 4 * intake.INTAKE_BURST_RATE - 3  # all of them kept
