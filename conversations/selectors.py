@@ -611,16 +611,24 @@ class TabSummary:
     unread: int  # conversations of the Inbox tab with something the customer wrote unread
 
 
-def _capped_counts(parts: Mapping[str, QuerySet[Any]], *, cap: int) -> dict[str, int]:
+def _capped_counts(
+    parts: Mapping[str, QuerySet[Any] | tuple[QuerySet[Any], ...]], *, cap: int
+) -> dict[str, int]:
     """How many rows each queryset of ``parts`` has, counting at most ``cap + 1`` of each: one
     query of scalar subqueries (``SELECT (SELECT count(*) FROM (… LIMIT cap+1)), …``), so a big
-    desk never pays an exact COUNT(*) over all its rows at each page."""
+    desk never pays an exact COUNT(*) over all its rows at each page. A part given as a tuple of
+    disjoint querysets is their sum: each one's own index serves it, where their ``OR`` had
+    PostgreSQL filter one index's rows until ``cap`` of them matched (7 ms of 9 at 10M messages).
+    """
     selects: list[str] = []
     params: list[Any] = []
     for key, rows in parts.items():
-        sql, values = rows.order_by().values("pk")[: cap + 1].query.sql_with_params()
-        selects.append(f'(SELECT count(*) FROM ({sql}) AS "capped_{key}")')  # noqa: S608
-        params.extend(values)
+        terms = []
+        for index, piece in enumerate(rows if isinstance(rows, tuple) else (rows,)):
+            sql, values = piece.order_by().values("pk")[: cap + 1].query.sql_with_params()
+            terms.append(f'(SELECT count(*) FROM ({sql}) AS "capped_{key}_{index}")')  # noqa: S608
+            params.extend(values)
+        selects.append(" + ".join(terms))
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(selects)}", params)
         counts = cursor.fetchone()
@@ -630,12 +638,17 @@ def _capped_counts(parts: Mapping[str, QuerySet[Any]], *, cap: int) -> dict[str,
 def conversation_tab_summary(*, user: User) -> TabSummary:
     """How many conversations ``user`` finds in each tab (of those they may see), and how many of
     their Inbox are unread (the page title's badge): one query. Each is counted up to
-    ``LIST_COUNT_CAP``, then says so (``capped``)."""
+    ``LIST_COUNT_CAP``, then says so (``capped``). The Inbox (the queue or theirs) is counted as
+    the queue plus theirs that are not in it."""
     cap = int(settings.LIST_COUNT_CAP)
     filters = _tab_filters(user=user)
     visible = Conversation.objects.filter(conversation_visibility_q(user=user))
-    parts = {key: visible.filter(q) for key, q in filters.items()}
-    parts["_unread"] = visible.filter(filters["inbox"] & Q(unread_count__gt=0))
+    parts: dict[str, QuerySet[Any] | tuple[QuerySet[Any], ...]]
+    parts = {key: visible.filter(q) for key, q in filters.items() if key != "inbox"}
+    queue, theirs = filters["queue"], filters["mine"] & ~filters["queue"]
+    parts["inbox"] = (visible.filter(queue), visible.filter(theirs))
+    unread = Q(unread_count__gt=0)
+    parts["_unread"] = (visible.filter(queue & unread), visible.filter(theirs & unread))
     counts = _capped_counts(parts, cap=cap)
     return TabSummary(
         tabs=[

@@ -123,6 +123,22 @@ def test_tab_counts_of_a_supervisor_include_every_department(board, supervisor, 
     }
 
 
+def test_the_inbox_counts_a_conversation_in_the_queue_and_theirs_once(agent, support) -> None:
+    """The Inbox is counted as the queue plus theirs outside it: one in both is counted once,
+    and so is its unread badge; theirs without a department (out of every queue) still counts."""
+    ConversationFactory(
+        department=support, status=ConversationStatus.PENDING, assigned_to=agent, unread_count=2
+    )
+    ConversationFactory(department=None, status=ConversationStatus.PENDING, assigned_to=agent)
+    ConversationFactory(department=support, status=ConversationStatus.PENDING, unread_count=1)
+    summary = selectors.conversation_tab_summary(user=agent)
+    counts = {tab.key: tab.count for tab in summary.tabs}
+    assert (counts["inbox"], counts["mine"], counts["queue"]) == (3, 2, 2)
+    assert summary.unread == 2
+    page = selectors.conversation_list_inbox(user=agent, query=selectors.InboxQuery())
+    assert len(page.conversations) == counts["inbox"]  # the count is what the list shows
+
+
 def test_tab_counts_cost_one_query(board, agent, django_assert_num_queries) -> None:
     with django_assert_num_queries(1):
         counts = selectors.conversation_tab_counts(user=agent)
