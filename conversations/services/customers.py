@@ -161,11 +161,26 @@ def customers_upsert_many(*, identities: Mapping[str, CustomerIdentity]) -> dict
     for key, identity in identities.items():
         if key in customers:
             continue
+        known = customer_among(pool, identity)
+        if known is not None and _up_to_date(known, identity):
+            customers[key] = known  # a customer who writes again: nothing to write, no savepoint
+            continue
         customer = customer_upsert(identity=identity, candidates=pool)
         if customer not in pool:
             pool.append(customer)
         customers[key] = customer
     return customers
+
+
+def _up_to_date(customer: Customer, identity: CustomerIdentity) -> bool:
+    """Would :func:`customer_upsert` leave ``customer`` as it is (its name, user id, number and
+    phone already what the identity says)? Only certain answers: when unsure, it is asked."""
+    canonical = identity.wa_ids[0] if identity.wa_ids else ""
+    return (
+        (not identity.name or customer.name == identity.name or customer.name_set_by_desk)
+        and (not identity.bsuid or bool(customer.bsuid))
+        and (not canonical or (customer.wa_id == canonical and bool(customer.phone)))
+    )
 
 
 def _conversations_of(customer: Customer, also: Conversation | None) -> list[Conversation]:
