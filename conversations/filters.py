@@ -23,13 +23,16 @@ class ConversationFilter(filters.FilterSet):
     words of any message, accents and case ignored).
     """
 
-    status = filters.MultipleChoiceFilter(choices=ConversationStatus.choices)
+    # Columns of the conversation itself: no join, no duplicate rows, so no DISTINCT (django-filter
+    # adds one by default, and PostgreSQL then sorted every match on all columns before the page:
+    # `status=pending&department=` took 17 ms at 100k conversations, the index walk 1).
+    status = filters.MultipleChoiceFilter(choices=ConversationStatus.choices, distinct=False)
     department = filters.NumberFilter(field_name="department_id", max_value=ID_MAX)
     assigned_to = filters.CharFilter(method="filter_assigned_to")
     search = filters.CharFilter(method="filter_search", max_length=200)
     whatsapp_account = filters.NumberFilter(field_name="whatsapp_account_id", max_value=ID_MAX)
     tag = filters.NumberFilter(method="filter_tag", max_value=ID_MAX)
-    priority = filters.MultipleChoiceFilter(choices=Priority.choices)
+    priority = filters.MultipleChoiceFilter(choices=Priority.choices, distinct=False)
 
     class Meta:
         model = Conversation

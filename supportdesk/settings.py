@@ -462,6 +462,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are read from the cache (Redis in production; written through to the database, which
+# stays the truth when Redis is away): every console page read its session row first.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Django 6's Content Security Policy (django.middleware.csp). Scripts only from our own origin or
 # with the per-request nonce ({{ csp_nonce }}); no inline event handlers, no framing.
 SECURE_CSP = {

@@ -188,8 +188,8 @@ def test_inbox_query_count_does_not_grow_with_rows(agent_client, support, sales)
     for conversation in ConversationFactory.create_batch(20, department=support):
         MessageFactory(conversation=conversation)
     assert count() == few
-    # session, user, tab counts, page of rows, their tags and their contacts', departments, agents,
-    # numbers and tags for the filters
+    # user (session cached), tab counts, page of rows, their tags and their contacts', departments,
+    # agents, numbers and tags for the filters
     assert few <= 10
 
 
@@ -636,13 +636,13 @@ def _grow_timeline(conversation: Conversation, agent, messages: int) -> None:  #
 def test_console_page_query_count_is_fixed(
     agent_client, support, django_assert_num_queries
 ) -> None:
-    # session, user, page of rows, their tags and their contacts', tab counts, departments,
+    # user (session cached), page of rows, their tags and their contacts', tab counts, departments,
     # agents, numbers and tags for the filters
     _conversations_with_messages(3, support)
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         assert agent_client.get("/").content.decode().count("data-conversation-id=") == 3
     _conversations_with_messages(9, support)
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         assert agent_client.get("/").content.decode().count("data-conversation-id=") == 12
 
 
@@ -652,7 +652,7 @@ def test_inbox_search_query_count_is_fixed(
     def search() -> int:
         # as the page (the search is part of the rows' query), and on PostgreSQL the search's
         # time limit: SAVEPOINT, set_config('statement_timeout'), RELEASE
-        with django_assert_num_queries(10 + search_limit_queries()):
+        with django_assert_num_queries(9 + search_limit_queries()):
             html = agent_client.get("/inbox/", {"tab": "all", "q": "pergunta"}, **HTMX)
         return html.content.decode().count("data-conversation-id=")
 
@@ -668,7 +668,8 @@ def test_inbox_search_query_count_is_fixed(
 def test_conversation_timeline_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries, url
 ) -> None:
-    # session, user, conversation; messages (sender and quoted message joined), their reactions,
+    # user (session cached), conversation; messages (sender and quoted message joined), their
+    # reactions,
     # events (actor joined), notes (author joined); quick replies, past conversations, transfer
     # agents and departments; the desk's numbers; its tags, its contact's, the tags to choose from
     conversation = ConversationFactory(
@@ -676,7 +677,7 @@ def test_conversation_timeline_query_count_is_fixed(
     )
 
     def shown() -> int:
-        with django_assert_num_queries(15 if url == "/c/{pk}/" else 12):
+        with django_assert_num_queries(14 if url == "/c/{pk}/" else 11):
             html = agent_client.get(url.format(pk=conversation.pk), **HTMX).content.decode()
         assert html.count('class="note"') == html.count("msg-reactions")
         return html.count('class="msg ')
@@ -692,7 +693,7 @@ def test_the_header_carries_the_state_the_console_catches_up_with(
 ) -> None:
     # static/js/console.js fetches the header after every (re)connection and compares these with
     # the pane's: status, assignee, department, priority and tags, as the pane was rendered. Its
-    # queries: session, user, conversation with its tags and its contact's; the agent's
+    # queries: user (session cached), conversation with its tags and its contact's; the agent's
     # departments; transfer agents and departments; the desk's numbers; the tags to choose from
     # (no timeline, whatever its length)
     from conversations.models import Priority, Tag
@@ -713,7 +714,7 @@ def test_the_header_carries_the_state_the_console_catches_up_with(
     assert all(part in pane for part in state)
     for size in (3, 12):
         _grow_timeline(conversation, agent, size)
-        with django_assert_num_queries(10):
+        with django_assert_num_queries(9):
             html = agent_client.get(f"/c/{conversation.pk}/header/", **HTMX).content.decode()
         assert html.lstrip().startswith('<header id="conversation-header"')
         assert all(part in html for part in state)
@@ -722,13 +723,14 @@ def test_the_header_carries_the_state_the_console_catches_up_with(
 def test_queue_conversation_pane_query_count_is_fixed(
     agent_client, agent, support, django_assert_num_queries
 ) -> None:
-    # session, user, conversation; messages, reactions, events, notes; the agent's departments
+    # user (session cached), conversation; messages, reactions, events, notes; the agent's
+    # departments
     # (once, for every right); past conversations, transfer agents and departments (no composer);
     # the desk's numbers, its tags, its contact's, the tags to choose from
     conversation = ConversationFactory(department=support)
     for size in (3, 12):
         _grow_timeline(conversation, agent, size)
-        with django_assert_num_queries(15):
+        with django_assert_num_queries(14):
             html = agent_client.get(f"/c/{conversation.pk}/", **HTMX).content.decode()
         assert "Take over" in html and 'id="composer"' not in html
 
@@ -743,11 +745,11 @@ def test_conversation_page_query_count_is_fixed(
     )
     _grow_timeline(conversation, agent, 3)
     _conversations_with_messages(3, support)
-    with django_assert_num_queries(21):
+    with django_assert_num_queries(20):
         agent_client.get(f"/c/{conversation.pk}/")
     _grow_timeline(conversation, agent, 12)
     _conversations_with_messages(9, support)
-    with django_assert_num_queries(21):
+    with django_assert_num_queries(20):
         agent_client.get(f"/c/{conversation.pk}/")
 
 
@@ -757,8 +759,9 @@ def test_board_query_count_is_fixed(
     client.force_login(supervisor)
 
     def rows() -> int:
-        # session, user, agents with their load, departments, conversations with no department
-        with django_assert_num_queries(5):
+        # user (session cached), agents with their load, departments, conversations with no
+        # department
+        with django_assert_num_queries(4):
             html = client.get("/board/").content.decode()
         return html.count("data-presence-user=")
 

@@ -245,7 +245,7 @@ def test_the_page_costs_the_same_whatever_the_data(
     # session, user; form: department, agent (checked, then listed); counters (2); stats (4:
     # whole days, so the agents' rows and their CSAT are one query of the daily roll-ups);
     # goals (1); on SQLite (no daily roll-ups) the stats are 5
-    queries = 12 if rollups.enabled() else 13
+    queries = 11 if rollups.enabled() else 12
     with django_assert_num_queries(queries):
         first = client.get(url)
     assert first.status_code == 200
