@@ -474,15 +474,14 @@ async def test_unknown_events_naming_a_conversation_are_checked_too(
     await _settle(outsider)
 
     layer = get_channel_layer()
-    for data in ({"conversationId": hidden.pk}, {"conversation": hidden.pk, "x": 1}):
-        await layer.group_send(
-            realtime.department_group(sales.pk),
-            {"type": "desk.event", "event": "something_new", "data": data},
-        )
-    await layer.group_send(
-        realtime.department_group(sales.pk),
-        {"type": "desk.event", "event": "something_new", "data": {"hello": "world"}},
-    )
+    group = realtime.department_group(sales.pk)
+    for data in (
+        {"conversationId": hidden.pk},
+        {"conversation": hidden.pk, "x": 1},
+        {"hello": "world"},
+    ):
+        message = realtime.group_message(group, [{"event": "something_new", "data": data}])
+        await layer.group_send(group, message)
 
     assert await _frames(outsider) == [{"type": "something_new", "data": {"hello": "world"}}]
     await outsider.disconnect()
