@@ -21,6 +21,7 @@ and supervisors see everything and skip the check.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -31,7 +32,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.contrib.auth.models import AnonymousUser
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
@@ -326,6 +330,16 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: set[str]
     subscriptions: set[int]
     console: ConsoleSockets
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' ``AsyncConsumer.__call__`` without a channel of the socket's own: the
+        process's hub receives for all its sockets (a thousand idle consoles wait on one channel
+        of the layer, not on a thousand)."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive], self.dispatch)
 
     async def connect(self) -> None:
         user = self.scope.get("user")

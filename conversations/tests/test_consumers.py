@@ -571,8 +571,7 @@ async def _group_members_on_layer(group: str) -> set[str]:
     else:
         connection = layer.connection(layer.consistent_hash(group))
         found = {c.decode() for c in await connection.zrange(layer._group_key(group), 0, -1)}
-    ours = {_sockets().hub.channel} | {socket.channel_name for socket in _sockets().sockets}
-    return found & ours
+    return found & {_sockets().hub.channel}
 
 
 async def test_the_sockets_of_a_process_share_one_membership_and_the_last_one_leaves_it(
