@@ -270,6 +270,16 @@ async def idle_cost(port: int, pid: int, tokens: list[str], count: int, seconds:
     )
 
 
+def run(main: Any) -> None:
+    """The load generator on uvloop (as the servers are): it shares their two cores."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sockets", type=int, default=50)
@@ -296,11 +306,9 @@ def main() -> None:
         harness.process(harness.server_command(args.server, port), env, "server-socket") as server,
     ):
         harness.wait_http(port)
-        asyncio.run(
-            measure(port, data["tokens"], data["wa_ids"], args.messages, args.rate, args.server)
-        )
+        run(measure(port, data["tokens"], data["wa_ids"], args.messages, args.rate, args.server))
         if args.idle:
-            asyncio.run(idle_cost(port, server.pid, data["tokens"], args.idle, args.idle_seconds))
+            run(idle_cost(port, server.pid, data["tokens"], args.idle, args.idle_seconds))
 
 
 if __name__ == "__main__":
