@@ -12,6 +12,7 @@ in the message says whose sockets it is for.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -138,6 +139,7 @@ def broadcast_on_commit(*, event: str, data: dict[str, Any], groups: Iterable[st
 # A group the hub's channel joined is joined again this often: channels-redis forgets a member
 # after ``group_expiry`` (a day by default), and a hub lives as long as its process.
 GROUP_REFRESH_SECONDS = 3600.0
+RECEIVE_RETRY_SECONDS = 1.0  # after the channel could not be read
 
 # What a hub hands its consumers: the group a message was for, its ``(event, data)`` pairs in
 # order, and the members of that group in this process at that moment.
@@ -159,9 +161,17 @@ class GroupHub:
     channels-redis.
     """
 
-    def __init__(self, layer: Any, deliver: Deliver) -> None:
+    def __init__(
+        self,
+        layer: Any,
+        deliver: Deliver,
+        on_lost: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.layer = layer
         self.deliver = deliver
+        # Called when reading the channel failed (Redis unreachable): what was broadcast
+        # meanwhile is lost, so the owner closes its sockets, whose consoles reconnect and catch up.
+        self.on_lost = on_lost
         self.channel: str | None = None
         self.members: dict[str, dict[Any, None]] = {}  # group → its local members, in join order
         self._joined: set[str] = set()  # groups the channel is a member of on the layer
@@ -208,7 +218,11 @@ class GroupHub:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
+        async def logged() -> None:
+            with contextlib.suppress(Exception):  # _sync logged it
+                await coroutine
+
+        task = asyncio.get_running_loop().create_task(logged())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -252,23 +266,42 @@ class GroupHub:
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            async with self._lock:
-                for group in list(self._joined):
-                    try:
-                        await self.layer.group_add(group, self.channel)
-                    except Exception:
-                        logger.exception("could not refresh the hub's membership of %s", group)
+            try:
+                await self._join_again()
+            except Exception:
+                logger.exception("could not refresh the hub's memberships")
+
+    async def _join_again(self) -> None:
+        """Every group the channel is in, joined again (a restarted Redis forgot them all)."""
+        async with self._lock:
+            for group in list(self._joined):
+                await self.layer.group_add(group, self.channel)
 
     # --- messages -----------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
         channel = self.channel
         while channel is not None:
-            message = await self.layer.receive(channel)
+            try:
+                message = await self.layer.receive(channel)
+            except Exception:
+                await self._lost()
+                continue
             try:
                 await self.dispatch(message)
             except Exception:  # one bad message or consumer never stops the others' frames
                 logger.exception("realtime hub could not deliver a message")
+
+    async def _lost(self) -> None:
+        logger.exception("realtime hub could not read its channel; its sockets are closed")
+        try:
+            if self.on_lost is not None:
+                await self.on_lost()
+        except Exception:
+            logger.exception("realtime hub could not close its sockets")
+        await asyncio.sleep(RECEIVE_RETRY_SECONDS)
+        with contextlib.suppress(Exception):  # still down: the next receive fails and says so
+            await self._join_again()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         group = message.get("group")

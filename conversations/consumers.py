@@ -53,6 +53,7 @@ from .models import Conversation
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_LAYER_LOST = 1011  # the channel layer failed: the console reconnects and catches up
 CLOSE_TOO_SLOW = 1013  # "try again later": the console reconnects and catches up
 # Frames queued for a socket whose sends have to wait before it is closed as too slow.
 MAX_OUTBOX = 1000
@@ -226,7 +227,7 @@ class ConsoleSockets:
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
-        self.hub = realtime.GroupHub(layer, self._deliver)
+        self.hub = realtime.GroupHub(layer, self._deliver, on_lost=self._close_all)
         self.sockets: dict[DeskConsumer, None] = {}
         self.states: dict[int, tuple[float, State]] = {}
         self._beat: asyncio.Task[None] | None = None
@@ -240,6 +241,13 @@ class ConsoleSockets:
 
     def unregister(self, socket: "DeskConsumer") -> None:
         self.sockets.pop(socket, None)
+
+    async def _close_all(self) -> None:
+        """The layer failed under the hub: what it broadcast meanwhile never reached these
+        sockets, so they are closed; their consoles reconnect and catch up."""
+        for socket in list(self.sockets):
+            with contextlib.suppress(Exception):
+                await socket.close(code=CLOSE_LAYER_LOST)
 
     async def _beat_loop(self) -> None:
         try:

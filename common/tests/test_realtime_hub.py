@@ -180,3 +180,34 @@ def test_broadcast_many_names_the_group_in_each_message() -> None:
     assert batch["type"] == "desk.events"
     assert batch["group"] == "user.2"
     assert [e["event"] for e in batch["events"]] == ["a", "b"]
+
+
+class FailingOnce(InMemoryChannelLayer):
+    """A layer whose first read fails, as channels-redis does when Redis is unreachable."""
+
+    failed = False
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("Redis is unreachable")
+        return await super().receive(channel)
+
+
+async def test_a_channel_that_could_not_be_read_closes_the_sockets_and_reads_on(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(realtime, "RECEIVE_RETRY_SECONDS", 0.01)
+    layer = FailingOnce()
+    recorder = Recorder()
+    lost: list[bool] = []
+
+    async def on_lost() -> None:
+        lost.append(True)
+
+    hub = realtime.GroupHub(layer, recorder.deliver, on_lost=on_lost)
+    await hub.join("department.1", "ana")
+    await _settled(hub, layer, recorder, "department.1")
+    assert lost == [True]  # what was broadcast meanwhile is lost: the owner closes its sockets
+    assert recorder.received == {"ana": [("department.1", "e", {})]}  # and it reads on
+    await hub.leave_all("ana")
