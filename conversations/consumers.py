@@ -3,8 +3,12 @@
 One connection per browser tab or API client. On connect the user joins the groups whose events it
 may see (``common.realtime``): every conversation for admins and supervisors, each of their
 departments' queues and their own ``user.<id>`` group for agents. Services broadcast
-``{"type": "desk.event", "event": ..., "data": ...}`` to those groups after commit; this consumer
-forwards them as ``{"type": event, "data": data}`` frames.
+``{"type": "desk.event", "group": ..., "event": ..., "data": ...}`` to those groups after commit;
+this consumer forwards them as ``{"type": event, "data": data}`` frames.
+
+A socket joins its groups through the process's :class:`ConsoleSockets`: one channel of the layer
+(``common.realtime.GroupHub``) receives every group's broadcasts once for all the sockets of the
+process, each frame is serialised once, and each socket applies the checks below and sends it.
 
 Visibility: a conversation can change department or assignee between the moment a service picks
 the audience groups and the moment this consumer forwards the event (a transfer also notifies the
@@ -14,10 +18,11 @@ conversation-scoped event is re-checked right before it is forwarded, against th
 current department and assignee and the socket's departments (re-read on every heartbeat, like its
 groups) — the rule of ``selectors.conversation_visibility_q``. The state comes from the events
 themselves (``conversation_update`` carries it, ``conversation_transferred`` and
-``conversation_assigned`` carry the change; events reach a socket in the order they were sent), else
-from one query, shared by the sockets of the process that ask at the same moment and trusted for
-``STATE_TTL_SECONDS``. Subscriptions and typing are checked through the selectors themselves. Admins
-and supervisors see everything and skip the check.
+``conversation_assigned`` carry the change; events reach the process's hub in the order they were
+sent), else from one query; what the process knows is shared by its sockets and trusted for
+``STATE_TTL_SECONDS``. A socket that leaves a group hears nothing more from it, at once.
+Subscriptions and typing are checked through the selectors themselves. Admins and supervisors see
+everything and skip the check.
 """
 
 import asyncio
@@ -186,7 +191,8 @@ def _department_ids_of_many(user_ids: Collection[int]) -> dict[int, list[int]]:
 @database_sync_to_async
 def _heartbeat(user_ids: Collection[int]) -> dict[int, tuple[User, list[int]]]:
     """The users as they are now with their departments, their presence kept alive; those
-    deactivated are missing. Three queries (users, departments, presence) whatever their number."""
+    deactivated are missing. Two queries (users, departments) whatever their number, and a touch
+    of each one's presence counter in the cache."""
     users = {user.pk: user for user in User.objects.filter(pk__in=user_ids, is_active=True)}
     departments = _department_ids_of_many(users)
     presence.presence_heartbeat_many(user_ids=users)
@@ -220,7 +226,7 @@ class ConsoleSockets:
     - what the process knows of conversations' department and assignee (from the events
       themselves, or one query per conversation at most every ``STATE_TTL_SECONDS``), so the
       visibility check of 500 agents receiving one new message costs no query;
-    - one heartbeat for all of them: every ``HEARTBEAT_SECONDS``, three queries re-read every
+    - one heartbeat for all of them: every ``HEARTBEAT_SECONDS``, two queries re-read every
       connected user (closed with 4401 when deactivated or their password changed, groups
       following their departments) and keep their presence alive.
     """
@@ -354,9 +360,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined = set()
         self.subscriptions = set()
         self._online = False
-        self._open = False  # accepted and not closed: frames are sent, else they wait or go
+        self._open = False  # accepted and not closed: frames are sent, else they wait…
+        self._closed = False  # …or, once it is closed (or closing), are dropped
         self._outbox: deque[dict[str, Any]] = deque()
         self._sending: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._recent: deque[tuple[float, str]] = deque()  # frames sent lately, oldest first
         self._recent_seen: set[str] = set()  # the same frames: a duplicate found in O(1)
         self.department_ids: frozenset[int] = frozenset()
@@ -378,7 +386,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self._came_online()
 
     async def disconnect(self, code: int) -> None:
-        self._open = False
+        self._open, self._closed = False, True
         self._outbox.clear()
         if not hasattr(self, "console"):
             return
@@ -391,7 +399,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 await self._broadcast_presence(online=False)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
-        self._open = False
+        self._open, self._closed = False, True
         self._outbox.clear()
         await super().close(code=code, reason=reason)
 
@@ -511,6 +519,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         """Frames of one of this socket's groups, from the process's hub (``ConsoleSockets``),
         in the order they were broadcast; for agents, conversation-scoped ones carry the
         conversation's state at that point. Never waits: what passes the checks is queued."""
+        if self._closed:
+            return
         sees_everything = self.user.sees_everything
         out = []
         for frame in frames:
@@ -543,12 +553,15 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         """Send what waits, without waiting: the servers' sends complete at once (the bytes wait
         in the socket's buffer), so this normally finishes here; a send that has to wait makes
         this socket's later frames wait behind it, never another socket's."""
-        if not self._open or self._sending is not None or not self._outbox:
+        if self._closed or not self._outbox:
             return
         if len(self._outbox) > MAX_OUTBOX:
             # A socket that cannot keep up: closed, the console reconnects and catches up.
             self._outbox.clear()
-            self._sending = asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
+            return
+        if not self._open or self._sending is not None:
             return
         task = asyncio.eager_task_factory(asyncio.get_running_loop(), self._drain_outbox())
         if not task.done():
@@ -559,7 +572,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             while self._outbox and self._open:
                 await self.base_send(self._outbox.popleft())
         except Exception:  # the socket went away under the send: its disconnect follows
-            self._open = False
+            self._open, self._closed = False, True
             self._outbox.clear()
         finally:
             self._sending = None

@@ -642,6 +642,37 @@ async def test_a_slow_socket_does_not_hold_up_the_others_and_keeps_its_order(
     await quick_tab.disconnect()
 
 
+async def test_a_socket_too_far_behind_is_closed_to_catch_up(agent, support, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "MAX_OUTBOX", 3)
+    tab = await _connect_session(agent)
+    await _settle(tab)
+    socket = _socket_of(agent)
+    released = asyncio.Event()
+    real_send = socket.base_send
+
+    async def stuck_send(message: dict) -> None:
+        await released.wait()
+        await real_send(message)
+
+    socket.base_send = stuck_send
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    for i in range(3):  # six frames: more than three wait behind the stuck one
+        await _run(
+            services.message_record_inbound,
+            conversation=conversation,
+            body=f"m{i}",
+            wa_message_id=f"b{i}",
+        )
+    released.set()
+    outputs = []
+    for _ in range(10):
+        outputs.append(await tab.receive_output(timeout=2))
+        if outputs[-1]["type"] == "websocket.close":
+            break
+    assert outputs[-1] == {"type": "websocket.close", "code": consumers.CLOSE_TOO_SLOW}
+    assert len(outputs) < 6  # what waited was dropped: the console catches up when it reconnects
+
+
 async def test_a_socket_whose_send_fails_does_not_stop_the_others(agent, support) -> None:
     colleague = await database_sync_to_async(UserFactory)(departments=[support])
     broken_tab, fine_tab = await _connect_session(agent), await _connect_session(colleague)
