@@ -35,6 +35,12 @@ def presence_heartbeat(*, user_id: int) -> None:
         cache.add(_key(user_id), 1, PRESENCE_TTL)
 
 
+def presence_heartbeat_many(*, user_ids: Iterable[int]) -> None:
+    """:func:`presence_heartbeat` for every user of a process's open sockets (one beat)."""
+    for user_id in user_ids:
+        presence_heartbeat(user_id=user_id)
+
+
 def presence_disconnect(*, user_id: int) -> bool:
     """Count one connection less; True when the user just went offline."""
     key = _key(user_id)

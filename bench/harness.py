@@ -122,6 +122,10 @@ def process(cmd: list[str], env: dict[str, str], name: str) -> Iterator[subproce
         log.close()
 
 
+# As the README's production command: frames are not compressed (see README, "Production").
+UVICORN_WS_OPTIONS = ["--ws-per-message-deflate", "false"]
+
+
 def server_command(kind: str, port: int) -> list[str]:
     if kind == "daphne":
         return [
@@ -148,6 +152,7 @@ def server_command(kind: str, port: int) -> list[str]:
             "--no-access-log",
             "--log-level",
             "warning",
+            *UVICORN_WS_OPTIONS,
         ]
     raise ValueError(kind)
 

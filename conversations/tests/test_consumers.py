@@ -474,15 +474,14 @@ async def test_unknown_events_naming_a_conversation_are_checked_too(
     await _settle(outsider)
 
     layer = get_channel_layer()
-    for data in ({"conversationId": hidden.pk}, {"conversation": hidden.pk, "x": 1}):
-        await layer.group_send(
-            realtime.department_group(sales.pk),
-            {"type": "desk.event", "event": "something_new", "data": data},
-        )
-    await layer.group_send(
-        realtime.department_group(sales.pk),
-        {"type": "desk.event", "event": "something_new", "data": {"hello": "world"}},
-    )
+    group = realtime.department_group(sales.pk)
+    for data in (
+        {"conversationId": hidden.pk},
+        {"conversation": hidden.pk, "x": 1},
+        {"hello": "world"},
+    ):
+        message = realtime.group_message(group, [{"event": "something_new", "data": data}])
+        await layer.group_send(group, message)
 
     assert await _frames(outsider) == [{"type": "something_new", "data": {"hello": "world"}}]
     await outsider.disconnect()
@@ -546,3 +545,194 @@ async def test_an_agent_who_opens_the_console_gets_what_waits_in_an_automatic_qu
     assert assigned == [
         {"type": "conversation_assigned", "data": {"conversationId": waiting.pk, "userId": ana.pk}}
     ]
+
+
+# --- the process's hub (issue 15 §5) -------------------------------------------------------------
+
+
+def _sockets() -> Any:
+    from channels.layers import get_channel_layer
+
+    return consumers.console_sockets(get_channel_layer())
+
+
+def _socket_of(user: Any) -> Any:
+    return next(s for s in _sockets().sockets if s.user.pk == user.pk)
+
+
+async def _group_members_on_layer(group: str) -> set[str]:
+    """The channels of ``group`` on the layer (in-memory or Redis) that belong to this process
+    (a shared Redis may hold other runs' leftovers under the same name)."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):  # InMemoryChannelLayer
+        found = set(layer.groups.get(group, {}))
+    else:
+        connection = layer.connection(layer.consistent_hash(group))
+        found = {c.decode() for c in await connection.zrange(layer._group_key(group), 0, -1)}
+    return found & {_sockets().hub.channel}
+
+
+async def test_the_sockets_of_a_process_share_one_membership_and_the_last_one_leaves_it(
+    agent, support
+) -> None:
+    from common import realtime
+
+    colleagues = [await database_sync_to_async(UserFactory)(departments=[support]) for _ in "ab"]
+    tabs = [await _connect_session(user) for user in (agent, *colleagues)]
+    await _settle(*tabs)
+    group = realtime.department_group(support.pk)
+    hub_channel = {_sockets().hub.channel}
+    assert await _group_members_on_layer(group) == hub_channel  # one channel for three sockets
+
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="oi", wa_message_id="h1"
+    )
+    for tab in tabs:
+        assert _types(await _frames(tab)).count("new_message") == 1
+
+    await tabs[0].disconnect()  # one leaves: the others still hear the department
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="e aí", wa_message_id="h2"
+    )
+    for tab in tabs[1:]:
+        assert _types(await _frames(tab)).count("new_message") == 1
+    assert await _group_members_on_layer(group) == hub_channel
+
+    for tab in tabs[1:]:
+        await tab.disconnect()
+    await _sockets().hub._settle()
+    assert await _group_members_on_layer(group) == set()
+    assert _sockets().sockets == {}
+
+
+async def test_a_slow_socket_does_not_hold_up_the_others_and_keeps_its_order(
+    agent, support
+) -> None:
+    colleague = await database_sync_to_async(UserFactory)(departments=[support])
+    slow_tab, quick_tab = await _connect_session(agent), await _connect_session(colleague)
+    await _settle(slow_tab, quick_tab)
+    slow = _socket_of(agent)
+    released = asyncio.Event()
+    real_send = slow.base_send
+
+    async def stuck_send(message: dict) -> None:
+        await released.wait()  # a socket whose sends wait (a full buffer, say)
+        await real_send(message)
+
+    slow.base_send = stuck_send
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    for i in range(3):
+        await _run(
+            services.message_record_inbound,
+            conversation=conversation,
+            body=f"m{i}",
+            wa_message_id=f"s{i}",
+        )
+
+    quick = [f["data"]["body"] for f in await _frames(quick_tab) if f["type"] == "new_message"]
+    assert quick == ["m0", "m1", "m2"]  # not held up by the stuck one
+    assert await _frames(slow_tab) == []
+    released.set()
+    slow_frames = await _frames(slow_tab)
+    assert [f["data"]["body"] for f in slow_frames if f["type"] == "new_message"] == quick
+    await slow_tab.disconnect()
+    await quick_tab.disconnect()
+
+
+async def test_a_socket_too_far_behind_is_closed_to_catch_up(agent, support, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "MAX_OUTBOX", 3)
+    tab = await _connect_session(agent)
+    await _settle(tab)
+    socket = _socket_of(agent)
+    released = asyncio.Event()
+    real_send = socket.base_send
+
+    async def stuck_send(message: dict) -> None:
+        await released.wait()
+        await real_send(message)
+
+    socket.base_send = stuck_send
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    for i in range(3):  # six frames: more than three wait behind the stuck one
+        await _run(
+            services.message_record_inbound,
+            conversation=conversation,
+            body=f"m{i}",
+            wa_message_id=f"b{i}",
+        )
+    released.set()
+    outputs = []
+    for _ in range(10):
+        outputs.append(await tab.receive_output(timeout=2))
+        if outputs[-1]["type"] == "websocket.close":
+            break
+    assert outputs[-1] == {"type": "websocket.close", "code": consumers.CLOSE_TOO_SLOW}
+    assert len(outputs) < 6  # what waited was dropped: the console catches up when it reconnects
+
+
+async def test_a_socket_whose_send_fails_does_not_stop_the_others(agent, support) -> None:
+    colleague = await database_sync_to_async(UserFactory)(departments=[support])
+    broken_tab, fine_tab = await _connect_session(agent), await _connect_session(colleague)
+    await _settle(broken_tab, fine_tab)
+
+    async def gone(message: dict) -> None:
+        raise OSError("the client went away")
+
+    _socket_of(agent).base_send = gone
+    conversation = await database_sync_to_async(ConversationFactory)(department=support)
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="oi", wa_message_id="f1"
+    )
+    assert "new_message" in _types(await _frames(fine_tab))
+    await broken_tab.disconnect()
+    await fine_tab.disconnect()
+
+
+async def test_a_deactivated_users_socket_is_closed_within_a_beat(agent, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "HEARTBEAT_SECONDS", 0.2)
+    communicator = await _connect_session(agent)
+    await _settle(communicator)
+
+    def deactivate() -> None:
+        agent.is_active = False
+        agent.save(update_fields=["is_active"])
+
+    await database_sync_to_async(deactivate)()
+    for _ in range(20):
+        frame = await communicator.receive_output(timeout=2)
+        if frame["type"] == "websocket.close":
+            break
+    assert frame == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
+
+
+async def test_the_heartbeat_follows_a_change_of_departments(agent, sales, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "HEARTBEAT_SECONDS", 0.2)
+    conversation = await database_sync_to_async(ConversationFactory)(department=sales)
+    communicator = await _connect_session(agent)
+    await _settle(communicator)
+    await database_sync_to_async(agent.departments.add)(sales)
+    await asyncio.sleep(0.6)  # a beat or two
+    await _settle(communicator)
+
+    await _run(
+        services.message_record_inbound, conversation=conversation, body="oi", wa_message_id="d1"
+    )
+    assert "new_message" in _types(await _frames(communicator))
+    await communicator.disconnect()
+
+
+async def test_a_heartbeat_costs_the_same_queries_for_one_user_or_many(
+    django_assert_num_queries, support
+) -> None:
+    def beat() -> None:
+        users = [UserFactory(departments=[support]) for _ in range(20)]
+        inactive = UserFactory(is_active=False)
+        with django_assert_num_queries(2):  # the users, their departments (presence: the cache)
+            found = consumers._heartbeat.func([u.pk for u in users] + [inactive.pk])
+        assert set(found) == {u.pk for u in users}
+        assert all(departments == [support.pk] for _, departments in found.values())
+
+    await database_sync_to_async(beat)()
