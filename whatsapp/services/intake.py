@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,23 +159,25 @@ def webhook_accept(*, raw_body: bytes, signature: str) -> IntakeAnswer:
 INTAKE_BURST_KEY = "whatsapp:intake-burst"
 INTAKE_BURST_TTL = 2
 INTAKE_BURST_RATE = 50
-_burst_second = 0  # int(time.monotonic()) of the count below, in this process
-_burst_seen = 0
-_burst_marked = 0  # the second in which this process marked the burst (once per second)
+INTAKE_BURST_REMARK = 0.5  # seconds between two marks of one process during a burst
+_burst_recent: deque[float] = deque(maxlen=INTAKE_BURST_RATE)  # this process's latest acks
+_burst_marked_at = -INTAKE_BURST_REMARK
 
 
 def _burst_count() -> None:
-    """Count the delivery in this process's current second; the ``INTAKE_BURST_RATE``-th marks
-    the burst (one Redis ``SET`` per process and second at most; none in a quiet hour). Races
-    between threads only miscount a delivery, which a burst does not notice."""
-    global _burst_second, _burst_seen, _burst_marked  # noqa: PLW0603 - per-process counters
-    second = int(time.monotonic())
-    if second != _burst_second:
-        _burst_second, _burst_seen = second, 0
-    _burst_seen += 1
-    if _burst_seen < INTAKE_BURST_RATE or _burst_marked == second:
+    """Note the delivery's time; when this process's last ``INTAKE_BURST_RATE`` deliveries all
+    came within a second, mark the burst (one Redis ``SET`` per process every half second at
+    most during a burst; none in a quiet hour). So a burst is known from its 50th delivery, not
+    from the next full second. Races between threads only misplace a timestamp."""
+    global _burst_marked_at  # noqa: PLW0603 - a per-process hint, not shared state
+    now = time.monotonic()
+    recent = _burst_recent
+    recent.append(now)
+    if len(recent) < INTAKE_BURST_RATE or now - recent[0] > 1.0:
         return
-    _burst_marked = second
+    if now - _burst_marked_at < INTAKE_BURST_REMARK:
+        return
+    _burst_marked_at = now
     try:
         cache.set(INTAKE_BURST_KEY, 1, timeout=INTAKE_BURST_TTL)
     except Exception:  # the acknowledgement never depends on the hint
