@@ -322,7 +322,7 @@ SEARCH_STATEMENT_TIMEOUT_MS = env.int("SEARCH_STATEMENT_TIMEOUT_MS", default=200
 # While the WhatsApp intake takes a burst (50+ deliveries a second in a process), searches start
 # one at a time across the desk, one every this many ms (0: no turns), each waiting up to
 # SEARCH_BURST_WAIT_SECONDS for its turn, else 503 "search_busy". The port the search asks.
-SEARCH_BURST_INTERVAL_MS = env.int("SEARCH_BURST_INTERVAL_MS", default=250)
+SEARCH_BURST_INTERVAL_MS = env.int("SEARCH_BURST_INTERVAL_MS", default=400)
 SEARCH_BURST_WAIT_SECONDS = env.float("SEARCH_BURST_WAIT_SECONDS", default=5.0)
 SEARCH_YIELD_TO = "whatsapp.services.intake.webhook_intake_burst"
 # Big lists count their rows up to this many, then say "N+" (``count_capped``) instead of an exact
