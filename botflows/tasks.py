@@ -30,10 +30,25 @@ def bot_handle_message(message_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def bot_handle_messages(message_ids: list[int]) -> None:
-    """The bot's turns for many inbound messages, in order (queued once per intake batch).
+    """The bot's turns for many inbound messages, in order (queued once per intake batch), in
+    one transaction (``engine.bot_handle_inbound_many``).
 
-    Each message is its own turn: one that fails is queued again on its own, with retries.
+    Each message is its own turn: one that fails is queued again on its own, with retries; those
+    whose conversation was busy elsewhere are taken one by one afterwards; should the batch as a
+    whole fail (the database went away), every message is taken one by one.
     """
+    try:
+        outcome = engine.bot_handle_inbound_many(message_ids=message_ids)
+    except Exception:
+        logger.exception("bot batch of %s messages failed; taken one by one", len(message_ids))
+        _one_by_one(message_ids)
+        return
+    _one_by_one(outcome.deferred)
+    for message_id in outcome.failed:
+        bot_handle_message.delay(message_id)
+
+
+def _one_by_one(message_ids: list[int]) -> None:
     for message_id in message_ids:
         try:
             engine.bot_handle_inbound(message_id=message_id)
