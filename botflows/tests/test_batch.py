@@ -191,3 +191,51 @@ def test_a_refused_answer_is_the_turns_outcome(demo_flow, account):
 
     assert sorted(t.outcome for t in outcome.turns) == ["failed:window_closed", "menu"]
     assert _replies(late) == [] and len(_replies(fine)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL only")
+def test_a_conversation_locked_elsewhere_is_left_to_the_one_by_one_path(
+    demo_flow, account, settings
+):
+    """The batch never waits for a row lock while holding the others: a conversation another
+    transaction holds is skipped (``deferred``), and the task takes it one by one afterwards."""
+    import threading
+
+    from django.db import close_old_connections, transaction
+
+    from botflows import tasks
+    from conversations.models import Conversation
+
+    # Commits are real here: the bot must not take the messages as they are stored.
+    settings.DOMAIN_EVENT_HANDLERS = [
+        h for h in settings.DOMAIN_EVENT_HANDLERS if h != "botflows.handlers.BotHandler"
+    ]
+    busy, free = _customers(account, 2)
+    messages = [_say(busy, "Olá", 1), _say(free, "Olá", 1)]
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Conversation.objects.select_for_update().get(pk=busy.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            close_old_connections()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        outcome = engine.bot_handle_inbound_many(message_ids=[m.pk for m in messages])
+    finally:
+        release.set()
+        holder.join(10)
+
+    assert outcome.deferred == [messages[0].pk]
+    assert [t.inbound_message_id for t in outcome.turns] == [messages[1].pk]
+    assert _replies(busy) == [] and len(_replies(free)) == 2
+    # the task: the deferred turn is taken on its own once the lock is free
+    tasks.bot_handle_messages.delay([m.pk for m in messages])
+    assert len(_replies(busy)) == 2 and len(_replies(free)) == 2

@@ -17,6 +17,7 @@ shows.
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -610,8 +611,11 @@ def message_deliver(  # noqa: PLR0911 - every outcome returns the message
 # --- Sending many --------------------------------------------------------------------------
 
 # Kept-alive connections to the Graph API: one client (a requests.Session) per thread, token and
-# base URL, reused by every send of this process.
+# base URL, reused by the sends of this process. One left idle longer than this gets a fresh
+# connection: a POST on a connection the server is closing at that moment would be ambiguous
+# (Meta may have the message), and is never retried.
 _clients = threading.local()
+KEEP_ALIVE_IDLE = 10.0
 # Conversations sent to at once by one batch (each conversation's messages one after another).
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -620,12 +624,19 @@ _pool_lock = threading.Lock()
 def graph_client(token: str) -> GraphClient:
     """This thread's client for ``token`` (its connection kept alive between sends)."""
     cache_key = (token, settings.WHATSAPP_API_URL)
-    clients: dict[tuple[str, str], GraphClient] | None = getattr(_clients, "by_key", None)
+    clients: dict[tuple[str, str], tuple[GraphClient, float]] | None = getattr(
+        _clients, "by_key", None
+    )
     if clients is None:
         clients = _clients.by_key = {}
-    client = clients.get(cache_key)
+    now = time.monotonic()
+    client, used = clients.get(cache_key, (None, 0.0))
+    if client is not None and now - used > KEEP_ALIVE_IDLE:
+        client.session.close()
+        client = None
     if client is None:
-        client = clients[cache_key] = GraphClient(token=token)
+        client = GraphClient(token=token)
+    clients[cache_key] = (client, now)
     return client
 
 
