@@ -72,6 +72,10 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
             time.sleep(DRAIN_POLL_SECONDS)
 
 
+# The intake's tasks (they never send to Meta themselves: whatsapp.handlers).
+# (as supportdesk.celery.INTAKE_TASKS routes them; the project's top is not imported from here)
+INTAKE_TASKS = frozenset({"whatsapp.tasks.webhook_drain", "whatsapp.tasks.webhook_process"})
+
 # How often a drain that found nothing looks again while it lingers.
 DRAIN_POLL_SECONDS = 0.02
 # How long one drain task works before it goes to the back of the queue.

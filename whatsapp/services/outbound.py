@@ -290,6 +290,20 @@ def outbound_queue_many(*, message_ids: Sequence[int]) -> bool:
     return True
 
 
+def outbound_deliver_now(*, message_ids: Sequence[int]) -> None:
+    """Send queued messages in this process now (a worker's own commit), the retries queued as
+    tasks of their own; should that fail, the messages go to the sender's task instead (the
+    claims decide: nothing is sent twice)."""
+    try:
+        retries = messages_deliver(message_ids=message_ids)
+    except Exception:
+        logger.exception("sending %s messages in place failed; queued", len(message_ids))
+        outbound_queue_many(message_ids=message_ids)
+        return
+    for message_id, countdown in retries:
+        outbound_queue(message_id=message_id, countdown=countdown)
+
+
 def _last_activity(message: Message) -> datetime | None:
     """When the sender (or the sweeper) last touched the message, from its status history."""
     for entry in reversed(message.status_history or []):

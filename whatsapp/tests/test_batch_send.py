@@ -139,3 +139,57 @@ def test_a_commits_messages_go_to_the_sender_in_one_task(fake_graph, agent, supp
 
     assert batches == [[m.pk for m in messages]]
     assert singles == [messages[0].pk]
+
+
+def test_a_workers_commit_sends_its_messages_in_place(fake_graph, agent, support, monkeypatch):
+    """What a worker's task wrote (the bot's turns) goes to Meta from that worker at once,
+    never behind the next turns in the queue; what it must retry goes on as a task."""
+    conversations = _conversations(fake_graph, agent, support, 2)
+    messages = [
+        services.message_create_outbound(conversation=c, actor=None, body="oi")
+        for c in conversations
+    ]
+    queued: list[tuple[int, float | None]] = []
+    monkeypatch.setattr(handlers, "_in_worker_task", lambda: True)
+    monkeypatch.setattr(
+        outbound,
+        "outbound_queue",
+        lambda *, message_id, countdown=None: queued.append((message_id, countdown)),
+    )
+    fake_graph.fail_next(130429)  # one of the two is to retry
+
+    dispatch(
+        [
+            events.MessageCreated(
+                conversation=conversation_payload(m.conversation), message=message_payload(m)
+            )
+            for m in messages
+        ],
+        to=[handlers.ChannelSender()],
+    )
+
+    statuses = dict(
+        Message.objects.filter(pk__in=[m.pk for m in messages]).values_list("pk", "status")
+    )
+    assert sorted(statuses.values()) == [MessageStatus.QUEUED, MessageStatus.SENT]
+    (retried,) = [pk for pk, status in statuses.items() if status == MessageStatus.QUEUED]
+    assert [pk for pk, _countdown in queued] == [retried]
+
+
+def test_only_a_worker_task_outside_the_intake_sends_in_place(monkeypatch):
+    class Request:
+        is_eager = False
+
+    class Task:
+        request = Request()
+        name = "botflows.tasks.bot_handle_messages"
+
+    monkeypatch.setattr(handlers, "current_task", Task())
+    assert handlers._in_worker_task()
+    Task.name = "whatsapp.tasks.webhook_drain"
+    assert not handlers._in_worker_task()
+    Request.is_eager = True
+    Task.name = "botflows.tasks.bot_handle_messages"
+    assert not handlers._in_worker_task()
+    monkeypatch.setattr(handlers, "current_task", None)
+    assert not handlers._in_worker_task()
