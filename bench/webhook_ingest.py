@@ -325,6 +325,7 @@ def run(
         while time.monotonic() < bot_deadline and harness.queue_length("celery") > 0:
             time.sleep(0.5)
         bot_settle(bot_deadline)
+        cpu_bot = harness.cpu_seconds()
         bot_done_after = time.monotonic() - started
         bot_sent_all, bot_left = bot_replies_sent(), harness.queue_length("celery")
         bot_line = bot_figures(load, customer_of, started_wall)
@@ -347,6 +348,11 @@ def run(
         f"{bot_done_after:.1f} s ({bot_left} tasks still queued)"
     )
     print(bot_line)
+    print(
+        harness.cpu_line(
+            cpu_after, cpu_bot, max(bot_sent_all - bot_sent, 1), "CPU ms per reply after intake"
+        )
+    )
     print(f"{'ack rate vs floor':<34} {ratio:8.2f} x   (target >= 0.90)")
     within = processed_after <= 2 * load.duration
     print(f"{'backlog when the load ended':<34} {backlog} deliveries")
