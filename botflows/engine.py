@@ -337,13 +337,36 @@ def _format_opening(moment: datetime | None) -> str:
 
 def _handoff(run: _Run, *, department: Department | None, reason: str, text: str = "") -> None:
     """To the human queue: ``pending`` in that department, with the place in line (or the
-    out-of-hours notice). The conversation waits in the queue either way."""
-    department = department or _default_department(run.config)
-    _flush(run)
-    run.conversation = conversation_services.conversation_route_to_department(
-        conversation=run.conversation, department=department, actor=None, reason=reason
-    )
+    out-of-hours notice). The conversation waits in the queue either way. In a batch of turns
+    the move and its notice are written with the batch's others (:meth:`_Batch.handoff`)."""
+    if run.batch is not None:
+        run.batch.handoff(run, department=department, reason=reason, text=text)
+    else:
+        department = department or _default_department(run.config)
+        _flush(run)
+        run.conversation = conversation_services.conversation_route_to_department(
+            conversation=run.conversation, department=department, actor=None, reason=reason
+        )
+        availability = selectors.department_availability(department=department, now=run.now)
+        position = (
+            selectors.conversation_queue_position(conversation=run.conversation)
+            if availability.is_open
+            else 0
+        )
+        _send(run, _handoff_text(run, department, text, availability, position))
     run.session.state = SessionState.HANDED_OFF
+    run.handed_off = True
+    run.outcome = f"handoff:{reason}"
+
+
+def _handoff_text(
+    run: _Run,
+    department: Department | None,
+    text: str,
+    availability: selectors.Availability,
+    position: int,
+) -> str:
+    """The hand-over notice: the text, then the place in line (or when the queue opens)."""
     name = department.name if department else ""
     if not text:
         text = str(run.config.get("message_handoff") or "") or (
@@ -352,9 +375,7 @@ def _handoff(run: _Run, *, department: Department | None, reason: str, text: str
             else _("All right! I am passing you to one of our agents.")
         )
     parts = [_fill(text, department=name)]
-    availability = selectors.department_availability(department=department, now=run.now)
     if availability.is_open:
-        position = selectors.conversation_queue_position(conversation=run.conversation)
         template = str(run.config.get("message_queue_position") or "") or _(
             "You are number {position} in the queue. An agent will answer you soon."
         )
@@ -375,9 +396,7 @@ def _handoff(run: _Run, *, department: Department | None, reason: str, text: str
                 next_opening=_format_opening(availability.next_opening),
             )
         )
-    _send(run, "\n\n".join(p for p in parts if p))
-    run.handed_off = True
-    run.outcome = f"handoff:{reason}"
+    return "\n\n".join(p for p in parts if p)
 
 
 def _send_menu(run: _Run, key: str, node: dict[str, Any], prefix: str = "") -> None:
@@ -794,7 +813,38 @@ class _Batch:
     # the first bot reply of each conversation whose session is new (the menu shown before)
     first_bot_reply: dict[int, int] = field(default_factory=dict)
     versions: dict[int | None, Any] = field(default_factory=dict)
+    # hand-overs of the batch's turns, written after their replies: (run, department, reason,
+    # text, availability), and the conversations they concern (their later messages wait)
+    handoffs: list[tuple[_Run, Department | None, str, str, selectors.Availability]] = field(
+        default_factory=list
+    )
+    handed_over: set[int] = field(default_factory=set)
+    _departments: dict[int | None, Department | None] = field(default_factory=dict)
+    _availability: dict[int | None, selectors.Availability] = field(default_factory=dict)
     _savepoint: str | None = None
+
+    def handoff(self, run: _Run, *, department: Department | None, reason: str, text: str) -> None:
+        """A turn's hand-over, checked now (the turn fails on its own) and written with the
+        batch's others once every reply before it is (:meth:`_Turns.write`)."""
+        if department is None:
+            if None not in self._departments:
+                self._departments[None] = _default_department(run.config)
+            department = self._departments[None]
+        key = department.pk if department is not None else None
+        if key not in self._availability:
+            self._availability[key] = selectors.department_availability(
+                department=department, now=self.now
+            )
+        availability = self._availability[key]
+        # what WhatsApp would refuse (the 24-hour window) fails the turn, as one by one
+        conversation_services.message_outbound_check(
+            conversation=run.conversation,
+            draft=conversation_services.OutboundDraft(
+                body=_handoff_text(run, department, text, availability, 1)
+            ),
+        )
+        self.handoffs.append((run, department, reason, text, availability))
+        self.handed_over.add(run.conversation.pk)
 
     def savepoint(self) -> None:
         """Before the turn's first write: what it wrote goes if the turn fails."""
@@ -930,7 +980,7 @@ class _Turns:
     def take(self, message: Message) -> None:
         """The turn of ``message``: kept in memory for the batch's writes, or put back."""
         batch, conversation = self.batch, self.conversations[message.conversation_id]
-        if conversation.status != ConversationStatus.BOT:
+        if conversation.status != ConversationStatus.BOT or conversation.pk in batch.handed_over:
             return  # handed over or closed by an earlier turn of the batch
         session = self.sessions[conversation.pk]
         before = {name: getattr(session, name) for name in _SESSION_FIELDS}
@@ -952,6 +1002,10 @@ class _Turns:
                 for name, value in before.items():
                     setattr(session, name, value)
                 batch.drafts[conversation.pk] = drafts_before
+                batch.handoffs = [
+                    h for h in batch.handoffs if h[0].conversation.pk != conversation.pk
+                ]
+                batch.handed_over.discard(conversation.pk)
                 if not isinstance(exc, _TurnRefused):
                     logger.exception("bot turn for message %s failed; retried alone", message.pk)
                     self.outcome.failed.append(message.pk)
@@ -972,10 +1026,12 @@ class _Turns:
         self.runs.append(run)
 
     def write(self) -> None:
-        """The batch's writes: replies, sessions and turns, one statement each."""
+        """The batch's writes: replies, hand-overs and their notices, sessions and turns, a
+        statement or a few each (in the order one by one writes them)."""
         written = conversation_services.messages_create_bot_many(
             items=[(self.conversations[pk], drafts) for pk, drafts in self.batch.drafts.items()]
         )
+        written += self._handoffs_write()
         by_conversation: dict[int, list[Message]] = {}
         for reply in written:
             by_conversation.setdefault(reply.conversation_id, []).append(reply)
@@ -987,6 +1043,32 @@ class _Turns:
         )
         for run in self.runs:
             run.batch = None  # what follows the turn (AI, http nodes) locks on its own again
+
+    def _handoffs_write(self) -> list[Message]:
+        """The hand-overs (one service call for them all), then their notices with each
+        customer's place in line."""
+        handoffs = self.batch.handoffs
+        if not handoffs:
+            return []
+        routed = conversation_services.conversations_route_to_department_many(
+            items=[
+                (self.conversations[run.conversation.pk], department, reason)
+                for run, department, reason, _text, _availability in handoffs
+            ]
+        )
+        notices = []
+        for (run, department, _reason, text, availability), conversation in zip(
+            handoffs, routed, strict=True
+        ):
+            run.conversation = self.conversations[conversation.pk] = conversation
+            position = (
+                selectors.conversation_queue_position(conversation=conversation)
+                if availability.is_open
+                else 0
+            )
+            body = _handoff_text(run, department, text, availability, position)
+            notices.append((conversation, [conversation_services.OutboundDraft(body=body[:4096])]))
+        return conversation_services.messages_create_bot_many(items=notices)
 
 
 def _sessions_write(sessions: Iterable[BotSession]) -> None:

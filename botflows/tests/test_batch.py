@@ -239,3 +239,33 @@ def test_a_conversation_locked_elsewhere_is_left_to_the_one_by_one_path(
     # the task: the deferred turn is taken on its own once the lock is free
     tasks.bot_handle_messages.delay([m.pk for m in messages])
     assert len(_replies(busy)) == 2 and len(_replies(free)) == 2
+
+
+@pytest.mark.parametrize("customers", [2, 6])
+def test_a_batch_of_hand_overs_is_written_together(demo_flow, account, customers):
+    """Customers at their third invalid answer, in one batch: one UPDATE moves them all to the
+    queue, their event rows go in one INSERT, their notices after their earlier replies; a place
+    in line is one COUNT each."""
+    chats = _customers(account, customers)
+    for chat in chats:
+        engine.bot_handle_inbound(message_id=_say(chat, "Olá", 0).pk)
+        for n in (1, 2):
+            engine.bot_handle_inbound(message_id=_say(chat, "hmm", n).pk)
+    messages = [_say(chat, "hmm", 3) for chat in chats]
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = engine.bot_handle_inbound_many(message_ids=[m.pk for m in messages])
+
+    assert [t.outcome for t in outcome.turns] == ["handoff:invalid_input"] * customers
+    for chat in chats:
+        chat.refresh_from_db()
+        assert chat.status == ConversationStatus.PENDING
+        assert ConversationEvent.objects.filter(conversation=chat, kind=EventKind.QUEUED).exists()
+        *_earlier, notice = _replies(chat)
+        assert "in the queue" in notice[1]
+    counts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
+    assert len(counts) == customers
+    # SQLite: no UPDATE ... FROM unnest, one UPDATE per conversation's last message time
+    assert len(queries) == (
+        27 + customers if connection.vendor == "postgresql" else 23 + 2 * customers
+    )

@@ -406,6 +406,58 @@ def conversation_route_to_department(
     return conversation
 
 
+@transaction.atomic
+def conversations_route_to_department_many(
+    *, items: Sequence[tuple[Conversation, Department | None, str]]
+) -> list[Conversation]:
+    """:func:`conversation_route_to_department` by the bot (``actor`` None) for many
+    conversations at once — (conversation, department, reason) — whose row locks the caller's
+    transaction holds (read with what their payloads show): one UPDATE, one INSERT of their
+    event rows, their tags read once and their events in one batch. Returns them, in order."""
+    now = timezone.now()
+    conversations, rows, moved = [], [], []
+    for conversation, department, reason in items:
+        if conversation.is_closed:
+            raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+        before = _state(conversation)
+        moved.append((conversation.assigned_to_id, conversation.department_id, reason))
+        conversation.department = department
+        conversation.assigned_to = None
+        conversation.status = ConversationStatus.PENDING
+        conversation.updated_at = now
+        conversations.append(conversation)
+        rows.append(
+            _event(
+                conversation=conversation,
+                actor=None,
+                kind=EventKind.QUEUED,
+                before=before,
+                after={**_state(conversation), "reason": reason},
+            )
+        )
+    if not conversations:
+        return []
+    Conversation.objects.bulk_update(
+        conversations, ["department", "assigned_to", "status", "updated_at"]
+    )
+    ConversationEvent.objects.bulk_create(rows)
+    prefetch_related_objects(conversations, *selectors.CONVERSATION_PREFETCH)
+    emit_many(
+        events.ConversationTransferred(
+            conversation=conversation_payload(conversation),
+            actor_id=None,
+            from_user_id=from_user_id,
+            from_department_id=from_department_id,
+            to_department_id=conversation.department_id,
+            note=reason,
+        )
+        for conversation, (from_user_id, from_department_id, reason) in zip(
+            conversations, moved, strict=True
+        )
+    )
+    return conversations
+
+
 # --- Messages --------------------------------------------------------------------------------
 
 
