@@ -242,6 +242,9 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     duration: float = 0.0
+    # when each body was first sent (wall clock, time.time()): what a delivery's effects are
+    # measured from
+    sent_at: dict[bytes, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -271,6 +274,7 @@ async def _connection(port: int, jobs: asyncio.Queue, result: LoadResult, path: 
                 f"X-Hub-Signature-256: {sign(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
             )
             started = time.perf_counter()
+            result.sent_at.setdefault(body, time.time())
             result.sent += 1
             writer.write(head.encode() + body)
             await writer.drain()

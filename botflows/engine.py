@@ -14,17 +14,21 @@
    transaction open, then applies its answer under the lock; a failure takes the node's fallback.
 """
 
+import json
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import phonenumbers
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -250,6 +254,7 @@ class _Run:
     session_new: bool = False  # created by this turn: it has no turns to look for
     sent: list[Message] = field(default_factory=list)
     pending: list[conversation_services.OutboundDraft] = field(default_factory=list)  # to _flush
+    batch: "_Batch | None" = None  # a turn of :func:`bot_handle_inbound_many`
 
     @property
     def nodes(self) -> dict[str, Any]:
@@ -297,7 +302,11 @@ def _send(run: _Run, body: str, interactive: dict[str, Any] | None = None) -> No
 
 def _flush(run: _Run) -> None:
     """Write the replies queued so far, in one go (before the conversation moves on: a route,
-    a close, the end of the turn)."""
+    a close, the end of the turn). In a batch of turns, the conversation's replies of the
+    batch's earlier turns go first, in the turn's savepoint."""
+    if run.batch is not None:
+        run.batch.savepoint()
+        run.pending = [*run.batch.drafts.pop(run.conversation.pk, []), *run.pending]
     if run.pending:
         run.sent.extend(
             conversation_services.messages_create_bot(
@@ -328,13 +337,36 @@ def _format_opening(moment: datetime | None) -> str:
 
 def _handoff(run: _Run, *, department: Department | None, reason: str, text: str = "") -> None:
     """To the human queue: ``pending`` in that department, with the place in line (or the
-    out-of-hours notice). The conversation waits in the queue either way."""
-    department = department or _default_department(run.config)
-    _flush(run)
-    run.conversation = conversation_services.conversation_route_to_department(
-        conversation=run.conversation, department=department, actor=None, reason=reason
-    )
+    out-of-hours notice). The conversation waits in the queue either way. In a batch of turns
+    the move and its notice are written with the batch's others (:meth:`_Batch.handoff`)."""
+    if run.batch is not None:
+        run.batch.handoff(run, department=department, reason=reason, text=text)
+    else:
+        department = department or _default_department(run.config)
+        _flush(run)
+        run.conversation = conversation_services.conversation_route_to_department(
+            conversation=run.conversation, department=department, actor=None, reason=reason
+        )
+        availability = selectors.department_availability(department=department, now=run.now)
+        position = (
+            selectors.conversation_queue_position(conversation=run.conversation)
+            if availability.is_open
+            else 0
+        )
+        _send(run, _handoff_text(run, department, text, availability, position))
     run.session.state = SessionState.HANDED_OFF
+    run.handed_off = True
+    run.outcome = f"handoff:{reason}"
+
+
+def _handoff_text(
+    run: _Run,
+    department: Department | None,
+    text: str,
+    availability: selectors.Availability,
+    position: int,
+) -> str:
+    """The hand-over notice: the text, then the place in line (or when the queue opens)."""
     name = department.name if department else ""
     if not text:
         text = str(run.config.get("message_handoff") or "") or (
@@ -343,9 +375,7 @@ def _handoff(run: _Run, *, department: Department | None, reason: str, text: str
             else _("All right! I am passing you to one of our agents.")
         )
     parts = [_fill(text, department=name)]
-    availability = selectors.department_availability(department=department, now=run.now)
     if availability.is_open:
-        position = selectors.conversation_queue_position(conversation=run.conversation)
         template = str(run.config.get("message_queue_position") or "") or _(
             "You are number {position} in the queue. An agent will answer you soon."
         )
@@ -366,9 +396,7 @@ def _handoff(run: _Run, *, department: Department | None, reason: str, text: str
                 next_opening=_format_opening(availability.next_opening),
             )
         )
-    _send(run, "\n\n".join(p for p in parts if p))
-    run.handed_off = True
-    run.outcome = f"handoff:{reason}"
+    return "\n\n".join(p for p in parts if p)
 
 
 def _send_menu(run: _Run, key: str, node: dict[str, Any], prefix: str = "") -> None:
@@ -474,6 +502,9 @@ def _menu_already_shown(run: _Run, message: Message) -> bool:
     node = run.nodes.get(_first_waiting_node(run))
     if node is None or node["kind"] != NodeKind.MENU:
         return False
+    if run.batch is not None and run.session_new:
+        first = run.batch.first_bot_reply.get(run.conversation.pk)
+        return first is not None and first < message.pk
     return Message.objects.filter(
         conversation=run.conversation,
         direction=Direction.OUT,
@@ -750,6 +781,369 @@ def bot_handle_inbound(*, message_id: int, now: datetime | None = None) -> BotTu
     run = _step(message_id=message_id, now=now)
     if run is None:
         return None
+    _after_step(run)
+    return run.turn
+
+
+# --- Many turns at once ------------------------------------------------------------------------
+
+# What a turn may change on its session (and a failed turn puts back).
+_SESSION_FIELDS = ("flow_version", "node_key", "state", "attempts", "ai_turns", "collected")
+
+
+@dataclass
+class BatchOutcome:
+    """What :func:`bot_handle_inbound_many` did: the turns it recorded, the messages whose turn
+    failed (nothing of it was kept: the caller retries each on its own) and those it left to the
+    one-by-one path (their conversation was locked by someone else)."""
+
+    turns: list[BotTurn] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """The shared state of a batch of turns, in one transaction."""
+
+    config: dict[str, Any]
+    now: datetime
+    # replies of the batch's turns not written yet, by conversation (written together at the end)
+    drafts: dict[int, list[conversation_services.OutboundDraft]] = field(default_factory=dict)
+    # the first bot reply of each conversation whose session is new (the menu shown before)
+    first_bot_reply: dict[int, int] = field(default_factory=dict)
+    versions: dict[int | None, Any] = field(default_factory=dict)
+    # hand-overs of the batch's turns, written after their replies: (run, department, reason,
+    # text, availability), and the conversations they concern (their later messages wait)
+    handoffs: list[tuple[_Run, Department | None, str, str, selectors.Availability]] = field(
+        default_factory=list
+    )
+    handed_over: set[int] = field(default_factory=set)
+    _departments: dict[int | None, Department | None] = field(default_factory=dict)
+    _availability: dict[int | None, selectors.Availability] = field(default_factory=dict)
+    _savepoint: str | None = None
+
+    def handoff(self, run: _Run, *, department: Department | None, reason: str, text: str) -> None:
+        """A turn's hand-over, checked now (the turn fails on its own) and written with the
+        batch's others once every reply before it is (:meth:`_Turns.write`)."""
+        if department is None:
+            if None not in self._departments:
+                self._departments[None] = _default_department(run.config)
+            department = self._departments[None]
+        key = department.pk if department is not None else None
+        if key not in self._availability:
+            self._availability[key] = selectors.department_availability(
+                department=department, now=self.now
+            )
+        availability = self._availability[key]
+        # what WhatsApp would refuse (the 24-hour window) fails the turn, as one by one
+        conversation_services.message_outbound_check(
+            conversation=run.conversation,
+            draft=conversation_services.OutboundDraft(
+                body=_handoff_text(run, department, text, availability, 1)
+            ),
+        )
+        self.handoffs.append((run, department, reason, text, availability))
+        self.handed_over.add(run.conversation.pk)
+
+    def savepoint(self) -> None:
+        """Before the turn's first write: what it wrote goes if the turn fails."""
+        if self._savepoint is None:
+            self._savepoint = transaction.savepoint()
+
+    def turn_done(self, *, ok: bool) -> None:
+        sid, self._savepoint = self._savepoint, None
+        if sid is None:
+            return
+        if ok:
+            transaction.savepoint_commit(sid)
+        else:
+            transaction.savepoint_rollback(sid)
+
+    def version_for(self, account_id: int | None) -> Any:
+        if account_id not in self.versions:
+            self.versions[account_id] = selectors.flow_version_for_account(
+                whatsapp_account_id=account_id
+            )
+        return self.versions[account_id]
+
+
+def _batch_sessions(
+    batch: _Batch, conversations: dict[int, Conversation]
+) -> tuple[dict[int, BotSession], set[int], dict[int, int]]:
+    """Every conversation's session (the missing ones created in one INSERT), which of them are
+    new, and the latest inbound message each session answered."""
+    sessions = {
+        s.conversation_id: s
+        for s in BotSession.objects.select_related("flow_version").filter(
+            conversation_id__in=list(conversations)
+        )
+    }
+    latest = dict(
+        BotTurn.objects.filter(session__in=list(sessions.values()))
+        .values("session_id")
+        .annotate(latest=Max("inbound_message_id"))
+        .values_list("session_id", "latest")
+    )
+    missing = [pk for pk in conversations if pk not in sessions]
+    created = BotSession.objects.bulk_create(
+        BotSession(
+            conversation=conversations[pk],
+            flow_version=batch.version_for(conversations[pk].whatsapp_account_id),
+        )
+        for pk in missing
+    )
+    if created:
+        batch.first_bot_reply = dict(
+            Message.objects.filter(
+                conversation_id__in=missing, direction=Direction.OUT, sender=SenderKind.BOT
+            )
+            .values("conversation_id")
+            .annotate(first=Min("pk"))
+            .values_list("conversation_id", "first")
+        )
+    for session in created:
+        sessions[session.conversation_id] = session
+    return sessions, {s.conversation_id for s in created}, latest
+
+
+def _session_reset(batch: _Batch, session: BotSession, conversation: Conversation) -> None:
+    """A conversation back with the bot after a hand-over starts again on the latest flow."""
+    if session.state == SessionState.ACTIVE:
+        return
+    session.flow_version = batch.version_for(conversation.whatsapp_account_id)
+    session.state = SessionState.ACTIVE
+    session.node_key = ""
+    session.attempts = 0
+    session.ai_turns = 0
+
+
+def _batch_turn(
+    batch: _Batch, message: Message, conversation: Conversation, session: BotSession, new: bool
+) -> _Run:
+    """One turn of the batch (the conversation locked, the session loaded); what it changed
+    stays in memory for the batch's writes. A ServiceError is the turn's outcome, as in
+    :func:`_step`; anything else propagates (the caller puts the turn back)."""
+    run = _Run(
+        conversation=conversation,
+        session=session,
+        config=batch.config,
+        now=batch.now,
+        session_new=new,
+        batch=batch,
+    )
+    try:
+        _advance(run, message)
+    except ServiceError as exc:
+        logger.warning("bot could not answer message %s: %s", message.pk, exc.code)
+        raise _TurnRefused(exc.code) from exc
+    if run.pending:
+        batch.drafts.setdefault(run.conversation.pk, []).extend(run.pending)
+        run.pending = []
+    return run
+
+
+class _TurnRefused(Exception):  # noqa: N818 - the turn's outcome, not an error
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _batch_locked(message_ids: Sequence[int]) -> tuple[list[Message], dict[int, Conversation]]:
+    """The inbound messages, in order, and their conversations locked in one query. A
+    conversation someone else holds is skipped (never waited for while holding the others)."""
+    messages = list(
+        Message.objects.filter(pk__in=list(message_ids), direction=Direction.IN).order_by("pk")
+    )
+    conversations = {
+        c.pk: c
+        for c in Conversation.objects.select_for_update(of=("self",), skip_locked=True)
+        .select_related("customer", "department", "assigned_to", "whatsapp_account")
+        .filter(pk__in={m.conversation_id for m in messages})
+        .order_by("pk")
+    }
+    return messages, conversations
+
+
+@dataclass
+class _Turns:
+    """A batch's conversations (locked), sessions and what its turns did so far."""
+
+    batch: _Batch
+    conversations: dict[int, Conversation]
+    sessions: dict[int, BotSession]
+    new: set[int]  # conversations whose session this batch created (no turn yet)
+    latest: dict[int, int]  # session -> the latest inbound message it answered
+    outcome: BatchOutcome
+    runs: list[_Run] = field(default_factory=list)
+
+    def take(self, message: Message) -> None:
+        """The turn of ``message``: kept in memory for the batch's writes, or put back."""
+        batch, conversation = self.batch, self.conversations[message.conversation_id]
+        if conversation.status != ConversationStatus.BOT or conversation.pk in batch.handed_over:
+            return  # handed over or closed by an earlier turn of the batch
+        session = self.sessions[conversation.pk]
+        before = {name: getattr(session, name) for name in _SESSION_FIELDS}
+        drafts_before = list(batch.drafts.get(conversation.pk, []))
+        _session_reset(batch, session, conversation)
+        node_key = session.node_key
+        if self.latest.get(session.pk, 0) > message.pk:
+            run = _Run(
+                conversation=conversation, session=session, config=batch.config, now=batch.now
+            )
+            run.outcome = "stale"  # a later message was answered already
+        else:
+            try:
+                run = _batch_turn(
+                    batch, message, conversation, session, conversation.pk in self.new
+                )
+            except Exception as exc:
+                batch.turn_done(ok=False)
+                for name, value in before.items():
+                    setattr(session, name, value)
+                batch.drafts[conversation.pk] = drafts_before
+                batch.handoffs = [
+                    h for h in batch.handoffs if h[0].conversation.pk != conversation.pk
+                ]
+                batch.handed_over.discard(conversation.pk)
+                if not isinstance(exc, _TurnRefused):
+                    logger.exception("bot turn for message %s failed; retried alone", message.pk)
+                    self.outcome.failed.append(message.pk)
+                    return
+                run = _Run(
+                    conversation=conversation, session=session, config=batch.config, now=batch.now
+                )
+                run.outcome = f"failed:{exc.code}"
+            batch.turn_done(ok=True)
+        self.conversations[conversation.pk] = run.conversation
+        self.new.discard(conversation.pk)
+        self.latest[session.pk] = max(self.latest.get(session.pk, 0), message.pk)
+        if session.collected != before["collected"]:
+            bot_context_broadcast(conversation_id=conversation.pk)
+        run.turn = BotTurn(
+            session=session, inbound_message=message, node_key=node_key, outcome=run.outcome
+        )
+        self.runs.append(run)
+
+    def write(self) -> None:
+        """The batch's writes: replies, hand-overs and their notices, sessions and turns, a
+        statement or a few each (in the order one by one writes them)."""
+        written = conversation_services.messages_create_bot_many(
+            items=[(self.conversations[pk], drafts) for pk, drafts in self.batch.drafts.items()]
+        )
+        written += self._handoffs_write()
+        by_conversation: dict[int, list[Message]] = {}
+        for reply in written:
+            by_conversation.setdefault(reply.conversation_id, []).append(reply)
+        for run in self.runs:
+            run.sent.extend(by_conversation.pop(run.conversation.pk, []))
+        _sessions_write({run.session.pk: run.session for run in self.runs}.values())
+        self.outcome.turns = BotTurn.objects.bulk_create(
+            [run.turn for run in self.runs if run.turn is not None]
+        )
+        for run in self.runs:
+            run.batch = None  # what follows the turn (AI, http nodes) locks on its own again
+
+    def _handoffs_write(self) -> list[Message]:
+        """The hand-overs (one service call for them all), then their notices with each
+        customer's place in line."""
+        handoffs = self.batch.handoffs
+        if not handoffs:
+            return []
+        routed = conversation_services.conversations_route_to_department_many(
+            items=[
+                (self.conversations[run.conversation.pk], department, reason)
+                for run, department, reason, _text, _availability in handoffs
+            ]
+        )
+        notices = []
+        for (run, department, _reason, text, availability), conversation in zip(
+            handoffs, routed, strict=True
+        ):
+            run.conversation = self.conversations[conversation.pk] = conversation
+            position = (
+                selectors.conversation_queue_position(conversation=conversation)
+                if availability.is_open
+                else 0
+            )
+            body = _handoff_text(run, department, text, availability, position)
+            notices.append((conversation, [conversation_services.OutboundDraft(body=body[:4096])]))
+        return conversation_services.messages_create_bot_many(items=notices)
+
+
+def _sessions_write(sessions: Iterable[BotSession]) -> None:
+    """Save what the batch's turns changed on their sessions, in one statement."""
+    rows = list(sessions)
+    if not rows:
+        return
+    now = timezone.now()
+    for session in rows:
+        session.updated_at = now
+    if connection.vendor != "postgresql":
+        BotSession.objects.bulk_update(rows, [*_SESSION_FIELDS, "updated_at"])
+        return
+    # bulk_update's CASE per field and row cost more to compile than the turns themselves.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {BotSession._meta.db_table} AS s SET "  # noqa: S608 - our table name
+            "flow_version_id = v.flow_version_id, node_key = v.node_key, state = v.state, "
+            "attempts = v.attempts, ai_turns = v.ai_turns, collected = v.collected::jsonb, "
+            "updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::integer[], "
+            "%s::integer[], %s::text[]) "
+            "AS v(id, flow_version_id, node_key, state, attempts, ai_turns, collected) "
+            "WHERE s.id = v.id",
+            [
+                now,
+                [s.pk for s in rows],
+                [s.flow_version_id for s in rows],
+                [s.node_key for s in rows],
+                [s.state for s in rows],
+                [s.attempts for s in rows],
+                [s.ai_turns for s in rows],
+                [json.dumps(s.collected, cls=DjangoJSONEncoder) for s in rows],
+            ],
+        )
+
+
+@transaction.atomic
+def _steps(*, message_ids: Sequence[int], now: datetime) -> tuple[BatchOutcome, list[_Run]]:
+    outcome = BatchOutcome()
+    messages, conversations = _batch_locked(message_ids)
+    outcome.deferred = [m.pk for m in messages if m.conversation_id not in conversations]
+    answered = set(
+        BotTurn.objects.filter(inbound_message_id__in=[m.pk for m in messages]).values_list(
+            "inbound_message_id", flat=True
+        )
+    )
+    messages = [
+        m
+        for m in messages
+        if m.conversation_id in conversations
+        and m.pk not in answered
+        and conversations[m.conversation_id].status == ConversationStatus.BOT
+    ]
+    if not messages:
+        return outcome, []
+    batch = _Batch(config=selectors.bot_config_values(), now=now)
+    with_bot = {m.conversation_id: conversations[m.conversation_id] for m in messages}
+    sessions, new, latest = _batch_sessions(batch, with_bot)
+    turns = _Turns(
+        batch=batch,
+        conversations=with_bot,
+        sessions=sessions,
+        new=new,
+        latest=latest,
+        outcome=outcome,
+    )
+    for message in messages:
+        turns.take(message)
+    turns.write()
+    return outcome, turns.runs
+
+
+def _after_step(run: _Run) -> None:
+    """What a turn does once its lock is released: the AI's answer, http nodes, the summary."""
     if run.needs_ai:
         result = ai.ai_answer(conversation=run.conversation, config=run.config)
         _apply_ai(run, result)
@@ -759,4 +1153,25 @@ def bot_handle_inbound(*, message_id: int, now: datetime | None = None) -> BotTu
             bot_summarize(conversation=run.conversation)
         except Exception:  # a summary is a nicety; the hand-over already happened
             logger.exception("AI summary failed for conversation %s", run.conversation.pk)
-    return run.turn
+
+
+def bot_handle_inbound_many(
+    *, message_ids: Sequence[int], now: datetime | None = None
+) -> BatchOutcome:
+    """:func:`bot_handle_inbound` for many inbound messages (an intake batch's), in one
+    transaction: their conversations locked in one query, the sessions and turns read and
+    written in one query each, every reply in one INSERT and their events in one batch.
+
+    Each message is still its own turn, in order within its conversation: a turn that fails
+    leaves nothing behind and is named in ``failed`` (the others are kept); a conversation
+    another transaction holds is named in ``deferred``, for the one-by-one path.
+    """
+    now = now or timezone.now()
+    outcome, runs = _steps(message_ids=message_ids, now=now)
+    for run in runs:
+        if run.needs_ai or run.http_key or run.handed_off:
+            try:
+                _after_step(run)
+            except Exception:  # the turn is recorded; its follow-up is not retried
+                logger.exception("bot follow-up for conversation %s failed", run.conversation.pk)
+    return outcome

@@ -1,6 +1,7 @@
 """Bot tasks. ``bot_handle_message`` is queued by WhatsApp intake for conversations with the bot."""
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
@@ -30,10 +31,39 @@ def bot_handle_message(message_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def bot_handle_messages(message_ids: list[int]) -> None:
-    """The bot's turns for many inbound messages, in order (queued once per intake batch).
+    """The bot's turns for many inbound messages, in order (queued once per intake batch), in
+    one transaction (``engine.bot_handle_inbound_many``).
 
-    Each message is its own turn: one that fails is queued again on its own, with retries.
+    Each message is its own turn: one that fails is queued again on its own, with retries; those
+    whose conversation was busy elsewhere are tried again as a batch, then one by one; should
+    the batch as a whole fail (the database went away), every message is taken one by one.
     """
+    pending = list(message_ids)
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            outcome = engine.bot_handle_inbound_many(message_ids=pending)
+        except Exception:
+            logger.exception("bot batch of %s messages failed; taken one by one", len(pending))
+            _one_by_one(pending)
+            return
+        for message_id in outcome.failed:
+            bot_handle_message.delay(message_id)
+        if not outcome.deferred:
+            return
+        if len(outcome.deferred) == len(pending):  # all busy: let the other batch finish
+            time.sleep(BUSY_PAUSE * (attempt + 1))
+        pending = outcome.deferred
+    _one_by_one(pending)
+
+
+# Conversations another batch holds (a customer's messages in two intake batches, taken by two
+# workers at once) are tried again as a batch this many times, pausing BUSY_PAUSE (then twice
+# that…) when nothing moved, before they are taken one by one (waiting for the lock).
+BUSY_ATTEMPTS = 5
+BUSY_PAUSE = 0.05
+
+
+def _one_by_one(message_ids: list[int]) -> None:
     for message_id in message_ids:
         try:
             engine.bot_handle_inbound(message_id=message_id)

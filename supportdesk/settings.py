@@ -414,6 +414,9 @@ WHATSAPP_INTAKE_BATCH = env.int("WHATSAPP_INTAKE_BATCH", default=100)
 WHATSAPP_WEBHOOK_MAX_BODY = env.int("WHATSAPP_WEBHOOK_MAX_BODY", default=3 * 1024 * 1024)
 WHATSAPP_CONNECT_TIMEOUT = env.float("WHATSAPP_CONNECT_TIMEOUT", default=5.0)
 WHATSAPP_READ_TIMEOUT = env.float("WHATSAPP_READ_TIMEOUT", default=30.0)
+# Conversations one batch of sends goes to at once (threads of a worker process, each with its
+# kept-alive connection to the Graph API; a conversation's messages go one after another).
+WHATSAPP_SEND_CONCURRENCY = env.int("WHATSAPP_SEND_CONCURRENCY", default=8)
 # --- Outgoing webhooks (integrations) -------------------------------------------------------
 # Seconds to connect and to wait for the answer of a webhook receiver (and the bot's http node).
 OUTGOING_WEBHOOK_TIMEOUT = env.float("OUTGOING_WEBHOOK_TIMEOUT", default=10.0)

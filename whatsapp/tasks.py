@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import OperationalError
 
 from common import context
 from whatsapp.client import GraphError
@@ -71,6 +72,10 @@ def webhook_drain(self) -> None:  # type: ignore[no-untyped-def]
             time.sleep(DRAIN_POLL_SECONDS)
 
 
+# The intake's tasks (they never send to Meta themselves: whatsapp.handlers).
+# (as supportdesk.celery.INTAKE_TASKS routes them; the project's top is not imported from here)
+INTAKE_TASKS = frozenset({"whatsapp.tasks.webhook_drain", "whatsapp.tasks.webhook_process"})
+
 # How often a drain that found nothing looks again while it lingers.
 DRAIN_POLL_SECONDS = 0.02
 # How long one drain task works before it goes to the back of the queue.
@@ -95,6 +100,28 @@ def message_send(self, message_id: int) -> None:  # type: ignore[no-untyped-def]
     except outbound.RetryLater as later:
         logger.info("message %s: retry in %.1fs (%s)", message_id, later.countdown, later.reason)
         raise self.retry(countdown=later.countdown) from None
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=5,
+)
+def message_send_batch(self, message_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """Send the queued messages of one commit (a batch of bot replies), each at most once;
+    those to retry (Meta's retryable answers) go on as ``message_send`` tasks of their own."""
+    eager = bool(self.request.is_eager)
+    retries = outbound.messages_deliver(message_ids=message_ids, respect_backoff=not eager)
+    for message_id, countdown in retries:
+        if eager:
+            message_send.delay(message_id)  # retried in place (no broker to schedule it)
+        else:
+            message_send.apply_async((message_id,), countdown=countdown)
 
 
 @shared_task(

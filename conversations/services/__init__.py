@@ -406,6 +406,78 @@ def conversation_route_to_department(
     return conversation
 
 
+@transaction.atomic
+def conversations_route_to_department_many(
+    *, items: Sequence[tuple[Conversation, Department | None, str]]
+) -> list[Conversation]:
+    """:func:`conversation_route_to_department` by the bot (``actor`` None) for many
+    conversations at once — (conversation, department, reason) — whose row locks the caller's
+    transaction holds (read with what their payloads show): one UPDATE, one INSERT of their
+    event rows, their tags read once and their events in one batch. Returns them, in order."""
+    now = timezone.now()
+    conversations, rows, moved = [], [], []
+    for conversation, department, reason in items:
+        if conversation.is_closed:
+            raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+        before = _state(conversation)
+        moved.append((conversation.assigned_to_id, conversation.department_id, reason))
+        conversation.department = department
+        conversation.assigned_to = None
+        conversation.status = ConversationStatus.PENDING
+        conversation.updated_at = now
+        conversations.append(conversation)
+        rows.append(
+            _event(
+                conversation=conversation,
+                actor=None,
+                kind=EventKind.QUEUED,
+                before=before,
+                after={**_state(conversation), "reason": reason},
+            )
+        )
+    if not conversations:
+        return []
+    _conversations_queue(conversations, now=now)
+    ConversationEvent.objects.bulk_create(rows)
+    prefetch_related_objects(conversations, *selectors.CONVERSATION_PREFETCH)
+    emit_many(
+        events.ConversationTransferred(
+            conversation=conversation_payload(conversation),
+            actor_id=None,
+            from_user_id=from_user_id,
+            from_department_id=from_department_id,
+            to_department_id=conversation.department_id,
+            note=reason,
+        )
+        for conversation, (from_user_id, from_department_id, reason) in zip(
+            conversations, moved, strict=True
+        )
+    )
+    return conversations
+
+
+def _conversations_queue(conversations: Sequence[Conversation], *, now: datetime) -> None:
+    """Write the (locked) conversations' move to a queue: one statement."""
+    if connection.vendor != "postgresql":
+        Conversation.objects.bulk_update(
+            conversations, ["department", "assigned_to", "status", "updated_at"]
+        )
+        return
+    # bulk_update's CASE per field and row cost more to compile than the hand-overs themselves.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Conversation._meta.db_table} AS c SET "  # noqa: S608 - our table name
+            "department_id = v.department_id, assigned_to_id = NULL, status = %s, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, department_id) WHERE c.id = v.id",
+            [
+                ConversationStatus.PENDING,
+                now,
+                [c.pk for c in conversations],
+                [c.department_id for c in conversations],
+            ],
+        )
+
+
 # --- Messages --------------------------------------------------------------------------------
 
 
@@ -820,6 +892,74 @@ def _bot_messages_write(
         events.MessageCreated(conversation=payload, message=message_payload(m)) for m in messages
     )
     return messages
+
+
+def messages_create_bot_many(
+    *, items: Sequence[tuple[Conversation, Sequence[OutboundDraft]]]
+) -> list[Message]:
+    """The bot's replies to many conversations at once (a batch of turns), ``queued`` in order
+    within each conversation: one INSERT for them all, one UPDATE of the conversations, their
+    payloads' tags read once and every ``message.created`` event in one batch. The caller's
+    transaction holds each conversation's row lock (read with what its payload shows)."""
+    items = [(conversation, drafts) for conversation, drafts in items if drafts]
+    if not items:
+        return []
+    for conversation, drafts in items:
+        if conversation.is_closed:
+            raise ServiceError(_("This conversation is closed."), code="conversation_closed")
+        for draft in drafts:
+            message_outbound_check(conversation=conversation, draft=draft)
+    messages = Message.objects.bulk_create(
+        [
+            Message(
+                conversation=conversation,
+                direction=Direction.OUT,
+                sender=SenderKind.BOT,
+                type=draft.type,
+                body=draft.body,
+                status=MessageStatus.QUEUED,
+                **draft.media,
+            )
+            for conversation, drafts in items
+            for draft in drafts
+        ]
+    )
+    latest: dict[int, datetime] = {}
+    for message in messages:
+        moment = latest.get(message.conversation_id)
+        latest[message.conversation_id] = (
+            message.created_at if moment is None else max(moment, message.created_at)
+        )
+    conversations = {conversation.pk: conversation for conversation, _drafts in items}
+    _conversations_last_message(latest)
+    for pk, moment in latest.items():
+        conversations[pk].last_message_at = moment
+    prefetch_related_objects(list(conversations.values()), *selectors.CONVERSATION_PREFETCH)
+    payloads = {pk: conversation_payload(c) for pk, c in conversations.items()}
+    # Once committed, the channel's handler sends the ``queued`` rows (exactly once each).
+    emit_many(
+        events.MessageCreated(conversation=payloads[m.conversation_id], message=message_payload(m))
+        for m in messages
+    )
+    return messages
+
+
+def _conversations_last_message(latest: dict[int, datetime]) -> None:
+    """Set the (locked) conversations' last-message times: {id: moment}, one statement."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Conversation._meta.db_table} AS c SET "  # noqa: S608 - our table name
+                "last_message_at = v.latest, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, latest) WHERE c.id = v.id",
+                [now, list(latest), list(latest.values())],
+            )
+        return
+    for conversation_id, moment in latest.items():
+        Conversation.objects.filter(pk=conversation_id).update(
+            last_message_at=moment, updated_at=now
+        )
 
 
 # Meta's statuses in the order they happen; ``failed`` is handled apart.

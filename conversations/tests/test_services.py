@@ -3,7 +3,7 @@
 from functools import partial
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from accounts.tests.factories import UserFactory
 from common.exceptions import NotPermitted, ServiceError
@@ -281,3 +281,62 @@ def test_concurrent_take_overs_leave_one_winner(support) -> None:
     outcomes = race(*[partial(claim, a) for a in agents])
     assert sorted(outcomes) == ["refused", "won"]
     assert _events(conversation, EventKind.TAKEN_OVER).count() == 1
+
+
+# --- The bot's batches (issue 15 §8) -------------------------------------------------------------
+
+
+def _locked_with_bot(count):
+    from conversations.services._base import _lock
+
+    return [_lock(ConversationFactory(status=ConversationStatus.BOT)) for _ in range(count)]
+
+
+def test_bot_replies_to_many_conversations_in_one_insert():
+    drafts = [services.OutboundDraft(body=f"oi {n}") for n in range(2)]
+    with transaction.atomic():
+        conversations = _locked_with_bot(3)
+        written = services.messages_create_bot_many(items=[(c, drafts) for c in conversations])
+
+    assert [(m.conversation_id, m.body) for m in written] == [
+        (c.pk, f"oi {n}") for c in conversations for n in range(2)
+    ]
+    assert {m.status for m in written} == {"queued"}
+    for conversation in conversations:
+        conversation.refresh_from_db()
+        assert conversation.last_message_at == max(
+            m.created_at for m in written if m.conversation_id == conversation.pk
+        )
+
+
+def test_bot_replies_to_a_closed_conversation_are_refused():
+    with pytest.raises(ServiceError), transaction.atomic():
+        (conversation,) = _locked_with_bot(1)
+        conversation.status = ConversationStatus.CLOSED
+        services.messages_create_bot_many(
+            items=[(conversation, [services.OutboundDraft(body="oi")])]
+        )
+
+
+def test_many_conversations_go_to_queues_at_once(support):
+    from conversations.models import ConversationEvent, EventKind
+
+    with transaction.atomic():
+        conversations = _locked_with_bot(3)
+        routed = services.conversations_route_to_department_many(
+            items=[
+                (conversations[0], support, "flow"),
+                *[(c, None, "keyword") for c in conversations[1:]],
+            ]
+        )
+
+    assert [c.pk for c in routed] == [c.pk for c in conversations]
+    for conversation, department in zip(conversations, [support, None, None], strict=True):
+        conversation.refresh_from_db()
+        assert conversation.status == ConversationStatus.PENDING
+        assert conversation.department == department
+        assert conversation.assigned_to is None
+        event = ConversationEvent.objects.get(conversation=conversation, kind=EventKind.QUEUED)
+        assert event.before["status"] == ConversationStatus.BOT
+        assert event.after["status"] == ConversationStatus.PENDING
+    assert ConversationEvent.objects.get(conversation=conversations[1]).after["reason"] == "keyword"

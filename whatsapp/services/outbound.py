@@ -17,14 +17,17 @@ shows.
 import logging
 import random
 import threading
+import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
@@ -45,7 +48,7 @@ from conversations.models import (
 from conversations.services import delivery
 from whatsapp.client import ErrorKind, GraphClient, GraphError
 from whatsapp.metrics import outbound_counted
-from whatsapp.models import ChannelError, ChannelErrorKind, WhatsAppAccount
+from whatsapp.models import ChannelError, ChannelErrorKind, PendingStatus, WhatsAppAccount
 
 from . import health
 from .accounts import account_token
@@ -256,6 +259,49 @@ def outbound_queue(*, message_id: int, countdown: float | None = None) -> bool:
     if broker:
         BROKER.succeeded()
     return True
+
+
+def outbound_queue_many(*, message_ids: Sequence[int]) -> bool:
+    """Hand many queued messages (a commit's) to the sender in one task
+    (``whatsapp.tasks.message_send_batch``); one message goes as :func:`outbound_queue` does.
+    A broker outage leaves them ``queued``, remembered like one message's."""
+    from whatsapp.tasks import message_send_batch  # noqa: PLC0415 - tasks import services
+
+    ids = list(dict.fromkeys(message_ids))
+    if len(ids) <= 1:
+        return bool(ids) and outbound_queue(message_id=ids[0])
+    broker = not current_app.conf.task_always_eager
+    if broker and not BROKER.allow():
+        logger.warning("messages %s stay queued: the broker is unreachable", ids)
+        for message_id in ids:
+            _remember_unpublished(message_id)
+        return False
+    try:
+        message_send_batch.delay(ids)
+    except Exception:
+        if broker:
+            BROKER.failed()
+            for message_id in ids:
+                _remember_unpublished(message_id)
+        logger.exception("could not queue messages %s for sending; they stay queued", ids)
+        return False
+    if broker:
+        BROKER.succeeded()
+    return True
+
+
+def outbound_deliver_now(*, message_ids: Sequence[int]) -> None:
+    """Send queued messages in this process now (a worker's own commit), the retries queued as
+    tasks of their own; should that fail, the messages go to the sender's task instead (the
+    claims decide: nothing is sent twice)."""
+    try:
+        retries = messages_deliver(message_ids=message_ids)
+    except Exception:
+        logger.exception("sending %s messages in place failed; queued", len(message_ids))
+        outbound_queue_many(message_ids=message_ids)
+        return
+    for message_id, countdown in retries:
+        outbound_queue(message_id=message_id, countdown=countdown)
 
 
 def _last_activity(message: Message) -> datetime | None:
@@ -557,7 +603,7 @@ def message_deliver(  # noqa: PLR0911 - every outcome returns the message
     token = account_token(account)
     if not token:  # the token was removed meanwhile
         return _record_sent(message_id, wa_message_id=f"wamid.SANDBOX.{uuid.uuid4().hex}")
-    client = GraphClient(token=token)
+    client = graph_client(token)
     try:
         _upload_if_needed(client, message)
         answer = client.send(
@@ -574,6 +620,273 @@ def message_deliver(  # noqa: PLR0911 - every outcome returns the message
     except Exception as exc:  # a bug or a storage error: never leave the claim dangling
         logger.exception("sending message %s failed unexpectedly", message_id)
         return _fail(message_id, error=f"{type(exc).__name__}: {exc}")
+
+
+# --- Sending many --------------------------------------------------------------------------
+
+# Kept-alive connections to the Graph API: one client (a requests.Session) per thread, token and
+# base URL, reused by the sends of this process. One left idle longer than this gets a fresh
+# connection: a POST on a connection the server is closing at that moment would be ambiguous
+# (Meta may have the message), and is never retried.
+_clients = threading.local()
+KEEP_ALIVE_IDLE = 10.0
+# Conversations sent to at once by one batch (each conversation's messages one after another).
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def graph_client(token: str) -> GraphClient:
+    """This thread's client for ``token`` (its connection kept alive between sends)."""
+    cache_key = (token, settings.WHATSAPP_API_URL)
+    clients: dict[tuple[str, str], tuple[GraphClient, float]] | None = getattr(
+        _clients, "by_key", None
+    )
+    if clients is None:
+        clients = _clients.by_key = {}
+    now = time.monotonic()
+    client, used = clients.get(cache_key, (None, 0.0))
+    if client is not None and now - used > KEEP_ALIVE_IDLE:
+        client.session.close()
+        client = None
+    if client is None:
+        client = GraphClient(token=token)
+    clients[cache_key] = (client, now)
+    return client
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    global _pool  # noqa: PLW0603 - one pool per process, made on first use (after the fork)
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, int(settings.WHATSAPP_SEND_CONCURRENCY)),
+                thread_name_prefix="whatsapp-send",
+            )
+        return _pool
+
+
+class _NoMessageId(Exception):  # noqa: N818
+    pass
+
+
+@dataclass
+class _ChainResult:
+    sent: list[tuple[Message, str]] = field(default_factory=list)
+    refused: tuple[Message, GraphError] | None = None
+    broken: tuple[Message, Exception] | None = None
+    unsent: list[Message] = field(default_factory=list)  # after a refusal: in order, later
+
+
+def _send_chain(token: str, phone_number_id: str, chain: list[Message]) -> _ChainResult:
+    """One conversation's claimed messages, in order, over this thread's kept-alive connection;
+    the first refusal stops the chain (what follows waits for it: the order is kept). No
+    database here: the caller writes every outcome."""
+    result = _ChainResult()
+    client = graph_client(token)
+    for index, message in enumerate(chain):
+        try:
+            answer = client.send(phone_number_id=phone_number_id, payload=build_payload(message))
+        except GraphError as error:
+            result.refused = (message, error)
+        except Exception as exc:  # a bug: the claim must not dangle
+            result.broken = (message, exc)
+        else:
+            wa_message_id = str(((answer.get("messages") or [{}])[0] or {}).get("id") or "")
+            if wa_message_id:
+                result.sent.append((message, wa_message_id))
+                continue
+            result.broken = (message, _NoMessageId())
+        result.unsent = chain[index + 1 :]
+        break
+    return result
+
+
+def _record_sent_many(
+    sent: Sequence[tuple[int, str]], *, only_if_queued: bool = False
+) -> list[Message]:
+    """:func:`_record_sent` for many messages: one lock, one write, one event batch."""
+    if not sent:
+        return []
+    wamids = dict(sent)
+    with transaction.atomic():
+        locked = list(
+            Message.objects.select_for_update(of=("self",))
+            .select_related(
+                "conversation__customer",
+                "conversation__department",
+                "conversation__assigned_to",
+                "conversation__whatsapp_account",
+            )
+            .filter(pk__in=list(wamids))
+            .order_by("pk")
+        )
+        if only_if_queued:
+            locked = [
+                m
+                for m in locked
+                if m.direction == Direction.OUT
+                and m.status == MessageStatus.QUEUED
+                and not m.wa_message_id
+            ]
+        messages = delivery.messages_sent_many(sent=[(m, wamids[m.pk]) for m in locked])
+        waiting = set(
+            PendingStatus.objects.filter(
+                wa_message_id__in=[m.wa_message_id for m in messages]
+            ).values_list("wa_message_id", flat=True)
+        )
+        for message in messages:
+            if message.wa_message_id in waiting:
+                pending_statuses_apply(message=message)
+    for account_id in {m.conversation.whatsapp_account_id for m in messages}:
+        health.account_sent_note(account_id=account_id)
+    for _message in messages:
+        outbound_counted(status="sent")
+    return messages
+
+
+def _claim_many(
+    messages: Sequence[Message], *, respect_backoff: bool
+) -> tuple[list[Message], list[int], list[int], list[tuple[int, float]]]:
+    """:func:`_claim` for many: (claimed, interrupted, window closed, (id, wait) in a pair
+    backoff). Rows someone else holds are left to them."""
+    interrupted: list[int] = []
+    window_closed: list[int] = []
+    retries: list[tuple[int, float]] = []
+    with transaction.atomic():
+        locked = list(
+            Message.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related(
+                "conversation__customer",
+                "conversation__department",
+                "conversation__assigned_to",
+                "conversation__whatsapp_account",
+                "reply_to",
+            )
+            .filter(
+                pk__in=[m.pk for m in messages],
+                direction=Direction.OUT,
+                status=MessageStatus.QUEUED,
+            )
+            .filter(Q(wa_message_id__isnull=True) | Q(wa_message_id=""))
+            .order_by("pk")
+        )
+        blocked = (
+            cache.get_many({_pair_key(m.conversation) for m in locked}) if respect_backoff else {}
+        )
+        now = timezone.now()
+        claimable = []
+        for message in locked:
+            if message.sending_since is not None:
+                if now - message.sending_since >= STALE_CLAIM:
+                    interrupted.append(message.pk)
+                continue  # else another worker is sending it right now
+            if message.type not in WINDOW_FREE_TYPES and not window_is_open(message.conversation):
+                window_closed.append(message.pk)
+                continue
+            remaining = (blocked.get(_pair_key(message.conversation)) or 0) - now.timestamp()
+            if remaining > 0:
+                retries.append((message.pk, remaining + random.uniform(0, 1)))  # noqa: S311
+                continue
+            claimable.append(message)
+        claimed = delivery.messages_sending_start(messages=claimable)
+    return claimed, interrupted, window_closed, retries
+
+
+def _needs_upload(message: Message) -> bool:
+    return not message.media_id and (
+        message.type in MEDIA_TYPES
+        or (message.type == MessageType.TEMPLATE and bool(message.media_file))
+    )
+
+
+def messages_deliver(
+    *, message_ids: Sequence[int], respect_backoff: bool = True
+) -> list[tuple[int, float]]:
+    """Send many queued outbound messages (a commit's) at most once each, as
+    :func:`message_deliver` does one: claimed in one transaction, sent over kept-alive
+    connections (conversations at once, each conversation's messages in order), their outcomes
+    written together. Returns the (message id, seconds) to retry on their own later: Meta's
+    retryable answers, and what waited behind one in its conversation."""
+    rows = list(
+        Message.objects.filter(pk__in=list(message_ids))
+        .select_related("conversation__whatsapp_account")
+        .only("conversation__whatsapp_account", "media_id", "media_file", "type")
+        .order_by("pk")
+    )
+    sandbox = [m.pk for m in rows if not account_token(m.conversation.whatsapp_account)]
+    _record_sent_many(
+        [(pk, f"wamid.SANDBOX.{uuid.uuid4().hex}") for pk in sandbox], only_if_queued=True
+    )
+    # A file to upload first: the one-by-one path (it records the upload at once).
+    uploads = [m.pk for m in rows if m.pk not in set(sandbox) and _needs_upload(m)]
+    retries: list[tuple[int, float]] = []
+    for message_id in uploads:
+        try:
+            message_deliver(message_id=message_id, respect_backoff=respect_backoff)
+        except RetryLater as later:
+            retries.append((message_id, later.countdown))
+    skip = {*sandbox, *uploads}
+    others = [m for m in rows if m.pk not in skip]
+    if not others:
+        return retries
+    claimed, interrupted, window_closed, waiting = _claim_many(
+        others, respect_backoff=respect_backoff
+    )
+    retries.extend(waiting)
+    for message_id in interrupted:
+        _fail(
+            message_id,
+            error=_(
+                "Sending was interrupted before Meta answered; the message may or may not have "
+                "been delivered, so it is not sent again."
+            ),
+        )
+    for message_id in window_closed:
+        _fail(
+            message_id,
+            error=_("The 24-hour window closed before the message could be sent."),
+            code=131047,
+        )
+    retries.extend(_send_claimed(claimed))
+    return retries
+
+
+def _send_claimed(claimed: list[Message]) -> list[tuple[int, float]]:
+    """Send what :func:`_claim_many` claimed and write every outcome; the retries."""
+    chains: dict[int, list[Message]] = {}
+    for message in claimed:
+        chains.setdefault(message.conversation_id, []).append(message)
+
+    def run(chain: list[Message]) -> _ChainResult:
+        account = chain[0].conversation.whatsapp_account
+        return _send_chain(account_token(account), account.phone_number_id, chain)
+
+    if len(chains) == 1:
+        results = [run(chain) for chain in chains.values()]
+    else:
+        results = list(_send_pool().map(run, chains.values()))
+    _record_sent_many([(m.pk, wamid) for r in results for m, wamid in r.sent])
+    retries: list[tuple[int, float]] = []
+    for result in results:
+        wait = 0.0
+        if result.refused is not None:
+            message, error = result.refused
+            try:
+                _handle_error(message, error)
+            except RetryLater as later:
+                retries.append((message.pk, later.countdown))
+                wait = later.countdown
+        if result.broken is not None:
+            message, exc = result.broken
+            if isinstance(exc, _NoMessageId):
+                _fail(message.pk, error=_("Meta accepted the message without returning an id."))
+            else:
+                logger.error("sending message %s failed unexpectedly: %r", message.pk, exc)
+                _fail(message.pk, error=f"{type(exc).__name__}: {exc}")
+        for step, message in enumerate(result.unsent, start=1):
+            _release(message.pk, note="waits for the conversation's message before it")
+            retries.append((message.pk, wait + step))
+    return retries
 
 
 def _handle_error(message: Message, error: GraphError) -> Message:
