@@ -410,7 +410,7 @@ WHATSAPP_MEDIA_MAX_BYTES = {
     }.items()
 }
 # Deliveries a webhook drain task stores together (one transaction, one INSERT of messages).
-WHATSAPP_INTAKE_BATCH = env.int("WHATSAPP_INTAKE_BATCH", default=100)
+WHATSAPP_INTAKE_BATCH = env.int("WHATSAPP_INTAKE_BATCH", default=300)
 WHATSAPP_WEBHOOK_MAX_BODY = env.int("WHATSAPP_WEBHOOK_MAX_BODY", default=3 * 1024 * 1024)
 WHATSAPP_CONNECT_TIMEOUT = env.float("WHATSAPP_CONNECT_TIMEOUT", default=5.0)
 WHATSAPP_READ_TIMEOUT = env.float("WHATSAPP_READ_TIMEOUT", default=30.0)
