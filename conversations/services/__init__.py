@@ -862,27 +862,30 @@ def messages_create_bot(
         return _bot_messages_write(_lock(conversation), drafts)
 
 
-def _bot_messages_write(
-    conversation: Conversation, drafts: Sequence[OutboundDraft]
-) -> list[Message]:
+def _bot_rows(conversation: Conversation, drafts: Sequence[OutboundDraft]) -> list[Message]:
+    """The bot's ``queued`` rows for ``drafts``, unsaved, once the channel would take them."""
     if conversation.is_closed:
         raise ServiceError(_("This conversation is closed."), code="conversation_closed")
     for draft in drafts:
         message_outbound_check(conversation=conversation, draft=draft)
-    messages = Message.objects.bulk_create(
-        [
-            Message(
-                conversation=conversation,
-                direction=Direction.OUT,
-                sender=SenderKind.BOT,
-                type=draft.type,
-                body=draft.body,
-                status=MessageStatus.QUEUED,
-                **draft.media,
-            )
-            for draft in drafts
-        ]
-    )
+    return [
+        Message(
+            conversation=conversation,
+            direction=Direction.OUT,
+            sender=SenderKind.BOT,
+            type=draft.type,
+            body=draft.body,
+            status=MessageStatus.QUEUED,
+            **draft.media,
+        )
+        for draft in drafts
+    ]
+
+
+def _bot_messages_write(
+    conversation: Conversation, drafts: Sequence[OutboundDraft]
+) -> list[Message]:
+    messages = Message.objects.bulk_create(_bot_rows(conversation, drafts))
     conversation.last_message_at = max(m.created_at for m in messages)
     conversation.save(update_fields=["last_message_at", "updated_at"])
     prefetch_related_objects([conversation], *selectors.CONVERSATION_PREFETCH)
@@ -904,26 +907,8 @@ def messages_create_bot_many(
     items = [(conversation, drafts) for conversation, drafts in items if drafts]
     if not items:
         return []
-    for conversation, drafts in items:
-        if conversation.is_closed:
-            raise ServiceError(_("This conversation is closed."), code="conversation_closed")
-        for draft in drafts:
-            message_outbound_check(conversation=conversation, draft=draft)
-    messages = Message.objects.bulk_create(
-        [
-            Message(
-                conversation=conversation,
-                direction=Direction.OUT,
-                sender=SenderKind.BOT,
-                type=draft.type,
-                body=draft.body,
-                status=MessageStatus.QUEUED,
-                **draft.media,
-            )
-            for conversation, drafts in items
-            for draft in drafts
-        ]
-    )
+    rows = [row for conversation, drafts in items for row in _bot_rows(conversation, drafts)]
+    messages = Message.objects.bulk_create(rows)
     latest: dict[int, datetime] = {}
     for message in messages:
         moment = latest.get(message.conversation_id)

@@ -86,18 +86,7 @@ def message_sent(*, message: Message, channel_message_id: str) -> Message:
     message.sending_since = None
     message.error, message.error_code, message.error_data = "", None, None
     _history(message, status=MessageStatus.SENT, applied=True)
-    message.save(
-        update_fields=[
-            "wa_message_id",
-            "status",
-            "sending_since",
-            "error",
-            "error_code",
-            "error_data",
-            "status_history",
-            "updated_at",
-        ]
-    )
+    message.save(update_fields=_SENT_FIELDS)
     _status_moved(message)
     return message
 
