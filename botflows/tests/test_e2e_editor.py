@@ -81,6 +81,10 @@ def admin_page(chromium, live_server, admin_user) -> Iterator[Any]:
         lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
     )
     page.set_default_timeout(WAIT_MS)
+    # expect() has its own 5 s default: the same patience as the page's on a busy machine
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
     page.goto(f"{live_server.url}/bot/")  # the login form, then back to the bot's page
     page.fill("input[name=username]", admin_user.email)
     page.fill("input[name=password]", DEFAULT_PASSWORD)

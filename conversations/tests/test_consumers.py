@@ -663,6 +663,12 @@ async def test_a_socket_too_far_behind_is_closed_to_catch_up(agent, support, mon
             body=f"m{i}",
             wa_message_id=f"b{i}",
         )
+    # The frames reach the socket through the layer (Redis on a busy machine): wait until they
+    # have piled up behind the stuck send, or the send would be released before they came.
+    deadline = asyncio.get_running_loop().time() + 10
+    while not socket._closed and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert socket._closed  # more than MAX_OUTBOX waiting: closed while its send is stuck
     released.set()
     outputs = []
     for _ in range(10):

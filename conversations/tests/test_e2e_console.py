@@ -238,6 +238,10 @@ def open_console(browser: Any, live_server_e2e: LiveServer) -> Iterator[Callable
         if init_script:
             page.add_init_script(init_script)
         page.set_default_timeout(WAIT_MS)
+        # expect() has its own 5 s default: the same patience as the page's on a busy machine
+        from playwright.sync_api import expect
+
+        expect.set_options(timeout=WAIT_MS)
         page.goto(live_server_e2e.url + path)
         page.fill("input[name=username]", user.email)
         page.fill("input[name=password]", DEFAULT_PASSWORD)

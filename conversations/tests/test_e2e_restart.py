@@ -250,6 +250,8 @@ def test_the_console_catches_up_after_the_server_is_killed_and_restarted(
     )
     page.add_init_script(SOCKET_COUNTER)
     page.set_default_timeout(WAIT_MS)
+    # expect() has its own 5 s default: the same patience as the page's on a busy machine
+    expect.set_options(timeout=WAIT_MS)
     try:
         page.goto(f"{daphne.url}/c/{conversation.pk}/?tab=queue")
         page.fill("input[name=username]", ana.email)
