@@ -240,21 +240,32 @@ def outbound_queue(*, message_id: int, countdown: float | None = None) -> bool:
     """
     from whatsapp.tasks import message_send  # noqa: PLC0415 - tasks import services
 
-    broker = not current_app.conf.task_always_eager  # embedded mode sends in this process
-    if broker and not BROKER.allow():  # Redis unreachable a moment ago
-        logger.warning("message %s stays queued: the broker is unreachable", message_id)
-        _remember_unpublished(message_id)
-        return False
-    try:
+    def publish() -> None:
         if countdown:
             message_send.apply_async((message_id,), countdown=countdown)
         else:
             message_send.delay(message_id)
+
+    return _hand_to_sender([message_id], publish)
+
+
+def _hand_to_sender(message_ids: list[int], publish: Callable[[], Any]) -> bool:
+    """Publish the sender's task for ``message_ids``; a broker outage (known, or met now) leaves
+    them ``queued`` and remembered for :func:`outbound_queue_unpublished`. Whether it went."""
+    broker = not current_app.conf.task_always_eager  # embedded mode sends in this process
+    if broker and not BROKER.allow():  # Redis unreachable a moment ago
+        logger.warning("messages %s stay queued: the broker is unreachable", message_ids)
+        for message_id in message_ids:
+            _remember_unpublished(message_id)
+        return False
+    try:
+        publish()
     except Exception:
         if broker:
             BROKER.failed()
-            _remember_unpublished(message_id)
-        logger.exception("could not queue message %s for sending; it stays queued", message_id)
+            for message_id in message_ids:
+                _remember_unpublished(message_id)
+        logger.exception("could not queue messages %s for sending; they stay queued", message_ids)
         return False
     if broker:
         BROKER.succeeded()
@@ -270,24 +281,7 @@ def outbound_queue_many(*, message_ids: Sequence[int]) -> bool:
     ids = list(dict.fromkeys(message_ids))
     if len(ids) <= 1:
         return bool(ids) and outbound_queue(message_id=ids[0])
-    broker = not current_app.conf.task_always_eager
-    if broker and not BROKER.allow():
-        logger.warning("messages %s stay queued: the broker is unreachable", ids)
-        for message_id in ids:
-            _remember_unpublished(message_id)
-        return False
-    try:
-        message_send_batch.delay(ids)
-    except Exception:
-        if broker:
-            BROKER.failed()
-            for message_id in ids:
-                _remember_unpublished(message_id)
-        logger.exception("could not queue messages %s for sending; they stay queued", ids)
-        return False
-    if broker:
-        BROKER.succeeded()
-    return True
+    return _hand_to_sender(ids, lambda: message_send_batch.delay(ids))
 
 
 def outbound_deliver_now(*, message_ids: Sequence[int]) -> None:
