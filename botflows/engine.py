@@ -32,6 +32,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from common.bulk import rows_update
 from common.exceptions import ServiceError
 from conversations import services as conversation_services
 from conversations.models import (
@@ -1083,27 +1084,22 @@ def _sessions_write(sessions: Iterable[BotSession]) -> None:
         BotSession.objects.bulk_update(rows, [*_SESSION_FIELDS, "updated_at"])
         return
     # bulk_update's CASE per field and row cost more to compile than the turns themselves.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {BotSession._meta.db_table} AS s SET "  # noqa: S608 - our table name
-            "flow_version_id = v.flow_version_id, node_key = v.node_key, state = v.state, "
-            "attempts = v.attempts, ai_turns = v.ai_turns, collected = v.collected::jsonb, "
-            "updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::integer[], "
-            "%s::integer[], %s::text[]) "
-            "AS v(id, flow_version_id, node_key, state, attempts, ai_turns, collected) "
-            "WHERE s.id = v.id",
-            [
-                now,
-                [s.pk for s in rows],
-                [s.flow_version_id for s in rows],
-                [s.node_key for s in rows],
-                [s.state for s in rows],
-                [s.attempts for s in rows],
-                [s.ai_turns for s in rows],
-                [json.dumps(s.collected, cls=DjangoJSONEncoder) for s in rows],
-            ],
-        )
+    rows_update(
+        BotSession,
+        ids=[s.pk for s in rows],
+        columns={
+            "flow_version_id": ("bigint", [s.flow_version_id for s in rows]),
+            "node_key": ("text", [s.node_key for s in rows]),
+            "state": ("text", [s.state for s in rows]),
+            "attempts": ("integer", [s.attempts for s in rows]),
+            "ai_turns": ("integer", [s.ai_turns for s in rows]),
+            "collected": ("text", [json.dumps(s.collected, cls=DjangoJSONEncoder) for s in rows]),
+        },
+        assignments="flow_version_id = v.flow_version_id, node_key = v.node_key, "
+        "state = v.state, attempts = v.attempts, ai_turns = v.ai_turns, "
+        "collected = v.collected::jsonb, updated_at = %s",
+        params=[now],
+    )
 
 
 @transaction.atomic

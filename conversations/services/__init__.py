@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import AuditAction, User
 from accounts.services import audit_log_record
+from common.bulk import rows_update
 from common.events import emit, emit_many
 from common.exceptions import NotPermitted, ServiceError
 from departments.models import Department
@@ -464,18 +465,14 @@ def _conversations_queue(conversations: Sequence[Conversation], *, now: datetime
         )
         return
     # bulk_update's CASE per field and row cost more to compile than the hand-overs themselves.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Conversation._meta.db_table} AS c SET "  # noqa: S608 - our table name
-            "department_id = v.department_id, assigned_to_id = NULL, status = %s, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, department_id) WHERE c.id = v.id",
-            [
-                ConversationStatus.PENDING,
-                now,
-                [c.pk for c in conversations],
-                [c.department_id for c in conversations],
-            ],
-        )
+    rows_update(
+        Conversation,
+        ids=[c.pk for c in conversations],
+        columns={"department_id": ("bigint", [c.department_id for c in conversations])},
+        assignments="department_id = v.department_id, assigned_to_id = NULL, status = %s, "
+        "updated_at = %s",
+        params=[ConversationStatus.PENDING, now],
+    )
 
 
 # --- Messages --------------------------------------------------------------------------------
@@ -679,19 +676,21 @@ def _conversations_bump(bumps: dict[int, tuple[int, datetime]]) -> None:
     now = timezone.now()
     if connection.vendor == "postgresql":
         # One statement for the whole batch (an UPDATE per conversation was most of its queries).
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Conversation._meta.db_table} AS c SET "  # noqa: S608 - our table name
-                # A closed conversation (a survey's answer) waits for nobody: no unread badge.
-                "unread_count = CASE WHEN c.status = 'closed' THEN c.unread_count "
-                "ELSE c.unread_count + v.n END, "
-                "last_inbound_at = GREATEST(c.last_inbound_at, v.latest), "
-                "last_message_at = GREATEST(c.last_message_at, v.latest), "
-                "updated_at = %s "
-                "FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[]) AS v(id, n, latest) "
-                "WHERE c.id = v.id",
-                [now, list(bumps), [n for n, _ in bumps.values()], [t for _, t in bumps.values()]],
-            )
+        rows_update(
+            Conversation,
+            ids=list(bumps),
+            columns={
+                "n": ("integer", [n for n, _ in bumps.values()]),
+                "latest": ("timestamptz", [t for _, t in bumps.values()]),
+            },
+            # A closed conversation (a survey's answer) waits for nobody: no unread badge.
+            assignments="unread_count = CASE WHEN t.status = 'closed' THEN t.unread_count "
+            "ELSE t.unread_count + v.n END, "
+            "last_inbound_at = GREATEST(t.last_inbound_at, v.latest), "
+            "last_message_at = GREATEST(t.last_message_at, v.latest), "
+            "updated_at = %s",
+            params=[now],
+        )
         return
     for conversation_id, (count, moment) in bumps.items():
         latest = Value(moment)
@@ -933,13 +932,13 @@ def _conversations_last_message(latest: dict[int, datetime]) -> None:
     """Set the (locked) conversations' last-message times: {id: moment}, one statement."""
     now = timezone.now()
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Conversation._meta.db_table} AS c SET "  # noqa: S608 - our table name
-                "last_message_at = v.latest, updated_at = %s "
-                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, latest) WHERE c.id = v.id",
-                [now, list(latest), list(latest.values())],
-            )
+        rows_update(
+            Conversation,
+            ids=list(latest),
+            columns={"latest": ("timestamptz", list(latest.values()))},
+            assignments="last_message_at = v.latest, updated_at = %s",
+            params=[now],
+        )
         return
     for conversation_id, moment in latest.items():
         Conversation.objects.filter(pk=conversation_id).update(

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
+from common.bulk import rows_update
 from common.events import emit, emit_many
 
 from .. import events, selectors
@@ -139,22 +140,21 @@ def _sent_write(messages: Sequence[Message], *, now: Any) -> None:
         return
     # One statement, without the CASE per field and row that bulk_update builds (its SQL
     # compilation was most of the cost of a batch).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Message._meta.db_table} AS m SET "  # noqa: S608 - our table name
-            "wa_message_id = v.wa, status = %s, sending_since = NULL, error = '', "
-            "error_code = NULL, error_data = NULL, status_history = v.history::jsonb, "
-            "updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, wa, history) "
-            "WHERE m.id = v.id",
-            [
-                MessageStatus.SENT,
-                now,
-                [m.pk for m in messages],
-                [m.wa_message_id for m in messages],
+    rows_update(
+        Message,
+        ids=[m.pk for m in messages],
+        columns={
+            "wa": ("text", [m.wa_message_id for m in messages]),
+            "history": (
+                "text",
                 [json.dumps(m.status_history, cls=DjangoJSONEncoder) for m in messages],
-            ],
-        )
+            ),
+        },
+        assignments="wa_message_id = v.wa, status = %s, sending_since = NULL, error = '', "
+        "error_code = NULL, error_data = NULL, status_history = v.history::jsonb, "
+        "updated_at = %s",
+        params=[MessageStatus.SENT, now],
+    )
 
 
 @transaction.atomic
